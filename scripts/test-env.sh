@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# The real components ccscope talks to, brought up for its tests: journald, a private
+# `systemd --user` manager in its own cgroup, and that manager's session bus.
+#
+#   scripts/test-env.sh up       bring them up (idempotent); prints the environment to export
+#   scripts/test-env.sh env      print the environment to export (eval "$(scripts/test-env.sh env)")
+#   scripts/test-env.sh status   say what runs and who started it
+#   scripts/test-env.sh down     stop what `up` started (idempotent); leaves no process or cgroup
+#
+# On a host that already has a user manager and a session bus (a real workstation), `up`
+# uses them and changes nothing; `down` then changes nothing either.
+#
+# Everything `up` starts is recorded under $CCSCOPE_TEST_ENV_DIR (default /run/ccscope-test-env)
+# and `down` stops exactly that: by recorded pid and by the cgroup it made, never by pattern.
+set -euo pipefail
+
+ENV_DIR=${CCSCOPE_TEST_ENV_DIR:-/run/ccscope-test-env}
+# Unix socket paths are limited to 108 bytes: keep the runtime directory short.
+RUNTIME_DIR="$ENV_DIR/rt"
+SLICE=ccscope-test.slice
+MANAGER_CGROUP="$SLICE/user@$(id -u).service"
+DEADLINE_SECONDS=${CCSCOPE_TEST_ENV_DEADLINE:-20}
+
+say() { printf 'test-env: %s\n' "$*" >&2; }
+die() { printf 'test-env: error: %s\n' "$*" >&2; exit 1; }
+
+# The cgroup2 mount, read from mountinfo (v2-only hosts: /sys/fs/cgroup; hybrid: .../unified).
+cgroup2_mount() { awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo; }
+# The v1 name=systemd hierarchy of hybrid hosts, if there is one.
+systemd_v1_mount() { awk '$9 == "cgroup" && $NF ~ /(^|,)name=systemd(,|$)/ { print $5; exit }' /proc/self/mountinfo; }
+
+# Runs "$@" until it succeeds or the deadline passes; polling a condition with a deadline.
+wait_until() {
+    local what=$1; shift
+    local end=$((SECONDS + DEADLINE_SECONDS))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= end)); then
+            die "timed out after ${DEADLINE_SECONDS}s waiting for $what"
+        fi
+        sleep 0.05
+    done
+}
+
+alive() { [ -n "${1:-}" ] && [ -e "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+
+# Waits until pid $1 is gone (absent or a zombie), with the deadline.
+wait_gone() { local end=$((SECONDS + DEADLINE_SECONDS)); while alive "$1"; do ((SECONDS < end)) || return 1; sleep 0.05; done; }
+
+journald_works() { systemd-cat -t ccscope-test-env true 2>/dev/null; }
+
+manager_running() {
+    local state
+    state=$(XDG_RUNTIME_DIR=$RUNTIME_DIR systemctl --user is-system-running 2>/dev/null) || true
+    [ "$state" = running ] || [ "$state" = degraded ]
+}
+
+bus_answers() {
+    DBUS_SESSION_BUS_ADDRESS="unix:path=$RUNTIME_DIR/bus" XDG_RUNTIME_DIR=$RUNTIME_DIR \
+        busctl --user call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.DBus.Peer Ping
+}
+
+# A host whose own user manager and session bus already answer in this environment.
+host_has_user_manager() {
+    [ -n "${XDG_RUNTIME_DIR:-}" ] && [ "${XDG_RUNTIME_DIR}" != "$RUNTIME_DIR" ] || return 1
+    [ -S "${XDG_RUNTIME_DIR}/bus" ] || [ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] || return 1
+    busctl --user call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.DBus.Peer Ping >/dev/null 2>&1
+}
+
+print_env() {
+    if [ -f "$ENV_DIR/external" ] || { [ ! -d "$ENV_DIR" ] && host_has_user_manager; }; then
+        printf 'export XDG_RUNTIME_DIR=%q\n' "$XDG_RUNTIME_DIR"
+        printf 'export DBUS_SESSION_BUS_ADDRESS=%q\n' "${DBUS_SESSION_BUS_ADDRESS:-unix:path=$XDG_RUNTIME_DIR/bus}"
+    else
+        printf 'export XDG_RUNTIME_DIR=%q\n' "$RUNTIME_DIR"
+        printf 'export DBUS_SESSION_BUS_ADDRESS=%q\n' "unix:path=$RUNTIME_DIR/bus"
+    fi
+    printf 'export CCSCOPE_TEST_ENV=1\n'
+}
+
+up() {
+    if [ -f "$ENV_DIR/external" ]; then print_env; return; fi
+    if [ ! -d "$ENV_DIR" ] && host_has_user_manager && journald_works; then
+        mkdir -p "$ENV_DIR"
+        : >"$ENV_DIR/external"
+        say "using the host's own user manager, session bus and journald; nothing started"
+        print_env
+        return
+    fi
+    mkdir -p "$ENV_DIR"
+    chmod 0700 "$ENV_DIR"
+
+    # journald: only if the host has none answering.
+    if ! journald_works; then
+        [ -x /lib/systemd/systemd-journald ] || die "journald is not running and /lib/systemd/systemd-journald is missing: apt-get install systemd"
+        setsid /lib/systemd/systemd-journald </dev/null >"$ENV_DIR/journald.log" 2>&1 &
+        echo $! >"$ENV_DIR/journald.pid"
+        wait_until "journald to accept entries" journald_works
+        say "started journald (pid $(cat "$ENV_DIR/journald.pid"))"
+    fi
+
+    if [ -f "$ENV_DIR/manager.pid" ] && alive "$(cat "$ENV_DIR/manager.pid")" && manager_running; then
+        say "user manager already up (pid $(cat "$ENV_DIR/manager.pid"))"
+    else
+        # systemd --user refuses to start unless the host looks booted with systemd.
+        if [ ! -d /run/systemd/system ]; then
+            mkdir -p /run/systemd/system
+            : >"$ENV_DIR/created-run-systemd-system"
+        fi
+        local v2 v1
+        v2=$(cgroup2_mount)
+        [ -n "$v2" ] || die "no cgroup2 mount in /proc/self/mountinfo; the user manager needs one"
+        v1=$(systemd_v1_mount)
+        mkdir -p "$v2/$MANAGER_CGROUP"
+        echo "$v2/$SLICE" >"$ENV_DIR/cgroup-v2"
+        if [ -n "$v1" ]; then
+            mkdir -p "$v1/$MANAGER_CGROUP"
+            echo "$v1/$SLICE" >"$ENV_DIR/cgroup-v1"
+        fi
+        mkdir -p "$RUNTIME_DIR"
+        chmod 0700 "$RUNTIME_DIR"
+        # The child moves itself into the manager's cgroup, then becomes the manager.
+        local move="echo \$\$ > '$v2/$MANAGER_CGROUP/cgroup.procs'"
+        [ -z "$v1" ] || move="$move; echo \$\$ > '$v1/$MANAGER_CGROUP/cgroup.procs'"
+        XDG_RUNTIME_DIR=$RUNTIME_DIR DBUS_SESSION_BUS_ADDRESS="unix:path=$RUNTIME_DIR/bus" \
+            setsid sh -c "$move; exec /lib/systemd/systemd --user --log-target=journal" \
+            </dev/null >"$ENV_DIR/manager.log" 2>&1 &
+        echo $! >"$ENV_DIR/manager.pid"
+        wait_until "the user manager to report running (log: $ENV_DIR/manager.log)" manager_running
+        say "started systemd --user (pid $(cat "$ENV_DIR/manager.pid")) in $v2/$MANAGER_CGROUP"
+    fi
+
+    if ! bus_answers; then
+        XDG_RUNTIME_DIR=$RUNTIME_DIR systemctl --user start dbus.socket dbus.service
+        wait_until "the session bus to answer" bus_answers
+        say "session bus up at $RUNTIME_DIR/bus"
+    fi
+    print_env
+}
+
+# Kills every process left in cgroup v2 directory $1, waits for it to empty, removes it depth-first.
+remove_cgroup_tree() {
+    local root=$1
+    [ -d "$root" ] || return 0
+    if [ -f "$root/cgroup.kill" ]; then
+        echo 1 >"$root/cgroup.kill" 2>/dev/null || true
+    fi
+    if [ -f "$root/cgroup.events" ]; then
+        wait_until "cgroup $root to empty" grep -q '^populated 0' "$root/cgroup.events"
+    fi
+    # Depth-first: children before parents; rmdir is bounded by the deadline above.
+    find "$root" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [ ! -d "$root" ] || die "could not remove cgroup $root: $(find "$root" -type d | head -3 | tr '\n' ' ')"
+}
+
+down() {
+    if [ -f "$ENV_DIR/external" ]; then
+        rm -f "$ENV_DIR/external"; rmdir "$ENV_DIR" 2>/dev/null || true
+        say "host components were not ours; nothing stopped"
+        return
+    fi
+    if [ ! -d "$ENV_DIR" ]; then say "already down"; return; fi
+    local pid
+    if [ -f "$ENV_DIR/manager.pid" ]; then
+        pid=$(cat "$ENV_DIR/manager.pid")
+        if alive "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait_gone "$pid" || { say "user manager $pid ignored SIGTERM; killing its cgroup"; }
+        fi
+        rm -f "$ENV_DIR/manager.pid"
+    fi
+    if [ -f "$ENV_DIR/cgroup-v2" ]; then
+        remove_cgroup_tree "$(cat "$ENV_DIR/cgroup-v2")"
+        rm -f "$ENV_DIR/cgroup-v2"
+    fi
+    if [ -f "$ENV_DIR/cgroup-v1" ]; then
+        # v1 has no cgroup.kill; its processes died with the v2 tree above.
+        local v1
+        v1=$(cat "$ENV_DIR/cgroup-v1")
+        [ ! -d "$v1" ] || find "$v1" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        [ ! -d "$v1" ] || die "could not remove cgroup $v1"
+        rm -f "$ENV_DIR/cgroup-v1"
+    fi
+    if [ -f "$ENV_DIR/journald.pid" ]; then
+        pid=$(cat "$ENV_DIR/journald.pid")
+        if alive "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait_gone "$pid" || die "journald $pid did not stop"
+        fi
+        rm -f "$ENV_DIR/journald.pid"
+    fi
+    if [ -f "$ENV_DIR/created-run-systemd-system" ]; then
+        rmdir /run/systemd/system 2>/dev/null || true
+    fi
+    rm -rf "$ENV_DIR"
+    say "down"
+}
+
+status() {
+    if [ -f "$ENV_DIR/external" ]; then echo "up (the host's own components)"; return; fi
+    if [ ! -d "$ENV_DIR" ]; then echo "down"; return 3; fi
+    local m j
+    m=$(cat "$ENV_DIR/manager.pid" 2>/dev/null || true)
+    j=$(cat "$ENV_DIR/journald.pid" 2>/dev/null || true)
+    if alive "$m"; then echo "user manager: running (pid $m)"; else echo "user manager: not running"; fi
+    if [ -n "$j" ]; then
+        if alive "$j"; then echo "journald: running (pid $j, ours)"; else echo "journald: not running"; fi
+    else
+        echo "journald: the host's"
+    fi
+    if bus_answers >/dev/null 2>&1; then echo "session bus: answering at $RUNTIME_DIR/bus"; else echo "session bus: not answering"; fi
+}
+
+case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    env) print_env ;;
+    status) status ;;
+    *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+esac

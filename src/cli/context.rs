@@ -1,0 +1,81 @@
+//! What every subcommand needs: the global options resolved against the environment.
+
+use std::path::PathBuf;
+
+use super::GlobalArgs;
+use crate::config::{self, Config, ConfigRequest};
+use crate::errors::CliError;
+use crate::registry::{Registry, StateDir};
+
+pub struct Context {
+    pub global: GlobalArgs,
+    pub cwd: PathBuf,
+    pub config_request: ConfigRequest,
+}
+
+impl Context {
+    pub fn new(global: GlobalArgs) -> Result<Context, CliError> {
+        let cwd = std::env::current_dir().map_err(|e| {
+            CliError::io("read the current directory", std::path::Path::new("."), &e)
+        })?;
+        // -f beats CCSCOPE_CONFIG; --profile and -f together are a contradiction.
+        let env_file = std::env::var_os("CCSCOPE_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        if global.profile.is_some() && global.file.is_some() {
+            return Err(
+                CliError::usage("--profile and -f/--file both name a configuration")
+                    .with_hint("give one of them"),
+            );
+        }
+        let config_request = ConfigRequest {
+            file: global.file.clone().or(if global.profile.is_some() {
+                None
+            } else {
+                env_file
+            }),
+            profile: global.profile.clone(),
+        };
+        Ok(Context {
+            global,
+            cwd,
+            config_request,
+        })
+    }
+
+    /// True when the user named a configuration (flag, env or profile) rather than relying on lookup.
+    pub fn config_named(&self) -> bool {
+        self.config_request.file.is_some() || self.config_request.profile.is_some()
+    }
+
+    pub fn load_config(&self) -> Result<Config, CliError> {
+        Ok(config::load(&self.config_request, &self.cwd)?)
+    }
+
+    pub fn state_dir(&self, config: Option<&Config>) -> Result<StateDir, CliError> {
+        let from_config = config.and_then(|c| c.project.state_dir.as_deref());
+        Ok(StateDir::resolve(
+            self.global.state_dir.as_deref(),
+            from_config,
+            &|k| std::env::var(k).ok(),
+        )?)
+    }
+
+    /// Opens the registry and tells the user about anything opening had to repair.
+    pub fn open_registry(&self, config: Option<&Config>) -> Result<Registry, CliError> {
+        let dir = self.state_dir(config)?;
+        tracing::info!(path = %dir.path.display(), origin = ?dir.origin, "state directory");
+        let (registry, report) = Registry::open(&dir)?;
+        if let Some(aside) = &report.moved_aside {
+            eprintln!(
+                "warning: the registry {} was corrupt; it was moved to {} and a fresh one created",
+                registry.path().display(),
+                aside.display()
+            );
+        }
+        for repair in &report.repairs {
+            eprintln!("warning: {repair}");
+        }
+        Ok(registry)
+    }
+}

@@ -1,0 +1,160 @@
+//! The command line: clap definitions, one file per subcommand, and the dispatch that maps
+//! every outcome to a documented exit code. No logic beyond shaping arguments lives here.
+
+mod check;
+mod completions;
+mod context;
+mod init;
+mod ps;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use context::Context;
+
+use crate::errors::CliError;
+use crate::exit_codes;
+
+/// Contains every process of a local service stack, and stops all of them.
+///
+/// ccscope runs each service of a stack in its own systemd scope or cgroup, remembers what
+/// runs in a SQLite registry, and finds and stops what escaped.
+#[derive(Debug, Parser)]
+#[command(name = "ccscope", version, propagate_version = true, after_long_help = exit_code_help())]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// The stack definition to use [default: ./ccscope.toml, then parent directories; env: CCSCOPE_CONFIG]
+    #[arg(short = 'f', long = "file", value_name = "FILE", global = true)]
+    pub file: Option<PathBuf>,
+
+    /// Use a built-in stack definition instead of a file (`ccscope check --profile example`)
+    #[arg(long, value_name = "NAME", global = true)]
+    pub profile: Option<String>,
+
+    /// Where the registry lives [default: $XDG_STATE_HOME/ccscope]
+    #[arg(long, value_name = "DIR", env = "CCSCOPE_STATE_DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout (errors as JSON on stderr)
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Say more (repeat for debug output)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Say only what went wrong
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the stack definition and print its start plan
+    Check(check::CheckArgs),
+    /// Write a commented example ccscope.toml
+    Init(init::InitArgs),
+    /// List the processes in the registry
+    Ps(ps::PsArgs),
+    /// Print a shell completion script
+    Completions(completions::CompletionsArgs),
+    /// Commands for looking inside ccscope
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DebugCommand {
+    /// The same as `ccscope ps`
+    ListProcesses(ps::PsArgs),
+}
+
+fn exit_code_help() -> String {
+    let mut help = String::from("Exit codes:\n");
+    for (code, name, meaning) in exit_codes::TABLE {
+        help.push_str(&format!("  {code:>3}  {name:<9} {meaning}\n"));
+    }
+    help
+}
+
+/// Parses the command line, runs the command, and returns the process exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    init_logging(&cli.global);
+    let json = cli.global.json;
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            report_error(&err, json);
+            err.code
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<i32, CliError> {
+    let ctx = Context::new(cli.global)?;
+    match cli.command {
+        Command::Check(args) => check::run(&ctx, &args),
+        Command::Init(args) => init::run(&ctx, &args),
+        Command::Ps(args) | Command::Debug(DebugCommand::ListProcesses(args)) => {
+            ps::run(&ctx, &args)
+        }
+        Command::Completions(args) => completions::run(&args),
+    }
+}
+
+fn report_error(err: &CliError, json: bool) {
+    let mut stderr = std::io::stderr().lock();
+    if json {
+        let doc = serde_json::json!({ "error": err });
+        let _ = writeln!(stderr, "{doc}");
+    } else {
+        let _ = stderr.write_all(err.render().as_bytes());
+    }
+}
+
+fn init_logging(global: &GlobalArgs) {
+    let level = match (global.quiet, global.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CCSCOPE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ccscope={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
+/// Prints a value as one JSON document on stdout.
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| {
+        CliError::new(
+            exit_codes::FAILURE,
+            "internal",
+            format!("could not encode JSON: {e}"),
+        )
+    })?;
+    println!("{text}");
+    Ok(())
+}

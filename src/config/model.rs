@@ -1,0 +1,165 @@
+//! The validated stack definition: what the rest of ccscope works from. Every value here has
+//! passed validation; defaults are already applied.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::duration::HumanDuration;
+
+/// Where a configuration came from; errors name it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum ConfigSource {
+    File(PathBuf),
+    Profile(String),
+}
+
+impl ConfigSource {
+    /// The name shown in front of `:line:column`.
+    pub fn display_name(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.display().to_string(),
+            ConfigSource::Profile(name) => format!("<profile {name}>"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    pub source: ConfigSource,
+    pub project: Project,
+    pub services: BTreeMap<String, Service>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Project {
+    pub name: String,
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub launch: Launch,
+    pub cwd: Option<PathBuf>,
+    pub env: BTreeMap<String, String>,
+    pub env_files: Vec<PathBuf>,
+    pub depends_on: BTreeMap<String, DependencyCondition>,
+    pub ready: Option<Probe>,
+    pub liveness: Option<Probe>,
+    pub restart: RestartPolicy,
+    pub stop_signal: Signal,
+    pub stop_timeout: HumanDuration,
+    pub ports: Vec<u16>,
+    pub discover: DiscoverRules,
+    pub limits: Limits,
+    pub optional: bool,
+}
+
+/// How a service's process is started.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Launch {
+    /// An argv array, executed directly.
+    Command { argv: Vec<String> },
+    /// A command line run by `/bin/sh -c`, only where the config says `shell = "…"`.
+    Shell { script: String },
+    /// A container run through the Docker Engine API.
+    Docker(DockerSpec),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DockerSpec {
+    pub image: String,
+    pub command: Option<Vec<String>>,
+    pub ports: Vec<PortMapping>,
+    pub env: BTreeMap<String, String>,
+    pub volumes: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PortMapping {
+    pub host: u16,
+    pub container: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyCondition {
+    /// The dependency's process has been launched.
+    Started,
+    /// The dependency's readiness probe passed (or it was launched, if it has none).
+    Healthy,
+    /// The dependency ran to completion with exit code 0.
+    CompletedSuccessfully,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    pub check: ProbeCheck,
+    pub interval: HumanDuration,
+    pub timeout: HumanDuration,
+    pub retries: u32,
+    pub start_timeout: HumanDuration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProbeCheck {
+    Tcp { host: String, port: u16 },
+    Http { url: String, status: u16 },
+    Exec { argv: Vec<String> },
+    Notify,
+    Log { pattern: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RestartPolicy {
+    pub policy: RestartMode,
+    pub initial_backoff: HumanDuration,
+    pub max_backoff: HumanDuration,
+    pub max_restarts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartMode {
+    No,
+    OnFailure,
+    Always,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Signal {
+    pub name: &'static str,
+    pub number: i32,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DiscoverRules {
+    /// Regexes matched against the whole command line (arguments joined by spaces).
+    pub cmdline: Vec<String>,
+    /// Executable names (the file name of /proc/PID/exe, or comm).
+    pub exe: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    pub memory_bytes: Option<u64>,
+    pub tasks: Option<u64>,
+    /// CPU quota in percent of one CPU (150 = one and a half CPUs).
+    pub cpu_percent: Option<u32>,
+}
+
+pub(crate) const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+pub(crate) const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_PROBE_RETRIES: u32 = 3;
+pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_MAX_RESTARTS: u32 = 5;

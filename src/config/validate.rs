@@ -1,0 +1,991 @@
+//! From text to a validated [`Config`]: parse, then check everything that can be checked
+//! without running anything, collecting every problem with its file:line:column.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use toml::Spanned;
+
+use super::diagnostic::{ConfigError, Diagnostic, Location};
+use super::duration::HumanDuration;
+use super::graph;
+use super::model::*;
+use super::schema::*;
+use crate::suggest::closest;
+
+/// Environment variables ccscope sets itself on every process it launches.
+pub const RESERVED_ENV: &[&str] = &["CCSCOPE_PROJECT", "CCSCOPE_SERVICE", "CCSCOPE_RUN_ID"];
+
+/// Parses and validates `text`. Relative paths resolve against `base_dir`.
+pub fn parse_config(
+    text: &str,
+    source: ConfigSource,
+    base_dir: &Path,
+) -> Result<Config, ConfigError> {
+    let file = source.display_name();
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+        diagnostics: vec![toml_error_diagnostic(&file, text, &e)],
+    })?;
+    let mut v = Validator {
+        file: &file,
+        text,
+        base_dir,
+        diagnostics: Vec::new(),
+    };
+    let project = v.project(raw.project.as_ref());
+    let mut services = BTreeMap::new();
+    let mut dependency_spans = BTreeMap::new();
+    for (name, service) in &raw.services {
+        v.check_name("service", name.get_ref(), name.span());
+        if let Some(s) = v.service(name.get_ref(), service, &raw.defaults) {
+            services.insert(name.get_ref().clone(), s);
+        }
+        if let Some(deps) = &service.get_ref().depends_on {
+            dependency_spans.insert(name.get_ref().clone(), depends_span_by_name(deps));
+        }
+    }
+    v.check_dependencies(&raw, &dependency_spans);
+    v.check_ports(&raw);
+    if !v.diagnostics.is_empty() {
+        v.diagnostics
+            .sort_by_key(|d| (d.location.line, d.location.column));
+        return Err(ConfigError::Invalid {
+            diagnostics: v.diagnostics,
+        });
+    }
+    let project = project.expect("a missing project always leaves a diagnostic");
+    Ok(Config {
+        source,
+        project,
+        services,
+    })
+}
+
+/// Turns a toml / serde error into a diagnostic, adding "did you mean" to unknown keys and values.
+fn toml_error_diagnostic(file: &str, text: &str, e: &toml::de::Error) -> Diagnostic {
+    let offset = e.span().map_or(0, |s| s.start);
+    let location = Location::of_offset(file, text, offset);
+    let message = e.message().trim().to_string();
+    let (message, hint) = explain_unknown(&message, text, offset);
+    Diagnostic {
+        location,
+        message,
+        hint,
+    }
+}
+
+/// serde says "unknown field `x`, expected one of `a`, `b`"; we say where and suggest the closest.
+fn explain_unknown(message: &str, text: &str, offset: usize) -> (String, Option<String>) {
+    let noun = if message.starts_with("unknown field") {
+        "key"
+    } else if message.starts_with("unknown variant") {
+        "value"
+    } else {
+        return (message.to_string(), None);
+    };
+    let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+    let Some((unknown, expected)) = quoted.split_first() else {
+        return (message.to_string(), None);
+    };
+    let table = enclosing_table(text, offset);
+    let place = table.map(|t| format!(" in [{t}]")).unwrap_or_default();
+    let message = format!("unknown {noun} `{unknown}`{place}");
+    let hint = match closest(unknown, expected.iter().copied()) {
+        Some(s) => format!("did you mean `{s}`?"),
+        None if expected.is_empty() => format!("remove `{unknown}`"),
+        None => format!("expected one of: {}", expected.join(", ")),
+    };
+    (message, Some(hint))
+}
+
+/// The name of the `[table]` header above byte `offset`, if any.
+fn enclosing_table(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset.min(text.len()))?;
+    before.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let inner = line.strip_prefix('[')?.split(']').next()?;
+        Some(inner.trim_start_matches('[').trim().to_string())
+    })
+}
+
+fn depends_span_by_name(deps: &Spanned<RawDependsOn>) -> BTreeMap<String, Range<usize>> {
+    let mut spans = BTreeMap::new();
+    match deps.get_ref() {
+        RawDependsOn::List(names) => {
+            for n in names {
+                spans.insert(n.get_ref().clone(), n.span());
+            }
+        }
+        RawDependsOn::Table(entries) => {
+            for (n, _) in entries {
+                spans.insert(n.get_ref().clone(), n.span());
+            }
+        }
+    }
+    spans
+}
+
+struct Validator<'a> {
+    file: &'a str,
+    text: &'a str,
+    base_dir: &'a Path,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, message: impl Into<String>, hint: Option<String>) {
+        self.diagnostics.push(Diagnostic {
+            location: Location::of_offset(self.file, self.text, span.start),
+            message: message.into(),
+            hint,
+        });
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn project(&mut self, raw: Option<&Spanned<RawProject>>) -> Option<Project> {
+        let Some(raw) = raw else {
+            self.error(
+                0..0,
+                "missing [project] table",
+                Some("add `[project]` with `name = \"my-stack\"` at the top".into()),
+            );
+            return None;
+        };
+        let Some(name) = &raw.get_ref().name else {
+            self.error(
+                raw.span(),
+                "[project] has no `name`",
+                Some(
+                    "add `name = \"my-stack\"`: it names the systemd slice and every scope".into(),
+                ),
+            );
+            return None;
+        };
+        self.check_name("project", name.get_ref(), name.span());
+        Some(Project {
+            name: name.get_ref().clone(),
+            state_dir: raw
+                .get_ref()
+                .state_dir
+                .as_ref()
+                .map(|d| self.path(d.get_ref())),
+        })
+    }
+
+    /// Project and service names become parts of systemd unit names and cgroup directories.
+    fn check_name(&mut self, what: &str, name: &str, span: Range<usize>) {
+        if let Err(why) = check_unit_name_part(name) {
+            self.error(
+                span,
+                format!("invalid {what} name \"{name}\": {why}"),
+                Some(
+                    "use 1 to 64 ASCII letters, digits, `_` or `-`, starting with a letter or digit"
+                        .into(),
+                ),
+            );
+        }
+    }
+
+    fn service(
+        &mut self,
+        name: &str,
+        raw: &Spanned<RawService>,
+        defaults: &RawDefaults,
+    ) -> Option<Service> {
+        let span = raw.span();
+        let s = raw.get_ref();
+        let errors_before = self.diagnostics.len();
+        let launch = self.launch(name, s, span.clone());
+        let env = self.env(name, defaults.env.as_ref(), s.env.as_ref(), span.clone());
+        let env_files = s
+            .env_file
+            .as_ref()
+            .or(defaults.env_file.as_ref())
+            .map(|f| f.get_ref().0.iter().map(|p| self.path(p)).collect())
+            .unwrap_or_default();
+        let cwd = s
+            .cwd
+            .as_ref()
+            .or(defaults.cwd.as_ref())
+            .map(|c| self.path(c.get_ref()));
+        let depends_on = self.depends_on(s.depends_on.as_ref());
+        let ready = s
+            .ready
+            .as_ref()
+            .and_then(|p| self.probe(name, "ready", p, defaults.ready.as_ref()));
+        let liveness = s
+            .liveness
+            .as_ref()
+            .and_then(|p| self.probe(name, "liveness", p, defaults.liveness.as_ref()));
+        let restart = self.restart(s.restart.as_ref(), defaults.restart.as_ref());
+        let stop_signal = s
+            .stop_signal
+            .as_ref()
+            .or(defaults.stop_signal.as_ref())
+            .map_or(Some(TERM), |sig| self.signal(sig));
+        let stop_timeout = s
+            .stop_timeout
+            .as_ref()
+            .or(defaults.stop_timeout.as_ref())
+            .map_or(HumanDuration(DEFAULT_STOP_TIMEOUT), |t| *t.get_ref());
+        let ports = self.ports(s.ports.as_deref().unwrap_or_default());
+        let discover = self.discover(s.discover.as_ref());
+        let limits = self.limits(s.limits.as_ref().or(defaults.limits.as_ref()));
+        if self.diagnostics.len() > errors_before {
+            return None;
+        }
+        Some(Service {
+            name: name.to_string(),
+            launch: launch?,
+            cwd,
+            env,
+            env_files,
+            depends_on,
+            ready,
+            liveness,
+            restart,
+            stop_signal: stop_signal?,
+            stop_timeout,
+            ports,
+            discover,
+            limits,
+            optional: s.optional.or(defaults.optional).unwrap_or(false),
+        })
+    }
+
+    fn launch(&mut self, name: &str, s: &RawService, span: Range<usize>) -> Option<Launch> {
+        match (&s.command, &s.shell, &s.docker) {
+            (Some(c), Some(_), _) => {
+                self.error(
+                    c.span(),
+                    format!("service `{name}` has both `command` and `shell`"),
+                    Some(
+                        "keep one: `command` is an argv array, `shell` a line run by /bin/sh -c"
+                            .into(),
+                    ),
+                );
+                None
+            }
+            (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => {
+                let at = s
+                    .command
+                    .as_ref()
+                    .map(|c| c.span())
+                    .or_else(|| s.shell.as_ref().map(|x| x.span()))
+                    .unwrap_or(span);
+                self.error(
+                    at,
+                    format!("service `{name}` is a docker service and also has a command"),
+                    Some(format!(
+                        "put the container's command in [services.{name}.docker] as `command = [...]`"
+                    )),
+                );
+                None
+            }
+            (Some(c), None, None) => {
+                if c.get_ref().is_empty() || c.get_ref()[0].trim().is_empty() {
+                    self.error(
+                        c.span(),
+                        format!("the command of service `{name}` is empty"),
+                        Some(
+                            "name the program first: command = [\"python3\", \"-m\", \"app\"]"
+                                .into(),
+                        ),
+                    );
+                    return None;
+                }
+                Some(Launch::Command {
+                    argv: c.get_ref().clone(),
+                })
+            }
+            (None, Some(sh), None) => {
+                if sh.get_ref().trim().is_empty() {
+                    self.error(
+                        sh.span(),
+                        format!("the shell line of service `{name}` is empty"),
+                        None,
+                    );
+                    return None;
+                }
+                Some(Launch::Shell {
+                    script: sh.get_ref().clone(),
+                })
+            }
+            (None, None, Some(d)) => self.docker(name, d).map(Launch::Docker),
+            (None, None, None) => {
+                self.error(
+                    span,
+                    format!("service `{name}` has no command"),
+                    Some(
+                        "add `command = [\"program\", \"arg\"]`, or `shell = \"…\"`, or a [docker] table"
+                            .into(),
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn docker(&mut self, name: &str, d: &Spanned<RawDocker>) -> Option<DockerSpec> {
+        let raw = d.get_ref();
+        let image = match &raw.image {
+            Some(i) if !i.get_ref().trim().is_empty() => i.get_ref().clone(),
+            _ => {
+                self.error(
+                    d.span(),
+                    format!("the docker section of service `{name}` has no `image`"),
+                    Some("add `image = \"clickhouse/clickhouse-server:24.3\"`".into()),
+                );
+                return None;
+            }
+        };
+        let mut ports = Vec::new();
+        for p in &raw.ports {
+            match parse_port_mapping(p.get_ref()) {
+                Ok(m) => ports.push(m),
+                Err(why) => self.error(
+                    p.span(),
+                    format!("invalid docker port mapping: {why}"),
+                    Some(
+                        "write a port number, or \"host:container\" such as \"18123:8123\"".into(),
+                    ),
+                ),
+            }
+        }
+        for key in raw.labels.keys() {
+            if key.starts_with("ccscope.") {
+                self.error(
+                    d.span(),
+                    format!(
+                        "label `{key}` is reserved: ccscope sets the `ccscope.*` labels itself"
+                    ),
+                    Some("use another prefix for your own labels".into()),
+                );
+            }
+        }
+        Some(DockerSpec {
+            image,
+            command: raw.command.clone(),
+            ports,
+            env: raw.env.clone(),
+            volumes: raw.volumes.clone(),
+            labels: raw.labels.clone(),
+        })
+    }
+
+    fn env(
+        &mut self,
+        name: &str,
+        defaults: Option<&BTreeMap<String, String>>,
+        own: Option<&BTreeMap<String, String>>,
+        span: Range<usize>,
+    ) -> BTreeMap<String, String> {
+        let mut env = defaults.cloned().unwrap_or_default();
+        env.extend(own.cloned().unwrap_or_default());
+        for key in env.keys() {
+            if RESERVED_ENV.contains(&key.as_str()) {
+                self.error(
+                    span.clone(),
+                    format!("service `{name}` sets `{key}`, which ccscope sets itself"),
+                    Some(format!("remove `{key}` from env")),
+                );
+            } else if key.is_empty() || key.contains('=') || key.contains('\0') {
+                self.error(
+                    span.clone(),
+                    format!("service `{name}` has an invalid environment variable name \"{key}\""),
+                    None,
+                );
+            }
+        }
+        env
+    }
+
+    fn depends_on(
+        &mut self,
+        raw: Option<&Spanned<RawDependsOn>>,
+    ) -> BTreeMap<String, DependencyCondition> {
+        let mut deps = BTreeMap::new();
+        let Some(raw) = raw else { return deps };
+        match raw.get_ref() {
+            RawDependsOn::List(names) => {
+                for n in names {
+                    deps.insert(n.get_ref().clone(), DependencyCondition::Healthy);
+                }
+            }
+            RawDependsOn::Table(entries) => {
+                for (n, c) in entries {
+                    let condition = match c.get_ref() {
+                        RawCondition::Started => DependencyCondition::Started,
+                        RawCondition::Healthy => DependencyCondition::Healthy,
+                        RawCondition::CompletedSuccessfully => {
+                            DependencyCondition::CompletedSuccessfully
+                        }
+                    };
+                    deps.insert(n.get_ref().clone(), condition);
+                }
+            }
+        }
+        deps
+    }
+
+    fn probe(
+        &mut self,
+        service: &str,
+        which: &str,
+        raw: &Spanned<RawProbe>,
+        defaults: Option<&RawProbeTiming>,
+    ) -> Option<Probe> {
+        let p = raw.get_ref();
+        let kinds = [
+            p.tcp.as_ref().map(|_| "tcp"),
+            p.http.as_ref().map(|_| "http"),
+            p.exec.as_ref().map(|_| "exec"),
+            p.notify.as_ref().map(|_| "notify"),
+            p.log.as_ref().map(|_| "log"),
+        ];
+        let given: Vec<&str> = kinds.into_iter().flatten().collect();
+        if given.len() != 1 {
+            let message = if given.is_empty() {
+                format!("the {which} probe of service `{service}` names no check")
+            } else {
+                format!(
+                    "the {which} probe of service `{service}` names {} checks ({}); it takes one",
+                    given.len(),
+                    given.join(", ")
+                )
+            };
+            self.error(
+                raw.span(),
+                message,
+                Some("use exactly one of `tcp`, `http`, `exec`, `notify` or `log`".into()),
+            );
+            return None;
+        }
+        if let (Some(status), None) = (&p.status, &p.http) {
+            self.error(
+                status.span(),
+                "`status` applies only to an `http` probe",
+                None,
+            );
+        }
+        let check = if let Some(t) = &p.tcp {
+            match parse_tcp_target(t.get_ref()) {
+                Ok((host, port)) => ProbeCheck::Tcp { host, port },
+                Err(why) => {
+                    self.error(
+                        t.span(),
+                        format!("invalid tcp probe: {why}"),
+                        Some("write a port such as 8110, or \"127.0.0.1:8110\"".into()),
+                    );
+                    return None;
+                }
+            }
+        } else if let Some(url) = &p.http {
+            if !url.get_ref().starts_with("http://") {
+                self.error(
+                    url.span(),
+                    format!(
+                        "the http probe needs an http:// URL, not \"{}\"",
+                        url.get_ref()
+                    ),
+                    Some("write it like \"http://127.0.0.1:8110/health\"".into()),
+                );
+                return None;
+            }
+            let status = p.status.as_ref().map_or(200, |s| *s.get_ref());
+            if !(100..=599).contains(&status) {
+                let at = p.status.as_ref().map_or(raw.span(), |s| s.span());
+                self.error(at, format!("{status} is not an HTTP status"), None);
+                return None;
+            }
+            ProbeCheck::Http {
+                url: url.get_ref().clone(),
+                status,
+            }
+        } else if let Some(argv) = &p.exec {
+            if argv.get_ref().is_empty() {
+                self.error(argv.span(), "the exec probe's command is empty", None);
+                return None;
+            }
+            ProbeCheck::Exec {
+                argv: argv.get_ref().clone(),
+            }
+        } else if let Some(notify) = &p.notify {
+            if !notify.get_ref() {
+                self.error(
+                    notify.span(),
+                    "`notify = false` is not a probe",
+                    Some("write `notify = true`, or remove the probe".into()),
+                );
+                return None;
+            }
+            ProbeCheck::Notify
+        } else {
+            let pattern = p.log.as_ref().expect("one kind is given");
+            if !self.check_regex(pattern) {
+                return None;
+            }
+            ProbeCheck::Log {
+                pattern: pattern.get_ref().clone(),
+            }
+        };
+        let own = p.timing();
+        let fallback = defaults.cloned().unwrap_or_default();
+        let pick = |a: Option<HumanDuration>, b: Option<HumanDuration>, d| {
+            a.or(b).unwrap_or(HumanDuration(d))
+        };
+        let probe = Probe {
+            check,
+            interval: pick(own.interval, fallback.interval, DEFAULT_PROBE_INTERVAL),
+            timeout: pick(own.timeout, fallback.timeout, DEFAULT_PROBE_TIMEOUT),
+            retries: own
+                .retries
+                .or(fallback.retries)
+                .unwrap_or(DEFAULT_PROBE_RETRIES),
+            start_timeout: pick(
+                own.start_timeout,
+                fallback.start_timeout,
+                DEFAULT_START_TIMEOUT,
+            ),
+        };
+        if probe.interval.0.is_zero() || probe.timeout.0.is_zero() {
+            self.error(
+                raw.span(),
+                format!("the {which} probe of service `{service}` has a zero interval or timeout"),
+                Some("give both a positive duration such as \"500ms\"".into()),
+            );
+            return None;
+        }
+        Some(probe)
+    }
+
+    fn check_regex(&mut self, pattern: &Spanned<String>) -> bool {
+        match Regex::new(pattern.get_ref()) {
+            Ok(_) => true,
+            Err(e) => {
+                let detail = e.to_string();
+                let last = detail.lines().last().unwrap_or("").trim().to_string();
+                self.error(
+                    pattern.span(),
+                    format!("invalid regex \"{}\": {}", pattern.get_ref(), last.trim_start_matches("error: ")),
+                    Some("regexes use Rust `regex` syntax; escape literal characters such as `.` and `(`".into()),
+                );
+                false
+            }
+        }
+    }
+
+    fn restart(
+        &mut self,
+        own_raw: Option<&Spanned<RawRestartSpec>>,
+        defaults_raw: Option<&Spanned<RawRestartSpec>>,
+    ) -> RestartPolicy {
+        let own = own_raw.map(|r| r.get_ref().0.clone()).unwrap_or_default();
+        let base = defaults_raw
+            .map(|r| r.get_ref().0.clone())
+            .unwrap_or_default();
+        let policy = match own.policy.or(base.policy).unwrap_or(RawRestartPolicy::No) {
+            RawRestartPolicy::No => RestartMode::No,
+            RawRestartPolicy::OnFailure => RestartMode::OnFailure,
+            RawRestartPolicy::Always => RestartMode::Always,
+        };
+        let initial = own
+            .initial_backoff
+            .or(base.initial_backoff)
+            .unwrap_or(HumanDuration(DEFAULT_INITIAL_BACKOFF));
+        let max = own
+            .max_backoff
+            .or(base.max_backoff)
+            .unwrap_or(HumanDuration(DEFAULT_MAX_BACKOFF));
+        let policy = RestartPolicy {
+            policy,
+            initial_backoff: initial,
+            max_backoff: max.max(initial),
+            max_restarts: own
+                .max_restarts
+                .or(base.max_restarts)
+                .unwrap_or(DEFAULT_MAX_RESTARTS),
+        };
+        if initial > max {
+            let span = own_raw.or(defaults_raw).map_or(0..0, |r| r.span());
+            self.error(
+                span,
+                format!("restart initial_backoff {initial} is longer than max_backoff {max}"),
+                Some("make initial_backoff at most max_backoff".into()),
+            );
+        }
+        policy
+    }
+
+    fn signal(&mut self, raw: &Spanned<RawSignal>) -> Option<Signal> {
+        let found = match raw.get_ref() {
+            RawSignal::Name(n) => {
+                let upper = n.to_ascii_uppercase();
+                let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+                SIGNALS
+                    .iter()
+                    .find(|s| s.name.strip_prefix("SIG") == Some(bare))
+            }
+            RawSignal::Number(n) => SIGNALS.iter().find(|s| i64::from(s.number) == *n),
+        };
+        if found.is_none() {
+            let shown = match raw.get_ref() {
+                RawSignal::Name(n) => format!("\"{n}\""),
+                RawSignal::Number(n) => n.to_string(),
+            };
+            let names: Vec<&str> = SIGNALS.iter().map(|s| s.name).collect();
+            self.error(
+                raw.span(),
+                format!("{shown} is not a stop signal ccscope accepts"),
+                Some(format!("use one of: {}", names.join(", "))),
+            );
+        }
+        found.copied()
+    }
+
+    fn ports(&mut self, raw: &[Spanned<i64>]) -> Vec<u16> {
+        let mut ports = Vec::new();
+        for p in raw {
+            match u16::try_from(*p.get_ref()) {
+                Ok(port) if port > 0 => ports.push(port),
+                _ => self.error(
+                    p.span(),
+                    format!("port {} is out of range", p.get_ref()),
+                    Some("ports are 1 to 65535".into()),
+                ),
+            }
+        }
+        ports
+    }
+
+    fn discover(&mut self, raw: Option<&RawDiscover>) -> DiscoverRules {
+        let Some(raw) = raw else {
+            return DiscoverRules::default();
+        };
+        let cmdline = raw
+            .cmdline
+            .iter()
+            .filter(|p| self.check_regex(p))
+            .map(|p| p.get_ref().clone())
+            .collect();
+        let mut exe = Vec::new();
+        for e in &raw.exe {
+            if e.get_ref().is_empty() || e.get_ref().contains('/') {
+                self.error(
+                    e.span(),
+                    format!("invalid executable name \"{}\"", e.get_ref()),
+                    Some("give the file name only, such as \"clickhouse-server\"".into()),
+                );
+            } else {
+                exe.push(e.get_ref().clone());
+            }
+        }
+        DiscoverRules { cmdline, exe }
+    }
+
+    fn limits(&mut self, raw: Option<&RawLimits>) -> Limits {
+        let Some(raw) = raw else {
+            return Limits::default();
+        };
+        let memory_bytes = raw
+            .memory
+            .as_ref()
+            .and_then(|m| match parse_size(m.get_ref()) {
+                Ok(b) => Some(b),
+                Err(why) => {
+                    self.error(
+                        m.span(),
+                        format!("invalid memory limit: {why}"),
+                        Some("write it like \"512M\" or \"2G\"".into()),
+                    );
+                    None
+                }
+            });
+        let tasks = raw
+            .tasks
+            .as_ref()
+            .and_then(|t| match u64::try_from(*t.get_ref()) {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    self.error(
+                        t.span(),
+                        format!(
+                            "invalid tasks limit {}: it must be a positive number",
+                            t.get_ref()
+                        ),
+                        None,
+                    );
+                    None
+                }
+            });
+        let cpu_percent = raw.cpu.as_ref().and_then(|c| {
+            let parsed = c
+                .get_ref()
+                .trim()
+                .strip_suffix('%')
+                .and_then(|n| n.trim().parse::<u32>().ok())
+                .filter(|n| *n > 0);
+            if parsed.is_none() {
+                self.error(
+                    c.span(),
+                    format!("invalid cpu limit \"{}\"", c.get_ref()),
+                    Some("write a percentage of one CPU, such as \"50%\" or \"150%\"".into()),
+                );
+            }
+            parsed
+        });
+        Limits {
+            memory_bytes,
+            tasks,
+            cpu_percent,
+        }
+    }
+
+    fn check_dependencies(
+        &mut self,
+        raw: &RawConfig,
+        spans: &BTreeMap<String, BTreeMap<String, Range<usize>>>,
+    ) {
+        let names: Vec<&str> = raw.services.keys().map(|k| k.get_ref().as_str()).collect();
+        let mut unknown = false;
+        for (service, deps) in spans {
+            for (dep, span) in deps {
+                if !names.contains(&dep.as_str()) {
+                    unknown = true;
+                    let hint = match closest(dep, names.iter().copied().filter(|n| n != service)) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("declared services: {}", names.join(", ")),
+                    };
+                    self.error(
+                        span.clone(),
+                        format!("service `{service}` depends on `{dep}`, which is not a service"),
+                        Some(hint),
+                    );
+                }
+            }
+        }
+        if unknown {
+            return;
+        }
+        let edges: BTreeMap<&str, Vec<&str>> = spans
+            .iter()
+            .map(|(s, deps)| (s.as_str(), deps.keys().map(String::as_str).collect()))
+            .collect();
+        for cycle in graph::find_cycles(&names, &edges) {
+            let first = &cycle[0];
+            let second = &cycle[1];
+            let span = spans[first.as_str()][second.as_str()].clone();
+            self.error(
+                span,
+                format!("dependency cycle: {}", cycle.join(" → ")),
+                Some(
+                    "remove one of these `depends_on` entries so the services can start in order"
+                        .into(),
+                ),
+            );
+        }
+    }
+
+    fn check_ports(&mut self, raw: &RawConfig) {
+        let mut owners: BTreeMap<i64, &str> = BTreeMap::new();
+        for (name, service) in &raw.services {
+            let s = service.get_ref();
+            let mut declared: Vec<(i64, Range<usize>)> = s
+                .ports
+                .iter()
+                .flatten()
+                .map(|p| (*p.get_ref(), p.span()))
+                .collect();
+            if let Some(d) = &s.docker {
+                for p in &d.get_ref().ports {
+                    if let Ok(m) = parse_port_mapping(p.get_ref()) {
+                        if !declared.iter().any(|(x, _)| *x == i64::from(m.host)) {
+                            declared.push((i64::from(m.host), p.span()));
+                        }
+                    }
+                }
+            }
+            for (port, span) in declared {
+                match owners.get(&port) {
+                    Some(owner) if *owner == name.get_ref() => self.error(
+                        span,
+                        format!("service `{owner}` declares port {port} twice"),
+                        Some("remove the repeated port".into()),
+                    ),
+                    Some(owner) => self.error(
+                        span,
+                        format!(
+                            "port {port} is declared by both `{owner}` and `{}`",
+                            name.get_ref()
+                        ),
+                        Some(
+                            "two services cannot listen on one port: give one of them another"
+                                .into(),
+                        ),
+                    ),
+                    None => {
+                        owners.insert(port, name.get_ref());
+                    }
+                }
+            }
+        }
+    }
+}
+
+const TERM: Signal = Signal {
+    name: "SIGTERM",
+    number: libc::SIGTERM,
+};
+
+/// The signals a service may be stopped with.
+pub const SIGNALS: &[Signal] = &[
+    Signal {
+        name: "SIGHUP",
+        number: libc::SIGHUP,
+    },
+    Signal {
+        name: "SIGINT",
+        number: libc::SIGINT,
+    },
+    Signal {
+        name: "SIGQUIT",
+        number: libc::SIGQUIT,
+    },
+    Signal {
+        name: "SIGABRT",
+        number: libc::SIGABRT,
+    },
+    Signal {
+        name: "SIGKILL",
+        number: libc::SIGKILL,
+    },
+    Signal {
+        name: "SIGUSR1",
+        number: libc::SIGUSR1,
+    },
+    Signal {
+        name: "SIGUSR2",
+        number: libc::SIGUSR2,
+    },
+    Signal {
+        name: "SIGALRM",
+        number: libc::SIGALRM,
+    },
+    TERM,
+];
+
+/// Project and service names become parts of unit names (`ccscope-<project>.slice`) and
+/// cgroup directories: keep them to what both accept everywhere.
+pub fn check_unit_name_part(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > 64 {
+        return Err("it is longer than 64 characters");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("it must start with a letter or digit");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err("only ASCII letters, digits, `_` and `-` may appear in it");
+    }
+    Ok(())
+}
+
+fn parse_tcp_target(t: &RawTcpTarget) -> Result<(String, u16), String> {
+    match t {
+        RawTcpTarget::Port(p) => port_number(*p).map(|p| ("127.0.0.1".to_string(), p)),
+        RawTcpTarget::Address(a) => {
+            let (host, port) = a
+                .rsplit_once(':')
+                .ok_or_else(|| format!("\"{a}\" has no port"))?;
+            let port: i64 = port
+                .parse()
+                .map_err(|_| format!("\"{port}\" is not a port"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() {
+                return Err(format!("\"{a}\" has no host"));
+            }
+            Ok((host.to_string(), port_number(port)?))
+        }
+    }
+}
+
+fn port_number(p: i64) -> Result<u16, String> {
+    u16::try_from(p)
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("port {p} is out of range 1–65535"))
+}
+
+fn parse_port_mapping(m: &RawPortMapping) -> Result<PortMapping, String> {
+    match m {
+        RawPortMapping::Same(p) => port_number(*p).map(|p| PortMapping {
+            host: p,
+            container: p,
+        }),
+        RawPortMapping::Text(t) => {
+            let (host, container) = t.split_once(':').unwrap_or((t, t));
+            let parse = |x: &str| -> Result<u16, String> {
+                let n: i64 = x
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("\"{x}\" is not a port"))?;
+                port_number(n)
+            };
+            Ok(PortMapping {
+                host: parse(host)?,
+                container: parse(container)?,
+            })
+        }
+    }
+}
+
+/// `512M`, `2G`, `1024K`, `1T` (powers of 1024, with an optional `i`/`B`), or a byte count.
+pub fn parse_size(s: &RawSize) -> Result<u64, String> {
+    match s {
+        RawSize::Bytes(b) => u64::try_from(*b)
+            .ok()
+            .filter(|b| *b > 0)
+            .ok_or_else(|| format!("{b} is not a positive number of bytes")),
+        RawSize::Text(t) => {
+            let trimmed = t.trim();
+            let digits = trimmed
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(trimmed.len());
+            let (number, unit) = trimmed.split_at(digits);
+            let number: u64 = number
+                .parse()
+                .map_err(|_| format!("\"{t}\" does not start with a number"))?;
+            let unit = unit
+                .trim()
+                .trim_end_matches(['B', 'b'])
+                .trim_end_matches('i');
+            let shift = match unit.to_ascii_uppercase().as_str() {
+                "" => 0,
+                "K" => 10,
+                "M" => 20,
+                "G" => 30,
+                "T" => 40,
+                _ => return Err(format!("\"{t}\" has an unknown unit")),
+            };
+            number
+                .checked_mul(1u64 << shift)
+                .filter(|b| *b > 0)
+                .ok_or_else(|| format!("\"{t}\" is out of range"))
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! procfs: who a process is, whether it still lives. (The full discovery engine, socket
+//! tables and classification, grows here.)
+
+mod identity;
+
+pub use identity::{LivenessProbe, ProcFs, ProcessIdentity, StatLine, read_stat};

@@ -1,0 +1,40 @@
+//! Every exit code ccscope returns, in one place; the README's table is written from this.
+
+/// The command did what was asked.
+pub const SUCCESS: i32 = 0;
+/// An unexpected failure: an I/O error or a bug. The message says what failed.
+pub const FAILURE: i32 = 1;
+/// The command line could not be parsed (clap's own code).
+pub const USAGE: i32 = 2;
+/// No configuration was found, or it is invalid (the message carries file:line:column).
+pub const CONFIG: i32 = 3;
+/// The state directory or the registry cannot be used (permissions, another owner, a newer schema).
+pub const STATE: i32 = 4;
+/// ccscope refused to act because it would overwrite or destroy something (e.g. `init` over an existing file).
+pub const REFUSED: i32 = 5;
+
+/// The table shown in the README and by `ccscope --help`: code, name, meaning.
+pub const TABLE: &[(i32, &str, &str)] = &[
+    (SUCCESS, "success", "the command did what was asked"),
+    (
+        FAILURE,
+        "failure",
+        "an unexpected failure (I/O error or bug); the message says what failed",
+    ),
+    (USAGE, "usage", "the command line could not be parsed"),
+    (
+        CONFIG,
+        "config",
+        "no configuration was found, or it is invalid",
+    ),
+    (
+        STATE,
+        "state",
+        "the state directory or the registry cannot be used",
+    ),
+    (
+        REFUSED,
+        "refused",
+        "ccscope refused to overwrite or destroy something",
+    ),
+];

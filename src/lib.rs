@@ -1,0 +1,11 @@
+//! ccscope: a process-containment tool and supervisor for a developer's local service stack.
+//! See the README for what it does and DESIGN.md for how the parts fit.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod discover;
+pub mod errors;
+pub mod exit_codes;
+pub mod registry;
+pub mod suggest;

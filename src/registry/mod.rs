@@ -1,0 +1,75 @@
+//! The SQLite registry: what ccscope launched, discovered or adopted, and which runs own it,
+//! remembered across crashes and sessions.
+//!
+//! One file per user (`<state dir>/registry.db`), WAL mode, a busy timeout, every write a
+//! single statement or a short IMMEDIATE transaction, so that many ccscope processes can
+//! share it without "database is locked". The schema is versioned (`migrations`); a corrupt
+//! file is moved aside, a newer schema refused.
+
+mod migrations;
+mod records;
+mod state_dir;
+mod store;
+
+use std::path::PathBuf;
+
+pub use records::*;
+pub use state_dir::{StateDir, StateDirOrigin};
+pub use store::{OpenReport, Registry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no state directory: neither XDG_STATE_HOME nor HOME is set")]
+    NoStateDir,
+    #[error("could not {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("state directory {} is not a directory", path.display())]
+    NotADirectory { path: PathBuf },
+    #[error("registry {} is not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    #[error("{} belongs to uid {owner}, not to you (uid {me})", path.display())]
+    ForeignOwner { path: PathBuf, owner: u32, me: u32 },
+    #[error(
+        "registry {} was written by a newer ccscope (schema version {found}; this build knows up to {supported})",
+        path.display()
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("registry {}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+impl RegistryError {
+    /// What the user can do next.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            RegistryError::NoStateDir => "pass --state-dir DIR or set CCSCOPE_STATE_DIR".into(),
+            RegistryError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                "you lack permission there: choose another place with --state-dir or CCSCOPE_STATE_DIR".into()
+            }
+            RegistryError::Io { .. } => "check the path, or choose another with --state-dir".into(),
+            RegistryError::NotADirectory { .. } | RegistryError::NotAFile { .. } => {
+                "move the thing at that path away, or choose another place with --state-dir".into()
+            }
+            RegistryError::ForeignOwner { .. } => {
+                "ccscope keeps each user's state apart: run as that user, or use --state-dir with a directory of your own".into()
+            }
+            RegistryError::SchemaTooNew { .. } => {
+                "upgrade ccscope, or use another --state-dir; the file was left untouched".into()
+            }
+            RegistryError::Sqlite { .. } => return None,
+        })
+    }
+}

@@ -1,0 +1,129 @@
+//! The rows of the registry, typed.
+
+use serde::Serialize;
+
+use crate::discover::ProcessIdentity;
+
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Where a process stands in its lifecycle.
+    ProcessStatus { Running => "running", Stopping => "stopping", Stopped => "stopped" }
+);
+
+text_enum!(
+    /// How a process came into the registry.
+    ProcessSource { Launched => "launched", Discovered => "discovered", Adopted => "adopted" }
+);
+
+text_enum!(
+    /// Where a supervisor run stands.
+    RunState { Running => "running", Stopping => "stopping", Ended => "ended", Orphaned => "orphaned" }
+);
+
+/// What `register` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProcess {
+    pub identity: ProcessIdentity,
+    pub command_line: String,
+    pub project: String,
+    pub service: String,
+    pub run_id: Option<String>,
+    pub unit: Option<String>,
+    pub cgroup: Option<String>,
+    pub ports: Vec<u16>,
+    pub status: ProcessStatus,
+    pub source: ProcessSource,
+}
+
+/// A registered process, as `ps --json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProcessRecord {
+    pub pid: i32,
+    pub start_time: u64,
+    pub command_line: String,
+    pub project: String,
+    pub service: String,
+    pub run_id: Option<String>,
+    pub unit: Option<String>,
+    pub cgroup: Option<String>,
+    pub ports: Vec<u16>,
+    pub status: ProcessStatus,
+    pub source: ProcessSource,
+    /// Milliseconds since the Unix epoch.
+    pub registered_at_ms: i64,
+}
+
+impl ProcessRecord {
+    pub fn identity(&self) -> ProcessIdentity {
+        ProcessIdentity {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+}
+
+/// Which processes `list` returns.
+#[derive(Debug, Clone, Copy)]
+pub enum ProcessFilter<'a> {
+    All,
+    Project(&'a str),
+    Service { project: &'a str, service: &'a str },
+}
+
+/// What `start_run` takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    pub run_id: String,
+    pub project: String,
+    pub supervisor: ProcessIdentity,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub project: String,
+    pub supervisor_pid: i32,
+    pub supervisor_start_time: u64,
+    pub started_at_ms: i64,
+    pub ended_at_ms: Option<i64>,
+    pub state: RunState,
+}
+
+/// A fresh run id: time, pid and randomness, 16 hex digits.
+pub fn new_run_id() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut random = [0u8; 4];
+    // Entropy is a nicety here (time and pid already separate runs), so a failure is ignored.
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut random));
+    let mixed = (now.as_millis() as u64) << 20
+        ^ u64::from(std::process::id())
+        ^ u64::from(u32::from_le_bytes(random)) << 32;
+    format!("{mixed:016x}")
+}
