@@ -70,3 +70,6 @@ fn relative_to(path: &Path, cwd: &Path) -> PathBuf {
     path.strip_prefix(cwd)
         .map_or_else(|_| path.to_path_buf(), Path::to_path_buf)
 }
+
+#[cfg(test)]
+mod tests;

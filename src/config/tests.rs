@@ -1,0 +1,442 @@
+//! One test per kind of configuration error, each asserting the message and where it points.
+
+use std::path::Path;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_config(
+        text,
+        ConfigSource::File("ccscope.toml".into()),
+        Path::new("/stack"),
+    )
+}
+
+/// The single diagnostic `text` produces: (line, column, message, hint).
+fn only_error(text: &str) -> (usize, usize, String, Option<String>) {
+    match parse(text) {
+        Err(ConfigError::Invalid { diagnostics }) => {
+            assert_eq!(
+                diagnostics.len(),
+                1,
+                "expected one diagnostic, got {diagnostics:#?}"
+            );
+            let d = &diagnostics[0];
+            assert_eq!(d.location.file, "ccscope.toml");
+            (
+                d.location.line,
+                d.location.column,
+                d.message.clone(),
+                d.hint.clone(),
+            )
+        }
+        Err(other) => panic!("expected an invalid-config error, got {other}"),
+        Ok(_) => panic!("expected an error, the config validated:\n{text}"),
+    }
+}
+
+const HEAD: &str = "[project]\nname = \"demo\"\n";
+
+#[test]
+fn the_example_profile_is_valid_and_layered() {
+    let config = parse(profiles::EXAMPLE).unwrap();
+    assert_eq!(config.project.name, "context-cleaner");
+    assert_eq!(
+        graph::start_layers(&config),
+        vec![
+            vec!["clickhouse"],
+            vec!["telemetry_collector"],
+            vec!["bridge_sync", "dashboard"]
+        ]
+    );
+    let dashboard = &config.services["dashboard"];
+    assert_eq!(dashboard.ports, vec![8110]);
+    assert_eq!(dashboard.stop_timeout.0, std::time::Duration::from_secs(5));
+    assert_eq!(
+        dashboard.restart.policy,
+        RestartMode::OnFailure,
+        "inherited from [defaults]"
+    );
+    assert_eq!(dashboard.limits.memory_bytes, Some(512 << 20));
+    assert_eq!(
+        dashboard.depends_on["telemetry_collector"],
+        DependencyCondition::Started
+    );
+    assert!(matches!(
+        config.services["clickhouse"].launch,
+        Launch::Docker(_)
+    ));
+    assert!(config.services["bridge_sync"].optional);
+}
+
+#[test]
+fn unknown_key_suggests_the_closest() {
+    let (line, col, msg, hint) = only_error(&format!("{HEAD}[services.web]\ncomand = [\"x\"]\n"));
+    assert_eq!((line, col), (4, 1));
+    assert_eq!(msg, "unknown key `comand` in [services.web]");
+    assert_eq!(hint.as_deref(), Some("did you mean `command`?"));
+}
+
+#[test]
+fn unknown_top_level_table_is_named() {
+    let (line, _, msg, hint) = only_error(&format!("{HEAD}[service.web]\ncommand = [\"x\"]\n"));
+    assert_eq!(line, 3);
+    assert!(msg.starts_with("unknown key `service`"), "{msg}");
+    assert_eq!(hint.as_deref(), Some("did you mean `services`?"));
+}
+
+#[test]
+fn unknown_condition_suggests_the_closest() {
+    let text = format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\ndepends_on = {{ b = \"helthy\" }}\n[services.b]\ncommand = [\"y\"]\n"
+    );
+    let (line, col, msg, hint) = only_error(&text);
+    assert_eq!((line, col), (5, 20));
+    assert_eq!(msg, "unknown value `helthy` in [services.a]");
+    assert_eq!(hint.as_deref(), Some("did you mean `healthy`?"));
+}
+
+#[test]
+fn missing_command() {
+    let (line, col, msg, _) = only_error(&format!("{HEAD}[services.web]\nports = [1]\n"));
+    assert_eq!((line, col), (3, 1));
+    assert_eq!(msg, "service `web` has no command");
+}
+
+#[test]
+fn empty_command() {
+    let (line, col, msg, _) = only_error(&format!("{HEAD}[services.web]\ncommand = []\n"));
+    assert_eq!((line, col), (4, 11));
+    assert_eq!(msg, "the command of service `web` is empty");
+}
+
+#[test]
+fn command_and_shell_together() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.web]\ncommand = [\"x\"]\nshell = \"x\"\n"
+    ));
+    assert_eq!(msg, "service `web` has both `command` and `shell`");
+}
+
+#[test]
+fn unknown_dependency_suggests_a_service() {
+    let text = format!(
+        "{HEAD}[services.web]\ncommand = [\"x\"]\ndepends_on = [\"clickhous\"]\n[services.clickhouse]\ncommand = [\"y\"]\n"
+    );
+    let (line, col, msg, hint) = only_error(&text);
+    assert_eq!((line, col), (5, 15));
+    assert_eq!(
+        msg,
+        "service `web` depends on `clickhous`, which is not a service"
+    );
+    assert_eq!(hint.as_deref(), Some("did you mean `clickhouse`?"));
+}
+
+#[test]
+fn dependency_cycle_is_printed_as_a_cycle() {
+    let text = format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n[services.b]\ncommand = [\"y\"]\ndepends_on = [\"c\"]\n[services.c]\ncommand = [\"z\"]\ndepends_on = [\"a\"]\n"
+    );
+    let (line, col, msg, _) = only_error(&text);
+    assert_eq!(msg, "dependency cycle: a → b → c → a");
+    assert_eq!((line, col), (5, 15), "points at a's dependency on b");
+}
+
+#[test]
+fn self_dependency_is_a_cycle() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n"
+    ));
+    assert_eq!(msg, "dependency cycle: a → a");
+}
+
+#[test]
+fn two_services_declaring_one_port() {
+    let text = format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nports = [8110]\n[services.b]\ncommand = [\"y\"]\nports = [9000, 8110]\n"
+    );
+    let (line, col, msg, _) = only_error(&text);
+    assert_eq!((line, col), (8, 16));
+    assert_eq!(msg, "port 8110 is declared by both `a` and `b`");
+}
+
+#[test]
+fn a_docker_host_port_counts_as_declared() {
+    let text = format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nports = [8123]\n[services.b.docker]\nimage = \"ch\"\nports = [\"8123:8123\"]\n"
+    );
+    let (_, _, msg, _) = only_error(&text);
+    assert_eq!(msg, "port 8123 is declared by both `a` and `b`");
+}
+
+#[test]
+fn out_of_range_port() {
+    let (_, col, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nports = [70000]\n"
+    ));
+    assert_eq!(col, 10);
+    assert_eq!(msg, "port 70000 is out of range");
+}
+
+#[test]
+fn unparsable_duration() {
+    let (line, col, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nstop_timeout = \"10 parsecs\"\n"
+    ));
+    assert_eq!((line, col), (5, 16));
+    assert!(
+        msg.starts_with("invalid duration \"10 parsecs\": `parsecs` is not a unit"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_duration_without_unit() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nstop_timeout = 10\n"
+    ));
+    assert!(msg.contains("write \"10s\""), "{msg}");
+}
+
+#[test]
+fn invalid_regex() {
+    let text = format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\ndiscover = {{ cmdline = [\"ok\", \"(unclosed\"] }}\n"
+    );
+    let (line, col, msg, _) = only_error(&text);
+    assert_eq!((line, col), (5, 31));
+    assert_eq!(msg, "invalid regex \"(unclosed\": unclosed group");
+}
+
+#[test]
+fn invalid_log_probe_regex() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nready = {{ log = \"[\" }}\n"
+    ));
+    assert!(msg.starts_with("invalid regex \"[\""), "{msg}");
+}
+
+#[test]
+fn empty_project_name() {
+    let (line, col, msg, _) = only_error("[project]\nname = \"\"\n");
+    assert_eq!((line, col), (2, 8));
+    assert_eq!(msg, "invalid project name \"\": it is empty");
+}
+
+#[test]
+fn project_name_that_systemd_would_not_take() {
+    for bad in ["my app", "app.scope", "-lead", "ü"] {
+        let (_, _, msg, _) = only_error(&format!("[project]\nname = \"{bad}\"\n"));
+        assert!(
+            msg.starts_with(&format!("invalid project name \"{bad}\"")),
+            "{msg}"
+        );
+    }
+    let (_, _, msg, _) = only_error(&format!("[project]\nname = \"{}\"\n", "a".repeat(65)));
+    assert!(msg.ends_with("it is longer than 64 characters"), "{msg}");
+}
+
+#[test]
+fn invalid_service_name() {
+    let (line, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.\"web app\"]\ncommand = [\"x\"]\n"
+    ));
+    assert_eq!(line, 3);
+    assert!(msg.starts_with("invalid service name \"web app\""), "{msg}");
+}
+
+#[test]
+fn missing_project_table_and_name() {
+    let (line, col, msg, _) = only_error("[services.a]\ncommand = [\"x\"]\n");
+    assert_eq!((line, col, msg.as_str()), (1, 1, "missing [project] table"));
+    let (_, _, msg, _) = only_error("[project]\nstate_dir = \"x\"\n");
+    assert_eq!(msg, "[project] has no `name`");
+}
+
+#[test]
+fn toml_syntax_error_has_a_location() {
+    let (line, col, msg, _) = only_error("[project]\nname = \"x\"\n[services.a\n");
+    assert_eq!((line, col), (3, 12));
+    assert!(msg.contains("unclosed table"), "{msg}");
+}
+
+#[test]
+fn probe_with_two_checks_or_none() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nready = {{ tcp = 1, log = \"x\" }}\n"
+    ));
+    assert_eq!(
+        msg,
+        "the ready probe of service `a` names 2 checks (tcp, log); it takes one"
+    );
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nready = {{ interval = \"1s\" }}\n"
+    ));
+    assert_eq!(msg, "the ready probe of service `a` names no check");
+}
+
+#[test]
+fn http_probe_needs_an_http_url() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nready = {{ http = \"localhost:80\" }}\n"
+    ));
+    assert!(
+        msg.starts_with("the http probe needs an http:// URL"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn unknown_signal() {
+    let (_, _, msg, hint) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nstop_signal = \"SIGSTOP\"\n"
+    ));
+    assert_eq!(msg, "\"SIGSTOP\" is not a stop signal ccscope accepts");
+    assert!(hint.unwrap().contains("SIGTERM"));
+}
+
+#[test]
+fn signals_are_read_in_every_spelling() {
+    for spelling in ["\"SIGINT\"", "\"INT\"", "\"int\"", "2"] {
+        let c = parse(&format!(
+            "{HEAD}[services.a]\ncommand = [\"x\"]\nstop_signal = {spelling}\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.services["a"].stop_signal.number,
+            libc::SIGINT,
+            "{spelling}"
+        );
+    }
+}
+
+#[test]
+fn reserved_environment_variables() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nenv = {{ CCSCOPE_PROJECT = \"x\" }}\n"
+    ));
+    assert_eq!(
+        msg,
+        "service `a` sets `CCSCOPE_PROJECT`, which ccscope sets itself"
+    );
+}
+
+#[test]
+fn bad_limits() {
+    let text = format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nlimits = {{ memory = \"lots\", tasks = 0, cpu = \"fast\" }}\n"
+    );
+    match parse(&text) {
+        Err(ConfigError::Invalid { diagnostics }) => {
+            let messages: Vec<&str> = diagnostics.iter().map(|d| d.message.as_str()).collect();
+            assert_eq!(messages.len(), 3, "{messages:?}");
+            assert!(
+                messages[0].starts_with("invalid memory limit"),
+                "{messages:?}"
+            );
+            assert!(
+                messages[1].starts_with("invalid tasks limit 0"),
+                "{messages:?}"
+            );
+            assert!(messages[2].starts_with("invalid cpu limit"), "{messages:?}");
+        }
+        other => panic!("expected three limit errors, got {other:?}"),
+    }
+}
+
+#[test]
+fn backoff_that_shrinks() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nrestart = {{ policy = \"always\", initial_backoff = \"1m\", max_backoff = \"1s\" }}\n"
+    ));
+    assert_eq!(
+        msg,
+        "restart initial_backoff 1m is longer than max_backoff 1s"
+    );
+}
+
+#[test]
+fn docker_service_needs_an_image_and_no_command() {
+    let (_, _, msg, _) = only_error(&format!("{HEAD}[services.a.docker]\nports = [1]\n"));
+    assert_eq!(msg, "the docker section of service `a` has no `image`");
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\ndocker = {{ image = \"i\" }}\n"
+    ));
+    assert_eq!(
+        msg,
+        "service `a` is a docker service and also has a command"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once_in_file_order() {
+    let text = format!(
+        "{HEAD}[services.a]\nports = [1]\n[services.b]\ncommand = [\"x\"]\nstop_timeout = \"x\"\n"
+    );
+    // The duration is a parse error and stops serde early; fix it and both semantic errors show.
+    assert!(
+        matches!(parse(&text), Err(ConfigError::Invalid { diagnostics }) if diagnostics.len() == 1)
+    );
+    let text = format!(
+        "{HEAD}[services.a]\nports = [1]\n[services.b]\ncommand = [\"x\"]\nports = [1]\ndepends_on = [\"zz\"]\n"
+    );
+    match parse(&text) {
+        Err(ConfigError::Invalid { diagnostics }) => {
+            let lines: Vec<usize> = diagnostics.iter().map(|d| d.location.line).collect();
+            assert_eq!(lines, vec![3, 7, 8], "{diagnostics:#?}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn defaults_apply_and_services_override_them() {
+    let text = format!(
+        "{HEAD}[defaults]\nstop_timeout = \"3s\"\nenv = {{ A = \"1\", B = \"1\" }}\nready = {{ interval = \"100ms\" }}\n\
+         [services.a]\ncommand = [\"x\"]\nenv = {{ B = \"2\" }}\nready = {{ tcp = 9000 }}\ncwd = \"sub\"\n\
+         [services.b]\ncommand = [\"y\"]\nstop_timeout = \"1s\"\n"
+    );
+    let c = parse(&text).unwrap();
+    let a = &c.services["a"];
+    assert_eq!(a.stop_timeout.0.as_secs(), 3);
+    assert_eq!(c.services["b"].stop_timeout.0.as_secs(), 1);
+    assert_eq!(a.env["A"], "1");
+    assert_eq!(a.env["B"], "2");
+    let ready = a.ready.as_ref().unwrap();
+    assert_eq!(ready.interval.0.as_millis(), 100);
+    assert!(matches!(&ready.check, ProbeCheck::Tcp { host, port: 9000 } if host == "127.0.0.1"));
+    assert_eq!(
+        a.cwd.as_deref(),
+        Some(Path::new("/stack/sub")),
+        "relative to the config's directory"
+    );
+}
+
+#[test]
+fn lookup_walks_up_to_parent_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deep = tmp.path().join("a/b/c");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(tmp.path().join("a").join(FILE_NAME), format!("{HEAD}")).unwrap();
+    let config = load(&ConfigRequest::default(), &deep).unwrap();
+    assert_eq!(config.project.name, "demo");
+    let nowhere = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        load(&ConfigRequest::default(), nowhere.path()),
+        Err(ConfigError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn unknown_profile_suggests_one() {
+    let err = load(
+        &ConfigRequest {
+            profile: Some("exampel".into()),
+            file: None,
+        },
+        Path::new("/"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, ConfigError::UnknownProfile { .. }));
+    assert!(err.hint().unwrap().starts_with("did you mean `example`?"));
+}

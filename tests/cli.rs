@@ -1,0 +1,334 @@
+//! The built binary, end to end: every command's human output, --json, errors and exit codes.
+
+mod common;
+
+use common::Sandbox;
+
+const VALID: &str = r#"
+[project]
+name = "shop"
+
+[services.db]
+command = ["postgres"]
+ports = [5432]
+
+[services.api]
+command = ["api", "--port", "8080"]
+depends_on = ["db"]
+ports = [8080]
+
+[services.web]
+command = ["web"]
+depends_on = { api = "started", db = "healthy" }
+"#;
+
+#[test]
+fn check_prints_the_start_plan() {
+    let sb = Sandbox::new();
+    sb.write("ccscope.toml", VALID);
+    sb.run(&["check"])
+        .expect_code(0)
+        .expect_stdout_contains("ccscope.toml is valid: project `shop`, 3 services")
+        .expect_stdout_contains("  1. db\n  2. api\n  3. web")
+        .expect_stdout_contains("order: db → api → web");
+}
+
+#[test]
+fn check_json_is_stable() {
+    let sb = Sandbox::new();
+    sb.write("ccscope.toml", VALID);
+    let doc = sb.run(&["check", "--json"]).expect_code(0).json();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["project"], "shop");
+    assert_eq!(doc["layers"], serde_json::json!([["db"], ["api"], ["web"]]));
+    assert_eq!(
+        doc["source"],
+        serde_json::json!({"kind": "file", "name": "ccscope.toml"})
+    );
+    assert_eq!(doc["services"]["web"]["depends_on"]["api"], "started");
+    assert_eq!(
+        doc["services"]["api"]["launch"],
+        serde_json::json!({"kind": "command", "argv": ["api", "--port", "8080"]})
+    );
+    assert_eq!(doc["services"]["db"]["stop_timeout"], "10s");
+}
+
+#[test]
+fn check_finds_the_file_in_a_parent_directory() {
+    let sb = Sandbox::new();
+    sb.write("ccscope.toml", VALID);
+    std::fs::create_dir_all(sb.path().join("src/deep")).unwrap();
+    let mut cmd = sb.command(&["check"]);
+    cmd.current_dir(sb.path().join("src/deep"));
+    common::Ran::of(cmd)
+        .expect_code(0)
+        .expect_stdout_contains("project `shop`");
+}
+
+#[test]
+fn check_reports_errors_with_location_and_exit_code_3() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        "[project]\nname = \"shop\"\n[services.db]\ncomand = [\"x\"]\n",
+    );
+    sb.run(&["check"])
+        .expect_code(3)
+        .expect_stderr_contains("error: ccscope.toml:4:1: unknown key `comand` in [services.db]")
+        .expect_stderr_contains("hint: did you mean `command`?");
+}
+
+#[test]
+fn check_json_reports_diagnostics_on_stdout_and_the_error_on_stderr() {
+    let sb = Sandbox::new();
+    sb.write(
+        "stack.toml",
+        "[project]\nname = \"shop\"\n[services.a]\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n",
+    );
+    let ran = sb.run(&["-f", "stack.toml", "check", "--json"]);
+    ran.expect_code(3);
+    let doc = ran.json();
+    assert_eq!(doc["valid"], false);
+    assert_eq!(doc["diagnostics"][0]["message"], "dependency cycle: a → a");
+    assert_eq!(
+        doc["diagnostics"][0]["location"],
+        serde_json::json!({"file": "stack.toml", "line": 5, "column": 15})
+    );
+    let err = ran.stderr_json();
+    assert_eq!(err["error"]["code"], 3);
+    assert_eq!(err["error"]["kind"], "config_invalid");
+}
+
+#[test]
+fn a_missing_configuration_says_what_to_do() {
+    let sb = Sandbox::new();
+    sb.run(&["check"])
+        .expect_code(3)
+        .expect_stderr_contains("error: no ccscope.toml in")
+        .expect_stderr_contains("run `ccscope init`");
+    sb.run(&["-f", "nope.toml", "check"])
+        .expect_code(3)
+        .expect_stderr_contains("could not read configuration")
+        .expect_stderr_contains("no such file or directory");
+}
+
+#[test]
+fn ccscope_config_names_the_file_and_f_overrides_it() {
+    let sb = Sandbox::new();
+    sb.write("a.toml", "[project]\nname = \"from-env\"\n");
+    sb.write("b.toml", "[project]\nname = \"from-flag\"\n");
+    let mut cmd = sb.command(&["check"]);
+    cmd.env("CCSCOPE_CONFIG", "a.toml");
+    common::Ran::of(cmd)
+        .expect_code(0)
+        .expect_stdout_contains("project `from-env`");
+    let mut cmd = sb.command(&["-f", "b.toml", "check"]);
+    cmd.env("CCSCOPE_CONFIG", "a.toml");
+    common::Ran::of(cmd)
+        .expect_code(0)
+        .expect_stdout_contains("project `from-flag`");
+}
+
+#[test]
+fn profiles_are_built_in_and_misspellings_are_caught() {
+    let sb = Sandbox::new();
+    sb.run(&["check", "--profile", "example"])
+        .expect_code(0)
+        .expect_stdout_contains("<profile example> is valid: project `context-cleaner`, 4 services")
+        .expect_stdout_contains("order: clickhouse → telemetry_collector → bridge_sync, dashboard");
+    sb.run(&["check", "--profile", "exampel"])
+        .expect_code(3)
+        .expect_stderr_contains("there is no built-in profile `exampel`")
+        .expect_stderr_contains("did you mean `example`?");
+    sb.run(&["check", "--profile", "example", "-f", "x.toml"])
+        .expect_code(2);
+}
+
+#[test]
+fn init_writes_a_valid_example_and_refuses_to_overwrite() {
+    let sb = Sandbox::new();
+    sb.run(&["init", "--name", "myapp"])
+        .expect_code(0)
+        .expect_stdout_contains("wrote");
+    let written = std::fs::read_to_string(sb.path().join("ccscope.toml")).unwrap();
+    assert!(written.contains("name = \"myapp\""));
+    sb.run(&["check"])
+        .expect_code(0)
+        .expect_stdout_contains("project `myapp`");
+
+    std::fs::write(sb.path().join("ccscope.toml"), "# mine\n").unwrap();
+    sb.run(&["init"])
+        .expect_code(5)
+        .expect_stderr_contains("already exists; it was left untouched")
+        .expect_stderr_contains("--force");
+    assert_eq!(
+        std::fs::read_to_string(sb.path().join("ccscope.toml")).unwrap(),
+        "# mine\n"
+    );
+    sb.run(&["init", "--force"]).expect_code(0);
+    sb.run(&["check"]).expect_code(0);
+    let doc = sb
+        .run(&["init", "other.toml", "--json"])
+        .expect_code(0)
+        .json();
+    assert!(doc["written"].as_str().unwrap().ends_with("other.toml"));
+    sb.run(&["init", "x.toml", "--name", "bad name"])
+        .expect_code(2)
+        .expect_stderr_contains("invalid project name");
+    assert!(!sb.path().join("x.toml").exists());
+}
+
+#[test]
+fn init_into_a_missing_directory_fails_clearly() {
+    let sb = Sandbox::new();
+    sb.run(&["init", "no/such/dir/ccscope.toml"])
+        .expect_code(1)
+        .expect_stderr_contains("could not write")
+        .expect_stderr_contains("no such file or directory");
+}
+
+#[test]
+fn ps_on_an_empty_registry() {
+    let sb = Sandbox::new();
+    sb.write("ccscope.toml", VALID);
+    sb.run(&["ps"])
+        .expect_code(0)
+        .expect_stdout_contains("no processes registered for project `shop`");
+    let doc = sb.run(&["ps", "--json"]).expect_code(0).json();
+    assert_eq!(doc, serde_json::json!({"project": "shop", "processes": []}));
+    let doc = sb
+        .run(&["debug", "list-processes", "--all", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(doc, serde_json::json!({"project": null, "processes": []}));
+    let state = sb.state_dir();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&state).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(state.join("registry.db"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn ps_lists_what_the_registry_holds() {
+    use ccscope::discover::ProcessIdentity;
+    use ccscope::registry::*;
+    let sb = Sandbox::new();
+    sb.write("ccscope.toml", VALID);
+    let dir = StateDir {
+        path: sb.state_dir(),
+        origin: StateDirOrigin::Flag,
+    };
+    let (registry, _) = Registry::open(&dir).unwrap();
+    for (pid, project, service) in [(4242, "shop", "api"), (4243, "other", "x")] {
+        registry
+            .register(&NewProcess {
+                identity: ProcessIdentity {
+                    pid,
+                    start_time: 99,
+                },
+                command_line: format!("{service} --port 8080"),
+                project: project.into(),
+                service: service.into(),
+                run_id: None,
+                unit: None,
+                cgroup: None,
+                ports: vec![8080],
+                status: ProcessStatus::Running,
+                source: ProcessSource::Discovered,
+            })
+            .unwrap();
+    }
+    drop(registry);
+    let ran = sb.run(&["ps"]);
+    ran.expect_code(0).expect_stdout_contains("api --port 8080");
+    assert!(
+        !ran.stdout().contains("4243"),
+        "another project's process is not listed:\n{}",
+        ran.stdout()
+    );
+    let doc = sb.run(&["ps", "--json"]).expect_code(0).json();
+    let p = &doc["processes"][0];
+    assert_eq!(
+        (
+            p["pid"].as_i64(),
+            p["service"].as_str(),
+            p["source"].as_str()
+        ),
+        (Some(4242), Some("api"), Some("discovered"))
+    );
+    assert_eq!(p["ports"], serde_json::json!([8080]));
+    let all = sb.run(&["ps", "--all", "--json"]).expect_code(0).json();
+    assert_eq!(all["processes"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_corrupt_registry_is_moved_aside_with_both_paths_named() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.state_dir()).unwrap();
+    std::fs::write(
+        sb.state_dir().join("registry.db"),
+        "garbage, not sqlite, definitely not",
+    )
+    .unwrap();
+    let ran = sb.run(&["ps", "--all"]);
+    ran.expect_code(0)
+        .expect_stderr_contains("was corrupt; it was moved to")
+        .expect_stderr_contains("registry.db.corrupt-");
+    let moved = std::fs::read_dir(sb.state_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("registry.db.corrupt-")
+        });
+    assert!(moved);
+}
+
+#[test]
+fn an_unusable_state_directory_is_a_state_error_with_a_hint() {
+    let sb = Sandbox::new();
+    sb.write("state", "a file where the directory should be");
+    sb.run(&["ps", "--all"])
+        .expect_code(4)
+        .expect_stderr_contains("is not a directory")
+        .expect_stderr_contains("hint:");
+    let err = sb
+        .run(&["ps", "--all", "--json"])
+        .expect_code(4)
+        .stderr_json();
+    assert_eq!(err["error"]["kind"], "state");
+}
+
+#[test]
+fn completions_for_each_shell() {
+    let sb = Sandbox::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let ran = sb.run(&["completions", shell]);
+        ran.expect_code(0);
+        assert!(
+            ran.stdout().contains("ccscope"),
+            "{shell} completions mention ccscope"
+        );
+    }
+    sb.run(&["completions", "powershell"]).expect_code(2);
+}
+
+#[test]
+fn help_lists_the_exit_codes_and_unknown_commands_are_usage_errors() {
+    let sb = Sandbox::new();
+    sb.run(&["--help"])
+        .expect_code(0)
+        .expect_stdout_contains("Exit codes:");
+    sb.run(&["frobnicate"]).expect_code(2);
+    sb.run(&["check", "-v", "-q"]).expect_code(2);
+}

@@ -1,0 +1,156 @@
+//! Shared helpers for the integration tests: run the built binary in a private directory and
+//! report failures with the command, its exit code, stdout and stderr.
+
+#![allow(dead_code)] // Each test crate uses its own subset of these helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// A scratch project directory with its own state directory, and the binary under test.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// `ccscope ARGS` run in the sandbox, with a clean ccscope environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ccscope"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env_remove("CCSCOPE_CONFIG")
+            .env_remove("CCSCOPE_LOG")
+            .env("CCSCOPE_STATE_DIR", self.state_dir());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        Ran::of(self.command(args))
+    }
+}
+
+/// A finished command, kept with its description for failure messages.
+pub struct Ran {
+    pub description: String,
+    pub output: Output,
+}
+
+impl Ran {
+    pub fn of(mut cmd: Command) -> Ran {
+        let description = format!("{cmd:?}");
+        let output = cmd
+            .output()
+            .unwrap_or_else(|e| panic!("could not run {description}: {e}"));
+        Ran {
+            description,
+            output,
+        }
+    }
+
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    fn explain(&self) -> String {
+        format!(
+            "command: {}\nexit code: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.description,
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// Asserts the exit code, printing everything about the command if it differs.
+    pub fn expect_code(&self, code: i32) -> &Ran {
+        assert_eq!(
+            self.code(),
+            code,
+            "unexpected exit code\n{}",
+            self.explain()
+        );
+        self
+    }
+
+    pub fn expect_stdout_contains(&self, needle: &str) -> &Ran {
+        assert!(
+            self.stdout().contains(needle),
+            "stdout lacks {needle:?}\n{}",
+            self.explain()
+        );
+        self
+    }
+
+    pub fn expect_stderr_contains(&self, needle: &str) -> &Ran {
+        assert!(
+            self.stderr().contains(needle),
+            "stderr lacks {needle:?}\n{}",
+            self.explain()
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout())
+            .unwrap_or_else(|e| panic!("stdout is not JSON: {e}\n{}", self.explain()))
+    }
+
+    pub fn stderr_json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stderr().trim())
+            .unwrap_or_else(|e| panic!("stderr is not JSON: {e}\n{}", self.explain()))
+    }
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, failing after `deadline`.
+pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// System tests need the environment scripts/test-env.sh brings up. They are `#[ignore]`d
+/// with that reason, so a plain `cargo test` counts them as skipped; scripts/test.sh runs
+/// them. Run by hand without the environment, they fail here and say why.
+pub fn require_test_env() {
+    assert!(
+        std::env::var_os("CCSCOPE_TEST_ENV").is_some(),
+        "this system test needs the real user manager, session bus and journald: \
+         run it through scripts/test.sh, or `eval \"$(scripts/test-env.sh up)\"` first"
+    );
+}
