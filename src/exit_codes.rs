@@ -4,7 +4,7 @@
 pub const SUCCESS: i32 = 0;
 /// An unexpected failure: an I/O error or a bug. The message says what failed.
 pub const FAILURE: i32 = 1;
-/// The command line could not be parsed (clap's own code).
+/// The command line could not be parsed, or its options contradict each other.
 pub const USAGE: i32 = 2;
 /// No configuration was found, or it is invalid (the message carries file:line:column).
 pub const CONFIG: i32 = 3;
@@ -21,7 +21,11 @@ pub const TABLE: &[(i32, &str, &str)] = &[
         "failure",
         "an unexpected failure (I/O error or bug); the message says what failed",
     ),
-    (USAGE, "usage", "the command line could not be parsed"),
+    (
+        USAGE,
+        "usage",
+        "the command line could not be parsed, or its options contradict each other",
+    ),
     (
         CONFIG,
         "config",

@@ -332,3 +332,73 @@ fn help_lists_the_exit_codes_and_unknown_commands_are_usage_errors() {
     sb.run(&["frobnicate"]).expect_code(2);
     sb.run(&["check", "-v", "-q"]).expect_code(2);
 }
+
+#[test]
+fn an_empty_ccscope_state_dir_counts_as_unset() {
+    let sb = Sandbox::new();
+    let mut cmd = sb.command(&["ps", "--all", "--json"]);
+    cmd.env("CCSCOPE_STATE_DIR", "")
+        .env("XDG_STATE_HOME", sb.path().join("xdg"));
+    common::Ran::of(cmd).expect_code(0);
+    assert!(
+        sb.path().join("xdg/ccscope/registry.db").is_file(),
+        "fell back to $XDG_STATE_HOME/ccscope"
+    );
+}
+
+#[test]
+fn the_project_state_dir_is_used_by_ps_and_ps_all() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        "[project]\nname = \"shop\"\nstate_dir = \".state\"\n",
+    );
+    for args in [&["ps"][..], &["ps", "--all"][..]] {
+        let mut cmd = sb.command(args);
+        cmd.env_remove("CCSCOPE_STATE_DIR");
+        common::Ran::of(cmd).expect_code(0);
+    }
+    assert!(
+        sb.path().join(".state/registry.db").is_file(),
+        "relative to the config's directory"
+    );
+    assert!(!sb.state_dir().exists());
+}
+
+#[test]
+fn warnings_are_json_lines_under_json() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.state_dir()).unwrap();
+    std::fs::write(
+        sb.state_dir().join("registry.db"),
+        "not a database at all, no",
+    )
+    .unwrap();
+    let ran = sb.run(&["ps", "--all", "--json"]);
+    ran.expect_code(0);
+    let warning: serde_json::Value =
+        serde_json::from_str(ran.stderr().lines().next().unwrap()).unwrap();
+    assert!(
+        warning["warning"].as_str().unwrap().contains("was corrupt"),
+        "{warning}"
+    );
+    assert_eq!(ran.json()["processes"], serde_json::json!([]));
+}
+
+#[test]
+fn a_bad_default_is_reported_once_not_once_per_service() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        "[project]\nname = \"shop\"\n[defaults]\nstop_signal = \"SIGNOPE\"\n[services.a]\ncommand = [\"a\"]\n[services.b]\ncommand = [\"b\"]\n",
+    );
+    let ran = sb.run(&["check"]);
+    ran.expect_code(3)
+        .expect_stderr_contains("ccscope.toml:4:15: \"SIGNOPE\" is not a stop signal");
+    assert_eq!(
+        ran.stderr().matches("SIGNOPE").count(),
+        1,
+        "{}",
+        ran.stderr()
+    );
+}

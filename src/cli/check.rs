@@ -4,7 +4,7 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{Context, print_json};
-use crate::config::{Config, ConfigSource, Launch, graph};
+use crate::config::{Config, ConfigSource, Launch, ProbeCheck, graph};
 use crate::errors::CliError;
 use crate::exit_codes;
 
@@ -74,23 +74,47 @@ fn print_human(config: &Config, layers: &[Vec<String>], verbose: bool) {
                 let deps: Vec<String> = s
                     .depends_on
                     .iter()
-                    .map(|(d, c)| format!("{d} ({c:?})"))
+                    .map(|(d, c)| format!("{d} ({})", spelled(c)))
                     .collect();
                 println!("  after: {}", deps.join(", "));
             }
             if !s.ports.is_empty() {
-                println!("  ports: {:?}", s.ports);
+                let ports: Vec<String> = s.ports.iter().map(u16::to_string).collect();
+                println!("  ports: {}", ports.join(", "));
             }
             if let Some(ready) = &s.ready {
                 println!(
-                    "  ready: {:?} (start timeout {})",
-                    ready.check, ready.start_timeout
+                    "  ready: {} (every {}, start timeout {})",
+                    describe_probe(&ready.check),
+                    ready.interval,
+                    ready.start_timeout
                 );
             }
             println!(
-                "  restart: {:?}, stop: {} after {}",
-                s.restart.policy, s.stop_signal.name, s.stop_timeout
+                "  restart: {}, stop: {} after {}",
+                spelled(&s.restart.policy),
+                s.stop_signal.name,
+                s.stop_timeout
             );
         }
+    }
+}
+
+/// A value as ccscope.toml spells it (`on-failure`, `healthy`).
+fn spelled(value: &impl Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => String::from("?"),
+    }
+}
+
+fn describe_probe(check: &ProbeCheck) -> String {
+    match check {
+        ProbeCheck::Tcp { host, port } => format!("tcp {host}:{port}"),
+        ProbeCheck::Http { url, status } => format!("http GET {url} → {status}"),
+        ProbeCheck::Exec { argv } => format!("exec {}", argv.join(" ")),
+        ProbeCheck::Notify => "sd_notify READY=1".to_string(),
+        ProbeCheck::Log { pattern } => format!("output matches /{pattern}/"),
     }
 }

@@ -7,6 +7,12 @@ use crate::config::{self, Config, ConfigRequest};
 use crate::errors::CliError;
 use crate::registry::{Registry, StateDir};
 
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 pub struct Context {
     pub global: GlobalArgs,
     pub cwd: PathBuf,
@@ -14,14 +20,14 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(global: GlobalArgs) -> Result<Context, CliError> {
+    pub fn new(mut global: GlobalArgs) -> Result<Context, CliError> {
+        // --state-dir beats CCSCOPE_STATE_DIR; an empty variable counts as unset.
+        global.state_dir = global.state_dir.or_else(|| env_path("CCSCOPE_STATE_DIR"));
         let cwd = std::env::current_dir().map_err(|e| {
             CliError::io("read the current directory", std::path::Path::new("."), &e)
         })?;
         // -f beats CCSCOPE_CONFIG; --profile and -f together are a contradiction.
-        let env_file = std::env::var_os("CCSCOPE_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
+        let env_file = env_path("CCSCOPE_CONFIG");
         if global.profile.is_some() && global.file.is_some() {
             return Err(
                 CliError::usage("--profile and -f/--file both name a configuration")
@@ -67,15 +73,24 @@ impl Context {
         tracing::info!(path = %dir.path.display(), origin = ?dir.origin, "state directory");
         let (registry, report) = Registry::open(&dir)?;
         if let Some(aside) = &report.moved_aside {
-            eprintln!(
-                "warning: the registry {} was corrupt; it was moved to {} and a fresh one created",
+            self.warn(&format!(
+                "the registry {} was corrupt; it was moved to {} and a fresh one created",
                 registry.path().display(),
                 aside.display()
-            );
+            ));
         }
         for repair in &report.repairs {
-            eprintln!("warning: {repair}");
+            self.warn(repair);
         }
         Ok(registry)
+    }
+
+    /// A warning on stderr: `warning: …`, or one JSON line `{"warning": "…"}` with --json.
+    pub fn warn(&self, message: &str) {
+        if self.global.json {
+            eprintln!("{}", serde_json::json!({ "warning": message }));
+        } else {
+            eprintln!("warning: {message}");
+        }
     }
 }

@@ -41,8 +41,8 @@ pub struct GlobalArgs {
     #[arg(long, value_name = "NAME", global = true)]
     pub profile: Option<String>,
 
-    /// Where the registry lives [default: $XDG_STATE_HOME/ccscope]
-    #[arg(long, value_name = "DIR", env = "CCSCOPE_STATE_DIR", global = true)]
+    /// Where the registry lives [default: $XDG_STATE_HOME/ccscope; env: CCSCOPE_STATE_DIR]
+    #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
 
     /// Print machine-readable JSON on stdout (errors as JSON on stderr)

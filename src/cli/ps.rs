@@ -25,17 +25,17 @@ struct PsReport<'a> {
 
 pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
     // Without --all, the current project; with no configuration to say which, every project.
-    let config = if args.all {
-        None
-    } else {
-        match crate::config::load(&ctx.config_request, &ctx.cwd) {
-            Ok(c) => Some(c),
-            Err(ConfigError::NotFound { .. }) if !ctx.config_named() => None,
-            Err(e) => return Err(e.into()),
-        }
+    let config = match crate::config::load(&ctx.config_request, &ctx.cwd) {
+        Ok(c) => Some(c),
+        Err(ConfigError::NotFound { .. }) if !ctx.config_named() => None,
+        Err(e) => return Err(e.into()),
     };
+    // The configuration may name the state directory, so --all reads it too.
     let registry = ctx.open_registry(config.as_ref())?;
-    let project = config.as_ref().map(|c| c.project.name.as_str());
+    let project = config
+        .as_ref()
+        .filter(|_| !args.all)
+        .map(|c| c.project.name.as_str());
     let filter = project.map_or(ProcessFilter::All, ProcessFilter::Project);
     let processes = registry.list(filter)?;
     if ctx.global.json {

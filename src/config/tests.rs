@@ -417,7 +417,7 @@ fn lookup_walks_up_to_parent_directories() {
     let tmp = tempfile::tempdir().unwrap();
     let deep = tmp.path().join("a/b/c");
     std::fs::create_dir_all(&deep).unwrap();
-    std::fs::write(tmp.path().join("a").join(FILE_NAME), format!("{HEAD}")).unwrap();
+    std::fs::write(tmp.path().join("a").join(FILE_NAME), HEAD).unwrap();
     let config = load(&ConfigRequest::default(), &deep).unwrap();
     assert_eq!(config.project.name, "demo");
     let nowhere = tempfile::tempdir().unwrap();

@@ -51,6 +51,8 @@ pub fn parse_config(
     if !v.diagnostics.is_empty() {
         v.diagnostics
             .sort_by_key(|d| (d.location.line, d.location.column));
+        // A bad value in [defaults] is found once for each service that inherits it.
+        v.diagnostics.dedup();
         return Err(ConfigError::Invalid {
             diagnostics: v.diagnostics,
         });
@@ -513,7 +515,7 @@ impl Validator<'_> {
                 status,
             }
         } else if let Some(argv) = &p.exec {
-            if argv.get_ref().is_empty() {
+            if argv.get_ref().first().is_none_or(|p| p.trim().is_empty()) {
                 self.error(argv.span(), "the exec probe's command is empty", None);
                 return None;
             }

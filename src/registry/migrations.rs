@@ -17,7 +17,6 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX runs_project ON runs(project);
     CREATE TABLE processes (
-        id               INTEGER PRIMARY KEY,
         pid              INTEGER NOT NULL,
         start_time       INTEGER NOT NULL,
         command_line     TEXT NOT NULL,
@@ -27,12 +26,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         unit             TEXT,
         cgroup           TEXT,
         ports            TEXT NOT NULL DEFAULT '',
-        status           TEXT NOT NULL,
-        source           TEXT NOT NULL,
+        status           INTEGER NOT NULL, -- ProcessStatus: 0 running, 1 stopping, 2 stopped
+        source           INTEGER NOT NULL, -- ProcessSource: 0 launched, 1 discovered, 2 adopted
         registered_at_ms INTEGER NOT NULL,
+        -- Clustered in listing order, so a listing is one sequential walk.
+        PRIMARY KEY (project, service, pid, start_time),
         UNIQUE (pid, start_time)
-    );
-    CREATE INDEX processes_project_service ON processes(project, service);
+    ) WITHOUT ROWID;
     CREATE INDEX processes_run ON processes(run_id);",
 ];
 

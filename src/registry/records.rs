@@ -1,5 +1,7 @@
 //! The rows of the registry, typed.
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::discover::ProcessIdentity;
@@ -18,6 +20,15 @@ macro_rules! text_enum {
 
             pub fn parse(text: &str) -> Option<Self> {
                 match text { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            /// The number the registry stores (the variant's position; append-only).
+            pub fn code(self) -> i64 {
+                self as i64
+            }
+
+            pub fn from_code(code: i64) -> Option<Self> {
+                [$($name::$variant),+].into_iter().find(|v| v.code() == code)
             }
         }
 
@@ -65,11 +76,12 @@ pub struct ProcessRecord {
     pub pid: i32,
     pub start_time: u64,
     pub command_line: String,
-    pub project: String,
-    pub service: String,
-    pub run_id: Option<String>,
-    pub unit: Option<String>,
-    pub cgroup: Option<String>,
+    // The repeated columns are shared between the records of one listing (see `list`).
+    pub project: Arc<str>,
+    pub service: Arc<str>,
+    pub run_id: Option<Arc<str>>,
+    pub unit: Option<Arc<str>>,
+    pub cgroup: Option<Arc<str>>,
     pub ports: Vec<u16>,
     pub status: ProcessStatus,
     pub source: ProcessSource,

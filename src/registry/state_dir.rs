@@ -109,7 +109,8 @@ fn check_owner_and_mode(
     mode: u32,
     is_dir: bool,
 ) -> Result<Option<String>, RegistryError> {
-    let meta = fs::symlink_metadata(path).map_err(|source| RegistryError::Io {
+    // Followed through symlinks: a symlinked ~/.local/state is common and fine.
+    let meta = fs::metadata(path).map_err(|source| RegistryError::Io {
         action: "inspect",
         path: path.to_path_buf(),
         source,

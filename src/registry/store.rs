@@ -1,6 +1,7 @@
 //! Opening the registry (permissions, corruption, migrations) and its typed operations.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
@@ -40,8 +41,8 @@ impl Registry {
         };
         let path = state_dir.registry_path();
         report.repairs.extend(state_dir.ensure_registry_file()?);
-        let conn = match open_checked(&path) {
-            Ok(conn) => conn,
+        let opened = match open_checked(&path) {
+            Ok(opened) => opened,
             Err(e) if is_corruption(&e) => {
                 let aside = move_aside(&path)?;
                 report.moved_aside = Some(aside);
@@ -49,6 +50,16 @@ impl Registry {
                 open_checked(&path).map_err(|source| sqlite(&path, source))?
             }
             Err(source) => return Err(sqlite(&path, source)),
+        };
+        let conn = match opened {
+            Opened::Usable(conn) => conn,
+            Opened::TooNew(found) => {
+                return Err(RegistryError::SchemaTooNew {
+                    path,
+                    found,
+                    supported: migrations::LATEST,
+                });
+            }
         };
         let registry = Registry::from_connection(conn, path)?;
         Ok((registry, report))
@@ -102,8 +113,8 @@ impl Registry {
                     p.unit,
                     p.cgroup,
                     join_ports(&p.ports),
-                    p.status.as_str(),
-                    p.source.as_str(),
+                    p.status.code(),
+                    p.source.code(),
                     now_ms(),
                 ])
             })
@@ -128,9 +139,7 @@ impl Registry {
     ) -> Result<bool, RegistryError> {
         self.conn
             .prepare_cached("UPDATE processes SET status = ?3 WHERE pid = ?1 AND start_time = ?2")
-            .and_then(|mut stmt| {
-                stmt.execute(params![id.pid, id.start_time as i64, status.as_str()])
-            })
+            .and_then(|mut stmt| stmt.execute(params![id.pid, id.start_time as i64, status.code()]))
             .map(|n| n > 0)
             .map_err(|e| self.err(e))
     }
@@ -158,26 +167,48 @@ impl Registry {
         args: &[&dyn rusqlite::ToSql],
     ) -> rusqlite::Result<Vec<ProcessRecord>> {
         let mut stmt = self.conn.prepare_cached(sql)?;
-        let rows = stmt.query_map(args, |row| {
-            let status: String = row.get(9)?;
-            let source: String = row.get(10)?;
-            let ports: String = row.get(8)?;
-            Ok(ProcessRecord {
+        let mut rows = stmt.query(args)?;
+        // Rows arrive sorted by project and service, so neighbours share most of their text:
+        // reuse the previous row's string instead of allocating the same one again.
+        let mut shared: [Option<Arc<str>>; 5] = Default::default();
+        let mut records = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut text = |column: usize, slot: usize| -> rusqlite::Result<Option<Arc<str>>> {
+                let Some(bytes) = row.get_ref(column)?.as_bytes_or_null()? else {
+                    return Ok(None);
+                };
+                match &shared[slot] {
+                    Some(prev) if prev.as_bytes() == bytes => Ok(Some(prev.clone())),
+                    _ => {
+                        let value = std::str::from_utf8(bytes)
+                            .map_err(|e| rusqlite::Error::Utf8Error(column, e))?;
+                        let fresh: Arc<str> = Arc::from(value);
+                        shared[slot] = Some(fresh.clone());
+                        Ok(Some(fresh))
+                    }
+                }
+            };
+            let project = text(3, 0)?.unwrap_or_default();
+            let service = text(4, 1)?.unwrap_or_default();
+            let run_id = text(5, 2)?;
+            let unit = text(6, 3)?;
+            let cgroup = text(7, 4)?;
+            records.push(ProcessRecord {
                 pid: row.get(0)?,
                 start_time: row.get::<_, i64>(1)? as u64,
                 command_line: row.get(2)?,
-                project: row.get(3)?,
-                service: row.get(4)?,
-                run_id: row.get(5)?,
-                unit: row.get(6)?,
-                cgroup: row.get(7)?,
-                ports: split_ports(&ports),
-                status: ProcessStatus::parse(&status).unwrap_or(ProcessStatus::Running),
-                source: ProcessSource::parse(&source).unwrap_or(ProcessSource::Discovered),
+                project,
+                service,
+                run_id,
+                unit,
+                cgroup,
+                ports: split_ports(row.get_ref(8)?.as_bytes()?),
+                status: ProcessStatus::from_code(row.get(9)?).unwrap_or(ProcessStatus::Running),
+                source: ProcessSource::from_code(row.get(10)?).unwrap_or(ProcessSource::Discovered),
                 registered_at_ms: row.get(11)?,
-            })
-        })?;
-        rows.collect()
+            });
+        }
+        Ok(records)
     }
 
     /// Drops every process record whose (pid, start time) no longer exists or is a zombie.
@@ -315,14 +346,11 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
 }
 
 /// Opens the file, sets the connection up, and proves it is a sound SQLite database.
-fn open_checked(path: &Path) -> rusqlite::Result<Connection> {
+/// Opens the file and proves it is a sound SQLite database of a schema this build knows;
+/// only then is anything written to it (the switch to WAL mode writes its header).
+fn open_checked(path: &Path) -> Result<Opened, rusqlite::Error> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        tracing::warn!(path = %path.display(), mode, "registry could not switch to WAL mode");
-    }
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
     let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if verdict != "ok" {
         return Err(rusqlite::Error::SqliteFailure(
@@ -330,7 +358,21 @@ fn open_checked(path: &Path) -> rusqlite::Result<Connection> {
             Some(verdict),
         ));
     }
-    Ok(conn)
+    let version = migrations::user_version(&conn)?;
+    if version > migrations::LATEST {
+        return Ok(Opened::TooNew(version));
+    }
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), mode, "registry could not switch to WAL mode");
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(Opened::Usable(conn))
+}
+
+enum Opened {
+    Usable(Connection),
+    TooNew(i64),
 }
 
 fn is_corruption(e: &rusqlite::Error) -> bool {
@@ -403,8 +445,13 @@ fn join_ports(ports: &[u16]) -> String {
     strings.join(",")
 }
 
-fn split_ports(text: &str) -> Vec<u16> {
-    text.split(',').filter_map(|p| p.parse().ok()).collect()
+fn split_ports(text: &[u8]) -> Vec<u16> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    text.split(|b| *b == b',')
+        .filter_map(|p| std::str::from_utf8(p).ok()?.parse().ok())
+        .collect()
 }
 
 #[cfg(test)]
@@ -454,7 +501,7 @@ mod tests {
         assert_eq!(r.list(ProcessFilter::All).unwrap().len(), 3);
         let demo = r.list(ProcessFilter::Project("demo")).unwrap();
         assert_eq!(
-            demo.iter().map(|p| p.service.as_str()).collect::<Vec<_>>(),
+            demo.iter().map(|p| &*p.service).collect::<Vec<_>>(),
             ["db", "web"]
         );
         assert_eq!(demo[1].ports, vec![8110, 8111]);
