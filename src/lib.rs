@@ -4,8 +4,11 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod contain;
 pub mod discover;
 pub mod errors;
 pub mod exit_codes;
+pub mod launch;
 pub mod registry;
 pub mod suggest;
+pub mod sys;

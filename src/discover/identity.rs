@@ -21,6 +21,7 @@ pub struct StatLine {
     pub comm: String,
     pub state: char,
     pub ppid: i32,
+    pub pgrp: i32,
     pub start_time: u64,
 }
 
@@ -36,12 +37,14 @@ impl StatLine {
         // After comm: field 3 is state, 4 ppid, ... 22 starttime.
         let state = rest.next()?.chars().next()?;
         let ppid = rest.next()?.parse().ok()?;
-        let start_time = rest.nth(22 - 5)?.parse().ok()?;
+        let pgrp = rest.next()?.parse().ok()?;
+        let start_time = rest.nth(22 - 6)?.parse().ok()?;
         Some(StatLine {
             pid,
             comm,
             state,
             ppid,
+            pgrp,
             start_time,
         })
     }
@@ -137,6 +140,7 @@ mod tests {
         assert_eq!(s.comm, "my (odd) cmd");
         assert_eq!(s.state, 'S');
         assert_eq!(s.ppid, 1);
+        assert_eq!(s.pgrp, 4242);
         assert_eq!(s.start_time, 987654);
         assert!(!s.is_zombie());
     }

@@ -2,5 +2,6 @@
 //! tables and classification, grows here.)
 
 mod identity;
+pub mod markers;
 
 pub use identity::{LivenessProbe, ProcFs, ProcessIdentity, StatLine, read_stat};

@@ -1,0 +1,227 @@
+//! The last resort, for hosts with no writable cgroup at all: each service in its own process
+//! group, its members found by process group and by the environment markers they inherit,
+//! the caller a child subreaper so double-forked daemons come back to it.
+//!
+//! What is lost, and said at start: a kill is several passes, not one atomic write (a process
+//! forking during it is caught by the next pass); "empty" is polled, not an event; limits
+//! cannot be enforced; a process that both leaves the process group and clears its
+//! environment escapes.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{
+    BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
+    UnenforceableLimit, requested_limits,
+};
+use crate::discover::markers;
+use crate::discover::{ProcFs, ProcessIdentity};
+use crate::sys;
+
+/// How often "empty yet?" is checked without an event to wait on.
+const POLL: Duration = Duration::from_millis(10);
+/// Kill passes before giving up on a service that keeps forking.
+const KILL_PASSES: usize = 50;
+
+pub const LOSSES: &str = "no writable cgroup: services are tracked by process group and environment markers; \
+lost are atomic kills (several passes instead), event-driven exit detection (polled every 10 ms), \
+resource limits, and any process that leaves its process group and clears its environment";
+
+pub struct ProcessGroups {
+    proc_root: std::path::PathBuf,
+}
+
+impl Default for ProcessGroups {
+    fn default() -> Self {
+        ProcessGroups {
+            proc_root: "/proc".into(),
+        }
+    }
+}
+
+impl ProcessGroups {
+    /// Makes this process the reaper of orphans, so daemons that double-fork stay below it.
+    pub fn new() -> ProcessGroups {
+        if let Err(e) = sys::set_child_subreaper() {
+            tracing::warn!("could not become a child subreaper: {e}");
+        }
+        ProcessGroups::default()
+    }
+
+    /// The live members: in the process group, or carrying this instance's markers.
+    fn members(&self, scope: &ScopeHandle) -> Vec<ProcessIdentity> {
+        markers::scan(Path::new(&self.proc_root))
+            .into_iter()
+            .filter(|p| {
+                Some(p.pgrp) == scope.pgid
+                    || (p.markers.project == scope.project
+                        && p.markers.service.as_deref() == Some(scope.service.as_str())
+                        && p.markers.run_id.is_some()
+                        && p.markers.run_id == scope.run_id)
+            })
+            .map(|p| p.identity)
+            .chain(self.group_without_markers(scope))
+            .collect()
+    }
+
+    /// Group members whose environment could not be read (or was cleared).
+    fn group_without_markers(&self, scope: &ScopeHandle) -> Vec<ProcessIdentity> {
+        let Some(pgid) = scope.pgid else {
+            return Vec::new();
+        };
+        let procfs = ProcFs::at(&self.proc_root);
+        let Ok(entries) = std::fs::read_dir(&self.proc_root) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(|pid| crate::discover::read_stat(&self.proc_root, pid).ok())
+            .filter(|s| s.pgrp == pgid && !s.is_zombie())
+            .filter_map(|s| procfs.identity(s.pid).ok())
+            .filter(|id| {
+                markers::parse_environ(
+                    &std::fs::read(format!("/proc/{}/environ", id.pid)).unwrap_or_default(),
+                )
+                .is_none()
+            })
+            .collect()
+    }
+
+    fn signal_members(&self, scope: &ScopeHandle, signal: i32) -> usize {
+        let mut sent = 0;
+        for id in self.members(scope) {
+            if sys::signal_identified(id, signal).is_ok_and(|s| s == sys::Signalled::Sent) {
+                sent += 1;
+            }
+        }
+        sent
+    }
+}
+
+impl Containment for ProcessGroups {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Pgroup
+    }
+
+    async fn place(
+        &self,
+        spec: &ScopeSpec<'_>,
+        pid: i32,
+    ) -> Result<(ScopeHandle, LimitReport), ContainError> {
+        // The launcher made `pid` the leader of its own group before it ran anything.
+        let stat = crate::discover::read_stat(Path::new(&self.proc_root), pid)?;
+        if stat.pgrp != pid {
+            return Err(ContainError::NotPlaced {
+                pid,
+                expected: format!("process group {pid}"),
+                actual: format!("process group {}", stat.pgrp),
+            });
+        }
+        let limits = LimitReport {
+            applied: Vec::new(),
+            unenforceable: requested_limits(spec.limits)
+                .into_iter()
+                .map(|(limit, controller)| UnenforceableLimit {
+                    limit,
+                    controller,
+                    reason: "the process-group backend has no cgroup to enforce it in".into(),
+                })
+                .collect(),
+        };
+        let handle = ScopeHandle {
+            backend: BackendKind::Pgroup,
+            project: spec.project.to_string(),
+            service: spec.service.to_string(),
+            instance: spec.instance.map(str::to_string),
+            unit: None,
+            cgroup: None,
+            pgid: Some(pid),
+            run_id: Some(spec.run_id.to_string()),
+        };
+        Ok((handle, limits))
+    }
+
+    async fn processes(&self, scope: &ScopeHandle) -> Result<Vec<i32>, ContainError> {
+        Ok(self.members(scope).into_iter().map(|id| id.pid).collect())
+    }
+
+    async fn signal(&self, scope: &ScopeHandle, signal: i32) -> Result<usize, ContainError> {
+        Ok(self.signal_members(scope, signal))
+    }
+
+    async fn kill(&self, scope: &ScopeHandle) -> Result<(), ContainError> {
+        for _ in 0..KILL_PASSES {
+            if self.signal_members(scope, libc::SIGKILL) == 0 {
+                return Ok(());
+            }
+        }
+        Err(ContainError::Refused(format!(
+            "{} still had processes after {KILL_PASSES} kill passes",
+            scope.display_name()
+        )))
+    }
+
+    async fn wait_empty(
+        &self,
+        scope: &ScopeHandle,
+        deadline: Duration,
+    ) -> Result<bool, ContainError> {
+        let start = Instant::now();
+        loop {
+            if self.members(scope).is_empty() {
+                return Ok(true);
+            }
+            if start.elapsed() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(POLL.min(deadline.saturating_sub(start.elapsed()))).await;
+        }
+    }
+
+    async fn release(&self, _scope: &ScopeHandle) -> Result<(), ContainError> {
+        Ok(())
+    }
+
+    async fn adopt(&self, scope: &ScopeHandle, pid: i32) -> Result<(), ContainError> {
+        let pgid = scope
+            .pgid
+            .ok_or_else(|| ContainError::Refused("no process group to adopt into".into()))?;
+        if unsafe { libc::setpgid(pid, pgid) } != 0 {
+            return Err(ContainError::Refused(format!(
+                "process {pid} cannot join process group {pgid}: {} (only children in the same session can)",
+                crate::errors::describe_io(&std::io::Error::last_os_error())
+            )));
+        }
+        Ok(())
+    }
+
+    async fn freeze(&self, scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError> {
+        self.signal_members(scope, if frozen { libc::SIGSTOP } else { libc::SIGCONT });
+        Ok(())
+    }
+
+    async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError> {
+        let mut seen = std::collections::BTreeMap::new();
+        for p in markers::scan(Path::new(&self.proc_root)) {
+            if p.markers.project != project {
+                continue;
+            }
+            let Some(service) = p.markers.service.clone() else {
+                continue;
+            };
+            seen.entry((service.clone(), p.markers.run_id.clone()))
+                .or_insert(ScopeHandle {
+                    backend: BackendKind::Pgroup,
+                    project: project.to_string(),
+                    service,
+                    instance: None,
+                    unit: None,
+                    cgroup: None,
+                    pgid: Some(p.pgrp),
+                    run_id: p.markers.run_id.clone(),
+                });
+        }
+        Ok(seen.into_values().collect())
+    }
+}

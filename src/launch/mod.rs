@@ -1,0 +1,276 @@
+//! Race-free launch: check everything that can fail before anything is created, spawn the
+//! trampoline, place it in its scope, and only then let it exec the service.
+
+mod output;
+mod preflight;
+pub mod trampoline;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+pub use output::{OutputTarget, log_file_path};
+pub use preflight::{PreflightError, parse_env_file};
+
+use crate::config::Limits;
+use crate::contain::{
+    AnyContainment, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
+};
+use crate::discover::markers;
+use crate::discover::{ProcFs, ProcessIdentity};
+use crate::registry::{NewProcess, ProcessSource, ProcessStatus};
+
+/// Everything needed to start one service instance.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    pub project: String,
+    pub service: String,
+    /// Tells concurrent instances apart (`ccscope exec`); None for a configured service.
+    pub instance: Option<String>,
+    pub run_id: String,
+    pub argv: Vec<String>,
+    /// Variables set on top of ccscope's own environment (env files first, then these).
+    pub env: BTreeMap<String, String>,
+    pub env_files: Vec<PathBuf>,
+    pub cwd: Option<PathBuf>,
+    pub limits: Limits,
+    pub output: OutputTarget,
+    /// Inherit ccscope's stdin (`exec`) instead of /dev/null.
+    pub inherit_stdin: bool,
+    /// Lead a process group of its own, so a terminal's Ctrl-C reaches only the supervisor.
+    pub own_process_group: bool,
+    /// Refuse to start when a limit cannot be enforced.
+    pub strict_limits: bool,
+    /// The ccscope binary that serves as trampoline (normally the running one).
+    pub launcher: PathBuf,
+}
+
+/// The running ccscope binary, which is its own trampoline.
+pub fn current_launcher() -> std::io::Result<PathBuf> {
+    std::env::current_exe()
+}
+
+/// A running, contained service instance.
+#[derive(Debug)]
+pub struct Launched {
+    pub identity: ProcessIdentity,
+    pub scope: ScopeHandle,
+    pub limits: LimitReport,
+    pub command_line: String,
+    /// The process itself (the trampoline became the service: same pid).
+    pub child: Child,
+}
+
+impl Launched {
+    /// The registry record for this process.
+    pub fn record(&self, spec: &LaunchSpec, ports: Vec<u16>) -> NewProcess {
+        NewProcess {
+            identity: self.identity,
+            command_line: self.command_line.clone(),
+            project: spec.project.clone(),
+            service: spec.service.clone(),
+            run_id: Some(spec.run_id.clone()),
+            unit: self.scope.unit.clone(),
+            cgroup: self.scope.cgroup.as_ref().map(|c| c.display().to_string()),
+            ports,
+            status: ProcessStatus::Running,
+            source: ProcessSource::Launched,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error("could not start the launcher for service `{service}`: {source}")]
+    Spawn {
+        service: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not contain service `{service}`: {source}")]
+    Contain {
+        service: String,
+        #[source]
+        source: ContainError,
+    },
+    #[error("service `{service}`: {source}")]
+    Limits {
+        service: String,
+        #[source]
+        source: ContainError,
+    },
+    #[error("service `{service}`: could not execute {program}: {reason}")]
+    Exec {
+        service: String,
+        program: String,
+        reason: String,
+    },
+}
+
+impl LaunchError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            LaunchError::Preflight(p) => p.hint(),
+            LaunchError::Limits { .. } => Some(
+                "drop the limits, or run without --strict-limits to start with a warning".into(),
+            ),
+            LaunchError::Contain {
+                source: ContainError::AlreadyPopulated { .. },
+                ..
+            } => Some("an earlier start is still running: stop it first".into()),
+            _ => None,
+        }
+    }
+}
+
+/// Starts `spec` inside a new scope of `containment`. On any failure nothing is left behind:
+/// no process, no scope.
+pub async fn launch(
+    containment: &AnyContainment,
+    spec: &LaunchSpec,
+) -> Result<Launched, LaunchError> {
+    let prepared = preflight::prepare(spec)?;
+    let (go_read, go_write) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
+    let (status_read, status_write) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
+    let mut command = trampoline_command(spec, &prepared, &go_read, &status_write)?;
+    let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
+    drop(go_read);
+    drop(status_write);
+    drop(command);
+    let pid = child.id() as i32;
+
+    let scope_spec = ScopeSpec {
+        project: &spec.project,
+        service: &spec.service,
+        instance: spec.instance.as_deref(),
+        run_id: &spec.run_id,
+        description: format!(
+            "ccscope {} / {}: {}",
+            spec.project,
+            spec.service,
+            spec.argv.join(" ")
+        ),
+        limits: &spec.limits,
+    };
+    let placed = containment.place(&scope_spec, pid).await;
+    let (scope, limits) = match placed {
+        Ok(p) => p,
+        Err(source) => {
+            abandon(child, go_write);
+            return Err(LaunchError::Contain {
+                service: spec.service.clone(),
+                source,
+            });
+        }
+    };
+    if spec.strict_limits && !limits.unenforceable.is_empty() {
+        abandon(child, go_write);
+        let _ = containment.release(&scope).await;
+        return Err(LaunchError::Limits {
+            service: spec.service.clone(),
+            source: ContainError::LimitsUnenforceable(limits.unenforceable),
+        });
+    }
+
+    // Placed and verified: let it run the service.
+    let mut go = std::fs::File::from(go_write);
+    let went = go.write_all(b"g");
+    drop(go);
+    let mut errno = [0u8; 4];
+    let mut status = std::fs::File::from(status_read);
+    let exec_failed = matches!(status.read(&mut errno), Ok(4));
+    if went.is_err() || exec_failed {
+        let mut child = child;
+        let _ = child.wait();
+        let _ = containment.release(&scope).await;
+        let reason = if exec_failed {
+            crate::errors::describe_io(&std::io::Error::from_raw_os_error(i32::from_le_bytes(
+                errno,
+            )))
+        } else {
+            "the launcher exited before it could run it".to_string()
+        };
+        return Err(LaunchError::Exec {
+            service: spec.service.clone(),
+            program: prepared.program.display().to_string(),
+            reason,
+        });
+    }
+    let identity = ProcFs::default()
+        .identity(pid)
+        .unwrap_or(ProcessIdentity { pid, start_time: 0 });
+    Ok(Launched {
+        identity,
+        scope,
+        limits,
+        command_line: spec.argv.join(" "),
+        child,
+    })
+}
+
+fn spawn_error(spec: &LaunchSpec, source: std::io::Error) -> LaunchError {
+    LaunchError::Spawn {
+        service: spec.service.clone(),
+        source,
+    }
+}
+
+/// Withdraws the go-ahead: the trampoline sees EOF and exits without running the service.
+fn abandon(mut child: Child, go_write: OwnedFd) {
+    drop(go_write);
+    let _ = child.wait();
+}
+
+fn trampoline_command(
+    spec: &LaunchSpec,
+    prepared: &preflight::Prepared,
+    go_read: &OwnedFd,
+    status_write: &OwnedFd,
+) -> Result<Command, LaunchError> {
+    let mut command = Command::new(&spec.launcher);
+    command
+        .arg(trampoline::SUBCOMMAND)
+        .arg(go_read.as_raw_fd().to_string())
+        .arg(status_write.as_raw_fd().to_string())
+        .arg(&prepared.program)
+        .arg("--")
+        .args(&spec.argv)
+        .env_clear()
+        .envs(&prepared.env)
+        .env(markers::PROJECT, &spec.project)
+        .env(markers::SERVICE, &spec.service)
+        .env(markers::RUN_ID, &spec.run_id);
+    if let Some(cwd) = &spec.cwd {
+        command.current_dir(cwd);
+    }
+    command.stdin(if spec.inherit_stdin {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    });
+    let (stdout, stderr) =
+        output::open(&spec.output, &spec.service).map_err(|e| spawn_error(spec, e))?;
+    command.stdout(stdout).stderr(stderr);
+    let keep = [go_read.as_raw_fd(), status_write.as_raw_fd()];
+    let own_group = spec.own_process_group;
+    // Runs in the child between fork and exec: async-signal-safe calls only.
+    unsafe {
+        command.pre_exec(move || {
+            if own_group && libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in keep {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    Ok(command)
+}

@@ -1,0 +1,190 @@
+//! What is checked before anything is created: the program exists and may be executed, the
+//! working directory exists, the env files are readable. A failure here leaves nothing behind.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use super::LaunchSpec;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PreflightError {
+    #[error("service `{service}`: command `{program}` was not found in PATH")]
+    NotFound { service: String, program: String },
+    #[error("service `{service}`: {} is not an executable file", path.display())]
+    NotExecutable { service: String, path: PathBuf },
+    #[error("service `{service}`: working directory {} does not exist", path.display())]
+    NoCwd { service: String, path: PathBuf },
+    #[error("service `{service}`: could not read env file {}: {reason}", path.display())]
+    EnvFile {
+        service: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("service `{service}`: env file {}:{line}: {reason}", path.display())]
+    EnvFileSyntax {
+        service: String,
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+impl PreflightError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            PreflightError::NotFound { .. } => {
+                "install it, fix the name, or give its full path".into()
+            }
+            PreflightError::NotExecutable { path, .. } => {
+                format!("check it is a program and `chmod +x {}`", path.display())
+            }
+            PreflightError::NoCwd { .. } => {
+                "create the directory or fix `cwd` in the configuration".into()
+            }
+            PreflightError::EnvFile { .. } => {
+                "check the path (relative to the configuration file) and its permissions".into()
+            }
+            PreflightError::EnvFileSyntax { .. } => {
+                "write one KEY=value per line; # starts a comment".into()
+            }
+        })
+    }
+}
+
+pub(super) struct Prepared {
+    pub program: PathBuf,
+    pub env: BTreeMap<String, String>,
+}
+
+pub(super) fn prepare(spec: &LaunchSpec) -> Result<Prepared, PreflightError> {
+    if let Some(cwd) = &spec.cwd {
+        if !cwd.is_dir() {
+            return Err(PreflightError::NoCwd {
+                service: spec.service.clone(),
+                path: cwd.clone(),
+            });
+        }
+    }
+    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    for file in &spec.env_files {
+        let text = std::fs::read_to_string(file).map_err(|e| PreflightError::EnvFile {
+            service: spec.service.clone(),
+            path: file.clone(),
+            reason: crate::errors::describe_io(&e),
+        })?;
+        let parsed =
+            parse_env_file(&text).map_err(|(line, reason)| PreflightError::EnvFileSyntax {
+                service: spec.service.clone(),
+                path: file.clone(),
+                line,
+                reason,
+            })?;
+        env.extend(parsed);
+    }
+    env.extend(spec.env.clone());
+    let program = resolve(spec, &env)?;
+    Ok(Prepared { program, env })
+}
+
+/// The program's path: as given if it holds a `/` (relative to the working directory), else
+/// the first executable match in the service's PATH.
+fn resolve(spec: &LaunchSpec, env: &BTreeMap<String, String>) -> Result<PathBuf, PreflightError> {
+    let name = spec.argv.first().map(String::as_str).unwrap_or("");
+    if name.contains('/') {
+        let path = match &spec.cwd {
+            Some(cwd) if Path::new(name).is_relative() => cwd.join(name),
+            _ => PathBuf::from(name),
+        };
+        if !path.exists() {
+            return Err(PreflightError::NotFound {
+                service: spec.service.clone(),
+                program: name.to_string(),
+            });
+        }
+        return if is_executable(&path) {
+            Ok(path)
+        } else {
+            Err(PreflightError::NotExecutable {
+                service: spec.service.clone(),
+                path,
+            })
+        };
+    }
+    let search = env
+        .get("PATH")
+        .map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+    let mut found_not_executable = None;
+    for dir in search.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        if candidate.is_file() {
+            if is_executable(&candidate) {
+                return Ok(candidate);
+            }
+            found_not_executable.get_or_insert(candidate);
+        }
+    }
+    Err(match found_not_executable {
+        Some(path) => PreflightError::NotExecutable {
+            service: spec.service.clone(),
+            path,
+        },
+        None => PreflightError::NotFound {
+            service: spec.service.clone(),
+            program: name.to_string(),
+        },
+    })
+}
+
+fn is_executable(path: &Path) -> bool {
+    let Ok(c) = crate::sys::cstring(path.as_os_str()) else {
+        return false;
+    };
+    path.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+}
+
+/// `KEY=value` lines; blank lines and `#` comments skipped; an `export ` prefix and matching
+/// surrounding quotes are removed. Errors carry the 1-based line number.
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
+    let mut vars = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err((i + 1, format!("`{line}` has no `=`")));
+        };
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err((i + 1, format!("`{key}` is not a variable name")));
+        }
+        let value = value.trim();
+        let unquoted = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|(a, b)| value.strip_prefix(*a)?.strip_suffix(*b))
+            .unwrap_or(value);
+        vars.push((key.to_string(), unquoted.to_string()));
+    }
+    Ok(vars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_files_read_like_dotenv() {
+        let text = "# comment\nA=1\nexport B = \"two words\"\n\nC='x=y'\n";
+        assert_eq!(
+            parse_env_file(text).unwrap(),
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x=y".into())
+            ]
+        );
+        assert_eq!(parse_env_file("A=1\nnonsense\n").unwrap_err().0, 2);
+        assert_eq!(parse_env_file("BAD-NAME=1\n").unwrap_err().0, 1);
+    }
+}

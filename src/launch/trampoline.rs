@@ -1,0 +1,92 @@
+//! The trampoline: ccscope's hidden first stage of every launched service. It is spawned
+//! normally (so `Command::spawn` returns once it runs), waits on an inherited pipe until the
+//! parent has placed it in its scope, and only then execs the service. This is what
+//! `systemd-run --scope` does to itself; it is why nothing a service forks can be born outside.
+//!
+//! Usage (internal): `ccscope __trampoline GO_FD STATUS_FD PROGRAM -- ARGV0 ARGS…`
+//! GO_FD yields one byte `g` to go; anything else (EOF: the parent gave up) exits 125 without
+//! running the service. If exec fails, the errno goes to STATUS_FD (close-on-exec, so a
+//! successful exec shows the parent a plain EOF).
+
+use std::ffi::{CString, OsString};
+use std::os::unix::ffi::OsStrExt;
+
+/// The hidden subcommand's name; `main` dispatches on it before any argument parsing.
+pub const SUBCOMMAND: &str = "__trampoline";
+
+/// Exit code when the parent withdrew the go-ahead.
+pub const ABORTED: i32 = 125;
+/// Exit code when exec failed (as shells use for "cannot execute").
+pub const EXEC_FAILED: i32 = 127;
+
+/// Runs the trampoline with the arguments after the subcommand name. Never returns.
+pub fn main(args: &[OsString]) -> ! {
+    let Some((go_fd, status_fd, program, argv)) = parse(args) else {
+        eprintln!(
+            "ccscope: {SUBCOMMAND} is internal to ccscope and takes GO_FD STATUS_FD PROGRAM -- ARGV"
+        );
+        std::process::exit(2);
+    };
+    let mut byte = [0u8; 1];
+    let got = loop {
+        let n = unsafe { libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
+        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            break n;
+        }
+    };
+    if got != 1 || byte[0] != b'g' {
+        std::process::exit(ABORTED);
+    }
+    unsafe {
+        libc::close(go_fd);
+        libc::fcntl(status_fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    reset_signals();
+    let errno = exec(&program, &argv);
+    let bytes = errno.to_le_bytes();
+    unsafe { libc::write(status_fd, bytes.as_ptr().cast(), bytes.len()) };
+    std::process::exit(EXEC_FAILED);
+}
+
+fn parse(args: &[OsString]) -> Option<(i32, i32, CString, Vec<CString>)> {
+    let go_fd = args.first()?.to_str()?.parse().ok()?;
+    let status_fd = args.get(1)?.to_str()?.parse().ok()?;
+    let program = CString::new(args.get(2)?.as_bytes()).ok()?;
+    if args.get(3)?.as_bytes() != b"--" {
+        return None;
+    }
+    let argv: Option<Vec<CString>> = args[4..]
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).ok())
+        .collect();
+    let argv = argv?;
+    if argv.is_empty() {
+        return None;
+    }
+    Some((go_fd, status_fd, program, argv))
+}
+
+/// The Rust runtime ignores SIGPIPE, and a parent may ignore SIGINT; ignored dispositions
+/// survive exec. The service starts with every signal at its default and none blocked.
+fn reset_signals() {
+    unsafe {
+        for signal in 1..32 {
+            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+        }
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+/// execv; returns the errno only if it failed.
+fn exec(program: &CString, argv: &[CString]) -> i32 {
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    unsafe { libc::execv(program.as_ptr(), ptrs.as_ptr()) };
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::ENOEXEC)
+}

@@ -1,0 +1,119 @@
+//! The few system calls ccscope makes that std does not wrap, each behind a safe function
+//! that returns `io::Result`.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use crate::discover::{ProcFs, ProcessIdentity};
+
+pub fn cstring(s: &OsStr) -> io::Result<CString> {
+    CString::new(s.as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a path or argument holds a NUL byte",
+        )
+    })
+}
+
+fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// kill(2). ESRCH (already gone) is reported as an error; callers decide what it means.
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    check(unsafe { libc::kill(pid, signal) } as libc::c_long).map(drop)
+}
+
+/// A pidfd for `pid`: from here on, signals reach this process or nothing, even if the pid
+/// is reused.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// What became of a signal sent to an identified process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signalled {
+    Sent,
+    /// The process had already exited (or is a zombie).
+    Gone,
+    /// The pid now belongs to another process: nothing was sent.
+    Reused,
+}
+
+/// Signals exactly the process `id` names: the pidfd is opened first, the start time checked
+/// after, so the signal cannot reach a process that took over the pid.
+pub fn signal_identified(id: ProcessIdentity, signal: i32) -> io::Result<Signalled> {
+    let pidfd = match pidfd_open(id.pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Signalled::Gone),
+        Err(e) => return Err(e),
+    };
+    match ProcFs::default().identity(id.pid) {
+        Ok(now) if now == id => {}
+        Ok(_) => return Ok(Signalled::Reused),
+        Err(_) => return Ok(Signalled::Gone),
+    }
+    match pidfd_send_signal(&pidfd, signal) {
+        Ok(()) => Ok(Signalled::Sent),
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(Signalled::Gone),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until `fd` is readable or `timeout` passes. Returns whether it became readable.
+pub fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    loop {
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if n >= 0 {
+            return Ok(n > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Makes this process the reaper of its orphaned descendants.
+pub fn set_child_subreaper() -> io::Result<()> {
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } as libc::c_long)
+        .map(drop)
+}
+
+pub fn euid() -> u32 {
+    unsafe { libc::geteuid() }
+}
+
+/// A pipe whose both ends are close-on-exec.
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}

@@ -1,0 +1,242 @@
+//! Nothing a service starts escapes its scope, on every backend: the real systemd user
+//! manager, real cgroupfs, and the process-group fallback.
+//!
+//! Each hostile service below writes a ready file once it has done its worst; the test waits
+//! for that file (with a deadline), kills the scope, waits for it to empty (an event), and then
+//! scans all of /proc for any process still carrying this run's markers. Zombies count as dead.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ccscope::config::Limits;
+use ccscope::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, Containment, detect};
+use ccscope::discover::markers;
+use ccscope::launch::{LaunchSpec, Launched, OutputTarget, launch};
+use common::{require_test_env, wait_for};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn backend(kind: BackendKind) -> AnyContainment {
+    let (c, report) = detect(BackendChoice::Forced(kind), BusKind::Session)
+        .await
+        .unwrap_or_else(|e| panic!("the {} backend must be available here: {e}", kind.as_str()));
+    assert_eq!(report.chosen, kind);
+    c
+}
+
+/// A unique project per test process and call, so parallel tests never share a scope.
+fn project(tag: &str) -> String {
+    format!("t{}-{tag}", std::process::id())
+}
+
+struct Case {
+    dir: tempfile::TempDir,
+    spec: LaunchSpec,
+}
+
+impl Case {
+    fn new(project: &str, service: &str, script: &str) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let ready = dir.path().join("ready");
+        let spec = LaunchSpec {
+            project: project.to_string(),
+            service: service.to_string(),
+            instance: None,
+            run_id: ccscope::registry::new_run_id(),
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            env: [("READY".to_string(), ready.display().to_string())].into(),
+            env_files: vec![],
+            cwd: Some(dir.path().to_path_buf()),
+            limits: Limits::default(),
+            output: OutputTarget::File(dir.path().join("out.log")),
+            inherit_stdin: false,
+            own_process_group: true,
+            strict_limits: false,
+            launcher: PathBuf::from(env!("CARGO_BIN_EXE_ccscope")),
+        };
+        Case { dir, spec }
+    }
+
+    fn ready(&self) -> PathBuf {
+        self.dir.path().join("ready")
+    }
+
+    fn wait_ready(&self) {
+        let ready = self.ready();
+        let log = self.dir.path().join("out.log");
+        wait_for(
+            &format!("{} to be ready (log: {})", self.spec.service, log.display()),
+            Duration::from_secs(20),
+            || ready.exists(),
+        );
+    }
+
+    /// Live processes anywhere on the machine that carry this case's run marker.
+    fn marked(&self) -> BTreeSet<i32> {
+        markers::scan(Path::new("/proc"))
+            .into_iter()
+            .filter(|p| p.markers.run_id.as_deref() == Some(self.spec.run_id.as_str()))
+            .map(|p| p.identity.pid)
+            .collect()
+    }
+}
+
+/// Kills the scope, waits for it to empty, and proves no marked process survives anywhere.
+async fn kill_and_prove_empty(c: &AnyContainment, case: &Case, mut launched: Launched) {
+    c.kill(&launched.scope).await.unwrap();
+    assert!(
+        c.wait_empty(&launched.scope, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        "{} did not empty within 10 s after kill",
+        launched.scope.display_name()
+    );
+    let _ = launched.child.wait();
+    reap_orphans(c);
+    let survivors = case.marked();
+    assert!(
+        survivors.is_empty(),
+        "processes escaped {}: {survivors:?}",
+        launched.scope.display_name()
+    );
+    c.release(&launched.scope).await.unwrap();
+}
+
+/// The process-group backend makes the test a subreaper: reap the orphans it collected.
+fn reap_orphans(c: &AnyContainment) {
+    if c.kind() == BackendKind::Pgroup {
+        while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+    }
+}
+
+const DOUBLE_FORK_DAEMON: &str =
+    "( setsid sh -c 'exec sleep 300' & ); echo > \"$READY\"; exec sleep 300";
+const NOHUP_AND_RETURN: &str = "nohup sleep 300 >/dev/null 2>&1 & echo > \"$READY\"; exit 0";
+const IGNORES_TERM: &str = "trap '' TERM; sleep 300 & echo > \"$READY\"; wait";
+const GRANDCHILD_IGNORES_TERM_AND_HUP: &str =
+    "sh -c 'trap \"\" TERM HUP; sleep 300 & echo > \"$READY\"; wait' & wait";
+const FORKS_200: &str =
+    "i=0; while [ $i -lt 200 ]; do sleep 300 & i=$((i+1)); done; echo > \"$READY\"; wait";
+
+async fn hostile_services_leave_nothing(kind: BackendKind) {
+    let c = backend(kind).await;
+    let project = project(kind.as_str());
+    for (service, script) in [
+        ("double_fork", DOUBLE_FORK_DAEMON),
+        ("nohup", NOHUP_AND_RETURN),
+        ("ignores_term", IGNORES_TERM),
+        ("grandchild_ignores", GRANDCHILD_IGNORES_TERM_AND_HUP),
+        ("forks_200", FORKS_200),
+    ] {
+        let case = Case::new(&project, service, script);
+        let launched = launch(&c, &case.spec)
+            .await
+            .unwrap_or_else(|e| panic!("{service}: {e}"));
+        case.wait_ready();
+        let inside: BTreeSet<i32> = c
+            .processes(&launched.scope)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let marked = case.marked();
+        assert!(
+            !marked.is_empty(),
+            "{service}: its processes carry the markers"
+        );
+        assert!(
+            marked.is_subset(&inside),
+            "{service}: processes outside {}: {:?}",
+            launched.scope.display_name(),
+            marked.difference(&inside).collect::<Vec<_>>()
+        );
+        if service.contains("ignores") {
+            // The stop signal reaches every process; the ignorers survive it, SIGKILL does not.
+            let sent = c.signal(&launched.scope, libc::SIGTERM).await.unwrap();
+            assert!(sent >= 1, "{service}: SIGTERM reached {sent} processes");
+            assert!(
+                !case.marked().is_empty(),
+                "{service}: SIGTERM-ignorers are still there"
+            );
+        }
+        kill_and_prove_empty(&c, &case, launched).await;
+    }
+}
+
+/// (e) 200 times: a service that forks 200 children the moment it starts never has one
+/// outside its scope.
+async fn placement_race(kind: BackendKind, rounds: usize) {
+    let c = backend(kind).await;
+    let project = project(&format!("race-{}", kind.as_str()));
+    for round in 0..rounds {
+        let case = Case::new(&project, "forker", FORKS_200);
+        let launched = launch(&c, &case.spec)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        case.wait_ready();
+        let inside: BTreeSet<i32> = c
+            .processes(&launched.scope)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        let marked = case.marked();
+        assert!(
+            marked.len() > 200,
+            "round {round}: the forker and its 200 children are marked ({})",
+            marked.len()
+        );
+        let escaped: Vec<_> = marked.difference(&inside).collect();
+        assert!(
+            escaped.is_empty(),
+            "round {round}: escaped the scope: {escaped:?}"
+        );
+        kill_and_prove_empty(&c, &case, launched).await;
+    }
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn systemd_scopes_contain_hostile_services() {
+    require_test_env();
+    runtime().block_on(hostile_services_leave_nothing(BackendKind::Systemd));
+}
+
+#[test]
+#[ignore = "system test: needs root and a writable cgroup v2 hierarchy (run scripts/test.sh)"]
+fn cgroupfs_contains_hostile_services() {
+    require_test_env();
+    runtime().block_on(hostile_services_leave_nothing(BackendKind::Cgroupfs));
+}
+
+#[test]
+fn process_groups_contain_hostile_services() {
+    runtime().block_on(hostile_services_leave_nothing(BackendKind::Pgroup));
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn systemd_placement_race_200_rounds() {
+    require_test_env();
+    runtime().block_on(placement_race(BackendKind::Systemd, 200));
+}
+
+#[test]
+#[ignore = "system test: needs root and a writable cgroup v2 hierarchy (run scripts/test.sh)"]
+fn cgroupfs_placement_race_200_rounds() {
+    require_test_env();
+    runtime().block_on(placement_race(BackendKind::Cgroupfs, 200));
+}
+
+#[test]
+fn process_group_placement_race_200_rounds() {
+    runtime().block_on(placement_race(BackendKind::Pgroup, 200));
+}
