@@ -122,6 +122,41 @@ impl From<ConfigError> for CliError {
     }
 }
 
+impl From<crate::contain::ContainError> for CliError {
+    fn from(e: crate::contain::ContainError) -> Self {
+        use crate::contain::ContainError;
+        let hint = match &e {
+            ContainError::Unavailable { backend: "systemd", .. } => Some(
+                "start a user session (or `eval \"$(scripts/test-env.sh up)\"`), or choose --backend cgroupfs".to_string(),
+            ),
+            ContainError::Unavailable { .. } => Some("run `ccscope doctor` to see which backends this host offers".to_string()),
+            ContainError::LimitsUnenforceable(_) => {
+                Some("drop the limits, or run without --strict-limits to start with a warning".to_string())
+            }
+            _ => None,
+        };
+        let mut err = CliError::new(exit_codes::CONTAIN, "contain", e.to_string());
+        err.hint = hint;
+        err
+    }
+}
+
+impl From<crate::launch::LaunchError> for CliError {
+    fn from(e: crate::launch::LaunchError) -> Self {
+        use crate::launch::LaunchError;
+        let hint = e.hint();
+        let (code, kind) = match &e {
+            LaunchError::Contain { .. } | LaunchError::Limits { .. } => {
+                (exit_codes::CONTAIN, "contain")
+            }
+            _ => (exit_codes::LAUNCH, "launch"),
+        };
+        let mut err = CliError::new(code, kind, e.to_string());
+        err.hint = hint;
+        err
+    }
+}
+
 impl From<RegistryError> for CliError {
     fn from(e: RegistryError) -> Self {
         let hint = e.hint();

@@ -13,6 +13,11 @@ pub const STATE: i32 = 4;
 /// ccscope refused to act because it would overwrite or destroy something (e.g. `init` over an existing file).
 pub const REFUSED: i32 = 5;
 
+/// No containment backend could be used, or it failed (systemd refused a scope, a cgroup could not be written).
+pub const CONTAIN: i32 = 6;
+/// A service or command could not be started: not found, not executable, a missing cwd or env file.
+pub const LAUNCH: i32 = 7;
+
 /// The table shown in the README and by `ccscope --help`: code, name, meaning.
 pub const TABLE: &[(i32, &str, &str)] = &[
     (SUCCESS, "success", "the command did what was asked"),
@@ -40,5 +45,15 @@ pub const TABLE: &[(i32, &str, &str)] = &[
         REFUSED,
         "refused",
         "ccscope refused to overwrite or destroy something",
+    ),
+    (
+        CONTAIN,
+        "contain",
+        "no containment backend could be used, or it failed",
+    ),
+    (
+        LAUNCH,
+        "launch",
+        "a service or command could not be started",
     ),
 ];

@@ -3,7 +3,10 @@
 
 mod check;
 mod completions;
+mod contain_args;
 mod context;
+mod doctor;
+mod exec;
 mod init;
 mod ps;
 
@@ -66,6 +69,10 @@ pub enum Command {
     Init(init::InitArgs),
     /// List the processes in the registry
     Ps(ps::PsArgs),
+    /// Run a command inside the project's containment (a scope of its own, registered)
+    Exec(exec::ExecArgs),
+    /// Show which containment backend this host gets, which limits hold, and what answers
+    Doctor(doctor::DoctorArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
     /// Commands for looking inside ccscope
@@ -115,6 +122,8 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Ps(args) | Command::Debug(DebugCommand::ListProcesses(args)) => {
             ps::run(&ctx, &args)
         }
+        Command::Exec(args) => exec::run(&ctx, &args),
+        Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
     }
 }

@@ -32,6 +32,8 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
     };
     // The configuration may name the state directory, so --all reads it too.
     let registry = ctx.open_registry(config.as_ref())?;
+    // A record is alive only while its (pid, start time) is: the dead are dropped first.
+    registry.cleanup_stale(&crate::discover::ProcFs::default())?;
     let project = config
         .as_ref()
         .filter(|_| !args.all)

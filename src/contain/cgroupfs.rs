@@ -227,9 +227,12 @@ impl Containment for CgroupTree {
         tokio::task::spawn_blocking(move || cg.remove(REMOVE_DEADLINE))
             .await
             .map_err(|e| ContainError::Io(std::io::Error::other(e)))??;
-        // The project's directory goes with its last service; a sibling still there keeps it.
+        // The project's directory goes with its last service, and ccscope's root with its
+        // last project; a sibling still there keeps them (rmdir fails, as it should).
         if let Some(project_dir) = scope.cgroup.as_ref().and_then(|c| c.parent()) {
-            let _ = fs::remove_dir(project_dir);
+            if fs::remove_dir(project_dir).is_ok() {
+                let _ = fs::remove_dir(&self.root);
+            }
         }
         Ok(())
     }

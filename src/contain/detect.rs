@@ -127,9 +127,6 @@ pub async fn detect(
         available: true,
         detail: super::pgroup::LOSSES.to_string(),
     });
-    if choice == BackendChoice::Auto {
-        tracing::warn!("{}", super::pgroup::LOSSES);
-    }
     Ok((
         AnyContainment::Pgroup(ProcessGroups::new()),
         report(BackendKind::Pgroup, candidates),
@@ -138,4 +135,40 @@ pub async fn detect(
 
 fn report(chosen: BackendKind, candidates: Vec<Candidate>) -> BackendReport {
     BackendReport { chosen, candidates }
+}
+
+/// Every backend's availability, none chosen: what `ccscope doctor` shows.
+pub async fn survey(bus: BusKind) -> Vec<Candidate> {
+    let systemd = match try_systemd(bus).await {
+        Ok((_, detail)) => Candidate {
+            backend: BackendKind::Systemd,
+            available: true,
+            detail,
+        },
+        Err(detail) => Candidate {
+            backend: BackendKind::Systemd,
+            available: false,
+            detail,
+        },
+    };
+    let cgroupfs = match try_cgroupfs() {
+        Ok((_, detail)) => Candidate {
+            backend: BackendKind::Cgroupfs,
+            available: true,
+            detail,
+        },
+        Err(detail) => Candidate {
+            backend: BackendKind::Cgroupfs,
+            available: false,
+            detail,
+        },
+    };
+    let pgroup = Candidate {
+        backend: BackendKind::Pgroup,
+        available: true,
+        detail: "always available as the last resort; without a cgroup it loses atomic kills, \
+                 exit events, limits, and processes that leave their group and clear their environment"
+            .to_string(),
+    };
+    vec![systemd, cgroupfs, pgroup]
 }

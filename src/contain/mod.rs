@@ -22,8 +22,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use cgroupfs::CgroupTree;
-pub use detect::{BackendChoice, BackendReport, detect};
-pub use pgroup::ProcessGroups;
+pub use detect::{BackendChoice, BackendReport, Candidate, detect, survey};
+pub use pgroup::{LOSSES as PGROUP_LOSSES, ProcessGroups};
 pub use systemd::{BusKind, SystemdScopes, escape_unit_part};
 
 use crate::config::Limits;

@@ -109,15 +109,11 @@ impl Containment for ProcessGroups {
         spec: &ScopeSpec<'_>,
         pid: i32,
     ) -> Result<(ScopeHandle, LimitReport), ContainError> {
-        // The launcher made `pid` the leader of its own group before it ran anything.
+        // Normally the launcher made `pid` the leader of its own group before it ran
+        // anything; a command at a terminal (`exec`) keeps the terminal's group, and then the
+        // markers alone find its processes.
         let stat = crate::discover::read_stat(Path::new(&self.proc_root), pid)?;
-        if stat.pgrp != pid {
-            return Err(ContainError::NotPlaced {
-                pid,
-                expected: format!("process group {pid}"),
-                actual: format!("process group {}", stat.pgrp),
-            });
-        }
+        let pgid = (stat.pgrp == pid).then_some(pid);
         let limits = LimitReport {
             applied: Vec::new(),
             unenforceable: requested_limits(spec.limits)
@@ -136,7 +132,7 @@ impl Containment for ProcessGroups {
             instance: spec.instance.map(str::to_string),
             unit: None,
             cgroup: None,
-            pgid: Some(pid),
+            pgid,
             run_id: Some(spec.run_id.to_string()),
         };
         Ok((handle, limits))

@@ -365,6 +365,18 @@ impl Containment for SystemdScopes {
         // An empty scope is collected by systemd itself; stop it if it lingers, reset if failed.
         let _ = self.manager.stop_unit(unit, "replace").await;
         let _ = self.manager.reset_failed_unit(unit).await;
+        // The project's slice goes with its last scope.
+        if self
+            .list(&scope.project)
+            .await?
+            .iter()
+            .all(|s| s.unit.as_deref() == Some(unit))
+        {
+            let _ = self
+                .manager
+                .stop_unit(&slice_name(&scope.project), "replace")
+                .await;
+        }
         Ok(())
     }
 
