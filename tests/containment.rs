@@ -89,6 +89,37 @@ impl Case {
     }
 }
 
+/// Launches the case, waits until it has done its worst, and proves every process that
+/// carries its marker is inside its scope. Returns the launch and the marked processes.
+async fn launch_contained(
+    c: &AnyContainment,
+    case: &Case,
+    label: &str,
+) -> (Launched, BTreeSet<i32>) {
+    let launched = launch(c, &case.spec)
+        .await
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    case.wait_ready();
+    let inside: BTreeSet<i32> = c
+        .processes(&launched.scope)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    let marked = case.marked();
+    assert!(
+        !marked.is_empty(),
+        "{label}: its processes carry the markers"
+    );
+    let escaped: Vec<_> = marked.difference(&inside).collect();
+    assert!(
+        escaped.is_empty(),
+        "{label}: escaped {}: {escaped:?}",
+        launched.scope.display_name()
+    );
+    (launched, marked)
+}
+
 /// Kills the scope, waits for it to empty, and proves no marked process survives anywhere.
 async fn kill_and_prove_empty(c: &AnyContainment, case: &Case, mut launched: Launched) {
     c.kill(&launched.scope).await.unwrap();
@@ -137,27 +168,7 @@ async fn hostile_services_leave_nothing(kind: BackendKind) {
         ("forks_200", FORKS_200),
     ] {
         let case = Case::new(&project, service, script);
-        let launched = launch(&c, &case.spec)
-            .await
-            .unwrap_or_else(|e| panic!("{service}: {e}"));
-        case.wait_ready();
-        let inside: BTreeSet<i32> = c
-            .processes(&launched.scope)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
-        let marked = case.marked();
-        assert!(
-            !marked.is_empty(),
-            "{service}: its processes carry the markers"
-        );
-        assert!(
-            marked.is_subset(&inside),
-            "{service}: processes outside {}: {:?}",
-            launched.scope.display_name(),
-            marked.difference(&inside).collect::<Vec<_>>()
-        );
+        let (launched, _) = launch_contained(&c, &case, service).await;
         if service.contains("ignores") {
             // The stop signal reaches every process; the ignorers survive it, SIGKILL does not.
             let sent = c.signal(&launched.scope, libc::SIGTERM).await.unwrap();
@@ -178,26 +189,11 @@ async fn placement_race(kind: BackendKind, rounds: usize) {
     let project = project(&format!("race-{}", kind.as_str()));
     for round in 0..rounds {
         let case = Case::new(&project, "forker", FORKS_200);
-        let launched = launch(&c, &case.spec)
-            .await
-            .unwrap_or_else(|e| panic!("round {round}: {e}"));
-        case.wait_ready();
-        let inside: BTreeSet<i32> = c
-            .processes(&launched.scope)
-            .await
-            .unwrap()
-            .into_iter()
-            .collect();
-        let marked = case.marked();
+        let (launched, marked) = launch_contained(&c, &case, &format!("round {round}")).await;
         assert!(
             marked.len() > 200,
             "round {round}: the forker and its 200 children are marked ({})",
             marked.len()
-        );
-        let escaped: Vec<_> = marked.difference(&inside).collect();
-        assert!(
-            escaped.is_empty(),
-            "round {round}: escaped the scope: {escaped:?}"
         );
         kill_and_prove_empty(&c, &case, launched).await;
     }

@@ -4,7 +4,8 @@
 use serde::Serialize;
 
 use super::{
-    AnyContainment, BackendKind, BusKind, CgroupTree, ContainError, ProcessGroups, SystemdScopes,
+    AnyContainment, BackendKind, BusKind, CgroupTree, ContainError, Containment, ProcessGroups,
+    SystemdScopes,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,107 +69,101 @@ pub async fn detect(
     bus: BusKind,
 ) -> Result<(AnyContainment, BackendReport), ContainError> {
     let mut candidates = Vec::new();
-    let wants = |k: BackendKind| {
-        matches!(choice, BackendChoice::Auto) || choice == BackendChoice::Forced(k)
-    };
-    let refuse = |backend: BackendKind, reason: &str| ContainError::Unavailable {
-        backend: backend.as_str(),
-        reason: reason.to_string(),
-    };
-
+    let wants =
+        |k: BackendKind| choice == BackendChoice::Auto || choice == BackendChoice::Forced(k);
     if wants(BackendKind::Systemd) {
         match try_systemd(bus).await {
             Ok((scopes, detail)) => {
-                candidates.push(Candidate {
-                    backend: BackendKind::Systemd,
-                    available: true,
-                    detail,
-                });
-                return Ok((
-                    AnyContainment::Systemd(scopes),
-                    report(BackendKind::Systemd, candidates),
-                ));
+                return Ok(chosen(AnyContainment::Systemd(scopes), detail, candidates));
             }
-            Err(reason) if choice == BackendChoice::Forced(BackendKind::Systemd) => {
-                return Err(refuse(BackendKind::Systemd, &reason));
-            }
-            Err(reason) => candidates.push(Candidate {
-                backend: BackendKind::Systemd,
-                available: false,
-                detail: reason,
-            }),
+            Err(reason) => passed_over(BackendKind::Systemd, reason, choice, &mut candidates)?,
         }
     }
     if wants(BackendKind::Cgroupfs) {
         match try_cgroupfs() {
             Ok((tree, detail)) => {
-                candidates.push(Candidate {
-                    backend: BackendKind::Cgroupfs,
-                    available: true,
-                    detail,
-                });
-                return Ok((
-                    AnyContainment::Cgroupfs(tree),
-                    report(BackendKind::Cgroupfs, candidates),
-                ));
+                return Ok(chosen(AnyContainment::Cgroupfs(tree), detail, candidates));
             }
-            Err(reason) if choice == BackendChoice::Forced(BackendKind::Cgroupfs) => {
-                return Err(refuse(BackendKind::Cgroupfs, &reason));
-            }
-            Err(reason) => candidates.push(Candidate {
-                backend: BackendKind::Cgroupfs,
-                available: false,
-                detail: reason,
-            }),
+            Err(reason) => passed_over(BackendKind::Cgroupfs, reason, choice, &mut candidates)?,
         }
     }
-    candidates.push(Candidate {
-        backend: BackendKind::Pgroup,
-        available: true,
-        detail: super::pgroup::LOSSES.to_string(),
-    });
-    Ok((
+    let detail = super::pgroup::LOSSES.to_string();
+    Ok(chosen(
         AnyContainment::Pgroup(ProcessGroups::new()),
-        report(BackendKind::Pgroup, candidates),
+        detail,
+        candidates,
     ))
 }
 
-fn report(chosen: BackendKind, candidates: Vec<Candidate>) -> BackendReport {
-    BackendReport { chosen, candidates }
+fn chosen(
+    containment: AnyContainment,
+    detail: String,
+    mut candidates: Vec<Candidate>,
+) -> (AnyContainment, BackendReport) {
+    let backend = containment.kind();
+    candidates.push(Candidate {
+        backend,
+        available: true,
+        detail,
+    });
+    (
+        containment,
+        BackendReport {
+            chosen: backend,
+            candidates,
+        },
+    )
+}
+
+/// Records why a backend was not used; an error if it was the one forced.
+fn passed_over(
+    backend: BackendKind,
+    reason: String,
+    choice: BackendChoice,
+    candidates: &mut Vec<Candidate>,
+) -> Result<(), ContainError> {
+    if choice == BackendChoice::Forced(backend) {
+        return Err(ContainError::Unavailable {
+            backend: backend.as_str(),
+            reason,
+        });
+    }
+    candidates.push(Candidate {
+        backend,
+        available: false,
+        detail: reason,
+    });
+    Ok(())
+}
+
+impl Candidate {
+    fn of<T>(backend: BackendKind, probe: Result<(T, String), String>) -> Candidate {
+        match probe {
+            Ok((_, detail)) => Candidate {
+                backend,
+                available: true,
+                detail,
+            },
+            Err(detail) => Candidate {
+                backend,
+                available: false,
+                detail,
+            },
+        }
+    }
 }
 
 /// Every backend's availability, none chosen: what `ccscope doctor` shows.
 pub async fn survey(bus: BusKind) -> Vec<Candidate> {
-    let systemd = match try_systemd(bus).await {
-        Ok((_, detail)) => Candidate {
-            backend: BackendKind::Systemd,
+    vec![
+        Candidate::of(BackendKind::Systemd, try_systemd(bus).await),
+        Candidate::of(BackendKind::Cgroupfs, try_cgroupfs()),
+        Candidate {
+            backend: BackendKind::Pgroup,
             available: true,
-            detail,
+            detail: "always available as the last resort; without a cgroup it loses atomic kills, \
+                     exit events, limits, and processes that leave their group and clear their environment"
+                .to_string(),
         },
-        Err(detail) => Candidate {
-            backend: BackendKind::Systemd,
-            available: false,
-            detail,
-        },
-    };
-    let cgroupfs = match try_cgroupfs() {
-        Ok((_, detail)) => Candidate {
-            backend: BackendKind::Cgroupfs,
-            available: true,
-            detail,
-        },
-        Err(detail) => Candidate {
-            backend: BackendKind::Cgroupfs,
-            available: false,
-            detail,
-        },
-    };
-    let pgroup = Candidate {
-        backend: BackendKind::Pgroup,
-        available: true,
-        detail: "always available as the last resort; without a cgroup it loses atomic kills, \
-                 exit events, limits, and processes that leave their group and clear their environment"
-            .to_string(),
-    };
-    vec![systemd, cgroupfs, pgroup]
+    ]
 }
