@@ -236,3 +236,51 @@ fn cgroupfs_placement_race_200_rounds() {
 fn process_group_placement_race_200_rounds() {
     runtime().block_on(placement_race(BackendKind::Pgroup, 200));
 }
+
+#[test]
+#[ignore = "system test: needs journald and the user manager of scripts/test-env.sh (run scripts/test.sh)"]
+fn service_output_lands_in_journald_tagged_with_service_and_scope() {
+    require_test_env();
+    runtime().block_on(async {
+        let c = backend(BackendKind::Systemd).await;
+        let mut case = Case::new(&project("journal"), "talker", "");
+        let line = format!("hello from {}", case.spec.run_id);
+        case.spec.argv = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!("echo '{line}'; echo > \"$READY\"; exec sleep 300"),
+        ];
+        case.spec.output = OutputTarget::Journald;
+        let (launched, _) = launch_contained(&c, &case, "talker").await;
+        let unit = launched.scope.unit.clone().unwrap();
+        let mut entry = serde_json::Value::Null;
+        wait_for(
+            "the service's line in the journal",
+            Duration::from_secs(10),
+            || {
+                let _ = std::process::Command::new("journalctl")
+                    .arg("--sync")
+                    .status();
+                let out = std::process::Command::new("journalctl")
+                    .args([
+                        "-o",
+                        "json",
+                        "--no-pager",
+                        "SYSLOG_IDENTIFIER=talker",
+                        &format!("MESSAGE={line}"),
+                    ])
+                    .output()
+                    .unwrap();
+                match String::from_utf8_lossy(&out.stdout).lines().next() {
+                    Some(l) => {
+                        entry = serde_json::from_str(l).unwrap();
+                        true
+                    }
+                    None => false,
+                }
+            },
+        );
+        assert_eq!(entry["_SYSTEMD_USER_UNIT"], unit.as_str(), "{entry}");
+        kill_and_prove_empty(&c, &case, launched).await;
+    });
+}

@@ -18,7 +18,8 @@ fn sandbox(project: &str) -> Sandbox {
         "ccscope.toml",
         &format!(
             "[project]\nname = \"{project}\"\n\n[services.worker]\ncommand = [\"true\"]\nenv = {{ WORKER_MODE = \"batch\" }}\n\n\
-             [services.badcwd]\ncommand = [\"true\"]\ncwd = \"no/such/dir\"\n\n[services.badenv]\ncommand = [\"true\"]\nenv_file = \"missing.env\"\n"
+             [services.badcwd]\ncommand = [\"true\"]\ncwd = \"no/such/dir\"\n\n[services.badenv]\ncommand = [\"true\"]\nenv_file = \"missing.env\"\n\n\
+             [services.limited]\ncommand = [\"true\"]\nlimits = {{ memory = \"64M\", tasks = 32 }}\n"
         ),
     );
     sb
@@ -266,4 +267,67 @@ fn doctor_names_the_backend_and_what_answers() {
     let doc = Ran::of(no_bus).expect_code(0).json();
     assert_eq!(doc["backend"], "cgroupfs", "without a bus, cgroupfs: {doc}");
     assert_eq!(doc["candidates"][0]["available"], false);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn unenforceable_limits_warn_or_refuse_under_strict_limits() {
+    require_test_env();
+    let mount = ccscope::contain::cgroup::v2_mount().unwrap().unwrap();
+    let controllers = std::fs::read_to_string(mount.join("cgroup.controllers")).unwrap();
+    let host_enforces = ["memory", "pids"]
+        .iter()
+        .all(|c| controllers.split_whitespace().any(|x| x == *c));
+    for backend in BACKENDS {
+        let sb = sandbox(&project(&format!("lim-{backend}")));
+        // The process-group backend never can; cgroup backends can where v2 has the controllers.
+        if host_enforces && backend != "pgroup" {
+            let ran = sb.run(&[
+                "exec",
+                "--backend",
+                backend,
+                "--strict-limits",
+                "--service",
+                "limited",
+                "--",
+                "true",
+            ]);
+            ran.expect_code(0);
+            assert!(
+                !ran.stderr().contains("not enforced"),
+                "{backend}: {}",
+                ran.stderr()
+            );
+            continue;
+        }
+        sb.run(&[
+            "exec",
+            "--backend",
+            backend,
+            "--service",
+            "limited",
+            "--",
+            "true",
+        ])
+        .expect_code(0)
+        .expect_stderr_contains("service `limited`: the memory limit is not enforced");
+        sb.run(&[
+            "exec",
+            "--backend",
+            backend,
+            "--strict-limits",
+            "--service",
+            "limited",
+            "--",
+            "true",
+        ])
+        .expect_code(6)
+        .expect_stderr_contains("limits cannot be enforced: memory");
+        let doc = sb.run(&["ps", "--json"]).expect_code(0).json();
+        assert_eq!(
+            doc["processes"],
+            serde_json::json!([]),
+            "{backend}: nothing started under --strict-limits"
+        );
+    }
 }

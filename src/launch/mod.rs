@@ -40,7 +40,8 @@ pub struct LaunchSpec {
     pub output: OutputTarget,
     /// Inherit ccscope's stdin (`exec`) instead of /dev/null.
     pub inherit_stdin: bool,
-    /// Lead a process group of its own, so a terminal's Ctrl-C reaches only the supervisor.
+    /// Lead a session (and so a process group) of its own, away from any terminal, so a
+    /// terminal's Ctrl-C reaches only the supervisor.
     pub own_process_group: bool,
     /// Refuse to start when a limit cannot be enforced.
     pub strict_limits: bool,
@@ -261,7 +262,7 @@ fn trampoline_command(
     // Runs in the child between fork and exec: async-signal-safe calls only.
     unsafe {
         command.pre_exec(move || {
-            if own_group && libc::setpgid(0, 0) != 0 {
+            if own_group && libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             for fd in keep {
