@@ -219,7 +219,6 @@ fn ps_on_an_empty_registry() {
 
 #[test]
 fn ps_lists_what_the_registry_holds() {
-    use ccscope::discover::ProcessIdentity;
     use ccscope::registry::*;
     let sb = Sandbox::new();
     sb.write("ccscope.toml", VALID);
@@ -228,13 +227,18 @@ fn ps_lists_what_the_registry_holds() {
         origin: StateDirOrigin::Flag,
     };
     let (registry, _) = Registry::open(&dir).unwrap();
-    for (pid, project, service) in [(4242, "shop", "api"), (4243, "other", "x")] {
+    // Real, live processes: `ps` drops records whose process is gone.
+    let mut other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let procfs = ccscope::discover::ProcFs::default();
+    let me = procfs.identity(std::process::id() as i32).unwrap();
+    let them = procfs.identity(other.id() as i32).unwrap();
+    for (identity, project, service) in [(me, "shop", "api"), (them, "other", "x")] {
         registry
             .register(&NewProcess {
-                identity: ProcessIdentity {
-                    pid,
-                    start_time: 99,
-                },
+                identity,
                 command_line: format!("{service} --port 8080"),
                 project: project.into(),
                 service: service.into(),
@@ -251,7 +255,7 @@ fn ps_lists_what_the_registry_holds() {
     let ran = sb.run(&["ps"]);
     ran.expect_code(0).expect_stdout_contains("api --port 8080");
     assert!(
-        !ran.stdout().contains("4243"),
+        !ran.stdout().contains("x --port"),
         "another project's process is not listed:\n{}",
         ran.stdout()
     );
@@ -263,11 +267,16 @@ fn ps_lists_what_the_registry_holds() {
             p["service"].as_str(),
             p["source"].as_str()
         ),
-        (Some(4242), Some("api"), Some("discovered"))
+        (Some(i64::from(me.pid)), Some("api"), Some("discovered"))
     );
     assert_eq!(p["ports"], serde_json::json!([8080]));
     let all = sb.run(&["ps", "--all", "--json"]).expect_code(0).json();
     assert_eq!(all["processes"].as_array().unwrap().len(), 2);
+    // Once a process is gone, `ps` forgets it.
+    other.kill().unwrap();
+    other.wait().unwrap();
+    let all = sb.run(&["ps", "--all", "--json"]).expect_code(0).json();
+    assert_eq!(all["processes"].as_array().unwrap().len(), 1, "{all}");
 }
 
 #[test]

@@ -191,8 +191,10 @@ async fn placement_race(kind: BackendKind, rounds: usize) {
         let case = Case::new(&project, "forker", FORKS_200);
         let (launched, marked) = launch_contained(&c, &case, &format!("round {round}")).await;
         assert!(
-            marked.len() > 200,
-            "round {round}: the forker and its 200 children are marked ({})",
+            // A process caught mid-exec can show an empty environment for an instant, so the
+            // count is a floor; an escape would still be caught by the kill-and-scan below.
+            marked.len() >= 200,
+            "round {round}: the forker and its children are marked ({})",
             marked.len()
         );
         kill_and_prove_empty(&c, &case, launched).await;

@@ -14,8 +14,8 @@ use super::{
     BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
     UnenforceableLimit, requested_limits,
 };
+use crate::discover::ProcessIdentity;
 use crate::discover::markers;
-use crate::discover::{ProcFs, ProcessIdentity};
 use crate::sys;
 
 /// How often "empty yet?" is checked without an event to wait on.
@@ -48,44 +48,42 @@ impl ProcessGroups {
         ProcessGroups::default()
     }
 
-    /// The live members: in the process group, or carrying this instance's markers.
+    /// The live members: in the process group, or carrying this instance's markers. One
+    /// pass over /proc, one decision per process (a second read could disagree with the first
+    /// while a process is in the middle of exec).
     fn members(&self, scope: &ScopeHandle) -> Vec<ProcessIdentity> {
-        markers::scan(Path::new(&self.proc_root))
-            .into_iter()
-            .filter(|p| {
-                Some(p.pgrp) == scope.pgid
-                    || (p.markers.project == scope.project
-                        && p.markers.service.as_deref() == Some(scope.service.as_str())
-                        && p.markers.run_id.is_some()
-                        && p.markers.run_id == scope.run_id)
-            })
-            .map(|p| p.identity)
-            .chain(self.group_without_markers(scope))
-            .collect()
-    }
-
-    /// Group members whose environment could not be read (or was cleared).
-    fn group_without_markers(&self, scope: &ScopeHandle) -> Vec<ProcessIdentity> {
-        let Some(pgid) = scope.pgid else {
-            return Vec::new();
-        };
-        let procfs = ProcFs::at(&self.proc_root);
         let Ok(entries) = std::fs::read_dir(&self.proc_root) else {
             return Vec::new();
         };
-        entries
+        let mut found = Vec::new();
+        for pid in entries
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-            .filter_map(|pid| crate::discover::read_stat(&self.proc_root, pid).ok())
-            .filter(|s| s.pgrp == pgid && !s.is_zombie())
-            .filter_map(|s| procfs.identity(s.pid).ok())
-            .filter(|id| {
-                markers::parse_environ(
-                    &std::fs::read(format!("/proc/{}/environ", id.pid)).unwrap_or_default(),
-                )
-                .is_none()
-            })
-            .collect()
+        {
+            let Ok(stat) = crate::discover::read_stat(&self.proc_root, pid) else {
+                continue;
+            };
+            if stat.is_zombie() {
+                continue;
+            }
+            let member = Some(stat.pgrp) == scope.pgid || {
+                let environ = std::fs::read(self.proc_root.join(pid.to_string()).join("environ"))
+                    .unwrap_or_default();
+                markers::parse_environ(&environ).is_some_and(|m| {
+                    m.project == scope.project
+                        && m.service.as_deref() == Some(scope.service.as_str())
+                        && m.run_id.is_some()
+                        && m.run_id == scope.run_id
+                })
+            };
+            if member {
+                found.push(ProcessIdentity {
+                    pid,
+                    start_time: stat.start_time,
+                });
+            }
+        }
+        found
     }
 
     fn signal_members(&self, scope: &ScopeHandle, signal: i32) -> usize {
