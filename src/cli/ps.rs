@@ -39,7 +39,19 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
         .filter(|_| !args.all)
         .map(|c| c.project.name.as_str());
     let filter = project.map_or(ProcessFilter::All, ProcessFilter::Project);
-    let processes = registry.list(filter)?;
+    let mut processes = registry.list(filter)?;
+    // Show what each process runs now: a record made while it was between fork and exec
+    // holds its parent's command line.
+    let procfs = crate::discover::ProcFs::default();
+    for p in &mut processes {
+        if procfs.identity(p.pid).is_ok_and(|id| id == p.identity()) {
+            if let Ok(now) = procfs.cmdline(p.pid) {
+                if !now.is_empty() {
+                    p.command_line = now;
+                }
+            }
+        }
+    }
     if ctx.global.json {
         print_json(&PsReport {
             project,

@@ -158,10 +158,20 @@ impl Cgroup {
             .collect()
     }
 
-    /// A key of `cgroup.events` (`populated`, `frozen`).
+    /// A key of `cgroup.events` (`populated`, `frozen`). A cgroup that is being removed
+    /// answers ENODEV; both that and a missing file read as NotFound.
     fn event(&self, key: &str) -> io::Result<Option<bool>> {
         let path = self.file("cgroup.events");
-        let text = fs::read_to_string(&path).map_err(|e| with_path(e, "read", &path))?;
+        let text = fs::read_to_string(&path).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ENODEV) {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("cgroup {} is gone", self.path.display()),
+                )
+            } else {
+                with_path(e, "read", &path)
+            }
+        })?;
         Ok(text
             .lines()
             .find_map(|l| l.strip_prefix(key)?.trim().parse::<u8>().ok())
@@ -261,8 +271,13 @@ impl Cgroup {
         let events = self.file("cgroup.events");
         let watch = match EventsWatch::new(&events) {
             Ok(w) => Some(w),
-            // The cgroup vanished: nothing can live in it.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return done(self),
+            // The cgroup vanished (or is vanishing): nothing can live in it.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                return done(self);
+            }
             Err(e) => return Err(e),
         };
         let start = Instant::now();
