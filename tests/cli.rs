@@ -253,9 +253,11 @@ fn ps_lists_what_the_registry_holds() {
     }
     drop(registry);
     let ran = sb.run(&["ps"]);
-    ran.expect_code(0).expect_stdout_contains("api --port 8080");
+    // The command line shown is the process's own, read fresh from /proc.
+    ran.expect_code(0)
+        .expect_stdout_contains(&format!("{}  api ", me.pid));
     assert!(
-        !ran.stdout().contains("x --port"),
+        !ran.stdout().contains("sleep 30"),
         "another project's process is not listed:\n{}",
         ran.stdout()
     );
@@ -270,6 +272,10 @@ fn ps_lists_what_the_registry_holds() {
         (Some(i64::from(me.pid)), Some("api"), Some("discovered"))
     );
     assert_eq!(p["ports"], serde_json::json!([8080]));
+    assert!(
+        p["command_line"].as_str().unwrap().contains("/cli-"),
+        "the test binary's own command line: {p}"
+    );
     let all = sb.run(&["ps", "--all", "--json"]).expect_code(0).json();
     assert_eq!(all["processes"].as_array().unwrap().len(), 2);
     // Once a process is gone, `ps` forgets it.
