@@ -1,11 +1,11 @@
+use ccscope::launch::{forward, trampoline};
+
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    // The trampoline runs before anything else: it must stay small and fast.
-    if args
-        .get(1)
-        .is_some_and(|a| a == ccscope::launch::trampoline::SUBCOMMAND)
-    {
-        ccscope::launch::trampoline::main(&args[2..]);
+    // The internal stages run before anything else: they must stay small and fast.
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some(trampoline::SUBCOMMAND) => trampoline::main(&args[2..]),
+        Some(forward::SUBCOMMAND) => forward::main(&args[2..]),
+        _ => std::process::exit(ccscope::cli::main()),
     }
-    std::process::exit(ccscope::cli::main());
 }

@@ -239,7 +239,7 @@ fn process_group_placement_race_200_rounds() {
 
 #[test]
 #[ignore = "system test: needs journald and the user manager of scripts/test-env.sh (run scripts/test.sh)"]
-fn service_output_lands_in_journald_tagged_with_service_and_scope() {
+fn service_output_lands_in_journald_with_its_fields_and_scope() {
     require_test_env();
     runtime().block_on(async {
         let c = backend(BackendKind::Systemd).await;
@@ -281,6 +281,24 @@ fn service_output_lands_in_journald_tagged_with_service_and_scope() {
             },
         );
         assert_eq!(entry["_SYSTEMD_USER_UNIT"], unit.as_str(), "{entry}");
+        assert_eq!(
+            entry["CCSCOPE_PROJECT"],
+            case.spec.project.as_str(),
+            "{entry}"
+        );
+        assert_eq!(entry["CCSCOPE_SERVICE"], "talker", "{entry}");
+        assert_eq!(
+            entry["CCSCOPE_RUN_ID"],
+            case.spec.run_id.as_str(),
+            "{entry}"
+        );
+        assert_eq!(entry["CCSCOPE_STREAM"], "stdout", "{entry}");
+        assert_eq!(entry["PRIORITY"], "6", "{entry}");
+        assert_eq!(
+            entry["SYSLOG_PID"],
+            launched.identity.pid.to_string(),
+            "{entry}"
+        );
         kill_and_prove_empty(&c, &case, launched).await;
     });
 }

@@ -60,21 +60,40 @@ fn valid_field_name(name: &str) -> bool {
 
 /// Sends one entry. `MESSAGE` and `PRIORITY` are added from the arguments.
 pub fn send(priority: Priority, message: &str, fields: &[(&str, &str)]) -> io::Result<()> {
-    let priority_text = (priority as u8).to_string();
-    let mut all: Vec<(&str, &str)> = vec![("MESSAGE", message), ("PRIORITY", &priority_text)];
-    all.extend_from_slice(fields);
-    if !all.iter().any(|(n, _)| *n == "SYSLOG_IDENTIFIER") {
-        all.push(("SYSLOG_IDENTIFIER", "ccscope"));
+    Writer::new()?.send(priority as u8, message, fields)
+}
+
+/// One socket for many entries (a service's output, line by line).
+pub struct Writer {
+    socket: UnixDatagram,
+}
+
+impl Writer {
+    pub fn new() -> io::Result<Writer> {
+        Ok(Writer {
+            socket: UnixDatagram::unbound()?,
+        })
     }
-    let datagram = encode(&all)?;
-    let socket = UnixDatagram::unbound()?;
-    socket.send_to(&datagram, JOURNAL_SOCKET).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("could not write to journald at {JOURNAL_SOCKET}: {e}"),
-        )
-    })?;
-    Ok(())
+
+    /// Sends one entry at syslog `priority` (0–7); `SYSLOG_IDENTIFIER` defaults to ccscope.
+    pub fn send(&self, priority: u8, message: &str, fields: &[(&str, &str)]) -> io::Result<()> {
+        let priority_text = priority.to_string();
+        let mut all: Vec<(&str, &str)> = vec![("MESSAGE", message), ("PRIORITY", &priority_text)];
+        all.extend_from_slice(fields);
+        if !all.iter().any(|(n, _)| *n == "SYSLOG_IDENTIFIER") {
+            all.push(("SYSLOG_IDENTIFIER", "ccscope"));
+        }
+        let datagram = encode(&all)?;
+        self.socket
+            .send_to(&datagram, JOURNAL_SOCKET)
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("could not write to journald at {JOURNAL_SOCKET}: {e}"),
+                )
+            })?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

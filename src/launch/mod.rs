@@ -1,6 +1,7 @@
 //! Race-free launch: check everything that can fail before anything is created, spawn the
 //! trampoline, place it in its scope, and only then let it exec the service.
 
+pub mod forward;
 mod output;
 mod preflight;
 pub mod trampoline;
@@ -138,11 +139,10 @@ pub async fn launch(
     let prepared = preflight::prepare(spec)?;
     let (go_read, go_write) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
     let (status_read, status_write) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
-    let mut command = trampoline_command(spec, &prepared, &go_read, &status_write)?;
+    let (mut command, forward) = trampoline_command(spec, &prepared, &go_read, &status_write)?;
     let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
-    drop(go_read);
-    drop(status_write);
-    drop(command);
+    // The parent's copies must close, or the child's pipes would never see EOF.
+    drop((go_read, status_write, forward, command));
     let pid = child.id() as i32;
 
     let scope_spec = ScopeSpec {
@@ -227,18 +227,30 @@ fn abandon(mut child: Child, go_write: OwnedFd) {
     let _ = child.wait();
 }
 
+/// The trampoline's command, and the journal pipes' read ends it inherits (to be closed in
+/// the parent once it is spawned).
 fn trampoline_command(
     spec: &LaunchSpec,
     prepared: &preflight::Prepared,
     go_read: &OwnedFd,
     status_write: &OwnedFd,
-) -> Result<Command, LaunchError> {
+) -> Result<(Command, Option<(OwnedFd, OwnedFd)>), LaunchError> {
+    let opened = output::open(&spec.output).map_err(|e| spawn_error(spec, e))?;
+    let mut keep = vec![go_read.as_raw_fd(), status_write.as_raw_fd()];
     let mut command = Command::new(&spec.launcher);
     command
         .arg(trampoline::SUBCOMMAND)
         .arg(go_read.as_raw_fd().to_string())
         .arg(status_write.as_raw_fd().to_string())
-        .arg(&prepared.program)
+        .arg(&prepared.program);
+    if let Some((out, err)) = &opened.forward {
+        keep.extend([out.as_raw_fd(), err.as_raw_fd()]);
+        command
+            .arg("--forward")
+            .arg(out.as_raw_fd().to_string())
+            .arg(err.as_raw_fd().to_string());
+    }
+    command
         .arg("--")
         .args(&spec.argv)
         .env_clear()
@@ -254,10 +266,7 @@ fn trampoline_command(
     } else {
         Stdio::null()
     });
-    let (stdout, stderr) =
-        output::open(&spec.output, &spec.service).map_err(|e| spawn_error(spec, e))?;
-    command.stdout(stdout).stderr(stderr);
-    let keep = [go_read.as_raw_fd(), status_write.as_raw_fd()];
+    command.stdout(opened.stdout).stderr(opened.stderr);
     let own_group = spec.own_process_group;
     // Runs in the child between fork and exec: async-signal-safe calls only.
     unsafe {
@@ -265,13 +274,13 @@ fn trampoline_command(
             if own_group && libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            for fd in keep {
-                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+            for fd in &keep {
+                if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
             }
             Ok(())
         });
     }
-    Ok(command)
+    Ok((command, opened.forward))
 }

@@ -1,21 +1,22 @@
-//! Where a service's stdout and stderr go: a journald stream (as systemd connects its own
-//! services), or, without journald, a log file per service in the state directory. Never a
-//! pipe that nobody reads.
+//! Where a service's stdout and stderr go: journald, through a forwarder in the service's
+//! scope that adds the service's fields (see `forward`), or, without journald, a log file per
+//! service in the state directory. Never a pipe that nobody reads.
 
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::net::UnixStream;
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// journald's socket for stdout streams.
-const JOURNAL_STREAM: &str = "/run/systemd/journal/stdout";
+/// journald's socket, whose presence says journald runs.
+const JOURNAL_SOCKET: &str = crate::audit::journal::JOURNAL_SOCKET;
 /// A log file is rotated (to `.1`) at start when it has grown past this.
 const ROTATE_BYTES: u64 = 8 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutputTarget {
-    /// journald, tagged `SYSLOG_IDENTIFIER=<service>`; the scope tags `_SYSTEMD_USER_UNIT`.
+    /// journald, each line tagged `SYSLOG_IDENTIFIER=<service>` and the `CCSCOPE_*` fields;
+    /// the scope tags `_SYSTEMD_USER_UNIT`.
     Journald,
     /// Append to this file.
     File(PathBuf),
@@ -26,7 +27,7 @@ pub enum OutputTarget {
 impl OutputTarget {
     /// journald when its socket is there, else the service's log file under `state_dir`.
     pub fn for_service(state_dir: &Path, project: &str, service: &str) -> OutputTarget {
-        if Path::new(JOURNAL_STREAM).exists() {
+        if Path::new(JOURNAL_SOCKET).exists() {
             OutputTarget::Journald
         } else {
             OutputTarget::File(log_file_path(state_dir, project, service))
@@ -41,38 +42,40 @@ pub fn log_file_path(state_dir: &Path, project: &str, service: &str) -> PathBuf 
         .join(format!("{service}.log"))
 }
 
-pub(super) fn open(target: &OutputTarget, service: &str) -> io::Result<(Stdio, Stdio)> {
+/// The child's stdout and stderr, and for journald the pipes' read ends, which the
+/// trampoline hands to the journal forwarder inside the scope.
+pub(super) struct Opened {
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+    pub forward: Option<(OwnedFd, OwnedFd)>,
+}
+
+pub(super) fn open(target: &OutputTarget) -> io::Result<Opened> {
     match target {
-        OutputTarget::Inherit => Ok((Stdio::inherit(), Stdio::inherit())),
+        OutputTarget::Inherit => Ok(Opened {
+            stdout: Stdio::inherit(),
+            stderr: Stdio::inherit(),
+            forward: None,
+        }),
         OutputTarget::Journald => {
-            let stdout = journal_stream(service, 6)?;
-            let stderr = journal_stream(service, 3)?;
-            Ok((
-                Stdio::from(std::os::fd::OwnedFd::from(stdout)),
-                Stdio::from(std::os::fd::OwnedFd::from(stderr)),
-            ))
+            let (out_read, out_write) = crate::sys::pipe()?;
+            let (err_read, err_write) = crate::sys::pipe()?;
+            Ok(Opened {
+                stdout: Stdio::from(out_write),
+                stderr: Stdio::from(err_write),
+                forward: Some((out_read, err_read)),
+            })
         }
         OutputTarget::File(path) => {
             let file = open_log(path)?;
             let copy = file.try_clone()?;
-            Ok((Stdio::from(file), Stdio::from(copy)))
+            Ok(Opened {
+                stdout: Stdio::from(file),
+                stderr: Stdio::from(copy),
+                forward: None,
+            })
         }
     }
-}
-
-/// A connected journald stream: the header names the identifier and priority, then every
-/// line written becomes an entry.
-fn journal_stream(identifier: &str, priority: u8) -> io::Result<UnixStream> {
-    let mut stream = UnixStream::connect(JOURNAL_STREAM).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!("could not connect to journald at {JOURNAL_STREAM}: {e}"),
-        )
-    })?;
-    // identifier, unit id, priority, level prefix, forward to syslog, kmsg, console.
-    write!(stream, "{identifier}\n\n{priority}\n0\n0\n0\n0\n")?;
-    stream.shutdown(std::net::Shutdown::Read)?;
-    Ok(stream)
 }
 
 fn open_log(path: &Path) -> io::Result<fs::File> {

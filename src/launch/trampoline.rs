@@ -3,7 +3,9 @@
 //! parent has placed it in its scope, and only then execs the service. This is what
 //! `systemd-run --scope` does to itself; it is why nothing a service forks can be born outside.
 //!
-//! Usage (internal): `ccscope __trampoline GO_FD STATUS_FD PROGRAM -- ARGV0 ARGS…`
+//! Usage (internal): `ccscope __trampoline GO_FD STATUS_FD PROGRAM [--forward OUT_FD ERR_FD] -- ARGV0 ARGS…`
+//! With `--forward`, the read ends of the service's stdout and stderr pipes: once placed, the
+//! trampoline forks the journal forwarder (inside the scope, like everything after it).
 //! GO_FD yields one byte `g` to go; anything else (EOF: the parent gave up) exits 125 without
 //! running the service. If exec fails, the errno goes to STATUS_FD (close-on-exec, so a
 //! successful exec shows the parent a plain EOF).
@@ -21,7 +23,7 @@ pub const EXEC_FAILED: i32 = 127;
 
 /// Runs the trampoline with the arguments after the subcommand name. Never returns.
 pub fn main(args: &[OsString]) -> ! {
-    let Some((go_fd, status_fd, program, argv)) = parse(args) else {
+    let Some((go_fd, status_fd, program, forward, argv)) = parse(args) else {
         eprintln!(
             "ccscope: {SUBCOMMAND} is internal to ccscope and takes GO_FD STATUS_FD PROGRAM -- ARGV"
         );
@@ -41,6 +43,9 @@ pub fn main(args: &[OsString]) -> ! {
         libc::close(go_fd);
         libc::fcntl(status_fd, libc::F_SETFD, libc::FD_CLOEXEC);
     }
+    if let Some((out, err)) = forward {
+        start_forwarder(out, err);
+    }
     reset_signals();
     let errno = exec(&program, &argv);
     let bytes = errno.to_le_bytes();
@@ -48,14 +53,22 @@ pub fn main(args: &[OsString]) -> ! {
     std::process::exit(EXEC_FAILED);
 }
 
-fn parse(args: &[OsString]) -> Option<(i32, i32, CString, Vec<CString>)> {
-    let go_fd = args.first()?.to_str()?.parse().ok()?;
-    let status_fd = args.get(1)?.to_str()?.parse().ok()?;
+type Parsed = (i32, i32, CString, Option<(i32, i32)>, Vec<CString>);
+
+fn parse(args: &[OsString]) -> Option<Parsed> {
+    let fd = |i: usize| -> Option<i32> { args.get(i)?.to_str()?.parse().ok() };
+    let go_fd = fd(0)?;
+    let status_fd = fd(1)?;
     let program = CString::new(args.get(2)?.as_bytes()).ok()?;
-    if args.get(3)?.as_bytes() != b"--" {
+    let (forward, rest) = if args.get(3)?.as_bytes() == b"--forward" {
+        (Some((fd(4)?, fd(5)?)), 6)
+    } else {
+        (None, 3)
+    };
+    if args.get(rest)?.as_bytes() != b"--" {
         return None;
     }
-    let argv: Option<Vec<CString>> = args[4..]
+    let argv: Option<Vec<CString>> = args[rest + 1..]
         .iter()
         .map(|a| CString::new(a.as_bytes()).ok())
         .collect();
@@ -63,7 +76,36 @@ fn parse(args: &[OsString]) -> Option<(i32, i32, CString, Vec<CString>)> {
     if argv.is_empty() {
         return None;
     }
-    Some((go_fd, status_fd, program, argv))
+    Some((go_fd, status_fd, program, forward, argv))
+}
+
+/// Forks the journal forwarder with the pipes' read ends, its own stdio on /dev/null (so it
+/// never holds the service's pipes open), then closes the read ends here.
+fn start_forwarder(out: i32, err: i32) {
+    let service_pid = std::process::id().to_string();
+    let argv: Vec<CString> = [
+        "ccscope",
+        super::forward::SUBCOMMAND,
+        &out.to_string(),
+        &err.to_string(),
+        &service_pid,
+    ]
+    .iter()
+    .filter_map(|a| CString::new(*a).ok())
+    .collect();
+    let exe = CString::from(c"/proc/self/exe");
+    unsafe {
+        if libc::fork() == 0 {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            for target in 0..3 {
+                libc::dup2(null, target);
+            }
+            exec(&exe, &argv);
+            libc::_exit(EXEC_FAILED);
+        }
+        libc::close(out);
+        libc::close(err);
+    }
 }
 
 /// The Rust runtime ignores SIGPIPE, and a parent may ignore SIGINT; ignored dispositions
