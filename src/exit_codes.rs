@@ -18,6 +18,9 @@ pub const CONTAIN: i32 = 6;
 /// A service or command could not be started: not found, not executable, a missing cwd or env file.
 pub const LAUNCH: i32 = 7;
 
+/// `stop` left something running; the report names every survivor.
+pub const STOP_INCOMPLETE: i32 = 8;
+
 /// The table shown in the README and by `ccscope --help`: code, name, meaning.
 pub const TABLE: &[(i32, &str, &str)] = &[
     (SUCCESS, "success", "the command did what was asked"),
@@ -55,5 +58,10 @@ pub const TABLE: &[(i32, &str, &str)] = &[
         LAUNCH,
         "launch",
         "a service or command could not be started",
+    ),
+    (
+        STOP_INCOMPLETE,
+        "incomplete",
+        "stop left processes running; the report names each",
     ),
 ];

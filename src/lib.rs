@@ -10,5 +10,6 @@ pub mod errors;
 pub mod exit_codes;
 pub mod launch;
 pub mod registry;
+pub mod stop;
 pub mod suggest;
 pub mod sys;

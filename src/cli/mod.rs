@@ -9,6 +9,7 @@ mod doctor;
 mod exec;
 mod init;
 mod ps;
+mod stop;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -71,6 +72,8 @@ pub enum Command {
     Ps(ps::PsArgs),
     /// Run a command inside the project's containment (a scope of its own, registered)
     Exec(exec::ExecArgs),
+    /// Stop everything of the project, strays included, and prove nothing is left
+    Stop(stop::StopArgs),
     /// Show which containment backend this host gets, which limits hold, and what answers
     Doctor(doctor::DoctorArgs),
     /// Print a shell completion script
@@ -124,6 +127,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Exec(args) => exec::run(&ctx, &args),
         Command::Doctor(args) => doctor::run(&ctx, &args),
+        Command::Stop(args) => stop::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
     }
 }

@@ -844,7 +844,8 @@ impl Validator<'_> {
     }
 }
 
-const TERM: Signal = Signal {
+/// The default stop signal.
+pub const TERM: Signal = Signal {
     name: "SIGTERM",
     number: libc::SIGTERM,
 };

@@ -69,6 +69,13 @@ pub fn cgroup_of(pid: i32) -> io::Result<String> {
         })
 }
 
+/// Whether the cgroup directory `dir` is the cgroup `relative` (as /proc/PID/cgroup names
+/// it). The root cgroup `/` is never any directory of ours.
+pub fn is_cgroup(dir: &Path, relative: &str) -> bool {
+    let relative = relative.trim_start_matches('/');
+    !relative.is_empty() && dir.ends_with(relative)
+}
+
 /// How a whole cgroup was killed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -379,6 +386,18 @@ mod tests {
             v2_mount_from_mountinfo(escaped),
             Some(PathBuf::from("/mnt/my cgroups"))
         );
+    }
+
+    #[test]
+    fn the_root_cgroup_is_never_ours() {
+        let dir = Path::new("/sys/fs/cgroup/ccscope/demo/web");
+        assert!(is_cgroup(dir, "/ccscope/demo/web"));
+        assert!(
+            !is_cgroup(dir, "/"),
+            "a process in the root cgroup was not placed"
+        );
+        assert!(!is_cgroup(dir, "/demo/web2"));
+        assert!(!is_cgroup(dir, "/eb"), "whole components only");
     }
 
     #[test]

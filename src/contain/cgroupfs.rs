@@ -184,7 +184,7 @@ impl Containment for CgroupTree {
         leaf.add_process(pid)?;
         let expected = leaf.path.clone();
         let actual = cgroup::cgroup_of(pid)?;
-        if !expected.ends_with(actual.trim_start_matches('/')) {
+        if !cgroup::is_cgroup(&expected, &actual) {
             return Err(ContainError::NotPlaced {
                 pid,
                 expected: expected.display().to_string(),

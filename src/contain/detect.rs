@@ -167,3 +167,19 @@ pub async fn survey(bus: BusKind) -> Vec<Candidate> {
         },
     ]
 }
+
+/// Every cgroup backend that answers (systemd, cgroupfs), or the process-group one if none
+/// does: `stop` looks through all of them, since an earlier run may have used either.
+pub async fn all_available(bus: BusKind) -> Vec<AnyContainment> {
+    let mut found = Vec::new();
+    if let Ok((scopes, _)) = try_systemd(bus).await {
+        found.push(AnyContainment::Systemd(scopes));
+    }
+    if let Ok((tree, _)) = try_cgroupfs() {
+        found.push(AnyContainment::Cgroupfs(tree));
+    }
+    if found.is_empty() {
+        found.push(AnyContainment::Pgroup(ProcessGroups::new()));
+    }
+    found
+}

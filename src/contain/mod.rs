@@ -22,7 +22,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 pub use cgroupfs::CgroupTree;
-pub use detect::{BackendChoice, BackendReport, Candidate, detect, survey};
+pub use detect::{BackendChoice, BackendReport, Candidate, all_available, detect, survey};
 pub use pgroup::{LOSSES as PGROUP_LOSSES, ProcessGroups};
 pub use systemd::{BusKind, SystemdScopes, escape_unit_part};
 

@@ -289,7 +289,7 @@ impl Containment for SystemdScopes {
         }
         let cgroup_dir = self.unit_cgroup(&unit).await?;
         let actual = cgroup::cgroup_of(pid)?;
-        if !cgroup_dir.ends_with(actual.trim_start_matches('/')) {
+        if !cgroup::is_cgroup(&cgroup_dir, &actual) {
             return Err(ContainError::NotPlaced {
                 pid,
                 expected: cgroup_dir.display().to_string(),

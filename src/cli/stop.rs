@@ -1,0 +1,129 @@
+//! `ccscope stop`: stop everything of the project, prove it, and say what happened. Works
+//! with no supervisor at all: scopes are found by name, strays by their markers.
+
+use clap::Args;
+
+use super::contain_args::{ContainArgs, runtime};
+use super::{Context, print_json};
+use crate::config::duration::{HumanDuration, parse_duration};
+use crate::contain::{all_available, detect};
+use crate::errors::CliError;
+use crate::exit_codes;
+use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// How long each service gets to exit after its stop signal [default: its stop_timeout]
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration)]
+    pub timeout: Option<HumanDuration>,
+
+    /// Kill at once, without the graceful phase
+    #[arg(long)]
+    pub force: bool,
+
+    /// List every scope and process that would be signalled, and why; signal nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub contain: ContainArgs,
+}
+
+fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
+    parse_duration(text)
+        .map(HumanDuration)
+        .map_err(|e| format!("{e}; write it like \"500ms\", \"10s\" or \"2m\""))
+}
+
+pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
+    let config = ctx.load_config()?;
+    let registry = ctx.open_registry(Some(&config))?;
+    let options = StopOptions {
+        timeout: args.timeout.map(|t| t.0),
+        force: args.force,
+        dry_run: args.dry_run,
+    };
+    let report = runtime()?.block_on(async {
+        let backends = match args.contain.backend {
+            Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],
+            None => all_available(args.contain.bus()).await,
+        };
+        Ok::<_, CliError>(stop(&config, &backends, &registry, &options).await?)
+    })?;
+    if ctx.global.json {
+        print_json(&report)?;
+    } else if !ctx.global.quiet || report.outcome == Outcome::Incomplete {
+        print_human(&report);
+    }
+    Ok(match report.outcome {
+        Outcome::Incomplete => exit_codes::STOP_INCOMPLETE,
+        _ => exit_codes::SUCCESS,
+    })
+}
+
+fn print_human(r: &ShutdownReport) {
+    if r.outcome == Outcome::NothingToStop {
+        println!(
+            "nothing to stop: no scope, stray or record of project `{}`",
+            r.project
+        );
+        return;
+    }
+    let dry = r.outcome == Outcome::DryRun;
+    for s in &r.services {
+        let what = if dry {
+            format!("would stop {} process(es)", s.processes)
+        } else {
+            let graceful = s
+                .signal
+                .map_or("killed (--force)".to_string(), |sig| sig.to_string());
+            let end = match (s.killed_by_force && s.signal.is_some(), s.time_to_empty_ms) {
+                (true, Some(ms)) => format!(", did not exit in time: killed, empty {ms} ms later"),
+                (false, Some(ms)) => format!(", empty in {ms} ms"),
+                (_, None) => ", still not empty".to_string(),
+            };
+            format!("{} process(es): {graceful}{end}", s.processes)
+        };
+        println!("  {:<20} {:<48} {what}", s.service, s.scope);
+    }
+    for s in &r.strays {
+        let service = s.service.as_deref().unwrap_or("?");
+        let action = if dry {
+            "would be signalled".to_string()
+        } else if s.killed_by_force {
+            "SIGTERM, then SIGKILL".to_string()
+        } else {
+            "SIGTERM".to_string()
+        };
+        println!(
+            "  stray pid {} ({service}) `{}`: {action} — {}",
+            s.pid, s.command_line, s.reason
+        );
+    }
+    if dry {
+        println!("dry run: nothing was signalled");
+        return;
+    }
+    for scope in &r.spared {
+        println!("  spared {scope}: it holds ccscope itself or its caller");
+    }
+    if r.registry_records_removed > 0 {
+        println!("registry: {} record(s) removed", r.registry_records_removed);
+    }
+    match r.outcome {
+        Outcome::Complete => println!(
+            "COMPLETE: nothing of `{}` is left ({} ms)",
+            r.project, r.elapsed_ms
+        ),
+        _ => {
+            println!(
+                "INCOMPLETE: {} process(es) of `{}` survived:",
+                r.survivors.len(),
+                r.project
+            );
+            for s in &r.survivors {
+                println!("  pid {} in {}: {}", s.pid, s.where_, s.command_line);
+            }
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! The stop flow: graceful in reverse dependency order, then strays found by their markers,
+//! then force, then registry cleanup, then a fresh scan that proves nothing is left. It needs
+//! no supervisor: scopes are found by name, strays by the markers they inherited.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::{Config, graph};
+use crate::contain::{AnyContainment, Containment, ScopeHandle, cgroup};
+use crate::discover::{ProcFs, ProcessIdentity, markers};
+use crate::registry::{ProcessFilter, Registry, RegistryError};
+use crate::sys::{self, Signalled};
+
+/// How long a forced kill may take to empty a scope before its survivors are reported.
+const FORCE_DEADLINE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct StopOptions {
+    /// Overrides every service's stop timeout.
+    pub timeout: Option<Duration>,
+    /// Skip the graceful phase: kill at once.
+    pub force: bool,
+    /// Say what would be signalled, and signal nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Nothing of the project was running.
+    NothingToStop,
+    /// Everything is gone.
+    Complete,
+    /// Something survived; `survivors` names it.
+    Incomplete,
+    /// `--dry-run`: nothing was signalled.
+    DryRun,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShutdownReport {
+    pub project: String,
+    pub outcome: Outcome,
+    pub services: Vec<ServiceStop>,
+    pub strays: Vec<StrayStop>,
+    pub survivors: Vec<Survivor>,
+    /// Scopes left alone because they hold ccscope itself or its caller.
+    pub spared: Vec<String>,
+    pub registry_records_removed: usize,
+    pub elapsed_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceStop {
+    pub service: String,
+    pub scope: String,
+    pub processes: usize,
+    /// The graceful signal sent, or null with --force.
+    pub signal: Option<&'static str>,
+    /// Milliseconds from the first signal until the scope was empty.
+    pub time_to_empty_ms: Option<u64>,
+    pub killed_by_force: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StrayStop {
+    pub pid: i32,
+    pub start_time: u64,
+    pub service: Option<String>,
+    pub command_line: String,
+    /// Why it counts as the project's.
+    pub reason: String,
+    pub killed_by_force: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Survivor {
+    pub pid: i32,
+    pub command_line: String,
+    #[serde(rename = "where")]
+    pub where_: String,
+}
+
+/// This process and its ancestors: never signalled, whatever markers they carry (the caller
+/// may itself run under `ccscope exec`).
+fn protected() -> BTreeSet<i32> {
+    let mut protected = BTreeSet::new();
+    let mut pid = std::process::id() as i32;
+    while pid > 1 && protected.insert(pid) {
+        match crate::discover::read_stat(Path::new("/proc"), pid) {
+            Ok(stat) => pid = stat.ppid,
+            Err(_) => break,
+        }
+    }
+    protected
+}
+
+/// The project's marked processes, except ours.
+fn marked(project: &str, protected: &BTreeSet<i32>) -> Vec<markers::MarkedProcess> {
+    markers::scan(Path::new("/proc"))
+        .into_iter()
+        .filter(|p| p.markers.project == project && !protected.contains(&p.identity.pid))
+        .collect()
+}
+
+/// Whether `pid` lives in one of the scopes' cgroups (or, without cgroups, is one of their
+/// members).
+fn inside(pid: i32, cgroups: &[String], members: &BTreeSet<i32>) -> bool {
+    if members.contains(&pid) {
+        return true;
+    }
+    match cgroup::cgroup_of(pid) {
+        Ok(own) => cgroups
+            .iter()
+            .any(|c| cgroup::is_cgroup(Path::new(c), &own)),
+        Err(_) => false,
+    }
+}
+
+/// Stops everything of `config`'s project that `backends` can see, plus every stray.
+pub async fn stop(
+    config: &Config,
+    backends: &[AnyContainment],
+    registry: &Registry,
+    options: &StopOptions,
+) -> Result<ShutdownReport, RegistryError> {
+    let started = Instant::now();
+    let project = config.project.name.as_str();
+    let mut protected = protected();
+
+    let mut scopes: Vec<(&AnyContainment, ScopeHandle)> = Vec::new();
+    let mut spared = Vec::new();
+    for backend in backends {
+        for scope in backend.list(project).await.unwrap_or_default() {
+            // The scope that holds this very process (`ccscope exec -- ccscope stop`) is left
+            // alone: stop never ends its caller.
+            let pids = backend.processes(&scope).await.unwrap_or_default();
+            if pids.iter().any(|p| protected.contains(p)) {
+                spared.push(scope.display_name());
+                protected.extend(pids);
+            } else {
+                scopes.push((backend, scope));
+            }
+        }
+    }
+    // Reverse dependency order; scopes of services the configuration does not know
+    // (`exec`, a renamed service) go first.
+    let layers = graph::start_layers(config);
+    let rank = |service: &str| {
+        layers
+            .iter()
+            .position(|l| l.iter().any(|s| s == service))
+            .map_or(usize::MAX, |i| i)
+    };
+    let mut by_rank: BTreeMap<std::cmp::Reverse<usize>, Vec<(&AnyContainment, ScopeHandle)>> =
+        BTreeMap::new();
+    for (b, s) in scopes {
+        by_rank
+            .entry(std::cmp::Reverse(rank(&s.service)))
+            .or_default()
+            .push((b, s));
+    }
+
+    let cgroups: Vec<String> = by_rank
+        .values()
+        .flatten()
+        .filter_map(|(_, s)| s.cgroup.as_ref().map(|c| c.display().to_string()))
+        .collect();
+    let mut members = BTreeSet::new();
+    for (b, s) in by_rank.values().flatten() {
+        if s.cgroup.is_none() {
+            members.extend(b.processes(s).await.unwrap_or_default());
+        }
+    }
+    let strays_found: Vec<markers::MarkedProcess> = marked(project, &protected)
+        .into_iter()
+        .filter(|p| !inside(p.identity.pid, &cgroups, &members))
+        .collect();
+    let procfs = ProcFs::default();
+    let mut strays: Vec<StrayStop> = strays_found
+        .iter()
+        .map(|p| StrayStop {
+            pid: p.identity.pid,
+            start_time: p.identity.start_time,
+            service: p.markers.service.clone(),
+            command_line: procfs.cmdline(p.identity.pid).unwrap_or_default(),
+            reason: "carries this project's CCSCOPE_PROJECT marker outside every scope".into(),
+            killed_by_force: false,
+        })
+        .collect();
+
+    let mut services = Vec::new();
+    for group in by_rank.values() {
+        for (b, s) in group {
+            services.push(ServiceStop {
+                service: s.service.clone(),
+                scope: s.display_name(),
+                processes: b.processes(s).await.map(|p| p.len()).unwrap_or(0),
+                signal: None,
+                time_to_empty_ms: None,
+                killed_by_force: false,
+            });
+        }
+    }
+    let registered = registry.list(ProcessFilter::Project(project))?;
+    let nothing = services.is_empty() && strays.is_empty() && registered.is_empty();
+    let mut report = ShutdownReport {
+        project: project.to_string(),
+        outcome: Outcome::NothingToStop,
+        services: Vec::new(),
+        strays: Vec::new(),
+        survivors: Vec::new(),
+        spared,
+        registry_records_removed: 0,
+        elapsed_ms: 0,
+    };
+    if nothing {
+        return Ok(report.finish(Outcome::NothingToStop, started));
+    }
+    if options.dry_run {
+        report.services = services;
+        report.strays = strays;
+        return Ok(report.finish(Outcome::DryRun, started));
+    }
+
+    // Graceful: a layer at a time, the services of one layer in parallel.
+    let mut index = 0;
+    for group in by_rank.values() {
+        let waits = group.iter().map(|(b, s)| {
+            let (signal, timeout) = match config.services.get(&s.service) {
+                Some(svc) => (
+                    svc.stop_signal,
+                    options.timeout.unwrap_or(svc.stop_timeout.0),
+                ),
+                None => (
+                    crate::config::DEFAULT_STOP_SIGNAL,
+                    options.timeout.unwrap_or(Duration::from_secs(10)),
+                ),
+            };
+            async move {
+                if options.force {
+                    return (None, None);
+                }
+                let t = Instant::now();
+                let _ = b.signal(s, signal.number).await;
+                let empty = b.wait_empty(s, timeout).await.unwrap_or(false);
+                (
+                    Some(signal.name),
+                    empty.then(|| t.elapsed().as_millis() as u64),
+                )
+            }
+        });
+        for (signal, emptied) in futures_util::future::join_all(waits).await {
+            services[index].signal = signal;
+            services[index].time_to_empty_ms = emptied;
+            index += 1;
+        }
+    }
+    if !options.force {
+        for stray in &strays {
+            let id = ProcessIdentity {
+                pid: stray.pid,
+                start_time: stray.start_time,
+            };
+            let _ = sys::signal_identified(id, libc::SIGTERM);
+        }
+    }
+
+    // Force what is left.
+    let mut index = 0;
+    for group in by_rank.values() {
+        for (b, s) in group {
+            if services[index].time_to_empty_ms.is_none() {
+                let t = Instant::now();
+                let _ = b.kill(s).await;
+                if b.wait_empty(s, FORCE_DEADLINE).await.unwrap_or(false) {
+                    services[index].time_to_empty_ms = Some(t.elapsed().as_millis() as u64);
+                }
+                services[index].killed_by_force = true;
+            }
+            let _ = b.release(s).await;
+            index += 1;
+        }
+    }
+    for stray in &mut strays {
+        let id = ProcessIdentity {
+            pid: stray.pid,
+            start_time: stray.start_time,
+        };
+        if procfs.identity(id.pid).is_ok_and(|now| now == id) {
+            stray.killed_by_force =
+                sys::signal_identified(id, libc::SIGKILL).is_ok_and(|s| s == Signalled::Sent);
+        }
+    }
+
+    // Registry cleanup, then a fresh look.
+    let mut removed = 0;
+    for record in &registered {
+        if registry.unregister(record.identity())? {
+            removed += 1;
+        }
+    }
+    report.survivors = survivors(project, &protected, &report.spared, backends).await;
+    report.services = services;
+    report.strays = strays;
+    report.registry_records_removed = removed;
+    let outcome = if report.survivors.is_empty() {
+        Outcome::Complete
+    } else {
+        Outcome::Incomplete
+    };
+    Ok(report.finish(outcome, started))
+}
+
+/// Everything of the project still alive: in a scope, or marked anywhere. A killed process
+/// can take a moment to leave; each is given until the force deadline.
+async fn survivors(
+    project: &str,
+    protected: &BTreeSet<i32>,
+    spared: &[String],
+    backends: &[AnyContainment],
+) -> Vec<Survivor> {
+    let deadline = Instant::now() + FORCE_DEADLINE;
+    loop {
+        let mut left = Vec::new();
+        for backend in backends {
+            for scope in backend.list(project).await.unwrap_or_default() {
+                if spared.contains(&scope.display_name()) {
+                    continue;
+                }
+                for pid in backend.processes(&scope).await.unwrap_or_default() {
+                    if !protected.contains(&pid) {
+                        left.push(Survivor {
+                            pid,
+                            command_line: ProcFs::default().cmdline(pid).unwrap_or_default(),
+                            where_: scope.display_name(),
+                        });
+                    }
+                }
+            }
+        }
+        for p in marked(project, protected) {
+            if !left.iter().any(|s| s.pid == p.identity.pid) {
+                left.push(Survivor {
+                    pid: p.identity.pid,
+                    command_line: ProcFs::default()
+                        .cmdline(p.identity.pid)
+                        .unwrap_or_default(),
+                    where_: "outside every scope (marked)".into(),
+                });
+            }
+        }
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl ShutdownReport {
+    fn finish(mut self, outcome: Outcome, started: Instant) -> ShutdownReport {
+        self.outcome = outcome;
+        self.elapsed_ms = started.elapsed().as_millis() as u64;
+        self
+    }
+}

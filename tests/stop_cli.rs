@@ -1,0 +1,137 @@
+//! `ccscope stop` end to end against the real user manager and cgroupfs: everything of the
+//! project goes (scopes of any backend, strays found by their markers), with no supervisor and
+//! no registry; `--dry-run` touches nothing; stop never ends its own caller.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use ccscope::config::Limits;
+use ccscope::contain::{BackendChoice, BackendKind, BusKind, detect};
+use ccscope::discover::markers;
+use ccscope::launch::{LaunchSpec, OutputTarget, launch};
+use common::{Sandbox, require_test_env, wait_for};
+
+fn project(tag: &str) -> String {
+    format!("s{}-{tag}", std::process::id())
+}
+
+fn sandbox(project: &str) -> Sandbox {
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n[defaults]\nstop_timeout = \"1s\"\n\
+             [services.web]\ncommand = [\"true\"]\n[services.worker]\ncommand = [\"true\"]\ndepends_on = [\"web\"]\n"
+        ),
+    );
+    sb
+}
+
+/// Live processes carrying the project's marker, anywhere.
+fn marked(project: &str) -> Vec<i32> {
+    markers::scan(Path::new("/proc"))
+        .into_iter()
+        .filter(|p| p.markers.project == project)
+        .map(|p| p.identity.pid)
+        .collect()
+}
+
+/// Starts `script` as `service` of `project` on `backend`, and waits until it says ready.
+async fn start(project: &str, service: &str, backend: BackendKind, dir: &Path, script: &str) {
+    let (c, _) = detect(BackendChoice::Forced(backend), BusKind::Session).await.unwrap();
+    let ready = dir.join(format!("{service}.ready"));
+    let spec = LaunchSpec {
+        project: project.into(),
+        service: service.into(),
+        instance: None,
+        run_id: ccscope::registry::new_run_id(),
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: [("READY".to_string(), ready.display().to_string())].into(),
+        env_files: vec![],
+        cwd: None,
+        limits: Limits::default(),
+        output: OutputTarget::File(dir.join(format!("{service}.log"))),
+        inherit_stdin: false,
+        own_process_group: true,
+        strict_limits: false,
+        launcher: PathBuf::from(env!("CARGO_BIN_EXE_ccscope")),
+    };
+    // The launched child is left to its scope: `stop` is what must end it.
+    let launched = launch(&c, &spec).await.unwrap_or_else(|e| panic!("{service}: {e}"));
+    std::mem::forget(launched.child);
+    wait_for(&format!("{service} to be ready"), Duration::from_secs(20), || ready.exists());
+}
+
+const IGNORES_TERM: &str = "trap '' TERM; sleep 300 & echo > \"$READY\"; wait";
+const DOUBLE_FORK: &str = "( setsid sh -c 'exec sleep 300' & ); echo > \"$READY\"; exec sleep 300";
+const NOHUP: &str = "nohup sleep 300 >/dev/null 2>&1 & echo > \"$READY\"; exit 0";
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn stop_leaves_nothing_without_supervisor_or_registry() {
+    require_test_env();
+    let project = project("all");
+    let sb = sandbox(&project);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        start(&project, "web", BackendKind::Systemd, sb.path(), IGNORES_TERM).await;
+        start(&project, "worker", BackendKind::Cgroupfs, sb.path(), DOUBLE_FORK).await;
+        start(&project, "extra", BackendKind::Pgroup, sb.path(), NOHUP).await;
+    });
+    // A process started by hand with the project's marker, outside every scope.
+    let mut stray = std::process::Command::new("setsid");
+    stray.args(["sleep", "300"]).env("CCSCOPE_PROJECT", &project).stdin(Stdio::null());
+    let stray = stray.spawn().unwrap();
+    wait_for("the stray to exec", Duration::from_secs(5), || marked(&project).contains(&(stray.id() as i32)));
+    assert!(marked(&project).len() >= 6, "everything is up: {:?}", marked(&project));
+
+    let doc = sb.run(&["stop", "--json"]).expect_code(0).json();
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    let services: Vec<&str> = doc["services"].as_array().unwrap().iter().map(|s| s["service"].as_str().unwrap()).collect();
+    assert_eq!(services, ["worker", "web"], "reverse dependency order: {doc}");
+    assert_eq!(doc["services"][1]["killed_by_force"], true, "web ignores SIGTERM: {doc}");
+    let stray_pids: Vec<i64> = doc["strays"].as_array().unwrap().iter().map(|s| s["pid"].as_i64().unwrap()).collect();
+    assert!(stray_pids.contains(&i64::from(stray.id())), "the hand-started stray is found: {doc}");
+    assert!(marked(&project).is_empty(), "survivors: {:?}", marked(&project));
+
+    sb.run(&["stop"]).expect_code(0).expect_stdout_contains("nothing to stop");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn dry_run_signals_nothing() {
+    require_test_env();
+    let project = project("dry");
+    let sb = sandbox(&project);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(start(&project, "web", BackendKind::Systemd, sb.path(), IGNORES_TERM));
+    let before = marked(&project);
+    let ran = sb.run(&["stop", "--dry-run"]);
+    ran.expect_code(0).expect_stdout_contains("would stop").expect_stdout_contains("dry run: nothing was signalled");
+    assert_eq!(marked(&project), before, "nothing was touched");
+    let doc = sb.run(&["stop", "--force", "--json"]).expect_code(0).json();
+    assert_eq!(doc["services"][0]["signal"], serde_json::Value::Null, "--force skips the graceful signal");
+    assert!(marked(&project).is_empty());
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn stop_never_ends_its_caller() {
+    require_test_env();
+    let project = project("caller");
+    let sb = sandbox(&project);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(start(&project, "web", BackendKind::Systemd, sb.path(), IGNORES_TERM));
+    // `stop` runs inside a scope of the very project it stops.
+    let bin = env!("CARGO_BIN_EXE_ccscope");
+    let ran = sb.run(&["exec", "--", bin, "stop", "--json"]);
+    ran.expect_code(0);
+    let doc = ran.json();
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    assert_eq!(doc["spared"].as_array().unwrap().len(), 1, "its own scope is spared: {doc}");
+    assert_eq!(doc["services"][0]["service"], "web");
+    assert!(marked(&project).is_empty(), "{:?}", marked(&project));
+}
