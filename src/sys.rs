@@ -88,8 +88,11 @@ pub fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
         events: libc::POLLIN,
         revents: 0,
     };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    let deadline = std::time::Instant::now() + timeout;
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        // Rounded up, so a sub-millisecond remainder still waits instead of spinning.
+        let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
         if n >= 0 {
             return Ok(n > 0);

@@ -41,7 +41,9 @@ fn marked(project: &str) -> Vec<i32> {
 
 /// Starts `script` as `service` of `project` on `backend`, and waits until it says ready.
 async fn start(project: &str, service: &str, backend: BackendKind, dir: &Path, script: &str) {
-    let (c, _) = detect(BackendChoice::Forced(backend), BusKind::Session).await.unwrap();
+    let (c, _) = detect(BackendChoice::Forced(backend), BusKind::Session)
+        .await
+        .unwrap();
     let ready = dir.join(format!("{service}.ready"));
     let spec = LaunchSpec {
         project: project.into(),
@@ -60,9 +62,15 @@ async fn start(project: &str, service: &str, backend: BackendKind, dir: &Path, s
         launcher: PathBuf::from(env!("CARGO_BIN_EXE_ccscope")),
     };
     // The launched child is left to its scope: `stop` is what must end it.
-    let launched = launch(&c, &spec).await.unwrap_or_else(|e| panic!("{service}: {e}"));
+    let launched = launch(&c, &spec)
+        .await
+        .unwrap_or_else(|e| panic!("{service}: {e}"));
     std::mem::forget(launched.child);
-    wait_for(&format!("{service} to be ready"), Duration::from_secs(20), || ready.exists());
+    wait_for(
+        &format!("{service} to be ready"),
+        Duration::from_secs(20),
+        || ready.exists(),
+    );
 }
 
 const IGNORES_TERM: &str = "trap '' TERM; sleep 300 & echo > \"$READY\"; wait";
@@ -75,29 +83,81 @@ fn stop_leaves_nothing_without_supervisor_or_registry() {
     require_test_env();
     let project = project("all");
     let sb = sandbox(&project);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        start(&project, "web", BackendKind::Systemd, sb.path(), IGNORES_TERM).await;
-        start(&project, "worker", BackendKind::Cgroupfs, sb.path(), DOUBLE_FORK).await;
+        start(
+            &project,
+            "web",
+            BackendKind::Systemd,
+            sb.path(),
+            IGNORES_TERM,
+        )
+        .await;
+        start(
+            &project,
+            "worker",
+            BackendKind::Cgroupfs,
+            sb.path(),
+            DOUBLE_FORK,
+        )
+        .await;
         start(&project, "extra", BackendKind::Pgroup, sb.path(), NOHUP).await;
     });
     // A process started by hand with the project's marker, outside every scope.
     let mut stray = std::process::Command::new("setsid");
-    stray.args(["sleep", "300"]).env("CCSCOPE_PROJECT", &project).stdin(Stdio::null());
+    stray
+        .args(["sleep", "300"])
+        .env("CCSCOPE_PROJECT", &project)
+        .stdin(Stdio::null());
     let stray = stray.spawn().unwrap();
-    wait_for("the stray to exec", Duration::from_secs(5), || marked(&project).contains(&(stray.id() as i32)));
-    assert!(marked(&project).len() >= 6, "everything is up: {:?}", marked(&project));
+    wait_for("the stray to exec", Duration::from_secs(5), || {
+        marked(&project).contains(&(stray.id() as i32))
+    });
+    assert!(
+        marked(&project).len() >= 6,
+        "everything is up: {:?}",
+        marked(&project)
+    );
 
     let doc = sb.run(&["stop", "--json"]).expect_code(0).json();
     assert_eq!(doc["outcome"], "complete", "{doc}");
-    let services: Vec<&str> = doc["services"].as_array().unwrap().iter().map(|s| s["service"].as_str().unwrap()).collect();
-    assert_eq!(services, ["worker", "web"], "reverse dependency order: {doc}");
-    assert_eq!(doc["services"][1]["killed_by_force"], true, "web ignores SIGTERM: {doc}");
-    let stray_pids: Vec<i64> = doc["strays"].as_array().unwrap().iter().map(|s| s["pid"].as_i64().unwrap()).collect();
-    assert!(stray_pids.contains(&i64::from(stray.id())), "the hand-started stray is found: {doc}");
-    assert!(marked(&project).is_empty(), "survivors: {:?}", marked(&project));
+    let services: Vec<&str> = doc["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["service"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        services,
+        ["worker", "web"],
+        "reverse dependency order: {doc}"
+    );
+    assert_eq!(
+        doc["services"][1]["killed_by_force"], true,
+        "web ignores SIGTERM: {doc}"
+    );
+    let stray_pids: Vec<i64> = doc["strays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pid"].as_i64().unwrap())
+        .collect();
+    assert!(
+        stray_pids.contains(&i64::from(stray.id())),
+        "the hand-started stray is found: {doc}"
+    );
+    assert!(
+        marked(&project).is_empty(),
+        "survivors: {:?}",
+        marked(&project)
+    );
 
-    sb.run(&["stop"]).expect_code(0).expect_stdout_contains("nothing to stop");
+    sb.run(&["stop"])
+        .expect_code(0)
+        .expect_stdout_contains("nothing to stop");
 }
 
 #[test]
@@ -106,14 +166,29 @@ fn dry_run_signals_nothing() {
     require_test_env();
     let project = project("dry");
     let sb = sandbox(&project);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(start(&project, "web", BackendKind::Systemd, sb.path(), IGNORES_TERM));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(start(
+        &project,
+        "web",
+        BackendKind::Systemd,
+        sb.path(),
+        IGNORES_TERM,
+    ));
     let before = marked(&project);
     let ran = sb.run(&["stop", "--dry-run"]);
-    ran.expect_code(0).expect_stdout_contains("would stop").expect_stdout_contains("dry run: nothing was signalled");
+    ran.expect_code(0)
+        .expect_stdout_contains("would stop")
+        .expect_stdout_contains("dry run: nothing was signalled");
     assert_eq!(marked(&project), before, "nothing was touched");
     let doc = sb.run(&["stop", "--force", "--json"]).expect_code(0).json();
-    assert_eq!(doc["services"][0]["signal"], serde_json::Value::Null, "--force skips the graceful signal");
+    assert_eq!(
+        doc["services"][0]["signal"],
+        serde_json::Value::Null,
+        "--force skips the graceful signal"
+    );
     assert!(marked(&project).is_empty());
 }
 
@@ -123,15 +198,28 @@ fn stop_never_ends_its_caller() {
     require_test_env();
     let project = project("caller");
     let sb = sandbox(&project);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(start(&project, "web", BackendKind::Systemd, sb.path(), IGNORES_TERM));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(start(
+        &project,
+        "web",
+        BackendKind::Systemd,
+        sb.path(),
+        IGNORES_TERM,
+    ));
     // `stop` runs inside a scope of the very project it stops.
     let bin = env!("CARGO_BIN_EXE_ccscope");
     let ran = sb.run(&["exec", "--", bin, "stop", "--json"]);
     ran.expect_code(0);
     let doc = ran.json();
     assert_eq!(doc["outcome"], "complete", "{doc}");
-    assert_eq!(doc["spared"].as_array().unwrap().len(), 1, "its own scope is spared: {doc}");
+    assert_eq!(
+        doc["spared"].as_array().unwrap().len(),
+        1,
+        "its own scope is spared: {doc}"
+    );
     assert_eq!(doc["services"][0]["service"], "web");
     assert!(marked(&project).is_empty(), "{:?}", marked(&project));
 }

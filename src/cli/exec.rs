@@ -95,7 +95,13 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<i32, CliError> {
         }
         let ports = configured.map(|s| s.ports.clone()).unwrap_or_default();
         let record = launched.record(&spec, ports);
-        registry.register(&record)?;
+        // The command runs already: a registry that fails now is reported, not a reason to
+        // abandon it unwaited.
+        if let Err(e) = registry.register(&record) {
+            ctx.warn(&format!(
+                "the command runs, but could not be registered: {e}"
+            ));
+        }
         let crate::launch::Launched {
             identity,
             scope,
@@ -111,7 +117,11 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<i32, CliError> {
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
 
-        registry.unregister(identity)?;
+        if let Err(e) = registry.unregister(identity) {
+            ctx.warn(&format!(
+                "could not remove the command's registry record: {e}"
+            ));
+        }
         let left = containment.processes(&scope).await?;
         if left.is_empty() {
             containment.release(&scope).await?;

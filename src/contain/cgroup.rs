@@ -239,17 +239,19 @@ impl Cgroup {
     /// process can fork a child that the pass would miss, nor exit and free its pid for reuse.
     /// Returns how many processes were signalled.
     pub fn signal_all(&self, signal: i32) -> io::Result<usize> {
+        // A tree that will not freeze in time is signalled unfrozen rather than not at all.
         let freezable = self.file("cgroup.freeze").exists();
-        if freezable {
-            self.freeze(true, Duration::from_secs(2))?;
-        }
+        let frozen = freezable && self.freeze(true, Duration::from_secs(2)).is_ok();
         let pids = self.all_procs();
         for pid in &pids {
             // A process that is gone already is what we wanted.
             let _ = sys::kill(*pid, signal);
         }
         if freezable {
-            self.freeze(false, Duration::from_secs(2))?;
+            let thawed = self.freeze(false, Duration::from_secs(2));
+            if frozen {
+                thawed?;
+            }
         }
         Ok(pids.len())
     }

@@ -122,8 +122,10 @@ impl CgroupTree {
                 });
                 continue;
             }
-            let enabled = Cgroup::at(&self.root)
+            let base = Cgroup::at(self.root.parent().unwrap_or(&self.root));
+            let enabled = base
                 .enable_for_children(&[controller])
+                .and_then(|()| Cgroup::at(&self.root).enable_for_children(&[controller]))
                 .and_then(|()| project.enable_for_children(&[controller]));
             let value = match limit {
                 "memory" => (
@@ -181,17 +183,21 @@ impl Containment for CgroupTree {
         }
         let leaf = Cgroup::create(&leaf.path)?;
         let limits = self.apply_limits(spec, &leaf);
-        leaf.add_process(pid)?;
-        let expected = leaf.path.clone();
-        let actual = cgroup::cgroup_of(pid)?;
-        if !cgroup::is_cgroup(&expected, &actual) {
-            return Err(ContainError::NotPlaced {
+        let placed = leaf.add_process(pid).and_then(|()| cgroup::cgroup_of(pid));
+        let verdict = match placed {
+            Ok(actual) if cgroup::is_cgroup(&leaf.path, &actual) => Ok((handle, limits)),
+            Ok(actual) => Err(ContainError::NotPlaced {
                 pid,
-                expected: expected.display().to_string(),
+                expected: leaf.path.display().to_string(),
                 actual,
-            });
+            }),
+            Err(e) => Err(e.into()),
+        };
+        if verdict.is_err() {
+            // Nothing of a failed placement stays behind.
+            let _ = leaf.remove(REMOVE_DEADLINE);
         }
-        Ok((handle, limits))
+        verdict
     }
 
     async fn processes(&self, scope: &ScopeHandle) -> Result<Vec<i32>, ContainError> {

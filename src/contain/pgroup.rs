@@ -52,6 +52,11 @@ impl ProcessGroups {
     /// pass over /proc, one decision per process (a second read could disagree with the first
     /// while a process is in the middle of exec).
     fn members(&self, scope: &ScopeHandle) -> Vec<ProcessIdentity> {
+        // A process group number outlives its group and can be reused by a stranger: the group
+        // counts only while its leader is alive and carries this instance's markers.
+        let group = scope
+            .pgid
+            .filter(|leader| self.carries_markers(*leader, scope));
         let Ok(entries) = std::fs::read_dir(&self.proc_root) else {
             return Vec::new();
         };
@@ -66,16 +71,7 @@ impl ProcessGroups {
             if stat.is_zombie() {
                 continue;
             }
-            let member = Some(stat.pgrp) == scope.pgid || {
-                let environ = std::fs::read(self.proc_root.join(pid.to_string()).join("environ"))
-                    .unwrap_or_default();
-                markers::parse_environ(&environ).is_some_and(|m| {
-                    m.project == scope.project
-                        && m.service.as_deref() == Some(scope.service.as_str())
-                        && m.run_id.is_some()
-                        && m.run_id == scope.run_id
-                })
-            };
+            let member = Some(stat.pgrp) == group || self.carries_markers(pid, scope);
             if member {
                 found.push(ProcessIdentity {
                     pid,
@@ -84,6 +80,18 @@ impl ProcessGroups {
             }
         }
         found
+    }
+
+    /// Whether `pid` carries the markers of exactly this service instance.
+    fn carries_markers(&self, pid: i32, scope: &ScopeHandle) -> bool {
+        let environ =
+            std::fs::read(self.proc_root.join(pid.to_string()).join("environ")).unwrap_or_default();
+        markers::parse_environ(&environ).is_some_and(|m| {
+            m.project == scope.project
+                && m.service.as_deref() == Some(scope.service.as_str())
+                && m.run_id.is_some()
+                && m.run_id == scope.run_id
+        })
     }
 
     fn signal_members(&self, scope: &ScopeHandle, signal: i32) -> usize {
@@ -149,6 +157,8 @@ impl Containment for ProcessGroups {
             if self.signal_members(scope, libc::SIGKILL) == 0 {
                 return Ok(());
             }
+            // Killed but not yet exited processes would be counted again at once.
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Err(ContainError::Refused(format!(
             "{} still had processes after {KILL_PASSES} kill passes",
@@ -196,15 +206,21 @@ impl Containment for ProcessGroups {
     }
 
     async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError> {
+        let marked: Vec<markers::MarkedProcess> = markers::scan(Path::new(&self.proc_root))
+            .into_iter()
+            .filter(|p| p.markers.project == project && p.markers.service.is_some())
+            .collect();
         let mut seen = std::collections::BTreeMap::new();
-        for p in markers::scan(Path::new(&self.proc_root)) {
-            if p.markers.project != project {
-                continue;
-            }
-            let Some(service) = p.markers.service.clone() else {
-                continue;
-            };
-            seen.entry((service.clone(), p.markers.run_id.clone()))
+        for p in &marked {
+            let service = p.markers.service.clone().unwrap_or_default();
+            // The group is the instance's only if its leader is one of this instance's processes.
+            let leader_is_ours = marked.iter().any(|l| {
+                l.identity.pid == p.pgrp
+                    && l.markers.service == p.markers.service
+                    && l.markers.run_id == p.markers.run_id
+            });
+            let entry = seen
+                .entry((service.clone(), p.markers.run_id.clone()))
                 .or_insert(ScopeHandle {
                     backend: BackendKind::Pgroup,
                     project: project.to_string(),
@@ -212,9 +228,12 @@ impl Containment for ProcessGroups {
                     instance: None,
                     unit: None,
                     cgroup: None,
-                    pgid: Some(p.pgrp),
+                    pgid: None,
                     run_id: p.markers.run_id.clone(),
                 });
+            if leader_is_ours {
+                entry.pgid = Some(p.pgrp);
+            }
         }
         Ok(seen.into_values().collect())
     }

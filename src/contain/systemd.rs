@@ -140,6 +140,12 @@ impl SystemdScopes {
             .build()
             .await?;
         let relative = scope.control_group().await?;
+        // An inactive scope reports "": that is no cgroup, not the root of all of them.
+        if relative.trim_start_matches('/').is_empty() {
+            return Err(ContainError::Refused(format!(
+                "{unit} has no cgroup (it is not active)"
+            )));
+        }
         Ok(self.v2_mount.join(relative.trim_start_matches('/')))
     }
 
@@ -287,9 +293,21 @@ impl Containment for SystemdScopes {
             }
             other => other?,
         }
-        let cgroup_dir = self.unit_cgroup(&unit).await?;
-        let actual = cgroup::cgroup_of(pid)?;
+        let placed = async {
+            let dir = self.unit_cgroup(&unit).await?;
+            let actual = cgroup::cgroup_of(pid)?;
+            Ok::<_, ContainError>((dir, actual))
+        }
+        .await;
+        let (cgroup_dir, actual) = match placed {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = self.manager.stop_unit(&unit, "replace").await;
+                return Err(e);
+            }
+        };
         if !cgroup::is_cgroup(&cgroup_dir, &actual) {
+            let _ = self.manager.stop_unit(&unit, "replace").await;
             return Err(ContainError::NotPlaced {
                 pid,
                 expected: cgroup_dir.display().to_string(),
@@ -365,18 +383,8 @@ impl Containment for SystemdScopes {
         // An empty scope is collected by systemd itself; stop it if it lingers, reset if failed.
         let _ = self.manager.stop_unit(unit, "replace").await;
         let _ = self.manager.reset_failed_unit(unit).await;
-        // The project's slice goes with its last scope.
-        if self
-            .list(&scope.project)
-            .await?
-            .iter()
-            .all(|s| s.unit.as_deref() == Some(unit))
-        {
-            let _ = self
-                .manager
-                .stop_unit(&slice_name(&scope.project), "replace")
-                .await;
-        }
+        // The project's slice stays: stopping it would stop every scope in it, including one
+        // being placed at this moment by a parallel launch.
         Ok(())
     }
 
@@ -404,6 +412,10 @@ impl Containment for SystemdScopes {
             .await?;
         let mut handles = Vec::new();
         for row in rows {
+            // (name, description, load state, active state, …): an inactive scope holds nothing.
+            if row.3 == "inactive" {
+                continue;
+            }
             let unit = row.0;
             let Some((service, instance)) = parse_scope_name(project, &unit) else {
                 continue;

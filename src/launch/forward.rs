@@ -55,9 +55,9 @@ pub fn main(args: &[OsString]) -> ! {
         env(markers::RUN_ID),
     );
     let pid_text = service_pid.to_string();
-    let Ok(writer) = Writer::new() else {
-        std::process::exit(1)
-    };
+    // Without a journal socket the lines are drained and dropped: the service must never
+    // block on, or be killed by, a pipe nobody reads.
+    let writer = Writer::new().ok();
     let mut streams = [
         Stream {
             fd: out,
@@ -85,7 +85,9 @@ pub fn main(args: &[OsString]) -> ! {
             ("CCSCOPE_STREAM", stream.name),
         ];
         // journald being away loses lines, never the service.
-        let _ = writer.send(stream.priority, text.trim_end_matches('\r'), &fields);
+        if let Some(w) = &writer {
+            let _ = w.send(stream.priority, text.trim_end_matches('\r'), &fields);
+        }
     };
     let mut buf = vec![0u8; 64 * 1024];
     while streams.iter().any(|s| s.open) {

@@ -144,6 +144,15 @@ pub async fn launch(
     // The parent's copies must close, or the child's pipes would never see EOF.
     drop((go_read, status_write, forward, command));
     let pid = child.id() as i32;
+    // Read while the trampoline waits for the go-ahead: it cannot have exited (or been reaped,
+    // and its pid reused) yet. exec keeps the pid and the start time.
+    let identity = match ProcFs::default().identity(pid) {
+        Ok(id) => id,
+        Err(e) => {
+            abandon(child, go_write);
+            return Err(spawn_error(spec, e));
+        }
+    };
 
     let scope_spec = ScopeSpec {
         project: &spec.project,
@@ -202,9 +211,6 @@ pub async fn launch(
             reason,
         });
     }
-    let identity = ProcFs::default()
-        .identity(pid)
-        .unwrap_or(ProcessIdentity { pid, start_time: 0 });
     Ok(Launched {
         identity,
         scope,

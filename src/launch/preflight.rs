@@ -2,6 +2,7 @@
 //! working directory exists, the env files are readable. A failure here leaves nothing behind.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::LaunchSpec;
@@ -53,7 +54,7 @@ impl PreflightError {
 
 pub(super) struct Prepared {
     pub program: PathBuf,
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<OsString, OsString>,
 }
 
 pub(super) fn prepare(spec: &LaunchSpec) -> Result<Prepared, PreflightError> {
@@ -65,7 +66,8 @@ pub(super) fn prepare(spec: &LaunchSpec) -> Result<Prepared, PreflightError> {
             });
         }
     }
-    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    // vars_os: a variable that is not UTF-8 is passed on as it is, never a panic.
+    let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     for file in &spec.env_files {
         let text = std::fs::read_to_string(file).map_err(|e| PreflightError::EnvFile {
             service: spec.service.clone(),
@@ -79,16 +81,19 @@ pub(super) fn prepare(spec: &LaunchSpec) -> Result<Prepared, PreflightError> {
                 line,
                 reason,
             })?;
-        env.extend(parsed);
+        env.extend(parsed.into_iter().map(|(k, v)| (k.into(), v.into())));
     }
-    env.extend(spec.env.clone());
+    env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
     let program = resolve(spec, &env)?;
     Ok(Prepared { program, env })
 }
 
 /// The program's path: as given if it holds a `/` (relative to the working directory), else
 /// the first executable match in the service's PATH.
-fn resolve(spec: &LaunchSpec, env: &BTreeMap<String, String>) -> Result<PathBuf, PreflightError> {
+fn resolve(
+    spec: &LaunchSpec,
+    env: &BTreeMap<OsString, OsString>,
+) -> Result<PathBuf, PreflightError> {
     let name = spec.argv.first().map(String::as_str).unwrap_or("");
     if name.contains('/') {
         let path = match &spec.cwd {
@@ -111,8 +116,9 @@ fn resolve(spec: &LaunchSpec, env: &BTreeMap<String, String>) -> Result<PathBuf,
         };
     }
     let search = env
-        .get("PATH")
-        .map_or("/usr/local/bin:/usr/bin:/bin", String::as_str);
+        .get(std::ffi::OsStr::new("PATH"))
+        .and_then(|p| p.to_str())
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin");
     let mut found_not_executable = None;
     for dir in search.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(name);

@@ -95,13 +95,26 @@ fn start_forwarder(out: i32, err: i32) {
     .collect();
     let exe = CString::from(c"/proc/self/exe");
     unsafe {
-        if libc::fork() == 0 {
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            for target in 0..3 {
-                libc::dup2(null, target);
+        // Forked twice, so the forwarder is not the service's child: a service that reaps
+        // every child it has must never wait on it.
+        let middle = libc::fork();
+        if middle == 0 {
+            if libc::fork() == 0 {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                for target in 0..3 {
+                    libc::dup2(null, target);
+                }
+                exec(&exe, &argv);
             }
-            exec(&exe, &argv);
-            libc::_exit(EXEC_FAILED);
+            libc::_exit(0);
+        }
+        if middle > 0 {
+            libc::waitpid(middle, std::ptr::null_mut(), 0);
+        } else {
+            // No forwarder: output goes nowhere rather than into a pipe nobody reads.
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+            libc::dup2(null, 1);
+            libc::dup2(null, 2);
         }
         libc::close(out);
         libc::close(err);

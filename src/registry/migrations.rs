@@ -55,7 +55,8 @@ pub(crate) enum Migration {
 /// build knows is left untouched.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Migration> {
     let seen = user_version(conn)?;
-    if seen > LATEST {
+    // A negative version was not written by ccscope: leave the file alone, like a newer one.
+    if !(0..=LATEST).contains(&seen) {
         return Ok(Migration::TooNew { found: seen });
     }
     if seen == LATEST {
@@ -64,7 +65,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Migration> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
     // Another process may have migrated between our read and our lock.
     let from = user_version(&tx)?;
-    if from > LATEST {
+    if !(0..=LATEST).contains(&from) {
         return Ok(Migration::TooNew { found: from });
     }
     for sql in &MIGRATIONS[from as usize..] {
@@ -115,6 +116,14 @@ mod tests {
             Migration::TooNew { found: LATEST + 7 }
         );
         assert_eq!(user_version(&conn).unwrap(), LATEST + 7);
+    }
+
+    #[test]
+    fn leaves_a_negative_version_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", -3).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), Migration::TooNew { found: -3 });
+        assert_eq!(user_version(&conn).unwrap(), -3);
     }
 
     #[test]

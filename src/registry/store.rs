@@ -359,7 +359,7 @@ fn open_checked(path: &Path) -> Result<Opened, rusqlite::Error> {
         ));
     }
     let version = migrations::user_version(&conn)?;
-    if version > migrations::LATEST {
+    if !(0..=migrations::LATEST).contains(&version) {
         return Ok(Opened::TooNew(version));
     }
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
