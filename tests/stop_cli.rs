@@ -112,7 +112,7 @@ fn stop_leaves_nothing_without_supervisor_or_registry() {
         .args(["sleep", "300"])
         .env("CCSCOPE_PROJECT", &project)
         .stdin(Stdio::null());
-    let stray = stray.spawn().unwrap();
+    let mut stray = stray.spawn().unwrap();
     wait_for("the stray to exec", Duration::from_secs(5), || {
         marked(&project).contains(&(stray.id() as i32))
     });
@@ -154,6 +154,7 @@ fn stop_leaves_nothing_without_supervisor_or_registry() {
         "survivors: {:?}",
         marked(&project)
     );
+    let _ = stray.wait();
 
     sb.run(&["stop"])
         .expect_code(0)
