@@ -4,9 +4,4 @@
 # side by side with systemd-run + systemctl kill and a signal-every-pid loop.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-was_up=0
-if scripts/test-env.sh status >/dev/null 2>&1; then was_up=1; fi
-teardown() { if [ "$was_up" = 0 ]; then scripts/test-env.sh down; fi; }
-trap teardown EXIT
-eval "$(scripts/test-env.sh up)"
-cargo bench --bench contain "$@"
+exec scripts/with-test-env.sh cargo bench --bench contain "$@"

@@ -17,13 +17,6 @@ use ccscope::discover::markers;
 use ccscope::launch::{LaunchSpec, Launched, OutputTarget, launch};
 use common::{require_test_env, wait_for};
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 async fn backend(kind: BackendKind) -> AnyContainment {
     let (c, report) = detect(BackendChoice::Forced(kind), BusKind::Session)
         .await
@@ -203,45 +196,45 @@ async fn placement_race(kind: BackendKind, rounds: usize) {
 #[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
 fn systemd_scopes_contain_hostile_services() {
     require_test_env();
-    runtime().block_on(hostile_services_leave_nothing(BackendKind::Systemd));
+    common::runtime().block_on(hostile_services_leave_nothing(BackendKind::Systemd));
 }
 
 #[test]
 #[ignore = "system test: needs root and a writable cgroup v2 hierarchy (run scripts/test.sh)"]
 fn cgroupfs_contains_hostile_services() {
     require_test_env();
-    runtime().block_on(hostile_services_leave_nothing(BackendKind::Cgroupfs));
+    common::runtime().block_on(hostile_services_leave_nothing(BackendKind::Cgroupfs));
 }
 
 #[test]
 fn process_groups_contain_hostile_services() {
-    runtime().block_on(hostile_services_leave_nothing(BackendKind::Pgroup));
+    common::runtime().block_on(hostile_services_leave_nothing(BackendKind::Pgroup));
 }
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
 fn systemd_placement_race_200_rounds() {
     require_test_env();
-    runtime().block_on(placement_race(BackendKind::Systemd, 200));
+    common::runtime().block_on(placement_race(BackendKind::Systemd, 200));
 }
 
 #[test]
 #[ignore = "system test: needs root and a writable cgroup v2 hierarchy (run scripts/test.sh)"]
 fn cgroupfs_placement_race_200_rounds() {
     require_test_env();
-    runtime().block_on(placement_race(BackendKind::Cgroupfs, 200));
+    common::runtime().block_on(placement_race(BackendKind::Cgroupfs, 200));
 }
 
 #[test]
 fn process_group_placement_race_200_rounds() {
-    runtime().block_on(placement_race(BackendKind::Pgroup, 200));
+    common::runtime().block_on(placement_race(BackendKind::Pgroup, 200));
 }
 
 #[test]
 #[ignore = "system test: needs journald and the user manager of scripts/test-env.sh (run scripts/test.sh)"]
 fn service_output_lands_in_journald_with_its_fields_and_scope() {
     require_test_env();
-    runtime().block_on(async {
+    common::runtime().block_on(async {
         let c = backend(BackendKind::Systemd).await;
         let mut case = Case::new(&project("journal"), "talker", "");
         let line = format!("hello from {}", case.spec.run_id);

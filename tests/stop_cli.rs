@@ -83,10 +83,7 @@ fn stop_leaves_nothing_without_supervisor_or_registry() {
     require_test_env();
     let project = project("all");
     let sb = sandbox(&project);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(async {
         start(
             &project,
@@ -167,10 +164,7 @@ fn dry_run_signals_nothing() {
     require_test_env();
     let project = project("dry");
     let sb = sandbox(&project);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(start(
         &project,
         "web",
@@ -199,10 +193,7 @@ fn stop_never_ends_its_caller() {
     require_test_env();
     let project = project("caller");
     let sb = sandbox(&project);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime();
     rt.block_on(start(
         &project,
         "web",

@@ -154,3 +154,11 @@ pub fn require_test_env() {
          run it through scripts/test.sh, or `eval \"$(scripts/test-env.sh up)\"` first"
     );
 }
+
+/// A single-threaded tokio runtime for a test's async work.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
