@@ -215,3 +215,42 @@ fn stop_never_ends_its_caller() {
     assert_eq!(doc["services"][0]["service"], "web");
     assert!(marked(&project).is_empty(), "{:?}", marked(&project));
 }
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn status_follows_the_scopes() {
+    require_test_env();
+    let project = project("status");
+    let sb = sandbox(&project);
+    common::runtime().block_on(start(
+        &project,
+        "web",
+        BackendKind::Systemd,
+        sb.path(),
+        IGNORES_TERM,
+    ));
+    let doc = sb.run(&["status", "--json"]).expect_code(0).json();
+    let find = |doc: &serde_json::Value, name: &str| {
+        doc["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["service"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let web = find(&doc, "web");
+    assert_eq!(web["state"], "running", "{doc}");
+    assert!(
+        web["processes"].as_u64().unwrap() >= 2,
+        "the shell and its sleep: {web}"
+    );
+    assert!(
+        web["cpu_usec"].as_u64().is_some(),
+        "cpu.stat is read: {web}"
+    );
+    assert_eq!(find(&doc, "worker")["state"], "stopped");
+    sb.run(&["stop", "--force"]).expect_code(0);
+    let doc = sb.run(&["status", "--json"]).expect_code(0).json();
+    assert_eq!(find(&doc, "web")["state"], "stopped", "{doc}");
+}

@@ -9,6 +9,7 @@ mod doctor;
 mod exec;
 mod init;
 mod ps;
+mod status;
 mod stop;
 
 use std::io::Write;
@@ -74,6 +75,8 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Stop everything of the project, strays included, and prove nothing is left
     Stop(stop::StopArgs),
+    /// Each service as its scope shows it: state, processes, uptime, ports, CPU and memory
+    Status(status::StatusArgs),
     /// Show which containment backend this host gets, which limits hold, and what answers
     Doctor(doctor::DoctorArgs),
     /// Print a shell completion script
@@ -128,6 +131,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Exec(args) => exec::run(&ctx, &args),
         Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Stop(args) => stop::run(&ctx, &args),
+        Command::Status(args) => status::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
     }
 }
