@@ -153,6 +153,38 @@ fn stop_leaves_nothing_without_supervisor_or_registry() {
     );
     let _ = stray.wait();
 
+    // The decisions are in the journal, queryable by project.
+    let events = |event: &str| -> Vec<serde_json::Value> {
+        let _ = std::process::Command::new("journalctl")
+            .arg("--sync")
+            .status();
+        let out = std::process::Command::new("journalctl")
+            .args([
+                "-o",
+                "json",
+                "--no-pager",
+                &format!("CCSCOPE_PROJECT={project}"),
+                &format!("CCSCOPE_EVENT={event}"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    wait_for(
+        "the stop's outcome in the journal",
+        Duration::from_secs(10),
+        || !events("stop.complete").is_empty(),
+    );
+    let kills = events("stop.kill");
+    assert!(
+        kills.iter().any(|e| e["CCSCOPE_SERVICE"] == "web"),
+        "web's kill is audited: {kills:?}"
+    );
+    assert!(!events("stop.stray").is_empty(), "the stray is audited");
+
     sb.run(&["stop"])
         .expect_code(0)
         .expect_stdout_contains("nothing to stop");

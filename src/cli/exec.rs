@@ -108,7 +108,21 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<i32, CliError> {
             mut child,
             ..
         } = launched;
-        tracing::info!(scope = %scope.display_name(), pid = identity.pid, "started");
+        crate::audit::Event {
+            event: "exec.start",
+            project: &spec.project,
+            service: Some(&spec.service),
+            message: format!(
+                "started `{}` in {}",
+                record.command_line,
+                scope.display_name()
+            ),
+            fields: vec![
+                ("CCSCOPE_SCOPE", scope.display_name()),
+                ("CCSCOPE_TARGET_PID", identity.pid.to_string()),
+            ],
+        }
+        .record(crate::audit::Priority::Notice);
 
         let pid = identity.pid;
         let waiter = tokio::task::spawn_blocking(move || child.wait());

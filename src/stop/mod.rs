@@ -312,7 +312,9 @@ pub async fn stop(
     } else {
         Outcome::Incomplete
     };
-    Ok(report.finish(outcome, started))
+    let report = report.finish(outcome, started);
+    audit(&report);
+    Ok(report)
 }
 
 /// Everything of the project still alive: in a scope, or marked anywhere. A killed process
@@ -366,4 +368,63 @@ impl ShutdownReport {
         self.elapsed_ms = started.elapsed().as_millis() as u64;
         self
     }
+}
+
+/// The stop's decisions, one journal entry each: what was signalled or killed, and the outcome.
+fn audit(report: &ShutdownReport) {
+    use crate::audit::{Event, Priority};
+    let caller = std::process::id().to_string();
+    for s in &report.services {
+        let how = match (s.signal, s.killed_by_force) {
+            (Some(sig), false) => format!("stopped by {sig}"),
+            (Some(sig), true) => format!("did not exit after {sig}: killed"),
+            (None, _) => "killed (--force)".to_string(),
+        };
+        Event {
+            event: if s.killed_by_force {
+                "stop.kill"
+            } else {
+                "stop.signal"
+            },
+            project: &report.project,
+            service: Some(&s.service),
+            message: format!("{} in {}: {how}", s.service, s.scope),
+            fields: vec![
+                ("CCSCOPE_SCOPE", s.scope.clone()),
+                ("CCSCOPE_CALLER_PID", caller.clone()),
+            ],
+        }
+        .record(Priority::Notice);
+    }
+    for s in &report.strays {
+        Event {
+            event: "stop.stray",
+            project: &report.project,
+            service: s.service.as_deref(),
+            message: format!("stray pid {} `{}`: {}", s.pid, s.command_line, s.reason),
+            fields: vec![
+                ("CCSCOPE_TARGET_PID", s.pid.to_string()),
+                ("CCSCOPE_CALLER_PID", caller.clone()),
+            ],
+        }
+        .record(Priority::Notice);
+    }
+    let (event, priority) = match report.outcome {
+        Outcome::Incomplete => ("stop.incomplete", Priority::Error),
+        _ => ("stop.complete", Priority::Notice),
+    };
+    Event {
+        event,
+        project: &report.project,
+        service: None,
+        message: format!(
+            "stop of `{}`: {} service(s), {} stray(s), {} survivor(s)",
+            report.project,
+            report.services.len(),
+            report.strays.len(),
+            report.survivors.len()
+        ),
+        fields: vec![("CCSCOPE_CALLER_PID", caller)],
+    }
+    .record(priority);
 }
