@@ -5,7 +5,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
 use std::process::Stdio;
 
 use common::{Ran, Sandbox, require_test_env};
@@ -29,20 +28,9 @@ fn project(tag: &str) -> String {
     format!("x{}-{tag}", std::process::id())
 }
 
-/// Kills whatever a test left in a scope, by the cgroup ccscope recorded for it.
+/// Ends whatever a test left running, and the scopes and cgroups holding it.
 fn kill_recorded(sb: &Sandbox) {
-    let doc = sb.run(&["ps", "--json"]).expect_code(0).json();
-    for p in doc["processes"].as_array().unwrap() {
-        if let Some(cg) = p["cgroup"].as_str() {
-            let _ = std::fs::write(Path::new(cg).join("cgroup.kill"), "1");
-        } else if let Some(pid) = p["pid"].as_i64() {
-            let id = ccscope::discover::ProcessIdentity {
-                pid: pid as i32,
-                start_time: p["start_time"].as_u64().unwrap(),
-            };
-            let _ = ccscope::sys::signal_identified(id, libc::SIGKILL);
-        }
-    }
+    sb.run(&["stop", "--force"]).expect_code(0);
 }
 
 #[test]
