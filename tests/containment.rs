@@ -8,14 +8,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use ccscope::config::Limits;
 use ccscope::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, Containment, detect};
 use ccscope::discover::markers;
 use ccscope::launch::{LaunchSpec, Launched, OutputTarget, launch};
-use common::{require_test_env, wait_for};
+use common::{require_test_env, scripts, wait_for};
 
 async fn backend(kind: BackendKind) -> AnyContainment {
     let (c, report) = detect(BackendChoice::Forced(kind), BusKind::Session)
@@ -38,38 +37,12 @@ struct Case {
 impl Case {
     fn new(project: &str, service: &str, script: &str) -> Case {
         let dir = tempfile::tempdir().unwrap();
-        let ready = dir.path().join("ready");
-        let spec = LaunchSpec {
-            project: project.to_string(),
-            service: service.to_string(),
-            instance: None,
-            run_id: ccscope::registry::new_run_id(),
-            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-            env: [("READY".to_string(), ready.display().to_string())].into(),
-            env_files: vec![],
-            cwd: Some(dir.path().to_path_buf()),
-            limits: Limits::default(),
-            output: OutputTarget::File(dir.path().join("out.log")),
-            inherit_stdin: false,
-            own_process_group: true,
-            strict_limits: false,
-            launcher: PathBuf::from(env!("CARGO_BIN_EXE_ccscope")),
-        };
+        let spec = common::shell_service(project, service, script, dir.path());
         Case { dir, spec }
     }
 
-    fn ready(&self) -> PathBuf {
-        self.dir.path().join("ready")
-    }
-
     fn wait_ready(&self) {
-        let ready = self.ready();
-        let log = self.dir.path().join("out.log");
-        wait_for(
-            &format!("{} to be ready (log: {})", self.spec.service, log.display()),
-            Duration::from_secs(20),
-            || ready.exists(),
-        );
+        common::wait_ready(self.dir.path(), &self.spec.service);
     }
 
     /// Live processes anywhere on the machine that carry this case's run marker.
@@ -141,10 +114,6 @@ fn reap_orphans(c: &AnyContainment) {
     }
 }
 
-const DOUBLE_FORK_DAEMON: &str =
-    "( setsid sh -c 'exec sleep 300' & ); echo > \"$READY\"; exec sleep 300";
-const NOHUP_AND_RETURN: &str = "nohup sleep 300 >/dev/null 2>&1 & echo > \"$READY\"; exit 0";
-const IGNORES_TERM: &str = "trap '' TERM; sleep 300 & echo > \"$READY\"; wait";
 const GRANDCHILD_IGNORES_TERM_AND_HUP: &str =
     "sh -c 'trap \"\" TERM HUP; sleep 300 & echo > \"$READY\"; wait' & wait";
 const FORKS_200: &str =
@@ -154,9 +123,9 @@ async fn hostile_services_leave_nothing(kind: BackendKind) {
     let c = backend(kind).await;
     let project = project(kind.as_str());
     for (service, script) in [
-        ("double_fork", DOUBLE_FORK_DAEMON),
-        ("nohup", NOHUP_AND_RETURN),
-        ("ignores_term", IGNORES_TERM),
+        ("double_fork", scripts::DOUBLE_FORK_DAEMON),
+        ("nohup", scripts::NOHUP_AND_RETURN),
+        ("ignores_term", scripts::IGNORES_TERM),
         ("grandchild_ignores", GRANDCHILD_IGNORES_TERM_AND_HUP),
         ("forks_200", FORKS_200),
     ] {

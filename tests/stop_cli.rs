@@ -4,14 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use ccscope::config::Limits;
 use ccscope::contain::{BackendChoice, BackendKind, BusKind, detect};
 use ccscope::discover::markers;
-use ccscope::launch::{LaunchSpec, OutputTarget, launch};
+use ccscope::launch::launch;
+use common::scripts::{DOUBLE_FORK_DAEMON as DOUBLE_FORK, IGNORES_TERM, NOHUP_AND_RETURN as NOHUP};
 use common::{Sandbox, require_test_env, wait_for};
 
 fn project(tag: &str) -> String {
@@ -44,38 +44,28 @@ async fn start(project: &str, service: &str, backend: BackendKind, dir: &Path, s
     let (c, _) = detect(BackendChoice::Forced(backend), BusKind::Session)
         .await
         .unwrap();
-    let ready = dir.join(format!("{service}.ready"));
-    let spec = LaunchSpec {
-        project: project.into(),
-        service: service.into(),
-        instance: None,
-        run_id: ccscope::registry::new_run_id(),
-        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
-        env: [("READY".to_string(), ready.display().to_string())].into(),
-        env_files: vec![],
-        cwd: None,
-        limits: Limits::default(),
-        output: OutputTarget::File(dir.join(format!("{service}.log"))),
-        inherit_stdin: false,
-        own_process_group: true,
-        strict_limits: false,
-        launcher: PathBuf::from(env!("CARGO_BIN_EXE_ccscope")),
-    };
+    let spec = common::shell_service(project, service, script, dir);
     // The launched child is left to its scope: `stop` is what must end it.
     let launched = launch(&c, &spec)
         .await
         .unwrap_or_else(|e| panic!("{service}: {e}"));
     std::mem::forget(launched.child);
-    wait_for(
-        &format!("{service} to be ready"),
-        Duration::from_secs(20),
-        || ready.exists(),
-    );
+    common::wait_ready(dir, service);
 }
 
-const IGNORES_TERM: &str = "trap '' TERM; sleep 300 & echo > \"$READY\"; wait";
-const DOUBLE_FORK: &str = "( setsid sh -c 'exec sleep 300' & ); echo > \"$READY\"; exec sleep 300";
-const NOHUP: &str = "nohup sleep 300 >/dev/null 2>&1 & echo > \"$READY\"; exit 0";
+/// A project whose `web` service, on systemd, ignores SIGTERM and is up.
+fn with_web_running(tag: &str) -> (String, Sandbox) {
+    let project = project(tag);
+    let sb = sandbox(&project);
+    common::runtime().block_on(start(
+        &project,
+        "web",
+        BackendKind::Systemd,
+        sb.path(),
+        IGNORES_TERM,
+    ));
+    (project, sb)
+}
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
@@ -194,16 +184,7 @@ fn stop_leaves_nothing_without_supervisor_or_registry() {
 #[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
 fn dry_run_signals_nothing() {
     require_test_env();
-    let project = project("dry");
-    let sb = sandbox(&project);
-    let rt = common::runtime();
-    rt.block_on(start(
-        &project,
-        "web",
-        BackendKind::Systemd,
-        sb.path(),
-        IGNORES_TERM,
-    ));
+    let (project, sb) = with_web_running("dry");
     let before = marked(&project);
     let ran = sb.run(&["stop", "--dry-run"]);
     ran.expect_code(0)
@@ -223,16 +204,7 @@ fn dry_run_signals_nothing() {
 #[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
 fn stop_never_ends_its_caller() {
     require_test_env();
-    let project = project("caller");
-    let sb = sandbox(&project);
-    let rt = common::runtime();
-    rt.block_on(start(
-        &project,
-        "web",
-        BackendKind::Systemd,
-        sb.path(),
-        IGNORES_TERM,
-    ));
+    let (project, sb) = with_web_running("caller");
     // `stop` runs inside a scope of the very project it stops.
     let bin = env!("CARGO_BIN_EXE_ccscope");
     let ran = sb.run(&["exec", "--", bin, "stop", "--json"]);
@@ -252,15 +224,7 @@ fn stop_never_ends_its_caller() {
 #[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
 fn status_follows_the_scopes() {
     require_test_env();
-    let project = project("status");
-    let sb = sandbox(&project);
-    common::runtime().block_on(start(
-        &project,
-        "web",
-        BackendKind::Systemd,
-        sb.path(),
-        IGNORES_TERM,
-    ));
+    let (_, sb) = with_web_running("status");
     let doc = sb.run(&["status", "--json"]).expect_code(0).json();
     let find = |doc: &serde_json::Value, name: &str| {
         doc["services"]

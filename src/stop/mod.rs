@@ -132,6 +132,8 @@ pub async fn stop(
     let mut protected = protected();
 
     let mut scopes: Vec<(&AnyContainment, ScopeHandle)> = Vec::new();
+    // Each scope's processes as first seen, by scope name: read once, used three times.
+    let mut seen: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     let mut spared = Vec::new();
     for backend in backends {
         for scope in backend.list(project).await.unwrap_or_default() {
@@ -142,6 +144,7 @@ pub async fn stop(
                 spared.push(scope.display_name());
                 protected.extend(pids);
             } else {
+                seen.insert(scope.display_name(), pids);
                 scopes.push((backend, scope));
             }
         }
@@ -169,12 +172,12 @@ pub async fn stop(
         .flatten()
         .filter_map(|(_, s)| s.cgroup.as_ref().map(|c| c.display().to_string()))
         .collect();
-    let mut members = BTreeSet::new();
-    for (b, s) in by_rank.values().flatten() {
-        if s.cgroup.is_none() {
-            members.extend(b.processes(s).await.unwrap_or_default());
-        }
-    }
+    let members: BTreeSet<i32> = by_rank
+        .values()
+        .flatten()
+        .filter(|(_, s)| s.cgroup.is_none())
+        .flat_map(|(_, s)| seen[&s.display_name()].iter().copied())
+        .collect();
     let strays_found: Vec<markers::MarkedProcess> = marked(project, &protected)
         .into_iter()
         .filter(|p| !inside(p.identity.pid, &cgroups, &members))
@@ -192,19 +195,18 @@ pub async fn stop(
         })
         .collect();
 
-    let mut services = Vec::new();
-    for group in by_rank.values() {
-        for (b, s) in group {
-            services.push(ServiceStop {
-                service: s.service.clone(),
-                scope: s.display_name(),
-                processes: b.processes(s).await.map(|p| p.len()).unwrap_or(0),
-                signal: None,
-                time_to_empty_ms: None,
-                killed_by_force: false,
-            });
-        }
-    }
+    let mut services: Vec<ServiceStop> = by_rank
+        .values()
+        .flatten()
+        .map(|(_, s)| ServiceStop {
+            service: s.service.clone(),
+            scope: s.display_name(),
+            processes: seen[&s.display_name()].len(),
+            signal: None,
+            time_to_empty_ms: None,
+            killed_by_force: false,
+        })
+        .collect();
     let registered = registry.list(ProcessFilter::Project(project))?;
     let nothing = services.is_empty() && strays.is_empty() && registered.is_empty();
     let mut report = ShutdownReport {

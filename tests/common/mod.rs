@@ -162,3 +162,57 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Hostile services, each writing `$READY` once it has done its worst.
+pub mod scripts {
+    pub const DOUBLE_FORK_DAEMON: &str =
+        "( setsid sh -c 'exec sleep 300' & ); echo > \"$READY\"; exec sleep 300";
+    pub const NOHUP_AND_RETURN: &str =
+        "nohup sleep 300 >/dev/null 2>&1 & echo > \"$READY\"; exit 0";
+    pub const IGNORES_TERM: &str = "trap '' TERM; sleep 300 & echo > \"$READY\"; wait";
+}
+
+/// A `/bin/sh -c script` service of `project`, launched by the built ccscope as trampoline,
+/// its output in `dir/<service>.log`, and `$READY` naming `dir/<service>.ready`.
+pub fn shell_service(
+    project: &str,
+    service: &str,
+    script: &str,
+    dir: &Path,
+) -> ccscope::launch::LaunchSpec {
+    ccscope::launch::LaunchSpec {
+        project: project.to_string(),
+        service: service.to_string(),
+        instance: None,
+        run_id: ccscope::registry::new_run_id(),
+        argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: [(
+            "READY".to_string(),
+            ready_file(dir, service).display().to_string(),
+        )]
+        .into(),
+        env_files: vec![],
+        cwd: Some(dir.to_path_buf()),
+        limits: ccscope::config::Limits::default(),
+        output: ccscope::launch::OutputTarget::File(dir.join(format!("{service}.log"))),
+        inherit_stdin: false,
+        own_process_group: true,
+        strict_limits: false,
+        launcher: PathBuf::from(env!("CARGO_BIN_EXE_ccscope")),
+    }
+}
+
+pub fn ready_file(dir: &Path, service: &str) -> PathBuf {
+    dir.join(format!("{service}.ready"))
+}
+
+/// Waits until a `shell_service` has written its ready file.
+pub fn wait_ready(dir: &Path, service: &str) {
+    let ready = ready_file(dir, service);
+    let log = dir.join(format!("{service}.log"));
+    wait_for(
+        &format!("{service} to be ready (log: {})", log.display()),
+        Duration::from_secs(20),
+        || ready.exists(),
+    );
+}
