@@ -14,7 +14,7 @@ use std::time::Duration;
 use ccscope::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, Containment, detect};
 use ccscope::discover::markers;
 use ccscope::launch::{LaunchSpec, Launched, OutputTarget, launch};
-use common::{require_test_env, scripts, wait_for};
+use common::{require_test_env, scripts};
 
 async fn backend(kind: BackendKind) -> AnyContainment {
     let (c, report) = detect(BackendChoice::Forced(kind), BusKind::Session)
@@ -215,32 +215,12 @@ fn service_output_lands_in_journald_with_its_fields_and_scope() {
         case.spec.output = OutputTarget::Journald;
         let (launched, _) = launch_contained(&c, &case, "talker").await;
         let unit = launched.scope.unit.clone().unwrap();
-        let mut entry = serde_json::Value::Null;
-        wait_for(
+        let entry = common::wait_for_journal_entry(
             "the service's line in the journal",
-            Duration::from_secs(10),
-            || {
-                let _ = std::process::Command::new("journalctl")
-                    .arg("--sync")
-                    .status();
-                let out = std::process::Command::new("journalctl")
-                    .args([
-                        "-o",
-                        "json",
-                        "--no-pager",
-                        "SYSLOG_IDENTIFIER=talker",
-                        &format!("MESSAGE={line}"),
-                    ])
-                    .output()
-                    .unwrap();
-                match String::from_utf8_lossy(&out.stdout).lines().next() {
-                    Some(l) => {
-                        entry = serde_json::from_str(l).unwrap();
-                        true
-                    }
-                    None => false,
-                }
-            },
+            &[
+                "SYSLOG_IDENTIFIER=talker".to_string(),
+                format!("MESSAGE={line}"),
+            ],
         );
         assert_eq!(entry["_SYSTEMD_USER_UNIT"], unit.as_str(), "{entry}");
         assert_eq!(

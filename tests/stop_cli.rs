@@ -144,24 +144,11 @@ fn stop_leaves_nothing_without_supervisor_or_registry() {
     let _ = stray.wait();
 
     // The decisions are in the journal, queryable by project.
-    let events = |event: &str| -> Vec<serde_json::Value> {
-        let _ = std::process::Command::new("journalctl")
-            .arg("--sync")
-            .status();
-        let out = std::process::Command::new("journalctl")
-            .args([
-                "-o",
-                "json",
-                "--no-pager",
-                &format!("CCSCOPE_PROJECT={project}"),
-                &format!("CCSCOPE_EVENT={event}"),
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+    let events = |event: &str| {
+        common::journal_entries(&[
+            format!("CCSCOPE_PROJECT={project}"),
+            format!("CCSCOPE_EVENT={event}"),
+        ])
     };
     wait_for(
         "the stop's outcome in the journal",

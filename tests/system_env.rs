@@ -3,10 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::Duration;
-
-use common::{require_test_env, wait_for};
+use common::require_test_env;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
@@ -89,34 +86,9 @@ fn an_audit_entry_written_to_journald_reads_back() {
         ],
     )
     .expect("write to journald");
-    let mut entry = serde_json::Value::Null;
-    wait_for(
+    let entry = common::wait_for_journal_entry(
         "the entry to appear in the journal",
-        Duration::from_secs(10),
-        || {
-            let out = Command::new("journalctl")
-                .args(["--sync"])
-                .output()
-                .and_then(|_| {
-                    Command::new("journalctl")
-                        .args([
-                            "-o",
-                            "json",
-                            "--no-pager",
-                            &format!("CCSCOPE_TEST_ID={marker}"),
-                        ])
-                        .output()
-                })
-                .expect("run journalctl");
-            let text = String::from_utf8_lossy(&out.stdout);
-            match text.lines().next() {
-                Some(line) => {
-                    entry = serde_json::from_str(line).expect("journalctl -o json prints JSON");
-                    true
-                }
-                None => false,
-            }
-        },
+        &[format!("CCSCOPE_TEST_ID={marker}")],
     );
     assert_eq!(entry["MESSAGE"], "ccscope test entry\nwith a second line");
     assert_eq!(entry["CCSCOPE_EVENT"], "test");

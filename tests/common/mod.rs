@@ -216,3 +216,34 @@ pub fn wait_ready(dir: &Path, service: &str) {
         || ready.exists(),
     );
 }
+
+/// The journal entries matching `filters` (`FIELD=value`), after a sync, as JSON objects.
+pub fn journal_entries(filters: &[String]) -> Vec<serde_json::Value> {
+    let _ = std::process::Command::new("journalctl")
+        .arg("--sync")
+        .status();
+    let out = std::process::Command::new("journalctl")
+        .args(["-o", "json", "--no-pager"])
+        .args(filters)
+        .output()
+        .expect("run journalctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("journalctl -o json prints JSON"))
+        .collect()
+}
+
+/// Waits (with a deadline) for the first journal entry matching `filters`.
+pub fn wait_for_journal_entry(what: &str, filters: &[String]) -> serde_json::Value {
+    let mut entry = serde_json::Value::Null;
+    wait_for(what, Duration::from_secs(10), || {
+        match journal_entries(filters).into_iter().next() {
+            Some(e) => {
+                entry = e;
+                true
+            }
+            None => false,
+        }
+    });
+    entry
+}
