@@ -33,6 +33,7 @@ fn spec(project: &str, service: &str, instance: Option<String>, script: &str) ->
         own_process_group: true,
         strict_limits: false,
         launcher: PathBuf::from(env!("CARGO_BIN_EXE_ccscope")),
+        tap: false,
     }
 }
 

@@ -10,7 +10,8 @@ pub const USAGE: i32 = 2;
 pub const CONFIG: i32 = 3;
 /// The state directory or the registry cannot be used (permissions, another owner, a newer schema).
 pub const STATE: i32 = 4;
-/// ccscope refused to act because it would overwrite or destroy something (e.g. `init` over an existing file).
+/// ccscope refused to act because it would overwrite, duplicate or touch something not its own
+/// (`init` over an existing file, a second `run` of a supervised project, a port held by another process).
 pub const REFUSED: i32 = 5;
 
 /// No containment backend could be used, or it failed (systemd refused a scope, a cgroup could not be written).
@@ -20,6 +21,9 @@ pub const LAUNCH: i32 = 7;
 
 /// `stop` left something running; the report names every survivor.
 pub const STOP_INCOMPLETE: i32 = 8;
+/// `run`: the stack did not come up (a service failed for good, or its readiness never came);
+/// what had started was stopped again.
+pub const START_FAILED: i32 = 9;
 
 /// The table shown in the README and by `ccscope --help`: code, name, meaning.
 pub const TABLE: &[(i32, &str, &str)] = &[
@@ -47,7 +51,7 @@ pub const TABLE: &[(i32, &str, &str)] = &[
     (
         REFUSED,
         "refused",
-        "ccscope refused to overwrite or destroy something",
+        "ccscope refused to overwrite, duplicate or touch what is not its own",
     ),
     (
         CONTAIN,
@@ -63,5 +67,10 @@ pub const TABLE: &[(i32, &str, &str)] = &[
         STOP_INCOMPLETE,
         "incomplete",
         "stop left processes running; the report names each",
+    ),
+    (
+        START_FAILED,
+        "start",
+        "run: the stack did not come up; what had started was stopped",
     ),
 ];

@@ -1,3 +1,4 @@
+use ccscope::demo;
 use ccscope::launch::{forward, trampoline};
 
 fn main() {
@@ -6,6 +7,7 @@ fn main() {
     match args.get(1).and_then(|a| a.to_str()) {
         Some(trampoline::SUBCOMMAND) => trampoline::main(&args[2..]),
         Some(forward::SUBCOMMAND) => forward::main(&args[2..]),
+        Some(demo::SUBCOMMAND) => std::process::exit(demo::main(&args[2..])),
         _ => std::process::exit(ccscope::cli::main()),
     }
 }

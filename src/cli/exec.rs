@@ -69,6 +69,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<i32, CliError> {
         own_process_group: !interactive,
         strict_limits: args.contain.strict_limits,
         launcher,
+        tap: false,
     };
     if let Some(s) = configured {
         if matches!(s.launch, Launch::Docker(_)) {

@@ -9,6 +9,7 @@ mod doctor;
 mod exec;
 mod init;
 mod ps;
+mod run;
 mod status;
 mod stop;
 
@@ -69,6 +70,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Write a commented example ccscope.toml
     Init(init::InitArgs),
+    /// Start the stack in dependency order, wait until it is ready, and keep it running
+    Run(run::RunArgs),
     /// List the processes in the registry
     Ps(ps::PsArgs),
     /// Run a command inside the project's containment (a scope of its own, registered)
@@ -129,6 +132,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
             ps::run(&ctx, &args)
         }
         Command::Exec(args) => exec::run(&ctx, &args),
+        Command::Run(args) => run::run(&ctx, &args),
         Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Stop(args) => stop::run(&ctx, &args),
         Command::Status(args) => status::run(&ctx, &args),

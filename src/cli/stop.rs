@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     })
 }
 
-fn print_human(r: &ShutdownReport) {
+pub(super) fn print_human(r: &ShutdownReport) {
     if r.outcome == Outcome::NothingToStop {
         println!(
             "nothing to stop: no scope, stray or record of project `{}`",

@@ -40,7 +40,7 @@ pub fn load(request: &ConfigRequest, cwd: &Path) -> Result<Config, ConfigError> 
             name: name.clone(),
             available: profiles::names(),
         })?;
-        return parse_config(text, ConfigSource::Profile(name.clone()), cwd);
+        return parse_config(&text, ConfigSource::Profile(name.clone()), cwd);
     }
     let path = match &request.file {
         Some(file) => cwd.join(file),

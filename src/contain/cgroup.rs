@@ -303,6 +303,31 @@ impl Cgroup {
         }
     }
 
+    /// Waits, for as long as it takes, until the cgroup holds no process, on the runtime's own
+    /// reactor (no thread, no timer): each `cgroup.events` change wakes it once. Returns at
+    /// once if the cgroup is gone.
+    pub async fn until_empty(&self) -> io::Result<()> {
+        let watch = match EventsWatch::new(&self.file("cgroup.events")) {
+            Ok(w) => w,
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let fd = sys::async_readable(watch.fd)?;
+        loop {
+            if !self.populated()? {
+                return Ok(());
+            }
+            let mut ready = fd.readable().await?;
+            drain(ready.get_inner().as_raw_fd());
+            ready.clear_ready();
+        }
+    }
+
     /// Removes the tree, children first. A directory still populated a moment after its
     /// processes were killed is retried for up to `deadline`.
     pub fn remove(&self, deadline: Duration) -> io::Result<()> {
@@ -353,14 +378,15 @@ impl EventsWatch {
     /// Waits up to `timeout` for a change, then drains the queued events.
     fn wait(&self, timeout: Duration) -> io::Result<()> {
         sys::poll_readable(self.fd.as_raw_fd(), timeout)?;
-        let mut buf = [0u8; 4096];
-        loop {
-            let n = unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                return Ok(());
-            }
-        }
+        drain(self.fd.as_raw_fd());
+        Ok(())
     }
+}
+
+/// Reads a non-blocking inotify descriptor until it has nothing queued.
+fn drain(fd: i32) {
+    let mut buf = [0u8; 4096];
+    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
 }
 
 #[cfg(test)]

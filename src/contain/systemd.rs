@@ -175,7 +175,40 @@ impl SystemdScopes {
         })
     }
 
-    /// Starts the scope and waits for its start job to finish.
+    /// Starts `ccscope-<project>.service`, a transient user service running `argv` (the
+    /// supervisor of `run --detach`), in the project's slice. Returns the unit's name once
+    /// systemd has executed it.
+    pub async fn start_supervisor_service(
+        &self,
+        project: &str,
+        argv: &[String],
+        environment: &[String],
+        cwd: &std::path::Path,
+    ) -> Result<String, ContainError> {
+        let unit = format!("ccscope-{}.service", escape_unit_part(project));
+        // A failed unit of an earlier supervisor keeps its name until reset.
+        let _ = self.manager.reset_failed_unit(&unit).await;
+        let exec = vec![(argv[0].clone(), argv.to_vec(), false)];
+        let properties: Vec<(&str, Value<'_>)> = vec![
+            (
+                "Description",
+                Value::from(format!("ccscope supervisor of project {project}")),
+            ),
+            ("Slice", Value::from(slice_name(project))),
+            ("Type", Value::from("exec")),
+            ("CollectMode", Value::from("inactive-or-failed")),
+            ("ExecStart", Value::from(exec)),
+            ("Environment", Value::from(environment.to_vec())),
+            (
+                "WorkingDirectory",
+                Value::from(cwd.display().to_string()),
+            ),
+        ];
+        self.start_scope(&unit, &properties).await?;
+        Ok(unit)
+    }
+
+    /// Starts a transient unit and waits for its start job to finish.
     async fn start_scope(
         &self,
         unit: &str,

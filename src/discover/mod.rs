@@ -3,5 +3,6 @@
 
 mod identity;
 pub mod markers;
+pub mod sockets;
 
 pub use identity::{LivenessProbe, ProcFs, ProcessIdentity, StatLine, read_stat};

@@ -5,10 +5,15 @@
 //! scope's unit. It ignores stop signals and ends when the service's last writer closes the
 //! pipes, so a graceful stop never costs the service its output (or a SIGPIPE).
 //!
-//! Usage (internal): `ccscope __journal-forward OUT_FD ERR_FD SERVICE_PID`
+//! Without journald it appends to the service's log file instead (FILE_FD). With a tap, it also
+//! copies each line to the supervisor's pipe, never blocking on it: a supervisor that reads
+//! slowly (or died) costs itself lines, never the service.
+//!
+//! Usage (internal): `ccscope __journal-forward OUT_FD ERR_FD SERVICE_PID [FILE_FD|- TAP_FD|-]`
 
 use std::ffi::OsString;
-use std::os::fd::RawFd;
+use std::io::Write;
+use std::os::fd::{FromRawFd, RawFd};
 
 use crate::audit::journal::Writer;
 use crate::discover::markers;
@@ -37,6 +42,11 @@ pub fn main(args: &[OsString]) -> ! {
         eprintln!("ccscope: {SUBCOMMAND} is internal to ccscope");
         std::process::exit(2);
     };
+    let mut file = parse(3).map(|fd| unsafe { std::fs::File::from_raw_fd(fd) });
+    let mut tap = parse(4).map(|fd| unsafe { std::fs::File::from_raw_fd(fd) });
+    if let Some(t) = &tap {
+        let _ = crate::sys::set_nonblocking(t);
+    }
     unsafe {
         for signal in [
             libc::SIGTERM,
@@ -57,7 +67,11 @@ pub fn main(args: &[OsString]) -> ! {
     let pid_text = service_pid.to_string();
     // Without a journal socket the lines are drained and dropped: the service must never
     // block on, or be killed by, a pipe nobody reads.
-    let writer = Writer::new().ok();
+    let writer = if file.is_some() {
+        None
+    } else {
+        Writer::new().ok()
+    };
     let mut streams = [
         Stream {
             fd: out,
@@ -74,7 +88,7 @@ pub fn main(args: &[OsString]) -> ! {
             open: true,
         },
     ];
-    let emit = |stream: &Stream, line: &[u8]| {
+    let mut emit = |stream: &Stream, line: &[u8]| {
         let text = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
         let fields = [
             ("SYSLOG_IDENTIFIER", service.as_str()),
@@ -87,6 +101,18 @@ pub fn main(args: &[OsString]) -> ! {
         // journald being away loses lines, never the service.
         if let Some(w) = &writer {
             let _ = w.send(stream.priority, text.trim_end_matches('\r'), &fields);
+        }
+        let whole = [line, b"\n"].concat();
+        if let Some(f) = &mut file {
+            let _ = f.write_all(&whole);
+        }
+        // A full tap drops the line; a closed one (the supervisor is gone) is closed here.
+        if let Some(t) = &mut tap {
+            if let Err(e) = t.write(&whole) {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    tap = None;
+                }
+            }
         }
     };
     let mut buf = vec![0u8; 64 * 1024];

@@ -48,6 +48,8 @@ pub struct LaunchSpec {
     pub strict_limits: bool,
     /// The ccscope binary that serves as trampoline (normally the running one).
     pub launcher: PathBuf,
+    /// Copy every output line to a pipe whose read end comes back in [`Launched::tap`].
+    pub tap: bool,
 }
 
 /// The running ccscope binary, which is its own trampoline.
@@ -64,6 +66,8 @@ pub struct Launched {
     pub command_line: String,
     /// The process itself (the trampoline became the service: same pid).
     pub child: Child,
+    /// The read end of the output tap (non-blocking), when the spec asked for one.
+    pub tap: Option<OwnedFd>,
 }
 
 impl Launched {
@@ -139,7 +143,16 @@ pub async fn launch(
     let prepared = preflight::prepare(spec)?;
     let (go_read, go_write) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
     let (status_read, status_write) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
-    let (mut command, forward) = trampoline_command(spec, &prepared, &go_read, &status_write)?;
+    let (tap_read, tap_write) = match spec.tap {
+        true => {
+            let (r, w) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
+            crate::sys::set_nonblocking(&r).map_err(|e| spawn_error(spec, e))?;
+            (Some(r), Some(w))
+        }
+        false => (None, None),
+    };
+    let (mut command, forward) =
+        trampoline_command(spec, &prepared, &go_read, &status_write, tap_write)?;
     let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
     // The parent's copies must close, or the child's pipes would never see EOF.
     drop((go_read, status_write, forward, command));
@@ -217,6 +230,7 @@ pub async fn launch(
         limits,
         command_line: spec.argv.join(" "),
         child,
+        tap: tap_read,
     })
 }
 
@@ -240,8 +254,9 @@ fn trampoline_command(
     prepared: &preflight::Prepared,
     go_read: &OwnedFd,
     status_write: &OwnedFd,
-) -> Result<(Command, Option<(OwnedFd, OwnedFd)>), LaunchError> {
-    let opened = output::open(&spec.output).map_err(|e| spawn_error(spec, e))?;
+    tap: Option<OwnedFd>,
+) -> Result<(Command, Option<output::Forward>), LaunchError> {
+    let opened = output::open(&spec.output, tap).map_err(|e| spawn_error(spec, e))?;
     let mut keep = vec![go_read.as_raw_fd(), status_write.as_raw_fd()];
     let mut command = Command::new(&spec.launcher);
     command
@@ -249,12 +264,17 @@ fn trampoline_command(
         .arg(go_read.as_raw_fd().to_string())
         .arg(status_write.as_raw_fd().to_string())
         .arg(&prepared.program);
-    if let Some((out, err)) = &opened.forward {
-        keep.extend([out.as_raw_fd(), err.as_raw_fd()]);
+    if let Some(f) = &opened.forward {
+        let optional = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
+        let (file, tap) = (optional(&f.file), optional(&f.tap));
+        keep.extend([Some(f.out.as_raw_fd()), Some(f.err.as_raw_fd()), file, tap].into_iter().flatten());
+        let text = |fd: Option<i32>| fd.map_or("-".to_string(), |fd| fd.to_string());
         command
             .arg("--forward")
-            .arg(out.as_raw_fd().to_string())
-            .arg(err.as_raw_fd().to_string());
+            .arg(f.out.as_raw_fd().to_string())
+            .arg(f.err.as_raw_fd().to_string())
+            .arg(text(file))
+            .arg(text(tap));
     }
     command
         .arg("--")

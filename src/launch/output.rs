@@ -42,40 +42,62 @@ pub fn log_file_path(state_dir: &Path, project: &str, service: &str) -> PathBuf 
         .join(format!("{service}.log"))
 }
 
-/// The child's stdout and stderr, and for journald the pipes' read ends, which the
-/// trampoline hands to the journal forwarder inside the scope.
+/// The read ends of the service's stdout and stderr pipes, which the trampoline hands to the
+/// forwarder inside the scope, and where the forwarder writes: journald or a log file, plus
+/// optionally a tap (a pipe to the supervisor, which reads it for log probes and error reports).
+pub(super) struct Forward {
+    pub out: OwnedFd,
+    pub err: OwnedFd,
+    /// The log file; None means journald.
+    pub file: Option<OwnedFd>,
+    pub tap: Option<OwnedFd>,
+}
+
+/// The child's stdout and stderr, and the forwarder's ends when there is one.
 pub(super) struct Opened {
     pub stdout: Stdio,
     pub stderr: Stdio,
-    pub forward: Option<(OwnedFd, OwnedFd)>,
+    pub forward: Option<Forward>,
 }
 
-pub(super) fn open(target: &OutputTarget) -> io::Result<Opened> {
-    match target {
-        OutputTarget::Inherit => Ok(Opened {
-            stdout: Stdio::inherit(),
-            stderr: Stdio::inherit(),
-            forward: None,
-        }),
-        OutputTarget::Journald => {
-            let (out_read, out_write) = crate::sys::pipe()?;
-            let (err_read, err_write) = crate::sys::pipe()?;
-            Ok(Opened {
-                stdout: Stdio::from(out_write),
-                stderr: Stdio::from(err_write),
-                forward: Some((out_read, err_read)),
-            })
+/// Opens the service's output. With `tap`, a pipe's write end for the forwarder to copy every
+/// line to; the caller keeps the read end.
+pub(super) fn open(target: &OutputTarget, tap: Option<OwnedFd>) -> io::Result<Opened> {
+    let file = match target {
+        OutputTarget::Inherit => {
+            return Ok(Opened {
+                stdout: Stdio::inherit(),
+                stderr: Stdio::inherit(),
+                forward: None,
+            });
         }
+        OutputTarget::Journald => None,
         OutputTarget::File(path) => {
             let file = open_log(path)?;
-            let copy = file.try_clone()?;
-            Ok(Opened {
-                stdout: Stdio::from(file),
-                stderr: Stdio::from(copy),
-                forward: None,
-            })
+            if tap.is_none() {
+                // Nobody reads along: the service writes to the file itself.
+                let copy = file.try_clone()?;
+                return Ok(Opened {
+                    stdout: Stdio::from(file),
+                    stderr: Stdio::from(copy),
+                    forward: None,
+                });
+            }
+            Some(OwnedFd::from(file))
         }
-    }
+    };
+    let (out_read, out_write) = crate::sys::pipe()?;
+    let (err_read, err_write) = crate::sys::pipe()?;
+    Ok(Opened {
+        stdout: Stdio::from(out_write),
+        stderr: Stdio::from(err_write),
+        forward: Some(Forward {
+            out: out_read,
+            err: err_read,
+            file,
+            tap,
+        }),
+    })
 }
 
 fn open_log(path: &Path) -> io::Result<fs::File> {

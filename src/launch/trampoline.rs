@@ -3,9 +3,10 @@
 //! parent has placed it in its scope, and only then execs the service. This is what
 //! `systemd-run --scope` does to itself; it is why nothing a service forks can be born outside.
 //!
-//! Usage (internal): `ccscope __trampoline GO_FD STATUS_FD PROGRAM [--forward OUT_FD ERR_FD] -- ARGV0 ARGS…`
-//! With `--forward`, the read ends of the service's stdout and stderr pipes: once placed, the
-//! trampoline forks the journal forwarder (inside the scope, like everything after it).
+//! Usage (internal): `ccscope __trampoline GO_FD STATUS_FD PROGRAM [--forward OUT_FD ERR_FD FILE_FD|- TAP_FD|-] -- ARGV0 ARGS…`
+//! With `--forward`, the read ends of the service's stdout and stderr pipes (and the log file
+//! and tap the forwarder writes to): once placed, the trampoline forks the forwarder (inside the
+//! scope, like everything after it).
 //! GO_FD yields one byte `g` to go; anything else (EOF: the parent gave up) exits 125 without
 //! running the service. If exec fails, the errno goes to STATUS_FD (close-on-exec, so a
 //! successful exec shows the parent a plain EOF).
@@ -43,8 +44,8 @@ pub fn main(args: &[OsString]) -> ! {
         libc::close(go_fd);
         libc::fcntl(status_fd, libc::F_SETFD, libc::FD_CLOEXEC);
     }
-    if let Some((out, err)) = forward {
-        start_forwarder(out, err);
+    if let Some(fds) = forward {
+        start_forwarder(&fds);
     }
     reset_signals();
     let errno = exec(&program, &argv);
@@ -53,15 +54,35 @@ pub fn main(args: &[OsString]) -> ! {
     std::process::exit(EXEC_FAILED);
 }
 
-type Parsed = (i32, i32, CString, Option<(i32, i32)>, Vec<CString>);
+/// The forwarder's descriptors: stdout and stderr read ends, log file, tap.
+struct ForwardFds {
+    out: i32,
+    err: i32,
+    file: Option<i32>,
+    tap: Option<i32>,
+}
+
+type Parsed = (i32, i32, CString, Option<ForwardFds>, Vec<CString>);
 
 fn parse(args: &[OsString]) -> Option<Parsed> {
     let fd = |i: usize| -> Option<i32> { args.get(i)?.to_str()?.parse().ok() };
     let go_fd = fd(0)?;
     let status_fd = fd(1)?;
     let program = CString::new(args.get(2)?.as_bytes()).ok()?;
+    let optional = |i: usize| -> Option<Option<i32>> {
+        match args.get(i)?.as_bytes() {
+            b"-" => Some(None),
+            _ => fd(i).map(Some),
+        }
+    };
     let (forward, rest) = if args.get(3)?.as_bytes() == b"--forward" {
-        (Some((fd(4)?, fd(5)?)), 6)
+        let fds = ForwardFds {
+            out: fd(4)?,
+            err: fd(5)?,
+            file: optional(6)?,
+            tap: optional(7)?,
+        };
+        (Some(fds), 8)
     } else {
         (None, 3)
     };
@@ -79,16 +100,19 @@ fn parse(args: &[OsString]) -> Option<Parsed> {
     Some((go_fd, status_fd, program, forward, argv))
 }
 
-/// Forks the journal forwarder with the pipes' read ends, its own stdio on /dev/null (so it
-/// never holds the service's pipes open), then closes the read ends here.
-fn start_forwarder(out: i32, err: i32) {
+/// Forks the forwarder with the pipes' read ends, its own stdio on /dev/null (so it never
+/// holds the service's pipes open), then closes its descriptors here: the service keeps none.
+fn start_forwarder(fds: &ForwardFds) {
     let service_pid = std::process::id().to_string();
+    let text = |fd: Option<i32>| fd.map_or("-".to_string(), |fd| fd.to_string());
     let argv: Vec<CString> = [
         "ccscope",
         super::forward::SUBCOMMAND,
-        &out.to_string(),
-        &err.to_string(),
+        &fds.out.to_string(),
+        &fds.err.to_string(),
         &service_pid,
+        &text(fds.file),
+        &text(fds.tap),
     ]
     .iter()
     .filter_map(|a| CString::new(*a).ok())
@@ -116,8 +140,9 @@ fn start_forwarder(out: i32, err: i32) {
             libc::dup2(null, 1);
             libc::dup2(null, 2);
         }
-        libc::close(out);
-        libc::close(err);
+        for fd in [Some(fds.out), Some(fds.err), fds.file, fds.tap].into_iter().flatten() {
+            libc::close(fd);
+        }
     }
 }
 

@@ -34,6 +34,22 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         UNIQUE (pid, start_time)
     ) WITHOUT ROWID;
     CREATE INDEX processes_run ON processes(run_id);",
+    // 2: what the supervisor knows about each service, and which config a run was started from.
+    "CREATE TABLE service_states (
+        project        TEXT NOT NULL,
+        service        TEXT NOT NULL,
+        run_id         TEXT NOT NULL,
+        state          TEXT NOT NULL,
+        ready          INTEGER NOT NULL,
+        restarts       INTEGER NOT NULL,
+        main_pid       INTEGER,
+        last_exit      TEXT,
+        message        TEXT,
+        since_ms       INTEGER NOT NULL,
+        updated_at_ms  INTEGER NOT NULL,
+        PRIMARY KEY (project, service)
+    ) WITHOUT ROWID;
+    ALTER TABLE runs ADD COLUMN config_hash TEXT;",
 ];
 
 /// The schema version this build writes.

@@ -112,6 +112,8 @@ pub struct NewRun {
     pub run_id: String,
     pub project: String,
     pub supervisor: ProcessIdentity,
+    /// Tells whether a later run starts from the same stack definition.
+    pub config_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -123,6 +125,28 @@ pub struct RunRecord {
     pub started_at_ms: i64,
     pub ended_at_ms: Option<i64>,
     pub state: RunState,
+    pub config_hash: Option<String>,
+}
+
+/// What the supervisor last knew about a service (one row per project and service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceStateRecord {
+    pub project: String,
+    pub service: String,
+    pub run_id: String,
+    /// `pending`, `starting`, `running`, `restarting`, `waiting`, `exited`, `failed`,
+    /// `stopping` or `stopped`.
+    pub state: String,
+    pub ready: bool,
+    pub restarts: u32,
+    pub main_pid: Option<i32>,
+    /// How its last process ended, e.g. `exit code 3` or `signal SIGKILL`.
+    pub last_exit: Option<String>,
+    /// Why it is in this state, in words.
+    pub message: Option<String>,
+    /// Milliseconds since the Unix epoch: when it entered this state.
+    pub since_ms: i64,
+    pub updated_at_ms: i64,
 }
 
 /// A fresh run id: time, pid and randomness, 16 hex digits.

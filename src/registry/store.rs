@@ -9,7 +9,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use super::migrations::{self, Migration};
 use super::{
     NewProcess, NewRun, ProcessFilter, ProcessRecord, ProcessSource, ProcessStatus, RegistryError,
-    RunRecord, RunState, StateDir,
+    RunRecord, RunState, ServiceStateRecord, StateDir,
 };
 use crate::discover::{LivenessProbe, ProcessIdentity};
 
@@ -234,15 +234,16 @@ impl Registry {
     pub fn start_run(&self, run: &NewRun) -> Result<(), RegistryError> {
         self.conn
             .execute(
-                "INSERT INTO runs (run_id, project, supervisor_pid, supervisor_start_time, started_at_ms, state)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO runs (run_id, project, supervisor_pid, supervisor_start_time, started_at_ms, state, config_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     run.run_id,
                     run.project,
                     run.supervisor.pid,
                     run.supervisor.start_time as i64,
                     now_ms(),
-                    RunState::Running.as_str()
+                    RunState::Running.as_str(),
+                    run.config_hash
                 ],
             )
             .map(drop)
@@ -264,7 +265,7 @@ impl Registry {
     pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, RegistryError> {
         self.conn
             .query_row(
-                "SELECT run_id, project, supervisor_pid, supervisor_start_time, started_at_ms, ended_at_ms, state FROM runs WHERE run_id = ?1",
+                "SELECT run_id, project, supervisor_pid, supervisor_start_time, started_at_ms, ended_at_ms, state, config_hash FROM runs WHERE run_id = ?1",
                 params![run_id],
                 run_from_row,
             )
@@ -274,7 +275,7 @@ impl Registry {
 
     /// Runs, newest first; of one project if given.
     pub fn list_runs(&self, project: Option<&str>) -> Result<Vec<RunRecord>, RegistryError> {
-        let sql = "SELECT run_id, project, supervisor_pid, supervisor_start_time, started_at_ms, ended_at_ms, state
+        let sql = "SELECT run_id, project, supervisor_pid, supervisor_start_time, started_at_ms, ended_at_ms, state, config_hash
                    FROM runs WHERE ?1 IS NULL OR project = ?1 ORDER BY started_at_ms DESC, run_id";
         let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt
@@ -320,6 +321,73 @@ impl Registry {
 
     /// A short write transaction that takes the write lock up front, so it never fails halfway
     /// with a busy snapshot.
+    /// Records what the supervisor knows about a service, replacing the previous row.
+    pub fn set_service_state(&self, s: &ServiceStateRecord) -> Result<(), RegistryError> {
+        self.conn
+            .prepare_cached(
+                "INSERT OR REPLACE INTO service_states
+                 (project, service, run_id, state, ready, restarts, main_pid, last_exit, message, since_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    s.project,
+                    s.service,
+                    s.run_id,
+                    s.state,
+                    s.ready,
+                    s.restarts,
+                    s.main_pid,
+                    s.last_exit,
+                    s.message,
+                    s.since_ms,
+                    now_ms()
+                ])
+            })
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The supervisor's last word on each service of `project`, by service name.
+    pub fn service_states(&self, project: &str) -> Result<Vec<ServiceStateRecord>, RegistryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT project, service, run_id, state, ready, restarts, main_pid, last_exit, message, since_ms, updated_at_ms
+                 FROM service_states WHERE project = ?1 ORDER BY service",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![project], |row| {
+                Ok(ServiceStateRecord {
+                    project: row.get(0)?,
+                    service: row.get(1)?,
+                    run_id: row.get(2)?,
+                    state: row.get(3)?,
+                    ready: row.get(4)?,
+                    restarts: row.get(5)?,
+                    main_pid: row.get(6)?,
+                    last_exit: row.get(7)?,
+                    message: row.get(8)?,
+                    since_ms: row.get(9)?,
+                    updated_at_ms: row.get(10)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets the supervisor's view of `project` (after a stop).
+    pub fn clear_service_states(&self, project: &str) -> Result<usize, RegistryError> {
+        self.conn
+            .execute(
+                "DELETE FROM service_states WHERE project = ?1",
+                params![project],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     fn in_write_transaction<T>(
         &self,
         work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
@@ -342,6 +410,7 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         started_at_ms: row.get(4)?,
         ended_at_ms: row.get(5)?,
         state: RunState::parse(&state).unwrap_or(RunState::Orphaned),
+        config_hash: row.get(7)?,
     })
 }
 
@@ -564,10 +633,40 @@ mod tests {
     }
 
     #[test]
+    fn service_states_replace_and_clear() {
+        let r = Registry::open_in_memory().unwrap();
+        let mut s = ServiceStateRecord {
+            project: "demo".into(),
+            service: "web".into(),
+            run_id: "r1".into(),
+            state: "starting".into(),
+            ready: false,
+            restarts: 0,
+            main_pid: Some(10),
+            last_exit: None,
+            message: None,
+            since_ms: 1,
+            updated_at_ms: 0,
+        };
+        r.set_service_state(&s).unwrap();
+        s.state = "running".into();
+        s.ready = true;
+        s.restarts = 2;
+        r.set_service_state(&s).unwrap();
+        let got = r.service_states("demo").unwrap();
+        assert_eq!(got.len(), 1, "one row per service, replaced");
+        assert_eq!((got[0].state.as_str(), got[0].ready, got[0].restarts), ("running", true, 2));
+        assert!(r.service_states("other").unwrap().is_empty());
+        assert_eq!(r.clear_service_states("demo").unwrap(), 1);
+        assert!(r.service_states("demo").unwrap().is_empty());
+    }
+
+    #[test]
     fn runs_start_end_and_go_stale() {
         let r = Registry::open_in_memory().unwrap();
         for (run, pid) in [("a", 1), ("b", 2), ("c", 3)] {
             r.start_run(&NewRun {
+                config_hash: Some(format!("hash-{run}")),
                 run_id: run.into(),
                 project: "demo".into(),
                 supervisor: id(pid, 7),

@@ -199,6 +199,7 @@ pub fn shell_service(
         own_process_group: true,
         strict_limits: false,
         launcher: PathBuf::from(env!("CARGO_BIN_EXE_ccscope")),
+        tap: false,
     }
 }
 

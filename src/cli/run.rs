@@ -1,0 +1,467 @@
+//! `ccscope run`: start the stack in dependency order behind its readiness probes, keep it
+//! running, and stop it in order on Ctrl-C or SIGTERM. `--detach` returns once it is ready and
+//! leaves the supervisor running as `ccscope-<project>.service` (or a daemon without systemd).
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+
+use clap::Args;
+
+use super::contain_args::{ContainArgs, runtime};
+use super::{Context, print_json};
+use crate::config::{Config, ConfigSource};
+use crate::contain::{AnyContainment, BackendChoice, BackendKind, detect};
+use crate::errors::CliError;
+use crate::exit_codes;
+use crate::supervise::{self, Ended, Progress, RunError, RunOptions};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Start only these services, and what they depend on
+    #[arg(long, value_name = "SERVICE", num_args = 1..)]
+    pub only: Vec<String>,
+
+    /// Stop what an earlier run left running, instead of adopting it back
+    #[arg(long)]
+    pub clean: bool,
+
+    /// Return once the stack is ready; the supervisor runs on as the transient user service
+    /// ccscope-<project>.service (a daemon where there is no systemd)
+    #[arg(long)]
+    pub detach: bool,
+
+    /// Internal: where a detached supervisor reports its start
+    #[arg(long, hide = true, value_name = "SOCKET")]
+    pub report_to: Option<String>,
+
+    #[command(flatten)]
+    pub contain: ContainArgs,
+}
+
+pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32, CliError> {
+    let config = ctx.load_config()?;
+    let state_dir = ctx.state_dir(Some(&config))?;
+    if args.detach && args.report_to.is_none() {
+        return detach(ctx, args, &config, &state_dir.path);
+    }
+    let mut reporter = Reporter::new(ctx, args.report_to.as_deref());
+    let result = supervise_here(ctx, args, &config, &state_dir.path, &mut reporter);
+    if let Err(e) = &result {
+        reporter.fail(e);
+    }
+    result
+}
+
+fn supervise_here(
+    ctx: &Context,
+    args: &RunArgs,
+    config: &Config,
+    state_dir: &std::path::Path,
+    reporter: &mut Reporter,
+) -> Result<i32, CliError> {
+    let registry = ctx.open_registry(Some(config))?;
+    let launcher = crate::launch::current_launcher()
+        .map_err(|e| CliError::io("find", std::path::Path::new("/proc/self/exe"), &e))?;
+    let options = RunOptions {
+        only: args.only.clone(),
+        clean: args.clean,
+        strict_limits: args.contain.strict_limits,
+        launcher,
+        state_dir: state_dir.to_path_buf(),
+    };
+    let rt = runtime()?;
+    let local = tokio::task::LocalSet::new();
+    let ended = local.block_on(&rt, async {
+        let (containment, report) = detect(args.contain.choice(), args.contain.bus()).await?;
+        if report.chosen == BackendKind::Pgroup && args.contain.backend.is_none() {
+            ctx.warn(crate::contain::PGROUP_LOSSES);
+        }
+        let mut progress = |p: &Progress| reporter.progress(p);
+        supervise::run(config, containment, &registry, options, &mut progress)
+            .await
+            .map_err(run_error)
+    })?;
+    reporter.finish_live();
+    if ctx.global.json {
+        print_json(&ended)?;
+    }
+    Ok(match ended {
+        Ended::Stopped { report } => {
+            if !ctx.global.json {
+                super::stop::print_human(&report);
+            }
+            match report.outcome {
+                crate::stop::Outcome::Incomplete => exit_codes::STOP_INCOMPLETE,
+                _ => exit_codes::SUCCESS,
+            }
+        }
+        Ended::StoodDown => {
+            if !ctx.global.json && !ctx.global.quiet {
+                println!("`ccscope stop` stopped the stack; the supervisor exits");
+            }
+            exit_codes::SUCCESS
+        }
+        Ended::StartFailed {
+            service,
+            reason,
+            last_output,
+            report,
+        } => {
+            if !ctx.global.json {
+                eprintln!("error: the stack did not start: service `{service}`: {reason}");
+                if last_output.is_empty() {
+                    eprintln!("  ({service} printed nothing)");
+                } else {
+                    eprintln!("  last output of {service}:");
+                    for line in &last_output {
+                        eprintln!("  | {line}");
+                    }
+                }
+                eprintln!("what had started was stopped:");
+                super::stop::print_human(&report);
+            }
+            exit_codes::START_FAILED
+        }
+    })
+}
+
+fn run_error(e: RunError) -> CliError {
+    match e {
+        RunError::Locked(crate::supervise::lock::LockError::Held { project, holder, .. }) => {
+            CliError::new(
+                exit_codes::REFUSED,
+                "locked",
+                format!(
+                    "project `{project}` is already running under ccscope pid {}",
+                    holder.map_or("?".into(), |p| p.to_string())
+                ),
+            )
+            .with_hint("`ccscope status` shows it; `ccscope stop` stops it")
+        }
+        RunError::Locked(e) => CliError::new(exit_codes::STATE, "state", e.to_string()),
+        RunError::Refused { message, hint } => {
+            CliError::new(exit_codes::REFUSED, "refused", message).with_hint(hint)
+        }
+        RunError::Unsupported(m) => CliError::new(exit_codes::LAUNCH, "launch", m)
+            .with_hint("run it with `--only` the other services, or start the container yourself"),
+        RunError::Registry(e) => e.into(),
+        RunError::Io(m) => CliError::new(exit_codes::FAILURE, "io", m),
+    }
+}
+
+/// Says what happens: plain lines (all with -v, the essentials without), a live line on a
+/// terminal, JSON lines with --json, or the detached supervisor's report socket.
+struct Reporter {
+    json: bool,
+    verbose: bool,
+    quiet: bool,
+    /// On a terminal, without -v: one line redrawn until the stack is ready.
+    live: Option<BTreeMap<String, &'static str>>,
+    socket: Option<UnixStream>,
+}
+
+impl Reporter {
+    fn new(ctx: &Context, report_to: Option<&str>) -> Reporter {
+        let socket = report_to.and_then(|name| {
+            let addr = SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+            UnixStream::connect_addr(&addr).ok()
+        });
+        let live = (report_to.is_none()
+            && !ctx.global.json
+            && ctx.global.verbose == 0
+            && !ctx.global.quiet
+            && std::io::stderr().is_terminal())
+        .then(BTreeMap::new);
+        Reporter {
+            json: ctx.global.json,
+            verbose: ctx.global.verbose > 0,
+            quiet: ctx.global.quiet,
+            live,
+            socket,
+        }
+    }
+
+    fn progress(&mut self, p: &Progress) {
+        if let Some(socket) = &mut self.socket {
+            let line = serde_json::to_string(p).unwrap_or_default();
+            if writeln!(socket, "{line}").is_err() || p.event == "ready" {
+                // The foreground half is gone, or has what it waited for.
+                self.socket = None;
+            }
+            return;
+        }
+        if self.json {
+            println!("{}", serde_json::to_string(p).unwrap_or_default());
+            return;
+        }
+        if let Some(live) = &mut self.live {
+            if let (Some(service), Some(state)) = (&p.service, p.state) {
+                live.insert(service.clone(), state);
+                let line: Vec<String> = live
+                    .iter()
+                    .map(|(s, st)| format!("{s} {}", live_mark(st)))
+                    .collect();
+                eprint!("\r\x1b[2K{}", line.join("  "));
+                let _ = std::io::stderr().flush();
+            }
+            if matches!(p.event, "ready" | "error" | "stopping") {
+                self.finish_live();
+            } else {
+                return;
+            }
+        }
+        if self.verbose || important(p) {
+            if self.quiet && p.event != "error" {
+                return;
+            }
+            print_progress(p);
+        }
+    }
+
+    fn finish_live(&mut self) {
+        if self.live.take().is_some() {
+            eprintln!();
+        }
+    }
+
+    /// A detached supervisor that could not start tells the foreground half why.
+    fn fail(&mut self, e: &CliError) {
+        if let Some(socket) = &mut self.socket {
+            let line = serde_json::json!({ "event": "failed", "error": e });
+            let _ = writeln!(socket, "{line}");
+        }
+    }
+}
+
+fn live_mark(state: &str) -> &'static str {
+    match state {
+        "running" => "✓",
+        "failed" => "✗",
+        "restarting" => "↻",
+        _ => "…",
+    }
+}
+
+/// What is shown without -v.
+fn important(p: &Progress) -> bool {
+    match p.event {
+        "ready" | "error" | "warning" | "stopping" | "stopped" => true,
+        "state" => matches!(p.state, Some("restarting" | "failed" | "waiting")),
+        _ => false,
+    }
+}
+
+fn print_progress(p: &Progress) {
+    let at = format!("{:>7.3}s", p.elapsed_ms as f64 / 1000.0);
+    match (&p.service, p.state) {
+        (Some(s), Some(state)) => println!("{at} {s:<20} {state:<10} {}", p.message),
+        (Some(s), None) => println!("{at} {s:<20} {:<10} {}", p.event, p.message),
+        (None, _) => println!("{at} {}", p.message),
+    }
+    let _ = std::io::stdout().flush();
+}
+
+// ---- --detach ---------------------------------------------------------------------------------
+
+/// Starts the supervisor in the background and relays its start until the stack is ready.
+fn detach(
+    ctx: &Context,
+    args: &RunArgs,
+    config: &Config,
+    state_dir: &std::path::Path,
+) -> Result<i32, CliError> {
+    if let Some(pid) = supervise::lock::holder(state_dir, &config.project.name) {
+        return Err(run_error(RunError::Locked(
+            supervise::lock::LockError::Held {
+                project: config.project.name.clone(),
+                holder: Some(pid),
+                path: supervise::lock::lock_path(state_dir, &config.project.name),
+            },
+        )));
+    }
+    let name = format!(
+        "ccscope-detach/{}/{}",
+        std::process::id(),
+        crate::registry::new_run_id()
+    );
+    let addr = SocketAddr::from_abstract_name(name.as_bytes())
+        .and_then(|a| UnixListener::bind_addr(&a))
+        .map_err(|e| CliError::new(exit_codes::FAILURE, "io", format!("could not open a report socket: {}", crate::errors::describe_io(&e))))?;
+    let argv = detached_argv(ctx, args, config, state_dir, &name)?;
+    let how = start_detached(ctx, args, config, state_dir, &argv)?;
+    if !ctx.global.quiet && !ctx.global.json {
+        println!("supervisor started as {how}");
+    }
+    let (stream, _) = addr.accept().map_err(|e| {
+        CliError::new(exit_codes::FAILURE, "io", format!("the detached supervisor did not report: {}", crate::errors::describe_io(&e)))
+    })?;
+    let mut reporter = Reporter::new(ctx, None);
+    for line in BufReader::new(stream).lines() {
+        let Ok(line) = line else { break };
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if value["event"] == "failed" {
+            let e = &value["error"];
+            let mut err = CliError::new(
+                e["code"].as_i64().unwrap_or(1) as i32,
+                "detached",
+                e["message"].as_str().unwrap_or("the detached supervisor failed").to_string(),
+            );
+            err.hint = e["hint"].as_str().map(str::to_string);
+            return Err(err);
+        }
+        let progress = Progress {
+            event: leak_event(value["event"].as_str().unwrap_or("state")),
+            service: value["service"].as_str().map(str::to_string),
+            state: value["state"].as_str().map(leak_event),
+            message: value["message"].as_str().unwrap_or_default().to_string(),
+            elapsed_ms: value["elapsed_ms"].as_u64().unwrap_or(0),
+        };
+        reporter.progress(&progress);
+        match progress.event {
+            "ready" => {
+                reporter.finish_live();
+                if !ctx.global.quiet && !ctx.global.json {
+                    println!("detached: `ccscope status` shows the stack, `ccscope stop` stops it");
+                }
+                return Ok(exit_codes::SUCCESS);
+            }
+            "stopped" => break,
+            _ => {}
+        }
+    }
+    reporter.finish_live();
+    Err(CliError::new(
+        exit_codes::START_FAILED,
+        "start",
+        "the stack did not start; the detached supervisor stopped it again",
+    )
+    .with_hint(format!(
+        "run it in the foreground to see why: ccscope run{}",
+        ctx.global.profile.as_ref().map_or(String::new(), |p| format!(" --profile {p}"))
+    )))
+}
+
+/// The event and state names are a closed set; map them back to their static names.
+fn leak_event(text: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "plan", "state", "ready", "degraded", "stopping", "stopped", "error", "warning",
+        "pending", "launching", "starting", "running", "restarting", "waiting", "exited",
+        "failed",
+    ];
+    KNOWN.iter().find(|k| **k == text).copied().unwrap_or("state")
+}
+
+/// The command line of the detached supervisor: this one, made explicit.
+fn detached_argv(
+    ctx: &Context,
+    args: &RunArgs,
+    config: &Config,
+    state_dir: &std::path::Path,
+    report_to: &str,
+) -> Result<Vec<String>, CliError> {
+    let exe = crate::launch::current_launcher()
+        .map_err(|e| CliError::io("find", std::path::Path::new("/proc/self/exe"), &e))?;
+    let mut argv = vec![exe.display().to_string()];
+    match &config.source {
+        ConfigSource::File(path) => argv.extend(["-f".into(), path.display().to_string()]),
+        ConfigSource::Profile(name) => argv.extend(["--profile".into(), name.clone()]),
+    }
+    argv.extend(["--state-dir".into(), state_dir.display().to_string()]);
+    for _ in 0..ctx.global.verbose {
+        argv.push("-v".into());
+    }
+    argv.push("run".into());
+    if !args.only.is_empty() {
+        argv.push("--only".into());
+        argv.extend(args.only.iter().cloned());
+    }
+    if args.clean {
+        argv.push("--clean".into());
+    }
+    if let Some(b) = args.contain.backend {
+        argv.extend(["--backend".into(), b.as_str().into()]);
+    }
+    if args.contain.system {
+        argv.push("--system".into());
+    }
+    if args.contain.strict_limits {
+        argv.push("--strict-limits".into());
+    }
+    argv.extend(["--report-to".into(), report_to.to_string()]);
+    Ok(argv)
+}
+
+/// Starts the detached supervisor: a transient user service where systemd is the backend,
+/// else a daemon (its own session, stdio on /dev/null, output in the state directory).
+fn start_detached(
+    ctx: &Context,
+    args: &RunArgs,
+    config: &Config,
+    state_dir: &std::path::Path,
+    argv: &[String],
+) -> Result<String, CliError> {
+    let rt = runtime()?;
+    let systemd = rt.block_on(async {
+        let wants_systemd = matches!(
+            args.contain.choice(),
+            BackendChoice::Auto | BackendChoice::Forced(BackendKind::Systemd)
+        );
+        if !wants_systemd {
+            return None;
+        }
+        match detect(args.contain.choice(), args.contain.bus()).await {
+            Ok((AnyContainment::Systemd(s), _)) => Some(s),
+            _ => None,
+        }
+    });
+    if let Some(systemd) = systemd {
+        let env: Vec<String> = std::env::vars()
+            .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let unit = rt
+            .block_on(systemd.start_supervisor_service(&config.project.name, argv, &env, &ctx.cwd))
+            .map_err(CliError::from)?;
+        return Ok(unit);
+    }
+    let log = crate::launch::log_file_path(state_dir, &config.project.name, "supervisor");
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| CliError::io("create", dir, &e))?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(|e| CliError::io("open", &log, &e))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| CliError::io("open", &log, &e))?;
+    let mut command = std::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .current_dir(&ctx.cwd);
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command
+        .spawn()
+        .map_err(|e| CliError::io("start", std::path::Path::new(&argv[0]), &e))?;
+    Ok(format!(
+        "a daemon, pid {} (its output: {})",
+        child.id(),
+        log.display()
+    ))
+}
