@@ -27,9 +27,7 @@ pub fn main(args: &[OsString]) -> i32 {
             .map(|w| w[1].clone())
             .collect()
     };
-    let name = value("--name")
-        .pop()
-        .unwrap_or_else(|| "demo".to_string());
+    let name = value("--name").pop().unwrap_or_else(|| "demo".to_string());
     match args.first().map(String::as_str) {
         Some("http") => {
             let Some(port) = value("--port").pop().and_then(|p| p.parse::<u16>().ok()) else {
@@ -96,10 +94,16 @@ fn answer(name: &str, mut stream: TcpStream, paths: &[String]) {
 /// Starts its helpers the way real scripts do, then syncs forever.
 fn bridge_sync() -> i32 {
     let exe = CString::from(c"/proc/self/exe");
-    let argv: Vec<CString> = ["ccscope", SUBCOMMAND, "worker", "--name", "bridge-sync-worker"]
-        .iter()
-        .filter_map(|a| CString::new(*a).ok())
-        .collect();
+    let argv: Vec<CString> = [
+        "ccscope",
+        SUBCOMMAND,
+        "worker",
+        "--name",
+        "bridge-sync-worker",
+    ]
+    .iter()
+    .filter_map(|a| CString::new(*a).ok())
+    .collect();
     let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
     // A daemon: fork, setsid, fork again, so it is nobody's child and leads no terminal.

@@ -12,6 +12,6 @@ pub mod exit_codes;
 pub mod launch;
 pub mod registry;
 pub mod stop;
-pub mod supervise;
 pub mod suggest;
+pub mod supervise;
 pub mod sys;

@@ -1,26 +1,33 @@
-//! `ccscope ps`: the processes the registry holds.
+//! `ccscope ps`: every process of the project, wherever it runs: in its scopes (as the kernel
+//! says), in the registry, or outside containment but carrying the project's markers.
 
 use clap::Args;
 use serde::Serialize;
 
+use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
 use crate::config::ConfigError;
+use crate::contain::all_available;
+use crate::discover::project::{self, ProjectProcess};
 use crate::errors::CliError;
 use crate::exit_codes;
 use crate::registry::{ProcessFilter, ProcessRecord};
 
 #[derive(Debug, Clone, Args)]
 pub struct PsArgs {
-    /// Every project's processes, not only the current project's
+    /// Every project's registered processes, not only the current project's
     #[arg(long)]
     pub all: bool,
+
+    #[command(flatten)]
+    pub contain: ContainArgs,
 }
 
 #[derive(Serialize)]
 struct PsReport<'a> {
     /// The project listed, or null for every project.
     project: Option<&'a str>,
-    processes: &'a [ProcessRecord],
+    processes: &'a [ProjectProcess],
 }
 
 pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
@@ -38,20 +45,20 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
         .as_ref()
         .filter(|_| !args.all)
         .map(|c| c.project.name.as_str());
-    let filter = project.map_or(ProcessFilter::All, ProcessFilter::Project);
-    let mut processes = registry.list(filter)?;
-    // Show what each process runs now: a record made while it was between fork and exec
-    // holds its parent's command line.
-    let procfs = crate::discover::ProcFs::default();
-    for p in &mut processes {
-        if procfs.identity(p.pid).is_ok_and(|id| id == p.identity()) {
-            if let Ok(now) = procfs.cmdline(p.pid) {
-                if !now.is_empty() {
-                    p.command_line = now;
-                }
-            }
+    let processes = match project {
+        Some(name) => {
+            let records = registry.list(ProcessFilter::Project(name))?;
+            runtime()?.block_on(async {
+                let backends = all_available(args.contain.bus()).await;
+                project::list(name, &backends, &records).await
+            })
         }
-    }
+        None => registry
+            .list(ProcessFilter::All)?
+            .iter()
+            .map(from_record)
+            .collect(),
+    };
     if ctx.global.json {
         print_json(&PsReport {
             project,
@@ -63,33 +70,55 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
     Ok(exit_codes::SUCCESS)
 }
 
-fn print_table(project: Option<&str>, processes: &[ProcessRecord]) {
+/// A registered process of any project, as the registry holds it.
+fn from_record(r: &ProcessRecord) -> ProjectProcess {
+    let procfs = crate::discover::ProcFs::default();
+    let now = procfs
+        .identity(r.pid)
+        .is_ok_and(|id| id == r.identity())
+        .then(|| procfs.cmdline(r.pid).ok())
+        .flatten()
+        .filter(|c| !c.is_empty());
+    let scope = r
+        .unit
+        .as_deref()
+        .or(r.cgroup.as_deref())
+        .map(str::to_string);
+    ProjectProcess {
+        project: r.project.to_string(),
+        pid: r.pid,
+        start_time: r.start_time,
+        age_s: crate::supervise::process_age(r.start_time),
+        service: r.service.to_string(),
+        command_line: now.unwrap_or_else(|| r.command_line.clone()),
+        ports: r.ports.clone(),
+        source: r.source,
+        inside_scope: scope.is_some(),
+        scope,
+        registered: true,
+    }
+}
+
+fn print_table(project: Option<&str>, processes: &[ProjectProcess]) {
     if processes.is_empty() {
         match project {
-            Some(p) => println!("no processes registered for project `{p}`"),
+            Some(p) => println!("no processes of project `{p}` run"),
             None => println!("no processes registered"),
         }
         return;
     }
-    let service_width = processes
-        .iter()
-        .map(|p| p.service.len())
-        .max()
-        .unwrap_or(7)
-        .max(7);
+    let width = |f: fn(&ProjectProcess) -> usize, min: usize| {
+        processes.iter().map(f).max().unwrap_or(min).max(min)
+    };
+    let service_width = width(|p| p.service.len(), 7);
+    let project_width = width(|p| p.project.len(), 7);
     let with_project = project.is_none();
-    let project_width = processes
-        .iter()
-        .map(|p| p.project.len())
-        .max()
-        .unwrap_or(7)
-        .max(7);
     if with_project {
         print!("{:<project_width$}  ", "PROJECT");
     }
     println!(
-        "{:>7}  {:<service_width$}  {:<8}  {:<10}  {:<11}  COMMAND",
-        "PID", "SERVICE", "STATUS", "SOURCE", "PORTS"
+        "{:>7}  {:<service_width$}  {:<10}  {:<6}  {:>7}  {:<11}  COMMAND",
+        "PID", "SERVICE", "SOURCE", "SCOPE", "STARTED", "PORTS"
     );
     for p in processes {
         if with_project {
@@ -101,9 +130,18 @@ fn print_table(project: Option<&str>, processes: &[ProcessRecord]) {
         } else {
             ports.join(",")
         };
+        let age = p.age_s.map_or("-".to_string(), |s| {
+            format!("{} ago", crate::supervise::human_age(s))
+        });
         println!(
-            "{:>7}  {:<service_width$}  {:<8}  {:<10}  {:<11}  {}",
-            p.pid, p.service, p.status, p.source, ports, p.command_line
+            "{:>7}  {:<service_width$}  {:<10}  {:<6}  {:>7}  {:<11}  {}",
+            p.pid,
+            p.service,
+            p.source.as_str(),
+            if p.inside_scope { "inside" } else { "OUTSIDE" },
+            age,
+            ports,
+            p.command_line
         );
     }
 }

@@ -130,17 +130,17 @@ fn supervise_here(
 
 fn run_error(e: RunError) -> CliError {
     match e {
-        RunError::Locked(crate::supervise::lock::LockError::Held { project, holder, .. }) => {
-            CliError::new(
-                exit_codes::REFUSED,
-                "locked",
-                format!(
-                    "project `{project}` is already running under ccscope pid {}",
-                    holder.map_or("?".into(), |p| p.to_string())
-                ),
-            )
-            .with_hint("`ccscope status` shows it; `ccscope stop` stops it")
-        }
+        RunError::Locked(crate::supervise::lock::LockError::Held {
+            project, holder, ..
+        }) => CliError::new(
+            exit_codes::REFUSED,
+            "locked",
+            format!(
+                "project `{project}` is already running under ccscope pid {}",
+                holder.map_or("?".into(), |p| p.to_string())
+            ),
+        )
+        .with_hint("`ccscope status` shows it; `ccscope stop` stops it"),
         RunError::Locked(e) => CliError::new(exit_codes::STATE, "state", e.to_string()),
         RunError::Refused { message, hint } => {
             CliError::new(exit_codes::REFUSED, "refused", message).with_hint(hint)
@@ -289,14 +289,30 @@ fn detach(
     );
     let addr = SocketAddr::from_abstract_name(name.as_bytes())
         .and_then(|a| UnixListener::bind_addr(&a))
-        .map_err(|e| CliError::new(exit_codes::FAILURE, "io", format!("could not open a report socket: {}", crate::errors::describe_io(&e))))?;
+        .map_err(|e| {
+            CliError::new(
+                exit_codes::FAILURE,
+                "io",
+                format!(
+                    "could not open a report socket: {}",
+                    crate::errors::describe_io(&e)
+                ),
+            )
+        })?;
     let argv = detached_argv(ctx, args, config, state_dir, &name)?;
     let how = start_detached(ctx, args, config, state_dir, &argv)?;
     if !ctx.global.quiet && !ctx.global.json {
         println!("supervisor started as {how}");
     }
     let (stream, _) = addr.accept().map_err(|e| {
-        CliError::new(exit_codes::FAILURE, "io", format!("the detached supervisor did not report: {}", crate::errors::describe_io(&e)))
+        CliError::new(
+            exit_codes::FAILURE,
+            "io",
+            format!(
+                "the detached supervisor did not report: {}",
+                crate::errors::describe_io(&e)
+            ),
+        )
     })?;
     let mut reporter = Reporter::new(ctx, None);
     for line in BufReader::new(stream).lines() {
@@ -309,7 +325,10 @@ fn detach(
             let mut err = CliError::new(
                 e["code"].as_i64().unwrap_or(1) as i32,
                 "detached",
-                e["message"].as_str().unwrap_or("the detached supervisor failed").to_string(),
+                e["message"]
+                    .as_str()
+                    .unwrap_or("the detached supervisor failed")
+                    .to_string(),
             );
             err.hint = e["hint"].as_str().map(str::to_string);
             return Err(err);
@@ -342,18 +361,38 @@ fn detach(
     )
     .with_hint(format!(
         "run it in the foreground to see why: ccscope run{}",
-        ctx.global.profile.as_ref().map_or(String::new(), |p| format!(" --profile {p}"))
+        ctx.global
+            .profile
+            .as_ref()
+            .map_or(String::new(), |p| format!(" --profile {p}"))
     )))
 }
 
 /// The event and state names are a closed set; map them back to their static names.
 fn leak_event(text: &str) -> &'static str {
     const KNOWN: &[&str] = &[
-        "plan", "state", "ready", "degraded", "stopping", "stopped", "error", "warning",
-        "pending", "launching", "starting", "running", "restarting", "waiting", "exited",
+        "plan",
+        "state",
+        "ready",
+        "degraded",
+        "stopping",
+        "stopped",
+        "error",
+        "warning",
+        "pending",
+        "launching",
+        "starting",
+        "running",
+        "restarting",
+        "waiting",
+        "exited",
         "failed",
     ];
-    KNOWN.iter().find(|k| **k == text).copied().unwrap_or("state")
+    KNOWN
+        .iter()
+        .find(|k| **k == text)
+        .copied()
+        .unwrap_or("state")
 }
 
 /// The command line of the detached supervisor: this one, made explicit.
@@ -405,28 +444,29 @@ fn start_detached(
     state_dir: &std::path::Path,
     argv: &[String],
 ) -> Result<String, CliError> {
-    let rt = runtime()?;
-    let systemd = rt.block_on(async {
-        let wants_systemd = matches!(
-            args.contain.choice(),
-            BackendChoice::Auto | BackendChoice::Forced(BackendKind::Systemd)
-        );
+    let env: Vec<String> = std::env::vars()
+        .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    let wants_systemd = matches!(
+        args.contain.choice(),
+        BackendChoice::Auto | BackendChoice::Forced(BackendKind::Systemd)
+    );
+    // Everything zbus is used and dropped inside the runtime.
+    let unit = runtime()?.block_on(async {
         if !wants_systemd {
-            return None;
+            return Ok(None);
         }
         match detect(args.contain.choice(), args.contain.bus()).await {
-            Ok((AnyContainment::Systemd(s), _)) => Some(s),
-            _ => None,
+            Ok((AnyContainment::Systemd(systemd), _)) => systemd
+                .start_supervisor_service(&config.project.name, argv, &env, &ctx.cwd)
+                .await
+                .map(Some)
+                .map_err(CliError::from),
+            _ => Ok(None),
         }
-    });
-    if let Some(systemd) = systemd {
-        let env: Vec<String> = std::env::vars()
-            .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let unit = rt
-            .block_on(systemd.start_supervisor_service(&config.project.name, argv, &env, &ctx.cwd))
-            .map_err(CliError::from)?;
+    })?;
+    if let Some(unit) = unit {
         return Ok(unit);
     }
     let log = crate::launch::log_file_path(state_dir, &config.project.name, "supervisor");

@@ -10,8 +10,10 @@ use serde::Serialize;
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
 use crate::contain::{Containment, all_available};
+use crate::discover::LivenessProbe;
 use crate::errors::CliError;
 use crate::exit_codes;
+use crate::registry::{RunState, ServiceStateRecord};
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
@@ -22,8 +24,16 @@ pub struct StatusArgs {
 #[derive(Debug, Serialize)]
 struct ServiceStatus {
     service: String,
-    /// `running` (its scope holds processes) or `stopped`.
-    state: &'static str,
+    /// With a live supervisor, its word: `pending`, `launching`, `starting`, `running`,
+    /// `restarting`, `waiting`, `exited`, `failed`, `stopping`, `stopped`. Without one, what
+    /// the scope shows: `running` (it holds processes) or `stopped`.
+    state: String,
+    /// Whether its readiness probe passed (null without a live supervisor).
+    ready: Option<bool>,
+    /// Restarts so far in this run (null without a live supervisor).
+    restarts: Option<u32>,
+    /// The supervisor's last word on it, e.g. why it failed.
+    message: Option<String>,
     scopes: Vec<String>,
     processes: usize,
     /// Seconds since its oldest process started.
@@ -39,12 +49,31 @@ struct ServiceStatus {
 #[derive(Debug, Serialize)]
 struct StatusReport {
     project: String,
+    /// The live supervisor's pid, if one runs the stack.
+    supervisor_pid: Option<i32>,
     services: Vec<ServiceStatus>,
 }
 
 pub fn run(ctx: &Context, args: &StatusArgs) -> Result<i32, CliError> {
     let config = ctx.load_config()?;
     let project = config.project.name.clone();
+    let registry = ctx.open_registry(Some(&config))?;
+    let procfs_now = crate::discover::ProcFs::default();
+    let supervisor_pid = registry
+        .list_runs(Some(&project))?
+        .into_iter()
+        .filter(|r| matches!(r.state, RunState::Running | RunState::Stopping))
+        .find(|r| {
+            procfs_now.is_alive(crate::discover::ProcessIdentity {
+                pid: r.supervisor_pid,
+                start_time: r.supervisor_start_time,
+            })
+        })
+        .map(|r| r.supervisor_pid);
+    let states: Vec<ServiceStateRecord> = match supervisor_pid {
+        Some(_) => registry.service_states(&project)?,
+        None => Vec::new(),
+    };
     let found = runtime()?.block_on(async {
         let mut found = Vec::new();
         for backend in all_available(args.contain.bus()).await {
@@ -81,12 +110,22 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<i32, CliError> {
                 .iter()
                 .filter_map(|(s, _)| s.cgroup.as_deref())
                 .collect();
+            let known = states.iter().find(|s| s.service == name);
             ServiceStatus {
-                state: if pids.is_empty() {
-                    "stopped"
-                } else {
-                    "running"
-                },
+                state: known.map_or_else(
+                    || {
+                        if pids.is_empty() {
+                            "stopped"
+                        } else {
+                            "running"
+                        }
+                        .to_string()
+                    },
+                    |s| s.state.clone(),
+                ),
+                ready: known.map(|s| s.ready),
+                restarts: known.map(|s| s.restarts),
+                message: known.and_then(|s| s.message.clone()),
                 scopes: mine.iter().map(|(s, _)| s.display_name()).collect(),
                 processes: pids.len(),
                 uptime_s: oldest
@@ -103,7 +142,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<i32, CliError> {
             }
         })
         .collect();
-    let report = StatusReport { project, services };
+    let report = StatusReport {
+        project,
+        supervisor_pid,
+        services,
+    };
     if ctx.global.json {
         print_json(&report)?;
     } else {
@@ -113,10 +156,13 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<i32, CliError> {
 }
 
 fn print_human(r: &StatusReport) {
-    println!("project `{}`", r.project);
+    match r.supervisor_pid {
+        Some(pid) => println!("project `{}`, supervised by pid {pid}", r.project),
+        None => println!("project `{}`, no supervisor running", r.project),
+    }
     println!(
-        "{:<22} {:<8} {:>5} {:>9} {:>10} {:>10}  PORTS",
-        "SERVICE", "STATE", "PIDS", "UPTIME", "CPU", "MEMORY"
+        "{:<22} {:<10} {:<5} {:>8} {:>5} {:>9} {:>10} {:>10}  PORTS",
+        "SERVICE", "STATE", "READY", "RESTARTS", "PIDS", "UPTIME", "CPU", "MEMORY"
     );
     for s in &r.services {
         let uptime = s.uptime_s.map_or("-".into(), |u| format!("{u}s"));
@@ -127,10 +173,14 @@ fn print_human(r: &StatusReport) {
             .memory_bytes
             .map_or("-".into(), |m| format!("{:.1}MiB", m as f64 / 1048576.0));
         let ports: Vec<String> = s.ports.iter().map(u16::to_string).collect();
+        let ready = s.ready.map_or("-", |r| if r { "yes" } else { "no" });
+        let restarts = s.restarts.map_or("-".to_string(), |r| r.to_string());
         println!(
-            "{:<22} {:<8} {:>5} {:>9} {:>10} {:>10}  {}",
+            "{:<22} {:<10} {:<5} {:>8} {:>5} {:>9} {:>10} {:>10}  {}",
             s.service,
             s.state,
+            ready,
+            restarts,
             s.processes,
             uptime,
             cpu,
@@ -141,6 +191,14 @@ fn print_human(r: &StatusReport) {
                 ports.join(",")
             }
         );
+        if matches!(
+            s.state.as_str(),
+            "failed" | "restarting" | "waiting" | "stopping"
+        ) {
+            if let Some(m) = &s.message {
+                println!("    └ {m}");
+            }
+        }
     }
 }
 

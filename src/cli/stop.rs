@@ -7,9 +7,12 @@ use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
 use crate::config::duration::{HumanDuration, parse_duration};
 use crate::contain::{all_available, detect};
+use crate::discover::LivenessProbe;
 use crate::errors::CliError;
 use crate::exit_codes;
+use crate::registry::RunState;
 use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
+use crate::supervise::control::{StandDown, stand_down};
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
@@ -29,6 +32,47 @@ pub struct StopArgs {
     pub contain: ContainArgs,
 }
 
+/// Asks the project's live supervisor, if any, to stand down.
+fn stand_down_supervisor(
+    ctx: &Context,
+    config: &crate::config::Config,
+    registry: &crate::registry::Registry,
+) -> Result<Option<StandDown>, CliError> {
+    let state_dir = ctx.state_dir(Some(config))?;
+    let procfs = crate::discover::ProcFs::default();
+    let me = std::process::id() as i32;
+    let live = registry
+        .list_runs(Some(&config.project.name))?
+        .into_iter()
+        .filter(|r| matches!(r.state, RunState::Running | RunState::Stopping))
+        .map(|r| crate::discover::ProcessIdentity {
+            pid: r.supervisor_pid,
+            start_time: r.supervisor_start_time,
+        })
+        .find(|id| id.pid != me && procfs.is_alive(*id));
+    let Some(supervisor) = live else {
+        return Ok(None);
+    };
+    let answer = stand_down(
+        &state_dir.path,
+        &config.project.name,
+        supervisor,
+        STAND_DOWN_DEADLINE,
+    );
+    if let Some(s) = &answer {
+        if !s.report.acknowledged {
+            ctx.warn(&format!(
+                "the supervisor (pid {}) did not answer on its control socket; it was sent SIGUSR1 to stand down",
+                s.report.pid
+            ));
+        }
+    }
+    Ok(answer)
+}
+
+/// How long a supervisor gets to finish a launch in flight and confirm it stood down.
+const STAND_DOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
     parse_duration(text)
         .map(HumanDuration)
@@ -43,13 +87,22 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         force: args.force,
         dry_run: args.dry_run,
     };
-    let report = runtime()?.block_on(async {
+    // Step 1: a live supervisor stands down first, so it restarts nothing while we stop. The
+    // connection stays open until the stop is done; then the supervisor exits.
+    let stand_down = if args.dry_run {
+        None
+    } else {
+        stand_down_supervisor(ctx, &config, &registry)?
+    };
+    let mut report = runtime()?.block_on(async {
         let backends = match args.contain.backend {
             Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],
             None => all_available(args.contain.bus()).await,
         };
         Ok::<_, CliError>(stop(&config, &backends, &registry, &options).await?)
     })?;
+    report.supervisor = stand_down.as_ref().map(|s| s.report.clone());
+    drop(stand_down);
     if ctx.global.json {
         print_json(&report)?;
     } else if !ctx.global.quiet || report.outcome == Outcome::Incomplete {
@@ -70,6 +123,18 @@ pub(super) fn print_human(r: &ShutdownReport) {
         return;
     }
     let dry = r.outcome == Outcome::DryRun;
+    if let Some(s) = &r.supervisor {
+        println!(
+            "  supervisor pid {} stood down ({}{})",
+            s.pid,
+            s.how,
+            if s.acknowledged {
+                ", confirmed"
+            } else {
+                ", unconfirmed"
+            }
+        );
+    }
     for s in &r.services {
         let what = if dry {
             format!("would stop {} process(es)", s.processes)

@@ -199,10 +199,7 @@ impl SystemdScopes {
             ("CollectMode", Value::from("inactive-or-failed")),
             ("ExecStart", Value::from(exec)),
             ("Environment", Value::from(environment.to_vec())),
-            (
-                "WorkingDirectory",
-                Value::from(cwd.display().to_string()),
-            ),
+            ("WorkingDirectory", Value::from(cwd.display().to_string())),
         ];
         self.start_scope(&unit, &properties).await?;
         Ok(unit)

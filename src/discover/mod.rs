@@ -3,6 +3,7 @@
 
 mod identity;
 pub mod markers;
+pub mod project;
 pub mod sockets;
 
 pub use identity::{LivenessProbe, ProcFs, ProcessIdentity, StatLine, read_stat};

@@ -41,10 +41,7 @@ fn decode_address(hex: &str) -> Option<String> {
     let words: Option<Vec<u32>> = (0..hex.len() / 8)
         .map(|i| u32::from_str_radix(&hex[i * 8..i * 8 + 8], 16).ok())
         .collect();
-    let bytes: Vec<u8> = words?
-        .into_iter()
-        .flat_map(|w| w.to_ne_bytes())
-        .collect();
+    let bytes: Vec<u8> = words?.into_iter().flat_map(|w| w.to_ne_bytes()).collect();
     match bytes.len() {
         4 => Some(std::net::Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]).to_string()),
         16 => {
@@ -75,7 +72,11 @@ pub fn holders(proc_root: &Path, wanted: &[u64]) -> HashMap<u64, Vec<i32>> {
         return found;
     };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         for inode in socket_inodes(&entry.path().join("fd")).unwrap_or_default() {
@@ -84,6 +85,24 @@ pub fn holders(proc_root: &Path, wanted: &[u64]) -> HashMap<u64, Vec<i32>> {
                 if !pids.contains(&pid) {
                     pids.push(pid);
                 }
+            }
+        }
+    }
+    found
+}
+
+/// The same, looking only at the processes `pids` (cheaper when the set is known).
+pub fn holders_among(
+    proc_root: &Path,
+    wanted: &[u64],
+    pids: impl Iterator<Item = i32>,
+) -> HashMap<u64, Vec<i32>> {
+    let mut found: HashMap<u64, Vec<i32>> = HashMap::new();
+    for pid in pids {
+        let fd_dir = proc_root.join(pid.to_string()).join("fd");
+        for inode in socket_inodes(&fd_dir).unwrap_or_default() {
+            if wanted.contains(&inode) {
+                found.entry(inode).or_default().push(pid);
             }
         }
     }

@@ -267,7 +267,11 @@ fn trampoline_command(
     if let Some(f) = &opened.forward {
         let optional = |fd: &Option<OwnedFd>| fd.as_ref().map(|f| f.as_raw_fd());
         let (file, tap) = (optional(&f.file), optional(&f.tap));
-        keep.extend([Some(f.out.as_raw_fd()), Some(f.err.as_raw_fd()), file, tap].into_iter().flatten());
+        keep.extend(
+            [Some(f.out.as_raw_fd()), Some(f.err.as_raw_fd()), file, tap]
+                .into_iter()
+                .flatten(),
+        );
         let text = |fd: Option<i32>| fd.map_or("-".to_string(), |fd| fd.to_string());
         command
             .arg("--forward")

@@ -140,7 +140,10 @@ fn start_forwarder(fds: &ForwardFds) {
             libc::dup2(null, 1);
             libc::dup2(null, 2);
         }
-        for fd in [Some(fds.out), Some(fds.err), fds.file, fds.tap].into_iter().flatten() {
+        for fd in [Some(fds.out), Some(fds.err), fds.file, fds.tap]
+            .into_iter()
+            .flatten()
+        {
             libc::close(fd);
         }
     }

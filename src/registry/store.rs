@@ -655,7 +655,10 @@ mod tests {
         r.set_service_state(&s).unwrap();
         let got = r.service_states("demo").unwrap();
         assert_eq!(got.len(), 1, "one row per service, replaced");
-        assert_eq!((got[0].state.as_str(), got[0].ready, got[0].restarts), ("running", true, 2));
+        assert_eq!(
+            (got[0].state.as_str(), got[0].ready, got[0].restarts),
+            ("running", true, 2)
+        );
         assert!(r.service_states("other").unwrap().is_empty());
         assert_eq!(r.clear_service_states("demo").unwrap(), 1);
         assert!(r.service_states("demo").unwrap().is_empty());

@@ -50,6 +50,8 @@ pub struct ShutdownReport {
     /// Scopes left alone because they hold ccscope itself or its caller.
     pub spared: Vec<String>,
     pub registry_records_removed: usize,
+    /// The live supervisor asked to stand down first, if there was one.
+    pub supervisor: Option<crate::supervise::control::StandDownReport>,
     pub elapsed_ms: u64,
 }
 
@@ -217,6 +219,7 @@ pub async fn stop(
         survivors: Vec::new(),
         spared,
         registry_records_removed: 0,
+        supervisor: None,
         elapsed_ms: 0,
     };
     if nothing {
@@ -305,6 +308,7 @@ pub async fn stop(
             removed += 1;
         }
     }
+    registry.clear_service_states(project)?;
     report.survivors = survivors(project, &protected, &report.spared, backends).await;
     report.services = services;
     report.strays = strays;

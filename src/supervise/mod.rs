@@ -185,8 +185,12 @@ pub async fn run(
             crate::errors::describe_io(&e)
         ))
     })?;
-    let reaper = Reaper::start()
-        .map_err(|e| RunError::Io(format!("could not become a subreaper: {}", crate::errors::describe_io(&e))))?;
+    let reaper = Reaper::start().map_err(|e| {
+        RunError::Io(format!(
+            "could not become a subreaper: {}",
+            crate::errors::describe_io(&e)
+        ))
+    })?;
     let (tx, rx) = mpsc::unbounded_channel();
     let mut sup = Supervisor {
         config,
@@ -281,7 +285,9 @@ struct Supervisor<'a> {
 
 impl Supervisor<'_> {
     fn say(&mut self, event: &'static str, service: Option<&str>, message: String) {
-        let state = service.and_then(|s| self.services.get(s)).map(|s| s.state.as_str());
+        let state = service
+            .and_then(|s| self.services.get(s))
+            .map(|s| s.state.as_str());
         let p = Progress {
             event,
             service: service.map(str::to_string),
@@ -290,9 +296,10 @@ impl Supervisor<'_> {
             elapsed_ms: self.began.elapsed().as_millis() as u64,
         };
         match event {
-            "error" => tracing::error!(service = p.service, "{}", p.message),
-            "warning" => tracing::warn!(service = p.service, "{}", p.message),
-            _ => tracing::info!(service = p.service, "{}", p.message),
+            "error" | "warning" => {
+                tracing::debug!(service = p.service, "{}: {}", p.event, p.message)
+            }
+            _ => tracing::debug!(service = p.service, "{}", p.message),
         }
         (self.progress)(&p);
     }
@@ -344,7 +351,12 @@ impl Supervisor<'_> {
         let _ = self.registry.cleanup_stale(&ProcFs::default());
         let _ = self.registry.cleanup_stale_runs(&ProcFs::default());
         let mut running: Vec<(ScopeHandle, Vec<i32>)> = Vec::new();
-        for scope in self.containment.list(&self.project).await.unwrap_or_default() {
+        for scope in self
+            .containment
+            .list(&self.project)
+            .await
+            .unwrap_or_default()
+        {
             let pids = self.containment.processes(&scope).await.unwrap_or_default();
             if pids.is_empty() {
                 let _ = self.containment.release(&scope).await;
@@ -372,7 +384,10 @@ impl Supervisor<'_> {
             self.say(
                 "warning",
                 None,
-                format!("--clean: stopping what an earlier run left: {}", names.join(", ")),
+                format!(
+                    "--clean: stopping what an earlier run left: {}",
+                    names.join(", ")
+                ),
             );
             let report = crate::stop::stop(
                 self.config,
@@ -405,9 +420,9 @@ impl Supervisor<'_> {
             == Some(config_hash(self.config));
         let adoptable = same_config
             && self.containment.kind() != BackendKind::Pgroup
-            && running.iter().all(|(s, _)| {
-                s.instance.is_none() && self.selected.contains(&s.service)
-            });
+            && running
+                .iter()
+                .all(|(s, _)| s.instance.is_none() && self.selected.contains(&s.service));
         if !adoptable {
             let why = if !same_config {
                 "the stack definition changed since (or no run recorded it)"
@@ -470,7 +485,9 @@ impl Supervisor<'_> {
                 };
                 let holder = match pids.first() {
                     Some(pid) => self.describe_holder(*pid),
-                    None => "a process ccscope cannot see (another user's, or another namespace)".into(),
+                    None => {
+                        "a process ccscope cannot see (another user's, or another namespace)".into()
+                    }
                 };
                 conflicts.push(format!(
                     "port {port} needed by {name} is held on {} by {holder}",
@@ -519,9 +536,8 @@ impl Supervisor<'_> {
         control: tokio::net::UnixListener,
     ) -> Result<Ended, RunError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let listen = |kind| {
-            signal(kind).map_err(|e| RunError::Io(format!("could not handle signals: {e}")))
-        };
+        let listen =
+            |kind| signal(kind).map_err(|e| RunError::Io(format!("could not handle signals: {e}")));
         let mut int = listen(SignalKind::interrupt())?;
         let mut term = listen(SignalKind::terminate())?;
         let mut hup = listen(SignalKind::hangup())?;
@@ -535,6 +551,9 @@ impl Supervisor<'_> {
             if let Some(result) = self.finished(stood_down_by_signal) {
                 return result;
             }
+            if self.phase == Phase::ShuttingDown && self.inflight == 0 {
+                return Ok(self.shut_down(&mut [&mut int, &mut term, &mut hup]).await?);
+            }
             let event = tokio::select! {
                 Some(event) = rx.recv() => event,
                 _ = int.recv() => { self.begin_shutdown("interrupted (Ctrl-C)"); continue; }
@@ -544,9 +563,6 @@ impl Supervisor<'_> {
                 Ok((stream, _)) = control.accept() => { self.serve_control(stream); continue; }
             };
             self.handle(event).await;
-            if self.phase == Phase::ShuttingDown && self.inflight == 0 {
-                return Ok(self.shut_down(&mut [&mut int, &mut term, &mut hup]).await?);
-            }
         }
     }
 
@@ -628,7 +644,10 @@ impl Supervisor<'_> {
                 generation,
                 status,
             } => self.main_exited(&service, generation, status).await,
-            Event::Emptied { service, generation } => {
+            Event::Emptied {
+                service,
+                generation,
+            } => {
                 if self.current(&service, generation) {
                     if let Some(svc) = self.services.get_mut(&service) {
                         svc.emptied = true;
@@ -637,33 +656,51 @@ impl Supervisor<'_> {
                 }
             }
             Event::Reaped => self.recheck_groups().await,
-            Event::Ready { service, generation, how } => {
+            Event::Ready {
+                service,
+                generation,
+                how,
+            } => {
                 if self.current(&service, generation)
                     && self.services[&service].state == State::Starting
                 {
                     self.became_ready(&service, how);
                 }
             }
-            Event::ReadyTimeout { service, generation, why } => {
+            Event::ReadyTimeout {
+                service,
+                generation,
+                why,
+            } => {
                 if self.current(&service, generation)
                     && self.services[&service].state == State::Starting
                 {
                     self.ready_timeout(&service, why);
                 }
             }
-            Event::LivenessFailed { service, generation, why } => {
+            Event::LivenessFailed {
+                service,
+                generation,
+                why,
+            } => {
                 if self.current(&service, generation)
                     && self.services[&service].state == State::Running
                 {
                     self.fail_instance(&service, format!("liveness probe failed: {why}"));
                 }
             }
-            Event::StopDone { service, generation } => {
+            Event::StopDone {
+                service,
+                generation,
+            } => {
                 if self.current(&service, generation) {
                     self.maybe_ended(&service).await;
                 }
             }
-            Event::RestartDue { service, generation } => {
+            Event::RestartDue {
+                service,
+                generation,
+            } => {
                 if self.current(&service, generation)
                     && self.services[&service].state == State::Restarting
                     && matches!(self.phase, Phase::Starting | Phase::Up)
@@ -671,7 +708,11 @@ impl Supervisor<'_> {
                     self.start_service(&service);
                 }
             }
-            Event::Notify { service, generation, note } => self.notified(&service, generation, note),
+            Event::Notify {
+                service,
+                generation,
+                note,
+            } => self.notified(&service, generation, note),
             Event::StandDown { ack } => {
                 if let Some(ack) = ack {
                     self.waiting_acks.push(ack);
@@ -684,7 +725,9 @@ impl Supervisor<'_> {
                         "ccscope stop is stopping the stack: standing down".into(),
                     );
                     self.cancel_all_tasks();
-                    let _ = self.registry.set_run_state(&self.run_id, RunState::Stopping);
+                    let _ = self
+                        .registry
+                        .set_run_state(&self.run_id, RunState::Stopping);
                 }
                 self.release_acks();
             }
@@ -696,7 +739,9 @@ impl Supervisor<'_> {
     }
 
     fn current(&self, service: &str, generation: u64) -> bool {
-        self.services.get(service).is_some_and(|s| s.generation == generation)
+        self.services
+            .get(service)
+            .is_some_and(|s| s.generation == generation)
     }
 
     fn release_acks(&mut self) {
@@ -721,7 +766,9 @@ impl Supervisor<'_> {
         self.phase = Phase::ShuttingDown;
         self.say("stopping", None, format!("{why}: stopping the stack"));
         self.cancel_all_tasks();
-        let _ = self.registry.set_run_state(&self.run_id, RunState::Stopping);
+        let _ = self
+            .registry
+            .set_run_state(&self.run_id, RunState::Stopping);
     }
 
     /// The stop flow, run by the supervisor itself. A second Ctrl-C or SIGTERM forces it.
@@ -853,7 +900,11 @@ impl Supervisor<'_> {
             match notify::bind(&self.run_id, name, generation) {
                 Ok(socket) => {
                     env.insert("NOTIFY_SOCKET".into(), socket.address.clone());
-                    if let Some(l) = cfg.liveness.as_ref().filter(|l| matches!(l.check, crate::config::ProbeCheck::Notify)) {
+                    if let Some(l) = cfg
+                        .liveness
+                        .as_ref()
+                        .filter(|l| matches!(l.check, crate::config::ProbeCheck::Notify))
+                    {
                         env.insert("WATCHDOG_USEC".into(), l.interval.0.as_micros().to_string());
                     }
                     self.listen_notify(name, generation, socket);
@@ -861,7 +912,10 @@ impl Supervisor<'_> {
                 Err(e) => self.say(
                     "warning",
                     Some(name),
-                    format!("could not open its notify socket: {}", crate::errors::describe_io(&e)),
+                    format!(
+                        "could not open its notify socket: {}",
+                        crate::errors::describe_io(&e)
+                    ),
                 ),
             }
         }
@@ -945,7 +999,10 @@ impl Supervisor<'_> {
             self.say(
                 "warning",
                 Some(name),
-                format!("the {} limit is not enforced: {}", limit.limit, limit.reason),
+                format!(
+                    "the {} limit is not enforced: {}",
+                    limit.limit, limit.reason
+                ),
             );
         }
         let record = launched.record(
@@ -969,7 +1026,11 @@ impl Supervisor<'_> {
             self.config.services[name].ports.clone(),
         );
         if let Err(e) = self.registry.register(&record) {
-            self.say("warning", Some(name), format!("could not register its process: {e}"));
+            self.say(
+                "warning",
+                Some(name),
+                format!("could not register its process: {e}"),
+            );
         }
         let Launched {
             identity,
@@ -978,7 +1039,10 @@ impl Supervisor<'_> {
             ..
         } = launched;
         let stale = !self.current(name, generation);
-        let svc = self.services.get_mut(name).expect("launched services exist");
+        let svc = self
+            .services
+            .get_mut(name)
+            .expect("launched services exist");
         svc.scope = Some(scope.clone());
         svc.main = Some(identity);
         svc.launched_at = Some(Instant::now());
@@ -1031,23 +1095,23 @@ impl Supervisor<'_> {
                 if let Err(e) = cg.until_empty().await {
                     tracing::warn!("watching the cgroup of `{service}` failed: {e}");
                 }
-                let _ = tx.send(Event::Emptied { service, generation });
+                let _ = tx.send(Event::Emptied {
+                    service,
+                    generation,
+                });
             });
             svc.watchers.push(task.abort_handle());
         }
         if let Some(tap) = tap {
             let output = svc.output.clone();
-            let pattern = svc
-                .cfg
-                .ready
-                .as_ref()
-                .and_then(|p| match &p.check {
-                    crate::config::ProbeCheck::Log { pattern } => regex::Regex::new(pattern).ok(),
-                    _ => None,
-                });
+            let pattern = svc.cfg.ready.as_ref().and_then(|p| match &p.check {
+                crate::config::ProbeCheck::Log { pattern } => regex::Regex::new(pattern).ok(),
+                _ => None,
+            });
             let tx = self.tx.clone();
             let service = name.to_string();
-            let task = tokio::task::spawn_local(read_tap(tap, output, pattern, tx, service, generation));
+            let task =
+                tokio::task::spawn_local(read_tap(tap, output, pattern, tx, service, generation));
             svc.watchers.push(task.abort_handle());
         }
     }
@@ -1098,10 +1162,7 @@ impl Supervisor<'_> {
                     let _ = tx.send(Event::ReadyTimeout {
                         service,
                         generation,
-                        why: format!(
-                            "{what} did not pass within {}: {last}",
-                            probe.start_timeout
-                        ),
+                        why: format!("{what} did not pass within {}: {last}", probe.start_timeout),
                     });
                     return;
                 }
@@ -1154,7 +1215,11 @@ impl Supervisor<'_> {
                 .as_ref()
                 .is_some_and(|p| matches!(p.check, crate::config::ProbeCheck::Notify));
         if note.stopping {
-            self.say("state", Some(name), "the service says it is stopping (STOPPING=1)".into());
+            self.say(
+                "state",
+                Some(name),
+                "the service says it is stopping (STOPPING=1)".into(),
+            );
         }
         if note.ready && waits_for_ready {
             self.became_ready(name, "notify READY=1 received".into());
@@ -1280,7 +1345,11 @@ impl Supervisor<'_> {
     fn abort_start(&mut self, name: &str, why: String) {
         if self.abort.is_none() {
             self.abort = Some((name.to_string(), why.clone()));
-            self.say("error", Some(name), format!("the stack did not start: {why}"));
+            self.say(
+                "error",
+                Some(name),
+                format!("the stack did not start: {why}"),
+            );
         }
         self.begin_shutdown("start failed");
     }
@@ -1311,7 +1380,10 @@ impl Supervisor<'_> {
         tokio::task::spawn_local(async move {
             let _ = containment.kill(&scope).await;
             let _ = containment.wait_empty(&scope, Duration::from_secs(5)).await;
-            let _ = tx.send(Event::StopDone { service, generation });
+            let _ = tx.send(Event::StopDone {
+                service,
+                generation,
+            });
         });
     }
 
@@ -1326,12 +1398,20 @@ impl Supervisor<'_> {
         if let Some(main) = svc.main {
             let _ = self.registry.unregister(main);
         }
-        let running = matches!(svc.state, State::Starting | State::Running);
+        let running = matches!(svc.state, State::Starting | State::Running)
+            && matches!(self.phase, Phase::Starting | Phase::Up);
         if running && !status.success() {
-            self.fail_instance(name, format!("its main process ended with {}", describe(status)));
+            self.fail_instance(
+                name,
+                format!("its main process ended with {}", describe(status)),
+            );
         } else if running {
             let left = match &self.services[name].scope {
-                Some(scope) => self.containment.processes(scope).await.map_or(0, |p| p.len()),
+                Some(scope) => self
+                    .containment
+                    .processes(scope)
+                    .await
+                    .map_or(0, |p| p.len()),
                 None => 0,
             };
             if left > 0 {
@@ -1354,8 +1434,16 @@ impl Supervisor<'_> {
             .map(|(n, _)| n.clone())
             .collect();
         for name in names {
-            let scope = self.services[&name].scope.clone().expect("filtered on scope");
-            if self.containment.processes(&scope).await.is_ok_and(|p| p.is_empty()) {
+            let scope = self.services[&name]
+                .scope
+                .clone()
+                .expect("filtered on scope");
+            if self
+                .containment
+                .processes(&scope)
+                .await
+                .is_ok_and(|p| p.is_empty())
+            {
                 if let Some(svc) = self.services.get_mut(&name) {
                     svc.emptied = true;
                 }
@@ -1421,7 +1509,9 @@ impl Supervisor<'_> {
             RestartMode::OnFailure => !ok,
             RestartMode::No => false,
         };
-        let how = failure.clone().unwrap_or_else(|| "exited with exit code 0".into());
+        let how = failure
+            .clone()
+            .unwrap_or_else(|| "exited with exit code 0".into());
         if !wants_restart {
             svc.exited_ok = ok;
             let (state, message) = if ok {
@@ -1468,7 +1558,10 @@ impl Supervisor<'_> {
         let service = name.to_string();
         let task = tokio::task::spawn_local(async move {
             tokio::time::sleep(delay).await;
-            let _ = tx.send(Event::RestartDue { service, generation });
+            let _ = tx.send(Event::RestartDue {
+                service,
+                generation,
+            });
         });
         svc.tasks.push(task.abort_handle());
         self.set_state(
@@ -1529,11 +1622,18 @@ impl Supervisor<'_> {
         let service = name.to_string();
         tokio::task::spawn_local(async move {
             let _ = containment.signal(&scope, signal).await;
-            if !containment.wait_empty(&scope, timeout).await.unwrap_or(false) {
+            if !containment
+                .wait_empty(&scope, timeout)
+                .await
+                .unwrap_or(false)
+            {
                 let _ = containment.kill(&scope).await;
                 let _ = containment.wait_empty(&scope, Duration::from_secs(5)).await;
             }
-            let _ = tx.send(Event::StopDone { service, generation });
+            let _ = tx.send(Event::StopDone {
+                service,
+                generation,
+            });
         });
     }
 }

@@ -36,7 +36,12 @@ pub async fn attempt(check: &ProbeCheck, timeout: Duration, reaper: &Reaper) -> 
             ProbeCheck::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
                 .await
                 .map(drop)
-                .map_err(|e| format!("connect to {host}:{port}: {}", crate::errors::describe_io(&e))),
+                .map_err(|e| {
+                    format!(
+                        "connect to {host}:{port}: {}",
+                        crate::errors::describe_io(&e)
+                    )
+                }),
             ProbeCheck::Http { url, status } => http_get(url, *status).await,
             ProbeCheck::Exec { argv } => exec(argv, reaper).await,
             ProbeCheck::Notify | ProbeCheck::Log { .. } => Err("not an attempted probe".into()),
@@ -61,7 +66,10 @@ pub fn split_url(url: &str) -> Option<(String, u16, String)> {
         }
         _ => (authority.to_string(), 80),
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     (!host.is_empty()).then_some((host, port, path))
 }
 
@@ -69,7 +77,12 @@ async fn http_get(url: &str, expected: u16) -> Result<(), String> {
     let (host, port, path) = split_url(url).ok_or_else(|| format!("cannot parse {url}"))?;
     let mut stream = TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| format!("connect to {host}:{port}: {}", crate::errors::describe_io(&e)))?;
+        .map_err(|e| {
+            format!(
+                "connect to {host}:{port}: {}",
+                crate::errors::describe_io(&e)
+            )
+        })?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
@@ -122,7 +135,11 @@ async fn exec(argv: &[String], reaper: &Reaper) -> Result<(), String> {
     if status.success() {
         Ok(())
     } else {
-        Err(format!("`{}` ended with {}", argv.join(" "), describe(status)))
+        Err(format!(
+            "`{}` ended with {}",
+            argv.join(" "),
+            describe(status)
+        ))
     }
 }
 
