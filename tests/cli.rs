@@ -193,7 +193,7 @@ fn ps_on_an_empty_registry() {
     sb.write("ccscope.toml", VALID);
     sb.run(&["ps"])
         .expect_code(0)
-        .expect_stdout_contains("no processes registered for project `shop`");
+        .expect_stdout_contains("no processes of project `shop` run");
     let doc = sb.run(&["ps", "--json"]).expect_code(0).json();
     assert_eq!(doc, serde_json::json!({"project": "shop", "processes": []}));
     let doc = sb

@@ -32,17 +32,19 @@ pub struct StopArgs {
     pub contain: ContainArgs,
 }
 
-/// Asks the project's live supervisor, if any, to stand down.
+/// Asks the project's live supervisor, if any, to stand down. It is found by its run record,
+/// else by the lock it holds, so a deleted registry does not hide it.
 fn stand_down_supervisor(
     ctx: &Context,
     config: &crate::config::Config,
     registry: &crate::registry::Registry,
 ) -> Result<Option<StandDown>, CliError> {
     let state_dir = ctx.state_dir(Some(config))?;
+    let project = &config.project.name;
     let procfs = crate::discover::ProcFs::default();
     let me = std::process::id() as i32;
-    let live = registry
-        .list_runs(Some(&config.project.name))?
+    let recorded = registry
+        .list_runs(Some(project))?
         .into_iter()
         .filter(|r| matches!(r.state, RunState::Running | RunState::Stopping))
         .map(|r| crate::discover::ProcessIdentity {
@@ -50,15 +52,15 @@ fn stand_down_supervisor(
             start_time: r.supervisor_start_time,
         })
         .find(|id| id.pid != me && procfs.is_alive(*id));
-    let Some(supervisor) = live else {
+    let locked = || {
+        crate::supervise::lock::holder(&state_dir.path, project)
+            .filter(|pid| *pid != me)
+            .and_then(|pid| procfs.identity(pid).ok())
+    };
+    let Some(supervisor) = recorded.or_else(locked) else {
         return Ok(None);
     };
-    let answer = stand_down(
-        &state_dir.path,
-        &config.project.name,
-        supervisor,
-        STAND_DOWN_DEADLINE,
-    );
+    let answer = stand_down(&state_dir.path, project, supervisor, STAND_DOWN_DEADLINE);
     if let Some(s) = &answer {
         if !s.report.acknowledged {
             ctx.warn(&format!(

@@ -119,7 +119,29 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 2);
+        assert_eq!(tables, 3, "runs, processes, service_states");
+    }
+
+    #[test]
+    fn version_1_data_survives_migration_2() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO runs VALUES ('r1', 'demo', 10, 20, 30, NULL, 'running')",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            migrate(&mut conn).unwrap(),
+            Migration::Applied { from: 1, to: LATEST }
+        );
+        let (project, hash): (String, Option<String>) = conn
+            .query_row("SELECT project, config_hash FROM runs", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((project.as_str(), hash), ("demo", None));
     }
 
     #[test]

@@ -41,13 +41,13 @@ impl Registry {
         };
         let path = state_dir.registry_path();
         report.repairs.extend(state_dir.ensure_registry_file()?);
-        let opened = match open_checked(&path) {
+        let opened = match retry_busy(|| open_checked(&path)) {
             Ok(opened) => opened,
             Err(e) if is_corruption(&e) => {
                 let aside = move_aside(&path)?;
                 report.moved_aside = Some(aside);
                 state_dir.ensure_registry_file()?;
-                open_checked(&path).map_err(|source| sqlite(&path, source))?
+                retry_busy(|| open_checked(&path)).map_err(|source| sqlite(&path, source))?
             }
             Err(source) => return Err(sqlite(&path, source)),
         };
@@ -73,7 +73,7 @@ impl Registry {
     }
 
     fn from_connection(mut conn: Connection, path: PathBuf) -> Result<Registry, RegistryError> {
-        match migrations::migrate(&mut conn).map_err(|s| sqlite(&path, s))? {
+        match retry_busy(|| migrations::migrate(&mut conn)).map_err(|s| sqlite(&path, s))? {
             Migration::TooNew { found } => Err(RegistryError::SchemaTooNew {
                 path,
                 found,
@@ -494,6 +494,28 @@ pub(crate) fn utc_stamp(t: SystemTime) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// SQLite answers some lock conflicts without calling the busy handler: a switch to WAL mode,
+/// WAL recovery by another connection, a schema change racing a first open. Those are retried
+/// here, with a short growing pause, for as long as the busy timeout.
+fn retry_busy<T>(mut attempt: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match attempt() {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn sqlite(path: &Path, source: rusqlite::Error) -> RegistryError {

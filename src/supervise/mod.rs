@@ -552,7 +552,7 @@ impl Supervisor<'_> {
                 return result;
             }
             if self.phase == Phase::ShuttingDown && self.inflight == 0 {
-                return Ok(self.shut_down(&mut [&mut int, &mut term, &mut hup]).await?);
+                return self.shut_down(&mut [&mut int, &mut term, &mut hup]).await;
             }
             let event = tokio::select! {
                 Some(event) = rx.recv() => event,

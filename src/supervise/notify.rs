@@ -77,8 +77,8 @@ mod tests {
         let n = parse(b"READY=1\nSTATUS=serving 3 clients\nMAINPID=12\n");
         assert!(n.ready && !n.watchdog && !n.stopping);
         assert_eq!(n.status.as_deref(), Some("serving 3 clients"));
-        assert_eq!(parse(b"WATCHDOG=1").watchdog, true);
-        assert_eq!(parse(b"STOPPING=1").stopping, true);
+        assert!(parse(b"WATCHDOG=1").watchdog);
+        assert!(parse(b"STOPPING=1").stopping);
         assert_eq!(parse(b"READY=0"), Notification::default());
     }
 }

@@ -138,6 +138,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(
+        clippy::zombie_processes,
+        reason = "the reaper under test is what waits for them"
+    )]
     fn a_claim_gets_the_status_whether_it_comes_before_or_after_the_exit() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
