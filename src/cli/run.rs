@@ -42,13 +42,17 @@ pub struct RunArgs {
 }
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32, CliError> {
-    let config = ctx.load_config()?;
-    let state_dir = ctx.state_dir(Some(&config))?;
-    if args.detach && args.report_to.is_none() {
-        return detach(ctx, args, &config, &state_dir.path);
-    }
+    // A detached supervisor reports to the foreground half first thing, so that even a bad
+    // configuration is told there.
     let mut reporter = Reporter::new(ctx, args.report_to.as_deref());
-    let result = supervise_here(ctx, args, &config, &state_dir.path, &mut reporter);
+    let result = (|| {
+        let config = ctx.load_config()?;
+        let state_dir = ctx.state_dir(Some(&config))?;
+        if args.detach && args.report_to.is_none() {
+            return detach(ctx, args, &config, &state_dir.path);
+        }
+        supervise_here(ctx, args, &config, &state_dir.path, &mut reporter)
+    })();
     if let Err(e) = &result {
         reporter.fail(e);
     }
@@ -194,7 +198,11 @@ impl Reporter {
             return;
         }
         if self.json {
-            println!("{}", serde_json::to_string(p).unwrap_or_default());
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string(p).unwrap_or_default()
+            );
             return;
         }
         if let Some(live) = &mut self.live {
@@ -204,8 +212,9 @@ impl Reporter {
                     .iter()
                     .map(|(s, st)| format!("{s} {}", live_mark(st)))
                     .collect();
-                eprint!("\r\x1b[2K{}", line.join("  "));
-                let _ = std::io::stderr().flush();
+                let mut err = std::io::stderr();
+                let _ = write!(err, "\r\x1b[2K{}", line.join("  "));
+                let _ = err.flush();
             }
             if matches!(p.event, "ready" | "error" | "stopping") {
                 self.finish_live();
@@ -223,7 +232,7 @@ impl Reporter {
 
     fn finish_live(&mut self) {
         if self.live.take().is_some() {
-            eprintln!();
+            let _ = writeln!(std::io::stderr());
         }
     }
 
@@ -254,14 +263,17 @@ fn important(p: &Progress) -> bool {
     }
 }
 
+/// One progress line on stdout. A closed or hung-up terminal costs the line, never the
+/// supervisor (a failed write is ignored, not a panic).
 fn print_progress(p: &Progress) {
     let at = format!("{:>7.3}s", p.elapsed_ms as f64 / 1000.0);
-    match (&p.service, p.state) {
-        (Some(s), Some(state)) => println!("{at} {s:<20} {state:<10} {}", p.message),
-        (Some(s), None) => println!("{at} {s:<20} {:<10} {}", p.event, p.message),
-        (None, _) => println!("{at} {}", p.message),
-    }
-    let _ = std::io::stdout().flush();
+    let mut out = std::io::stdout();
+    let _ = match (&p.service, p.state) {
+        (Some(s), Some(state)) => writeln!(out, "{at} {s:<20} {state:<10} {}", p.message),
+        (Some(s), None) => writeln!(out, "{at} {s:<20} {:<10} {}", p.event, p.message),
+        (None, _) => writeln!(out, "{at} {}", p.message),
+    };
+    let _ = out.flush();
 }
 
 // ---- --detach ---------------------------------------------------------------------------------
@@ -304,16 +316,7 @@ fn detach(
     if !ctx.global.quiet && !ctx.global.json {
         println!("supervisor started as {how}");
     }
-    let (stream, _) = addr.accept().map_err(|e| {
-        CliError::new(
-            exit_codes::FAILURE,
-            "io",
-            format!(
-                "the detached supervisor did not report: {}",
-                crate::errors::describe_io(&e)
-            ),
-        )
-    })?;
+    let stream = accept_report(&addr, &how)?;
     let mut reporter = Reporter::new(ctx, None);
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
@@ -366,6 +369,25 @@ fn detach(
             .as_ref()
             .map_or(String::new(), |p| format!(" --profile {p}"))
     )))
+}
+
+/// How long the detached supervisor has to connect back (it does so as its first action).
+const REPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+fn accept_report(listener: &UnixListener, how: &str) -> Result<UnixStream, CliError> {
+    use std::os::fd::AsRawFd;
+    let silent = || {
+        CliError::new(
+            exit_codes::START_FAILED,
+            "start",
+            format!("the detached supervisor ({how}) did not report within {REPORT_DEADLINE:?}"),
+        )
+        .with_hint("its own output says why: `journalctl --user -u ccscope-<project>.service`, or the daemon's log file")
+    };
+    match crate::sys::poll_readable(listener.as_raw_fd(), REPORT_DEADLINE) {
+        Ok(true) => listener.accept().map(|(s, _)| s).map_err(|_| silent()),
+        _ => Err(silent()),
+    }
 }
 
 /// The event and state names are a closed set; map them back to their static names.

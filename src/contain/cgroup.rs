@@ -256,6 +256,39 @@ impl Cgroup {
         Ok(pids.len())
     }
 
+    /// Sends `signal` to every process of the tree without stopping it, the way systemd's
+    /// KillUnit does: pass after pass until a pass finds no process it has not signalled, so
+    /// children forked meanwhile are signalled too. Each process is signalled through a pidfd
+    /// opened before its cgroup is checked, so a pid that was freed and reused meanwhile is
+    /// never hit. Returns how many processes were signalled.
+    pub fn signal_each(&self, signal: i32) -> usize {
+        let mut signalled = std::collections::BTreeSet::new();
+        for _ in 0..16 {
+            let tree = self.tree();
+            let mut fresh = false;
+            for cg in &tree {
+                for pid in cg.procs().unwrap_or_default() {
+                    if !signalled.insert(pid) {
+                        continue;
+                    }
+                    fresh = true;
+                    let Ok(fd) = sys::pidfd_open(pid) else {
+                        continue; // gone already
+                    };
+                    let ours = cgroup_of(pid)
+                        .is_ok_and(|rel| tree.iter().any(|c| is_cgroup(&c.path, &rel)));
+                    if ours {
+                        let _ = sys::pidfd_send_signal(&fd, signal);
+                    }
+                }
+            }
+            if !fresh {
+                break;
+            }
+        }
+        signalled.len()
+    }
+
     /// SIGKILLs every process of the tree at once.
     pub fn kill(&self) -> io::Result<KillMethod> {
         if self.file("cgroup.kill").exists() {
@@ -305,19 +338,31 @@ impl Cgroup {
 
     /// Waits, for as long as it takes, until the cgroup holds no process, on the runtime's own
     /// reactor (no thread, no timer): each `cgroup.events` change wakes it once. Returns at
-    /// once if the cgroup is gone.
-    pub async fn until_empty(&self) -> io::Result<()> {
+    /// once if the cgroup is gone. Where no inotify instance can be had (the per-user limit,
+    /// 128 by default, is shared by every waiter), it looks every `fallback_poll` instead.
+    pub async fn until_empty(&self, fallback_poll: Duration) -> io::Result<()> {
         let watch = match EventsWatch::new(&self.file("cgroup.events")) {
-            Ok(w) => w,
+            Ok(w) => Some(w),
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
                     || e.raw_os_error() == Some(libc::ENODEV) =>
             {
                 return Ok(());
             }
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC)) => {
+                tracing::debug!("no inotify instance for {} ({e}): polling", self.path.display());
+                None
+            }
             Err(e) => return Err(e),
         };
-        let fd = sys::async_readable(watch.fd)?;
+        let Some(watch) = watch else {
+            while self.populated()? {
+                tokio::time::sleep(fallback_poll).await;
+            }
+            return Ok(());
+        };
+        let fd = ClosedAside(Some(sys::async_readable(watch.fd)?));
+        let fd = fd.0.as_ref().expect("set above");
         loop {
             if !self.populated()? {
                 return Ok(());
@@ -325,6 +370,24 @@ impl Cgroup {
             let mut ready = fd.readable().await?;
             drain(ready.get_inner().as_raw_fd());
             ready.clear_ready();
+        }
+    }
+
+    /// The same, for a short wait that must end promptly (a stop): woken by the inotify event
+    /// and, in case its delivery lags (as it does with many cgroups emptying at once), by a
+    /// re-check every `recheck`.
+    pub async fn until_empty_promptly(&self, recheck: Duration) -> io::Result<()> {
+        let watching = self.until_empty(recheck);
+        tokio::pin!(watching);
+        loop {
+            tokio::select! {
+                done = &mut watching => return done,
+                _ = tokio::time::sleep(recheck) => {
+                    if !self.populated().unwrap_or(false) {
+                        return Ok(());
+                    }
+                }
+            }
         }
     }
 
@@ -380,6 +443,23 @@ impl EventsWatch {
         sys::poll_readable(self.fd.as_raw_fd(), timeout)?;
         drain(self.fd.as_raw_fd());
         Ok(())
+    }
+}
+
+/// An inotify instance that is closed on a blocking thread: closing one waits for an RCU grace
+/// period (milliseconds each), and forty of them closed in a row on the event loop's thread
+/// would stall it for a quarter of a second.
+struct ClosedAside(Option<tokio::io::unix::AsyncFd<OwnedFd>>);
+
+impl Drop for ClosedAside {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            let owned = fd.into_inner();
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => drop(handle.spawn_blocking(move || drop(owned))),
+                Err(_) => drop(owned),
+            }
+        }
     }
 }
 

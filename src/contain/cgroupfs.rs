@@ -209,7 +209,7 @@ impl Containment for CgroupTree {
         if !cg.exists() {
             return Ok(0);
         }
-        Ok(cg.signal_all(signal)?)
+        Ok(cg.signal_each(signal))
     }
 
     async fn kill(&self, scope: &ScopeHandle) -> Result<(), ContainError> {

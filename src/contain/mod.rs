@@ -269,16 +269,18 @@ impl Containment for AnyContainment {
     }
 }
 
-/// Waits on a cgroup's `cgroup.events` off the async runtime's thread.
+/// Waits up to `deadline` for a cgroup to hold no process, on the runtime's reactor (see
+/// [`cgroup::Cgroup::until_empty_promptly`]).
 pub(crate) async fn wait_cgroup_empty(
     path: PathBuf,
     deadline: Duration,
 ) -> Result<bool, ContainError> {
     let cg = cgroup::Cgroup::at(path);
-    tokio::task::spawn_blocking(move || cg.wait_empty(deadline))
-        .await
-        .map_err(|e| ContainError::Io(std::io::Error::other(e)))?
-        .map_err(ContainError::Io)
+    let prompt = cg.until_empty_promptly(Duration::from_millis(5));
+    match tokio::time::timeout(deadline, prompt).await {
+        Ok(done) => done.map(|()| true).map_err(ContainError::Io),
+        Err(_) => Ok(false),
+    }
 }
 
 /// Live (non-zombie) pids of a list.

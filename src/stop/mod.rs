@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::{Config, graph};
-use crate::contain::{AnyContainment, Containment, ScopeHandle, cgroup};
+use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
 use crate::discover::{ProcFs, ProcessIdentity, markers};
 use crate::registry::{ProcessFilter, Registry, RegistryError};
 use crate::sys::{self, Signalled};
@@ -151,6 +151,7 @@ pub async fn stop(
             }
         }
     }
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: scopes listed");
     // Reverse dependency order; scopes of services the configuration does not know
     // (`exec`, a renamed service) go first.
     let layers = graph::start_layers(config);
@@ -180,22 +181,22 @@ pub async fn stop(
         .filter(|(_, s)| s.cgroup.is_none())
         .flat_map(|(_, s)| seen[&s.display_name()].iter().copied())
         .collect();
-    let strays_found: Vec<markers::MarkedProcess> = marked(project, &protected)
-        .into_iter()
-        .filter(|p| !inside(p.identity.pid, &cgroups, &members))
-        .collect();
-    let procfs = ProcFs::default();
-    let mut strays: Vec<StrayStop> = strays_found
-        .iter()
-        .map(|p| StrayStop {
-            pid: p.identity.pid,
-            start_time: p.identity.start_time,
-            service: p.markers.service.clone(),
-            command_line: procfs.cmdline(p.identity.pid).unwrap_or_default(),
-            reason: "carries this project's CCSCOPE_PROJECT marker outside every scope".into(),
-            killed_by_force: false,
-        })
-        .collect();
+    let find_strays = || -> Vec<StrayStop> {
+        let procfs = ProcFs::default();
+        marked(project, &protected)
+            .into_iter()
+            .filter(|p| !inside(p.identity.pid, &cgroups, &members))
+            .map(|p| StrayStop {
+                pid: p.identity.pid,
+                start_time: p.identity.start_time,
+                service: p.markers.service.clone(),
+                command_line: procfs.cmdline(p.identity.pid).unwrap_or_default(),
+                reason: "carries this project's CCSCOPE_PROJECT marker outside every scope"
+                    .into(),
+                killed_by_force: false,
+            })
+            .collect()
+    };
 
     let mut services: Vec<ServiceStop> = by_rank
         .values()
@@ -210,7 +211,6 @@ pub async fn stop(
         })
         .collect();
     let registered = registry.list(ProcessFilter::Project(project))?;
-    let nothing = services.is_empty() && strays.is_empty() && registered.is_empty();
     let mut report = ShutdownReport {
         project: project.to_string(),
         outcome: Outcome::NothingToStop,
@@ -222,19 +222,30 @@ pub async fn stop(
         supervisor: None,
         elapsed_ms: 0,
     };
-    if nothing {
-        return Ok(report.finish(Outcome::NothingToStop, started));
-    }
-    if options.dry_run {
-        report.services = services;
-        report.strays = strays;
-        return Ok(report.finish(Outcome::DryRun, started));
+    // With scopes to stop, strays are looked for once their stop signals are out: the scopes'
+    // timeouts run meanwhile.
+    let mut strays: Option<Vec<StrayStop>> = None;
+    if services.is_empty() || options.dry_run {
+        let found = find_strays();
+        if services.is_empty() && found.is_empty() && registered.is_empty() {
+            return Ok(report.finish(Outcome::NothingToStop, started));
+        }
+        if options.dry_run {
+            report.services = services;
+            report.strays = found;
+            return Ok(report.finish(Outcome::DryRun, started));
+        }
+        strays = Some(found);
     }
 
-    // Graceful: a layer at a time, the services of one layer in parallel.
+    // A layer at a time, the services of one layer in parallel, each on its own clock: its
+    // stop signal, up to its stop timeout to empty (an event), then a kill if it did not.
     let mut index = 0;
     for group in by_rank.values() {
-        let waits = group.iter().map(|(b, s)| {
+        // The layer's clock starts once, before its first signal: a service signalled a few
+        // milliseconds after the first is not given those milliseconds on top.
+        let layer_start = Instant::now();
+        let stops = group.iter().map(|(b, s)| {
             let (signal, timeout) = match config.services.get(&s.service) {
                 Some(svc) => (
                     svc.stop_signal,
@@ -245,25 +256,32 @@ pub async fn stop(
                     options.timeout.unwrap_or(Duration::from_secs(10)),
                 ),
             };
-            async move {
-                if options.force {
-                    return (None, None);
-                }
-                let t = Instant::now();
-                let _ = b.signal(s, signal.number).await;
-                let empty = b.wait_empty(s, timeout).await.unwrap_or(false);
-                (
-                    Some(signal.name),
-                    empty.then(|| t.elapsed().as_millis() as u64),
-                )
-            }
+            stop_one(b, s, layer_start, (!options.force).then_some((signal, timeout)))
         });
-        for (signal, emptied) in futures_util::future::join_all(waits).await {
-            services[index].signal = signal;
-            services[index].time_to_empty_ms = emptied;
+        let stops = futures_util::future::join_all(stops);
+        let done = if strays.is_none() {
+            // Polled after every stop of the layer has sent its signal.
+            let (done, found) = futures_util::future::join(stops, async { find_strays() }).await;
+            strays = Some(found);
+            done
+        } else {
+            stops.await
+        };
+        for stopped in done {
+            services[index] = ServiceStop {
+                service: std::mem::take(&mut services[index].service),
+                scope: std::mem::take(&mut services[index].scope),
+                processes: services[index].processes,
+                ..stopped
+            };
             index += 1;
         }
     }
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: scopes stopped");
+
+    // Strays: SIGTERM, then SIGKILL for those still there; each by pidfd, after checking its
+    // start time.
+    let mut strays = strays.unwrap_or_default();
     if !options.force {
         for stray in &strays {
             let id = ProcessIdentity {
@@ -273,23 +291,7 @@ pub async fn stop(
             let _ = sys::signal_identified(id, libc::SIGTERM);
         }
     }
-
-    // Force what is left.
-    let mut index = 0;
-    for group in by_rank.values() {
-        for (b, s) in group {
-            if services[index].time_to_empty_ms.is_none() {
-                let t = Instant::now();
-                let _ = b.kill(s).await;
-                if b.wait_empty(s, FORCE_DEADLINE).await.unwrap_or(false) {
-                    services[index].time_to_empty_ms = Some(t.elapsed().as_millis() as u64);
-                }
-                services[index].killed_by_force = true;
-            }
-            let _ = b.release(s).await;
-            index += 1;
-        }
-    }
+    let procfs = ProcFs::default();
     for stray in &mut strays {
         let id = ProcessIdentity {
             pid: stray.pid,
@@ -308,6 +310,7 @@ pub async fn stop(
             removed += 1;
         }
     }
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: strays and registry done");
     registry.clear_service_states(project)?;
     report.survivors = survivors(project, &protected, &report.spared, backends).await;
     report.services = services;
@@ -321,6 +324,46 @@ pub async fn stop(
     let report = report.finish(outcome, started);
     audit(&report);
     Ok(report)
+}
+
+/// Stops one scope: `graceful` (its stop signal and timeout) first unless forced, then a kill
+/// if it is not empty by then; releases it. The report's service and scope are filled in by
+/// the caller.
+async fn stop_one(
+    b: &AnyContainment,
+    s: &ScopeHandle,
+    t: Instant,
+    graceful: Option<(crate::config::Signal, Duration)>,
+) -> ServiceStop {
+    let ms = |t: Instant| t.elapsed().as_millis() as u64;
+    let mut stopped = ServiceStop {
+        service: String::new(),
+        scope: String::new(),
+        processes: 0,
+        signal: graceful.map(|(signal, _)| signal.name),
+        time_to_empty_ms: None,
+        killed_by_force: false,
+    };
+    if let Some((signal, timeout)) = graceful {
+        let _ = b.signal(s, signal.number).await;
+        let left = timeout.saturating_sub(t.elapsed());
+        if b.wait_empty(s, left).await.unwrap_or(false) {
+            stopped.time_to_empty_ms = Some(ms(t));
+        }
+    }
+    if stopped.time_to_empty_ms.is_none() {
+        stopped.killed_by_force = true;
+        let _ = b.kill(s).await;
+        if b.wait_empty(s, FORCE_DEADLINE).await.unwrap_or(false) {
+            stopped.time_to_empty_ms = Some(ms(t));
+        }
+    }
+    // systemd collects an empty scope itself (CollectMode=inactive-or-failed): a round trip
+    // per scope through its one-call-at-a-time manager would only add time.
+    if !(stopped.time_to_empty_ms.is_some() && b.kind() == BackendKind::Systemd) {
+        let _ = b.release(s).await;
+    }
+    stopped
 }
 
 /// Everything of the project still alive: in a scope, or marked anywhere. A killed process

@@ -179,6 +179,8 @@ pub async fn run(
         }
     }
     let _lock = lock::acquire(&options.state_dir, &project)?;
+    // Handled from here on: a Ctrl-C or a stand-down during preflight waits for the loop.
+    let signals = Signals::listen()?;
     let control = control::listen(&options.state_dir, &project).map_err(|e| {
         RunError::Io(format!(
             "could not open the control socket: {}",
@@ -229,7 +231,7 @@ pub async fn run(
         supervisor: me,
         config_hash: Some(config_hash(config)),
     })?;
-    let ended = sup.supervise(rx, control).await;
+    let ended = sup.supervise(rx, control, signals).await;
     let _ = registry.set_run_state(&sup.run_id, RunState::Ended);
     ended
 }
@@ -256,6 +258,29 @@ fn select(config: &Config, only: &[String]) -> Result<BTreeSet<String>, RunError
 pub fn config_hash(config: &Config) -> String {
     let services = serde_json::to_vec(&config.services).unwrap_or_default();
     format!("{:016x}", control::fnv1a(&services))
+}
+
+/// The signals a supervisor handles: INT, TERM and HUP stop the stack; USR1 stands down.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> Result<Signals, RunError> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| {
+            signal(kind).map_err(|e| RunError::Io(format!("could not handle signals: {e}")))
+        };
+        Ok(Signals {
+            int: listen(SignalKind::interrupt())?,
+            term: listen(SignalKind::terminate())?,
+            hup: listen(SignalKind::hangup())?,
+            usr1: listen(SignalKind::user_defined1())?,
+        })
+    }
 }
 
 struct Supervisor<'a> {
@@ -534,14 +559,14 @@ impl Supervisor<'_> {
         &mut self,
         mut rx: mpsc::UnboundedReceiver<Event>,
         control: tokio::net::UnixListener,
+        signals: Signals,
     ) -> Result<Ended, RunError> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let listen =
-            |kind| signal(kind).map_err(|e| RunError::Io(format!("could not handle signals: {e}")));
-        let mut int = listen(SignalKind::interrupt())?;
-        let mut term = listen(SignalKind::terminate())?;
-        let mut hup = listen(SignalKind::hangup())?;
-        let mut usr1 = listen(SignalKind::user_defined1())?;
+        let Signals {
+            mut int,
+            mut term,
+            mut hup,
+            mut usr1,
+        } = signals;
         let plan = self.plan_line();
         self.say("plan", None, format!("start order: {plan}"));
         self.start_eligible();
@@ -705,7 +730,12 @@ impl Supervisor<'_> {
                     && self.services[&service].state == State::Restarting
                     && matches!(self.phase, Phase::Starting | Phase::Up)
                 {
-                    self.start_service(&service);
+                    if self.dependencies_met(&service) {
+                        self.start_service(&service);
+                    } else {
+                        self.set_state(&service, State::Waiting, "waiting for its dependencies".into());
+                        self.start_eligible();
+                    }
                 }
             }
             Event::Notify {
@@ -732,8 +762,24 @@ impl Supervisor<'_> {
                 self.release_acks();
             }
             Event::StopperGone => {
-                self.phase = Phase::StoodDown;
-                self.stopper_gone = true;
+                // The stop that took over is done, or died half-way: only an empty stack lets
+                // the supervisor go; otherwise it finishes the stop itself.
+                let mut left = 0;
+                for svc in self.services.values() {
+                    if let Some(scope) = &svc.scope {
+                        left += self.containment.processes(scope).await.map_or(0, |p| p.len());
+                    }
+                }
+                if left == 0 {
+                    self.stopper_gone = true;
+                } else {
+                    self.say(
+                        "warning",
+                        None,
+                        format!("the stop that took over ended with {left} process(es) still running: stopping the stack"),
+                    );
+                    self.phase = Phase::ShuttingDown;
+                }
             }
         }
     }
@@ -848,6 +894,8 @@ impl Supervisor<'_> {
                     return true; // degraded, not blocking
                 }
                 match condition {
+                    // A dependency that already ran to completion with exit code 0 was both.
+                    _ if d.state == State::Exited && d.exited_ok => true,
                     DependencyCondition::Started => {
                         matches!(d.state, State::Starting | State::Running)
                     }
@@ -1047,7 +1095,25 @@ impl Supervisor<'_> {
         svc.main = Some(identity);
         svc.launched_at = Some(Instant::now());
         if stale || !matches!(self.phase, Phase::Starting | Phase::Up) {
-            // Stood down or shutting down while it launched: the stop flow finds its scope.
+            // Stood down or shutting down while it launched: it is stopped at once, by us as
+            // well as by the stop flow, and its end is watched like any other.
+            svc.after_stop = State::Stopped;
+            self.set_state(name, State::Stopping, "launched while the stack stops".into());
+            self.watch(name, exit, tap);
+            self.kill_scope(name);
+            return;
+        }
+        if !self.dependencies_met(name) {
+            // A dependency went down while it launched.
+            let svc = self.services.get_mut(name).expect("launched services exist");
+            svc.after_stop = State::Waiting;
+            self.set_state(
+                name,
+                State::Stopping,
+                "a dependency went down while it launched".into(),
+            );
+            self.watch(name, exit, tap);
+            self.stop_scope(name);
             return;
         }
         self.set_state(
@@ -1092,7 +1158,8 @@ impl Supervisor<'_> {
             let service = name.to_string();
             let task = tokio::task::spawn_local(async move {
                 let cg = cgroup::Cgroup::at(path);
-                if let Err(e) = cg.until_empty().await {
+                // Without an inotify instance to spare, it looks once a second.
+                if let Err(e) = cg.until_empty(Duration::from_secs(1)).await {
                     tracing::warn!("watching the cgroup of `{service}` failed: {e}");
                 }
                 let _ = tx.send(Event::Emptied {
@@ -1110,9 +1177,8 @@ impl Supervisor<'_> {
             });
             let tx = self.tx.clone();
             let service = name.to_string();
-            let task =
-                tokio::task::spawn_local(read_tap(tap, output, pattern, tx, service, generation));
-            svc.watchers.push(task.abort_handle());
+            // Not cancelled: it ends at EOF, once the forwarder passed on the last line.
+            tokio::task::spawn_local(read_tap(tap, output, pattern, tx, service, generation));
         }
     }
 
@@ -1130,10 +1196,21 @@ impl Supervisor<'_> {
             });
             return;
         };
+        if svc.adopted && !probe::is_polled(&probe.check) {
+            let _ = tx.send(Event::Ready {
+                service,
+                generation,
+                how: "adopted back running (its notify or log probe passed in the earlier run)"
+                    .into(),
+            });
+            return;
+        }
         let reaper = self.reaper.clone();
         let task = tokio::task::spawn_local(async move {
             let what = probe::describe_check(&probe.check);
-            let deadline = tokio::time::Instant::now() + probe.start_timeout.0;
+            let deadline = tokio::time::Instant::now()
+                .checked_add(probe.start_timeout.0)
+                .unwrap_or_else(far_future);
             if !probe::is_polled(&probe.check) {
                 tokio::time::sleep_until(deadline).await;
                 let _ = tx.send(Event::ReadyTimeout {
@@ -1365,7 +1442,9 @@ impl Supervisor<'_> {
         }
         svc.cancel_tasks();
         self.say("warning", Some(name), why);
-        self.kill_scope(name);
+        // Its stop signal first (the output forwarder outlives it and passes on the last
+        // lines), a kill after its stop timeout.
+        self.stop_scope(name);
     }
 
     fn kill_scope(&mut self, name: &str) {
@@ -1395,7 +1474,7 @@ impl Supervisor<'_> {
         svc.main_reaped = true;
         svc.main_status = Some(status);
         svc.last_exit = Some(describe(status));
-        if let Some(main) = svc.main {
+        if let Some(main) = svc.main.filter(|_| matches!(self.phase, Phase::Starting | Phase::Up)) {
             let _ = self.registry.unregister(main);
         }
         let running = matches!(svc.state, State::Starting | State::Running)
@@ -1411,7 +1490,7 @@ impl Supervisor<'_> {
                     .containment
                     .processes(scope)
                     .await
-                    .map_or(0, |p| p.len()),
+                    .map_or(0, |p| p.into_iter().filter(|pid| !is_forwarder(*pid)).count()),
                 None => 0,
             };
             if left > 0 {
@@ -1463,6 +1542,13 @@ impl Supervisor<'_> {
         svc.cancel_tasks();
         svc.cancel_watchers();
         svc.ready = false;
+        if !matches!(self.phase, Phase::Starting | Phase::Up) {
+            // The stack is being stopped, by us or by `ccscope stop`: the stop flow releases
+            // scopes, cleans the registry and reports; the supervisor keeps out of its way
+            // (and off the CPU it needs).
+            svc.enter(State::Stopped, "stopped");
+            return;
+        }
         // Free the name (systemd) or the directory (cgroupfs) for the next instance.
         let _ = self.containment.release(&scope).await;
         for record in self
@@ -1698,6 +1784,17 @@ async fn read_tap(
             kept.push_back(text);
         }
     }
+}
+
+/// Whether `pid` is ccscope's own output forwarder (which lives in each scope).
+fn is_forwarder(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        c.split(|b| *b == 0).nth(1) == Some(crate::launch::forward::SUBCOMMAND.as_bytes())
+    })
+}
+
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
 }
 
 /// Seconds since a process started, from its start time in clock ticks since boot.
