@@ -139,3 +139,37 @@ pub fn async_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedF
             .map_err(std::io::Error::from)
     }
 }
+
+/// Lets go of this program's code pages (its `r-xp` mappings, which are never written): a
+/// long-running supervisor that has finished starting a stack keeps only the code it goes on
+/// running resident; the rest comes back from the page cache if it is ever needed again.
+/// Written mappings (data, relocations) are never touched.
+pub fn trim_own_code() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let exe = exe.to_string_lossy();
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() < 6 || fields[1] != "r-xp" || fields[5] != exe {
+            continue;
+        }
+        let Some((start, end)) = fields[0].split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        // SAFETY: a private, read-only, executable file mapping holds no data of its own;
+        // dropping its pages only makes the next use fault them in again from the file.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        }
+    }
+}

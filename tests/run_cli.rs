@@ -586,3 +586,38 @@ fn detach_returns_when_ready_and_the_supervisor_runs_as_a_user_service() {
     );
     assert_eq!(marked(&project), Vec::<i32>::new());
 }
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn an_earlier_runs_services_are_adopted_back_or_cleaned_never_duplicated() {
+    require_test_env();
+    let (sb, mut first, project, env) = demo_ready("adopt", "systemd");
+    ccscope::sys::kill(first.pid(), libc::SIGKILL).unwrap();
+    first.wait_exit(Duration::from_secs(10));
+    let before: BTreeSet<i32> = marked(&project).into_iter().collect();
+
+    // Same stack definition: the running services are taken over, none started twice.
+    let mut second = Supervisor::start(&sb, &["--profile", "demo", "-v", "run"], &env);
+    second.wait_line(&["clickhouse", "adopted back from an earlier run"], READY);
+    second.wait_line(&["stack ready"], READY);
+    let after: BTreeSet<i32> = marked(&project).into_iter().collect();
+    assert_eq!(
+        before, after,
+        "the same processes run: nothing was duplicated"
+    );
+    ccscope::sys::kill(second.pid(), libc::SIGKILL).unwrap();
+    second.wait_exit(Duration::from_secs(10));
+
+    // --clean stops them first and starts afresh.
+    let mut third = Supervisor::start(&sb, &["--profile", "demo", "-v", "run", "--clean"], &env);
+    third.wait_line(&["--clean: stopping what an earlier run left"], READY);
+    third.wait_line(&["stack ready"], READY);
+    let fresh: BTreeSet<i32> = marked(&project).into_iter().collect();
+    assert!(
+        fresh.is_disjoint(&after),
+        "all new processes: {fresh:?} vs {after:?}"
+    );
+    stop(&sb, &["--profile", "demo"], &env).expect_code(0);
+    assert_eq!(third.wait_exit(Duration::from_secs(15)).0, 0);
+    assert_eq!(marked(&project), Vec::<i32>::new());
+}

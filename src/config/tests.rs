@@ -440,3 +440,28 @@ fn unknown_profile_suggests_one() {
     assert!(matches!(err, ConfigError::UnknownProfile { .. }));
     assert!(err.hint().unwrap().starts_with("did you mean `example`?"));
 }
+
+#[test]
+fn the_demo_profile_is_valid_and_takes_its_project_and_ports() {
+    let text = profiles::demo("demo-x", 30000);
+    let config = parse(&text).unwrap();
+    assert_eq!(config.project.name, "demo-x");
+    let ports: Vec<u16> = config
+        .services
+        .values()
+        .flat_map(|s| s.ports.clone())
+        .collect();
+    assert_eq!(
+        ports,
+        vec![30023, 30010, 30017],
+        "clickhouse, dashboard, telemetry (by name)"
+    );
+    assert_eq!(
+        graph::start_layers(&config),
+        vec![
+            vec!["clickhouse".to_string()],
+            vec!["telemetry_collector".to_string()],
+            vec!["bridge_sync".to_string(), "dashboard".to_string()],
+        ]
+    );
+}

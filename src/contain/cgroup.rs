@@ -349,8 +349,16 @@ impl Cgroup {
             {
                 return Ok(());
             }
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC)) => {
-                tracing::debug!("no inotify instance for {} ({e}): polling", self.path.display());
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC)
+                ) =>
+            {
+                tracing::debug!(
+                    "no inotify instance for {} ({e}): polling",
+                    self.path.display()
+                );
                 None
             }
             Err(e) => return Err(e),

@@ -134,7 +134,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             migrate(&mut conn).unwrap(),
-            Migration::Applied { from: 1, to: LATEST }
+            Migration::Applied {
+                from: 1,
+                to: LATEST
+            }
         );
         let (project, hash): (String, Option<String>) = conn
             .query_row("SELECT project, config_hash FROM runs", [], |r| {

@@ -151,7 +151,10 @@ pub async fn stop(
             }
         }
     }
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: scopes listed");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "stop: scopes listed"
+    );
     // Reverse dependency order; scopes of services the configuration does not know
     // (`exec`, a renamed service) go first.
     let layers = graph::start_layers(config);
@@ -191,8 +194,7 @@ pub async fn stop(
                 start_time: p.identity.start_time,
                 service: p.markers.service.clone(),
                 command_line: procfs.cmdline(p.identity.pid).unwrap_or_default(),
-                reason: "carries this project's CCSCOPE_PROJECT marker outside every scope"
-                    .into(),
+                reason: "carries this project's CCSCOPE_PROJECT marker outside every scope".into(),
                 killed_by_force: false,
             })
             .collect()
@@ -256,7 +258,12 @@ pub async fn stop(
                     options.timeout.unwrap_or(Duration::from_secs(10)),
                 ),
             };
-            stop_one(b, s, layer_start, (!options.force).then_some((signal, timeout)))
+            stop_one(
+                b,
+                s,
+                layer_start,
+                (!options.force).then_some((signal, timeout)),
+            )
         });
         let stops = futures_util::future::join_all(stops);
         let done = if strays.is_none() {
@@ -277,7 +284,10 @@ pub async fn stop(
             index += 1;
         }
     }
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: scopes stopped");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "stop: scopes stopped"
+    );
 
     // Strays: SIGTERM, then SIGKILL for those still there; each by pidfd, after checking its
     // start time.
@@ -310,7 +320,10 @@ pub async fn stop(
             removed += 1;
         }
     }
-    tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: strays and registry done");
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        "stop: strays and registry done"
+    );
     registry.clear_service_states(project)?;
     report.survivors = survivors(project, &protected, &report.spared, backends).await;
     report.services = services;

@@ -271,9 +271,8 @@ struct Signals {
 impl Signals {
     fn listen() -> Result<Signals, RunError> {
         use tokio::signal::unix::{SignalKind, signal};
-        let listen = |kind| {
-            signal(kind).map_err(|e| RunError::Io(format!("could not handle signals: {e}")))
-        };
+        let listen =
+            |kind| signal(kind).map_err(|e| RunError::Io(format!("could not handle signals: {e}")));
         Ok(Signals {
             int: listen(SignalKind::interrupt())?,
             term: listen(SignalKind::terminate())?,
@@ -733,7 +732,11 @@ impl Supervisor<'_> {
                     if self.dependencies_met(&service) {
                         self.start_service(&service);
                     } else {
-                        self.set_state(&service, State::Waiting, "waiting for its dependencies".into());
+                        self.set_state(
+                            &service,
+                            State::Waiting,
+                            "waiting for its dependencies".into(),
+                        );
                         self.start_eligible();
                     }
                 }
@@ -767,7 +770,11 @@ impl Supervisor<'_> {
                 let mut left = 0;
                 for svc in self.services.values() {
                     if let Some(scope) = &svc.scope {
-                        left += self.containment.processes(scope).await.map_or(0, |p| p.len());
+                        left += self
+                            .containment
+                            .processes(scope)
+                            .await
+                            .map_or(0, |p| p.len());
                     }
                 }
                 if left == 0 {
@@ -1098,14 +1105,21 @@ impl Supervisor<'_> {
             // Stood down or shutting down while it launched: it is stopped at once, by us as
             // well as by the stop flow, and its end is watched like any other.
             svc.after_stop = State::Stopped;
-            self.set_state(name, State::Stopping, "launched while the stack stops".into());
+            self.set_state(
+                name,
+                State::Stopping,
+                "launched while the stack stops".into(),
+            );
             self.watch(name, exit, tap);
             self.kill_scope(name);
             return;
         }
         if !self.dependencies_met(name) {
             // A dependency went down while it launched.
-            let svc = self.services.get_mut(name).expect("launched services exist");
+            let svc = self
+                .services
+                .get_mut(name)
+                .expect("launched services exist");
             svc.after_stop = State::Waiting;
             self.set_state(
                 name,
@@ -1408,6 +1422,8 @@ impl Supervisor<'_> {
         }
         .record(Priority::Notice);
         self.say("ready", None, message);
+        // Starting is over: the code that parsed, planned and launched need not stay resident.
+        crate::sys::trim_own_code();
     }
 
     fn ready_timeout(&mut self, name: &str, why: String) {
@@ -1474,7 +1490,10 @@ impl Supervisor<'_> {
         svc.main_reaped = true;
         svc.main_status = Some(status);
         svc.last_exit = Some(describe(status));
-        if let Some(main) = svc.main.filter(|_| matches!(self.phase, Phase::Starting | Phase::Up)) {
+        if let Some(main) = svc
+            .main
+            .filter(|_| matches!(self.phase, Phase::Starting | Phase::Up))
+        {
             let _ = self.registry.unregister(main);
         }
         let running = matches!(svc.state, State::Starting | State::Running)
@@ -1486,11 +1505,9 @@ impl Supervisor<'_> {
             );
         } else if running {
             let left = match &self.services[name].scope {
-                Some(scope) => self
-                    .containment
-                    .processes(scope)
-                    .await
-                    .map_or(0, |p| p.into_iter().filter(|pid| !is_forwarder(*pid)).count()),
+                Some(scope) => self.containment.processes(scope).await.map_or(0, |p| {
+                    p.into_iter().filter(|pid| !is_forwarder(*pid)).count()
+                }),
                 None => 0,
             };
             if left > 0 {
