@@ -9,13 +9,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ccscope::discover::markers;
-use common::{Sandbox, require_test_env, wait_for};
+use common::{Sandbox, marked, require_test_env, wait_for};
 
 const READY: Duration = Duration::from_secs(30);
 
@@ -31,15 +29,6 @@ fn port_base(tag: &str) -> u16 {
             h.wrapping_mul(31).wrapping_add(u32::from(b))
         });
     20000 + (seed % 1400) as u16 * 30
-}
-
-/// Live processes carrying the project's marker, anywhere.
-fn marked(project: &str) -> Vec<i32> {
-    markers::scan(Path::new("/proc"))
-        .into_iter()
-        .filter(|p| p.markers.project == project)
-        .map(|p| p.identity.pid)
-        .collect()
 }
 
 /// A `ccscope run` in the background whose output lines the test waits on.

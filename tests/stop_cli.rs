@@ -9,10 +9,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use ccscope::contain::{BackendChoice, BackendKind, BusKind, detect};
-use ccscope::discover::markers;
 use ccscope::launch::launch;
 use common::scripts::{DOUBLE_FORK_DAEMON as DOUBLE_FORK, IGNORES_TERM, NOHUP_AND_RETURN as NOHUP};
-use common::{Sandbox, require_test_env, wait_for};
+use common::{Sandbox, marked, require_test_env, wait_for};
 
 fn project(tag: &str) -> String {
     format!("s{}-{tag}", std::process::id())
@@ -28,15 +27,6 @@ fn sandbox(project: &str) -> Sandbox {
         ),
     );
     sb
-}
-
-/// Live processes carrying the project's marker, anywhere.
-fn marked(project: &str) -> Vec<i32> {
-    markers::scan(Path::new("/proc"))
-        .into_iter()
-        .filter(|p| p.markers.project == project)
-        .map(|p| p.identity.pid)
-        .collect()
 }
 
 /// Starts `script` as `service` of `project` on `backend`, and waits until it says ready.

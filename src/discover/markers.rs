@@ -54,19 +54,9 @@ pub fn parse_environ(block: &[u8]) -> Option<Markers> {
 /// Every live (non-zombie) process under `proc_root` whose environment carries markers.
 /// Processes that vanish or cannot be read (another user's) are skipped.
 pub fn scan(proc_root: &Path) -> Vec<MarkedProcess> {
-    let Ok(entries) = fs::read_dir(proc_root) else {
-        return Vec::new();
-    };
     let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(block) = fs::read(entry.path().join("environ")) else {
+    for (pid, dir) in super::pid_dirs(proc_root) {
+        let Ok(block) = fs::read(dir.join("environ")) else {
             continue;
         };
         let Some(markers) = parse_environ(&block) else {

@@ -68,18 +68,8 @@ pub fn holders(proc_root: &Path, wanted: &[u64]) -> HashMap<u64, Vec<i32>> {
     if wanted.is_empty() {
         return found;
     }
-    let Ok(entries) = std::fs::read_dir(proc_root) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        for inode in socket_inodes(&entry.path().join("fd")).unwrap_or_default() {
+    for (pid, dir) in super::pid_dirs(proc_root) {
+        for inode in socket_inodes(&dir.join("fd")).unwrap_or_default() {
             if wanted.contains(&inode) {
                 let pids = found.entry(inode).or_default();
                 if !pids.contains(&pid) {
