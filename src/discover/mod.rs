@@ -3,7 +3,9 @@
 
 mod identity;
 pub mod markers;
+pub mod classify;
 pub mod project;
+pub mod scan;
 pub mod sockets;
 
 pub use identity::{LivenessProbe, ProcFs, ProcessIdentity, StatLine, read_stat};

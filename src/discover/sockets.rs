@@ -19,11 +19,17 @@ const TCP_LISTEN: &str = "0A";
 
 /// Parses one `/proc/net/tcp` or `tcp6` table; keeps listening sockets.
 pub fn parse_tcp_table(text: &str) -> Vec<Listener> {
+    parse_table(text, TCP_LISTEN)
+}
+
+/// Parses one `/proc/net/{tcp,udp}{,6}` table; keeps the sockets in `state` (hex, as the
+/// table prints it: `0A` TCP LISTEN, `07` an unconnected UDP socket).
+pub fn parse_table(text: &str, state: &str) -> Vec<Listener> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.get(3) != Some(&TCP_LISTEN) {
+            if fields.get(3) != Some(&state) {
                 return None;
             }
             let (addr, port) = fields.get(1)?.split_once(':')?;

@@ -1,0 +1,365 @@
+//! Which processes of a scan belong to a project, and how:
+//! - **managed**: inside one of the project's scopes (cgroups, or process groups);
+//! - **stray**: ours, but outside containment: it carries the project's markers, or matches a
+//!   service's discovery rules (command-line regexes, executable names), or descends from such
+//!   a process (the service is inherited down the tree);
+//! - **foreign**: not ours, but holding a port a service declares, or matching the project
+//!   while owned by another user (never adopted, never signalled).
+//!
+//! ccscope itself and its ancestors are never classified: nothing acts on its own caller.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::scan::{ScannedProcess, Snapshot};
+use crate::config::{Config, Launch};
+use crate::contain::ScopeHandle;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Class {
+    Managed,
+    Stray,
+    Foreign,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Managed => "managed",
+            Class::Stray => "stray",
+            Class::Foreign => "foreign",
+        }
+    }
+}
+
+/// A process of (or in the way of) the project, and why it is classified so.
+#[derive(Debug, Clone, Serialize)]
+pub struct Classified {
+    pub class: Class,
+    pub pid: i32,
+    pub start_time: u64,
+    pub ppid: i32,
+    pub uid: u32,
+    /// The service it belongs to (managed, stray) or whose port it holds (foreign).
+    pub service: Option<String>,
+    pub command_line: String,
+    /// TCP and UDP ports it listens on.
+    pub ports: Vec<u16>,
+    pub cgroup: Option<String>,
+    /// The scope it is in (managed).
+    pub scope: Option<String>,
+    pub age_s: Option<u64>,
+    pub reason: String,
+}
+
+/// The project's scopes as found, each with its processes (the process-group backend has no
+/// cgroup, only members).
+pub struct Scopes<'a> {
+    pub scopes: &'a [(ScopeHandle, Vec<i32>)],
+    /// The cgroup v2 mount, to compare scope directories with /proc/PID/cgroup.
+    pub v2_mount: Option<&'a Path>,
+}
+
+struct Rules {
+    service: String,
+    cmdline: Vec<Regex>,
+    exe: Vec<String>,
+}
+
+fn rules(config: &Config) -> Vec<Rules> {
+    config
+        .services
+        .values()
+        .map(|s| Rules {
+            service: s.name.clone(),
+            cmdline: s
+                .discover
+                .cmdline
+                .iter()
+                .filter_map(|r| Regex::new(r).ok())
+                .collect(),
+            exe: s.discover.exe.clone(),
+        })
+        .collect()
+}
+
+/// Ports each service declares (its own and its containers' host ports), to the service.
+fn declared_ports(config: &Config) -> HashMap<u16, String> {
+    let mut ports = HashMap::new();
+    for s in config.services.values() {
+        for p in &s.ports {
+            ports.insert(*p, s.name.clone());
+        }
+        if let Launch::Docker(d) = &s.launch {
+            for m in &d.ports {
+                ports.insert(m.host, s.name.clone());
+            }
+        }
+    }
+    ports
+}
+
+/// This process and its ancestors.
+pub fn protected(snapshot: &Snapshot) -> BTreeSet<i32> {
+    let mut protected = BTreeSet::new();
+    let mut pid = std::process::id() as i32;
+    while pid > 1 && protected.insert(pid) {
+        match snapshot.processes.get(&pid) {
+            Some(p) => pid = p.ppid,
+            None => break,
+        }
+    }
+    protected
+}
+
+/// Classifies every process of `snapshot` that concerns `config`'s project.
+pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Vec<Classified> {
+    let project = config.project.name.as_str();
+    let me = crate::sys::euid();
+    let protected = protected(snapshot);
+    let rules = rules(config);
+    let declared = declared_ports(config);
+    // Managed: a scope's cgroup, as /proc/PID/cgroup names it, or a process group's member.
+    let mut scope_of: HashMap<i32, &ScopeHandle> = HashMap::new();
+    let mut cgroups: Vec<(String, &ScopeHandle)> = Vec::new();
+    for (scope, pids) in scopes.scopes {
+        match (&scope.cgroup, scopes.v2_mount) {
+            (Some(dir), Some(mount)) => {
+                if let Ok(rel) = dir.strip_prefix(mount) {
+                    cgroups.push((format!("/{}", rel.display()), scope));
+                }
+            }
+            _ => {
+                for pid in pids {
+                    scope_of.insert(*pid, scope);
+                }
+            }
+        }
+    }
+    let in_scope = |p: &ScannedProcess| -> Option<&ScopeHandle> {
+        if let Some(s) = scope_of.get(&p.pid) {
+            return Some(*s);
+        }
+        let cg = p.cgroup.as_deref()?;
+        cgroups
+            .iter()
+            .find(|(rel, _)| cg == rel || cg.starts_with(&format!("{rel}/")))
+            .map(|(_, s)| *s)
+    };
+
+    let mut found: BTreeMap<i32, Classified> = BTreeMap::new();
+    let entry = |p: &ScannedProcess, class: Class, service: Option<String>, scope: Option<String>, reason: String| Classified {
+        class,
+        pid: p.pid,
+        start_time: p.start_time,
+        ppid: p.ppid,
+        uid: p.uid,
+        service,
+        command_line: p.command_line.clone(),
+        ports: ports_of(p),
+        cgroup: p.cgroup.clone(),
+        scope,
+        age_s: crate::supervise::process_age(p.start_time),
+        reason,
+    };
+    for p in snapshot.processes.values() {
+        if protected.contains(&p.pid) {
+            continue;
+        }
+        if let Some(scope) = in_scope(p) {
+            let reason = format!("inside {}", scope.display_name());
+            found.insert(
+                p.pid,
+                entry(p, Class::Managed, Some(scope.service.clone()), Some(scope.display_name()), reason),
+            );
+            continue;
+        }
+        let matched = match &p.markers {
+            Some(m) if m.project == project => Some((
+                m.service.clone(),
+                format!(
+                    "carries CCSCOPE_PROJECT={project}{} outside every scope",
+                    m.service.as_ref().map_or(String::new(), |s| format!(" (service {s})"))
+                ),
+            )),
+            _ => rules.iter().find_map(|r| {
+                if let Some(re) = r.cmdline.iter().find(|re| re.is_match(&p.command_line)) {
+                    return Some((
+                        Some(r.service.clone()),
+                        format!("its command line matches /{}/, a discover rule of {}", re.as_str(), r.service),
+                    ));
+                }
+                let exe = p.exe.as_deref().unwrap_or(&p.comm);
+                r.exe.iter().any(|e| e == exe).then(|| {
+                    (
+                        Some(r.service.clone()),
+                        format!("its executable `{exe}` is a discover rule of {}", r.service),
+                    )
+                })
+            }),
+        };
+        if let Some((service, reason)) = matched {
+            let (class, reason) = if p.uid == me {
+                (Class::Stray, reason)
+            } else {
+                (Class::Foreign, format!("{reason}, but it belongs to uid {} (not ours)", p.uid))
+            };
+            found.insert(p.pid, entry(p, class, service, None, reason));
+        }
+    }
+    // Descendants of strays are strays of the same service.
+    let strays: Vec<i32> = found
+        .values()
+        .filter(|c| c.class == Class::Stray)
+        .map(|c| c.pid)
+        .collect();
+    for root in strays {
+        let (service, root_pid) = (found[&root].service.clone(), root);
+        for pid in snapshot.subtree(root).into_iter().skip(1) {
+            if found.contains_key(&pid) || protected.contains(&pid) {
+                continue;
+            }
+            let p = &snapshot.processes[&pid];
+            if in_scope(p).is_some() {
+                continue;
+            }
+            let class = if p.uid == me { Class::Stray } else { Class::Foreign };
+            let reason = format!("descends from stray pid {root_pid}");
+            found.insert(pid, entry(p, class, service.clone(), None, reason));
+        }
+    }
+    // Foreign: not ours, in the way of a declared port.
+    for p in snapshot.processes.values() {
+        if found.contains_key(&p.pid) || protected.contains(&p.pid) {
+            continue;
+        }
+        if let Some((port, service)) = ports_of(p)
+            .into_iter()
+            .find_map(|port| declared.get(&port).map(|s| (port, s.clone())))
+        {
+            let reason = format!("not this project's, but listens on port {port}, which {service} declares");
+            found.insert(p.pid, entry(p, Class::Foreign, Some(service), None, reason));
+        }
+    }
+    let mut all: Vec<Classified> = found.into_values().collect();
+    all.sort_by(|a, b| (a.class, &a.service, a.pid).cmp(&(b.class, &b.service, b.pid)));
+    all
+}
+
+fn ports_of(p: &ScannedProcess) -> Vec<u16> {
+    let mut ports: Vec<u16> = p.listening.iter().filter_map(|l| l.port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::scan::Listening;
+
+    fn process(pid: i32, ppid: i32, uid: u32, cmd: &str) -> ScannedProcess {
+        ScannedProcess {
+            pid,
+            start_time: 100 + pid as u64,
+            ppid,
+            uid,
+            exe: cmd.split(' ').next().map(str::to_string),
+            comm: "x".into(),
+            command_line: cmd.into(),
+            cgroup: Some("/user.slice/session-1.scope".into()),
+            markers: None,
+            listening: Vec::new(),
+        }
+    }
+
+    fn config() -> Config {
+        crate::config::parse_config(
+            "[project]\nname = \"cc\"\n\
+             [services.dashboard]\ncommand = [\"python3\", \"-m\", \"app\", \"dashboard\"]\nports = [8110]\n\
+             discover = { cmdline = [\"app dashboard\"] }\n\
+             [services.worker]\ncommand = [\"worker\"]\ndiscover = { exe = [\"bridge-worker\"] }\n",
+            crate::config::ConfigSource::Profile("t".into()),
+            Path::new("/"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn classifies_managed_strays_descendants_and_foreign_holders() {
+        let me = crate::sys::euid();
+        let mut snapshot = Snapshot::default();
+        let mut add = |p: ScannedProcess| {
+            snapshot.processes.insert(p.pid, p);
+        };
+        let mut managed = process(10, 1, me, "python3 -m app dashboard --port 8110");
+        managed.cgroup = Some("/ccscope/cc/dashboard".into());
+        add(managed);
+        add(process(20, 1, me, "python3 -m app dashboard --port 9999"));
+        add(process(21, 20, me, "sleep 100"));
+        add(process(30, 1, me, "bridge-worker --loop"));
+        let mut marked = process(40, 1, me, "sh -c stuff");
+        marked.markers = Some(crate::discover::markers::Markers {
+            project: "cc".into(),
+            service: Some("worker".into()),
+            run_id: None,
+        });
+        add(marked);
+        let mut holder = process(50, 1, me, "nginx");
+        holder.listening.push(Listening {
+            protocol: "tcp",
+            address: "0.0.0.0".into(),
+            port: Some(8110),
+            inode: 1,
+        });
+        add(holder);
+        add(process(60, 1, me + 1, "python3 -m app dashboard --port 7000"));
+        add(process(70, 1, me, "unrelated"));
+        let scope = ScopeHandle {
+            backend: crate::contain::BackendKind::Cgroupfs,
+            project: "cc".into(),
+            service: "dashboard".into(),
+            instance: None,
+            unit: None,
+            cgroup: Some("/sys/fs/cgroup/ccscope/cc/dashboard".into()),
+            pgid: None,
+            run_id: None,
+        };
+        let scopes = [(scope, vec![10])];
+        let got = classify(
+            &snapshot,
+            &config(),
+            &Scopes {
+                scopes: &scopes,
+                v2_mount: Some(Path::new("/sys/fs/cgroup")),
+            },
+        );
+        let view: Vec<(i32, Class, Option<&str>)> = got
+            .iter()
+            .map(|c| (c.pid, c.class, c.service.as_deref()))
+            .collect();
+        assert_eq!(
+            view,
+            vec![
+                (10, Class::Managed, Some("dashboard")),
+                (20, Class::Stray, Some("dashboard")),
+                (21, Class::Stray, Some("dashboard")),
+                (30, Class::Stray, Some("worker")),
+                (40, Class::Stray, Some("worker")),
+                (50, Class::Foreign, Some("dashboard")),
+                (60, Class::Foreign, Some("dashboard")),
+            ]
+        );
+        let why = |pid: i32| got.iter().find(|c| c.pid == pid).unwrap().reason.clone();
+        assert!(why(20).contains("/app dashboard/"), "{}", why(20));
+        assert!(why(21).contains("descends from stray pid 20"), "{}", why(21));
+        assert!(why(30).contains("bridge-worker"), "{}", why(30));
+        assert!(why(40).contains("CCSCOPE_PROJECT=cc"), "{}", why(40));
+        assert!(why(50).contains("port 8110"), "{}", why(50));
+        assert!(why(60).contains("uid"), "{}", why(60));
+    }
+}

@@ -1,0 +1,275 @@
+//! One pass over procfs: every process (identity, parent, owner, executable, command line,
+//! cgroup, `CCSCOPE_*` markers where readable) and every listening socket (TCP and UDP over
+//! IPv4 and IPv6, Unix), joined to the processes holding them through the socket inodes in
+//! `/proc/PID/fd`. Processes that vanish mid-scan or cannot be read are skipped and counted,
+//! never an error.
+//!
+//! Our own parser rather than the `procfs` crate: it reads only the files discovery needs,
+//! each once, and reuses one buffer.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::identity::{ProcessIdentity, StatLine};
+use super::markers::{self, Markers};
+use super::sockets;
+
+/// A listening socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listening {
+    /// `tcp`, `tcp6`, `udp`, `udp6` or `unix`.
+    pub protocol: &'static str,
+    /// The local address (`127.0.0.1`, `::`), or the path of a Unix socket (`@name` if abstract).
+    pub address: String,
+    /// The port (none for Unix sockets).
+    pub port: Option<u16>,
+    #[serde(skip)]
+    pub inode: u64,
+}
+
+/// One process as the scan saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScannedProcess {
+    pub pid: i32,
+    pub start_time: u64,
+    pub ppid: i32,
+    pub uid: u32,
+    /// The file name of /proc/PID/exe (None where it cannot be read: another user's, a kernel
+    /// thread).
+    pub exe: Option<String>,
+    pub comm: String,
+    /// Arguments joined by spaces.
+    pub command_line: String,
+    /// The v2 cgroup, relative to the mount (`/user.slice/…`).
+    pub cgroup: Option<String>,
+    #[serde(skip)]
+    pub markers: Option<Markers>,
+    pub listening: Vec<Listening>,
+}
+
+impl ScannedProcess {
+    pub fn identity(&self) -> ProcessIdentity {
+        ProcessIdentity {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+    }
+}
+
+/// What one pass found.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// By pid.
+    pub processes: HashMap<i32, ScannedProcess>,
+    /// Processes that vanished mid-scan or could not be read.
+    pub skipped: usize,
+}
+
+impl Snapshot {
+    /// `pid` and its descendants, parents first.
+    pub fn subtree(&self, pid: i32) -> Vec<i32> {
+        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        for p in self.processes.values() {
+            children.entry(p.ppid).or_default().push(p.pid);
+        }
+        let mut all = vec![pid];
+        let mut i = 0;
+        while i < all.len() {
+            if let Some(kids) = children.get(&all[i]) {
+                let mut kids = kids.clone();
+                kids.sort_unstable();
+                all.extend(kids.into_iter().filter(|k| *k != pid));
+            }
+            i += 1;
+        }
+        all
+    }
+}
+
+/// Scans `proc_root` (normally `/proc`).
+pub fn scan(proc_root: &Path) -> Snapshot {
+    let listening = listening_sockets(proc_root);
+    let by_inode: HashMap<u64, &Listening> = listening.iter().map(|l| (l.inode, l)).collect();
+    let mut snapshot = Snapshot::default();
+    let mut buf = Vec::with_capacity(8192);
+    for (pid, dir) in super::pid_dirs(proc_root) {
+        match read_process(pid, &dir, &by_inode, &mut buf) {
+            Some(p) => {
+                snapshot.processes.insert(pid, p);
+            }
+            None => snapshot.skipped += 1,
+        }
+    }
+    snapshot
+}
+
+/// Reads a small procfs file into `buf` (cleared first).
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    fs::File::open(path)?.read_to_end(buf).map(drop)
+}
+
+fn read_process(
+    pid: i32,
+    dir: &Path,
+    sockets: &HashMap<u64, &Listening>,
+    buf: &mut Vec<u8>,
+) -> Option<ScannedProcess> {
+    let uid = fs::metadata(dir).ok()?.uid();
+    read_into(&dir.join("stat"), buf).ok()?;
+    let stat = StatLine::parse(std::str::from_utf8(buf).ok()?)?;
+    if stat.is_zombie() {
+        return None;
+    }
+    read_into(&dir.join("cmdline"), buf).ok()?;
+    let command_line = join_args(buf);
+    let cgroup = read_into(&dir.join("cgroup"), buf).ok().and_then(|()| {
+        std::str::from_utf8(buf)
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .map(str::to_string)
+    });
+    let markers = read_into(&dir.join("environ"), buf)
+        .ok()
+        .and_then(|()| markers::parse_environ(buf));
+    let exe = fs::read_link(dir.join("exe")).ok().and_then(|p| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(" (deleted)").to_string())
+    });
+    let mut listening = Vec::new();
+    if !sockets.is_empty() {
+        if let Ok(fds) = fs::read_dir(dir.join("fd")) {
+            let mut seen = HashSet::new();
+            for fd in fds.flatten() {
+                if let Some(l) = fs::read_link(fd.path())
+                    .ok()
+                    .and_then(|t| socket_inode(&t.to_string_lossy()))
+                    .and_then(|inode| sockets.get(&inode))
+                {
+                    if seen.insert(l.inode) {
+                        listening.push((*l).clone());
+                    }
+                }
+            }
+        }
+    }
+    Some(ScannedProcess {
+        pid,
+        start_time: stat.start_time,
+        ppid: stat.ppid,
+        uid,
+        exe,
+        comm: stat.comm,
+        command_line,
+        cgroup,
+        markers,
+        listening,
+    })
+}
+
+fn join_args(block: &[u8]) -> String {
+    let trimmed = block.strip_suffix(&[0]).unwrap_or(block);
+    String::from_utf8_lossy(trimmed).replace('\0', " ")
+}
+
+fn socket_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Every listening socket of this network namespace: TCP in state LISTEN, UDP sockets bound
+/// to a port (state 07, unconnected), Unix sockets in state LISTEN or datagram sockets with a
+/// path.
+pub fn listening_sockets(proc_root: &Path) -> Vec<Listening> {
+    let mut all = Vec::new();
+    for (table, protocol) in [("net/tcp", "tcp"), ("net/tcp6", "tcp6")] {
+        if let Ok(text) = fs::read_to_string(proc_root.join(table)) {
+            all.extend(sockets::parse_tcp_table(&text).into_iter().map(|l| Listening {
+                protocol,
+                address: l.address,
+                port: Some(l.port),
+                inode: l.inode,
+            }));
+        }
+    }
+    for (table, protocol) in [("net/udp", "udp"), ("net/udp6", "udp6")] {
+        if let Ok(text) = fs::read_to_string(proc_root.join(table)) {
+            all.extend(
+                sockets::parse_table(&text, "07")
+                    .into_iter()
+                    .map(|l| Listening {
+                        protocol,
+                        address: l.address,
+                        port: Some(l.port),
+                        inode: l.inode,
+                    }),
+            );
+        }
+    }
+    if let Ok(text) = fs::read_to_string(proc_root.join("net/unix")) {
+        all.extend(parse_unix_table(&text));
+    }
+    all
+}
+
+/// `/proc/net/unix`: `Num RefCount Protocol Flags Type St Inode Path`. Listening: flags
+/// `00010000` (__SO_ACCEPTCON) with a path.
+pub fn parse_unix_table(text: &str) -> Vec<Listening> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let path = f.get(7)?;
+            if *f.get(3)? != "00010000" {
+                return None;
+            }
+            Some(Listening {
+                protocol: "unix",
+                address: path.to_string(),
+                port: None,
+                inode: f.get(6)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_unix_listeners_only() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path\n\
+            0000000000000000: 00000002 00000000 00010000 0001 01 21925 /run/dbus/system_bus_socket\n\
+            0000000000000000: 00000003 00000000 00000000 0001 03 21926 /run/dbus/system_bus_socket\n\
+            0000000000000000: 00000002 00000000 00000000 0002 01 999\n";
+        let got = parse_unix_table(text);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].address, "/run/dbus/system_bus_socket");
+        assert_eq!(got[0].inode, 21925);
+    }
+
+    #[test]
+    fn one_pass_sees_this_process_its_parent_and_its_listening_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let snapshot = scan(Path::new("/proc"));
+        let me = &snapshot.processes[&(std::process::id() as i32)];
+        assert_eq!(me.ppid, std::os::unix::process::parent_id() as i32);
+        assert!(me.command_line.contains("ccscope"), "{}", me.command_line);
+        assert!(me.cgroup.is_some());
+        assert!(
+            me.listening
+                .iter()
+                .any(|l| l.protocol == "tcp" && l.port == Some(port)),
+            "{:?}",
+            me.listening
+        );
+        assert!(snapshot.subtree(1).len() > 1, "pid 1 has descendants");
+    }
+}
