@@ -77,7 +77,19 @@ print_env() {
     printf 'export CCSCOPE_TEST_ENV=1\n'
 }
 
+# The unprivileged user the tests run "another user's" processes as (never adopted, never
+# killed). Created once; left in place (it owns nothing and cannot log in).
+OTHER_USER=ccscope-other
+ensure_other_user() {
+    id -u "$OTHER_USER" >/dev/null 2>&1 && return
+    if [ "$(id -u)" = 0 ] && command -v useradd >/dev/null; then
+        useradd --system --no-create-home --shell /usr/sbin/nologin "$OTHER_USER" \
+            || die "could not create the test user $OTHER_USER"
+    fi
+}
+
 up() {
+    ensure_other_user
     if [ -f "$ENV_DIR/external" ]; then print_env; return; fi
     if [ ! -d "$ENV_DIR" ] && host_has_user_manager && journald_works; then
         mkdir -p "$ENV_DIR"

@@ -67,8 +67,32 @@ impl Context {
         )?)
     }
 
-    /// Opens the registry and tells the user about anything opening had to repair.
+    /// Opens the registry and tells the user about anything opening had to repair. A registry
+    /// that was corrupt (and moved aside) is rebuilt for the configured project from its live
+    /// scopes and discovery (`ccscope registry rebuild`).
     pub fn open_registry(&self, config: Option<&Config>) -> Result<Registry, CliError> {
+        let (registry, moved_aside) = self.open_registry_reporting(config)?;
+        if let (true, Some(config)) = (moved_aside, config) {
+            let rebuilt = super::contain_args::runtime()?.block_on(
+                super::registry_cmd::rebuild(config, &registry, crate::contain::BusKind::Session),
+            )?;
+            self.warn(&format!(
+                "registry rebuilt for `{}`: {} process(es) in its scopes and {} stray(s) registered",
+                rebuilt.project, rebuilt.managed, rebuilt.strays
+            ));
+        }
+        Ok(registry)
+    }
+
+    /// Opens the registry without rebuilding it (for `registry rebuild` itself).
+    pub fn open_registry_plain(&self, config: Option<&Config>) -> Result<Registry, CliError> {
+        Ok(self.open_registry_reporting(config)?.0)
+    }
+
+    fn open_registry_reporting(
+        &self,
+        config: Option<&Config>,
+    ) -> Result<(Registry, bool), CliError> {
         let dir = self.state_dir(config)?;
         tracing::info!(path = %dir.path.display(), origin = ?dir.origin, "state directory");
         let (registry, report) = Registry::open(&dir)?;
@@ -82,7 +106,7 @@ impl Context {
         for repair in &report.repairs {
             self.warn(repair);
         }
-        Ok(registry)
+        Ok((registry, report.moved_aside.is_some()))
     }
 
     /// A warning on stderr: `warning: …`, or one JSON line `{"warning": "…"}` with --json.

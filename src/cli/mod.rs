@@ -1,14 +1,17 @@
 //! The command line: clap definitions, one file per subcommand, and the dispatch that maps
 //! every outcome to a documented exit code. No logic beyond shaping arguments lives here.
 
+mod adopt;
 mod check;
 mod completions;
 mod contain_args;
 mod context;
+mod discover;
 mod doctor;
 mod exec;
 mod init;
 mod ps;
+mod registry_cmd;
 mod run;
 mod status;
 mod stop;
@@ -80,6 +83,13 @@ pub enum Command {
     Stop(stop::StopArgs),
     /// Each service as its scope shows it: state, processes, uptime, ports, CPU and memory
     Status(status::StatusArgs),
+    /// Every process of the project: managed, stray or foreign, and why
+    Discover(discover::DiscoverArgs),
+    /// Move strays (with their descendants) into their service's scope, and register them
+    Adopt(adopt::AdoptArgs),
+    /// Commands on the registry
+    #[command(subcommand)]
+    Registry(registry_cmd::RegistryCommand),
     /// Show which containment backend this host gets, which limits hold, and what answers
     Doctor(doctor::DoctorArgs),
     /// Print a shell completion script
@@ -93,6 +103,8 @@ pub enum Command {
 pub enum DebugCommand {
     /// The same as `ccscope ps`
     ListProcesses(ps::PsArgs),
+    /// The same as `ccscope discover`
+    DiscoverServices(discover::DiscoverArgs),
 }
 
 fn exit_code_help() -> String {
@@ -133,6 +145,11 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Exec(args) => exec::run(&ctx, &args),
         Command::Run(args) => run::run(&ctx, &args),
+        Command::Discover(args) | Command::Debug(DebugCommand::DiscoverServices(args)) => {
+            discover::run(&ctx, &args)
+        }
+        Command::Adopt(args) => adopt::run(&ctx, &args),
+        Command::Registry(command) => registry_cmd::run(&ctx, &command),
         Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Stop(args) => stop::run(&ctx, &args),
         Command::Status(args) => status::run(&ctx, &args),

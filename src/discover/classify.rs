@@ -152,7 +152,11 @@ pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Ve
     };
 
     let mut found: BTreeMap<i32, Classified> = BTreeMap::new();
-    let entry = |p: &ScannedProcess, class: Class, service: Option<String>, scope: Option<String>, reason: String| Classified {
+    let entry = |p: &ScannedProcess,
+                 class: Class,
+                 service: Option<String>,
+                 scope: Option<String>,
+                 reason: String| Classified {
         class,
         pid: p.pid,
         start_time: p.start_time,
@@ -174,23 +178,37 @@ pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Ve
             let reason = format!("inside {}", scope.display_name());
             found.insert(
                 p.pid,
-                entry(p, Class::Managed, Some(scope.service.clone()), Some(scope.display_name()), reason),
+                entry(
+                    p,
+                    Class::Managed,
+                    Some(scope.service.clone()),
+                    Some(scope.display_name()),
+                    reason,
+                ),
             );
             continue;
         }
         let matched = match &p.markers {
-            Some(m) if m.project == project => Some((
+            // Another project's: its markers say so, whatever its command line looks like.
+            Some(m) if m.project != project => None,
+            Some(m) => Some((
                 m.service.clone(),
                 format!(
                     "carries CCSCOPE_PROJECT={project}{} outside every scope",
-                    m.service.as_ref().map_or(String::new(), |s| format!(" (service {s})"))
+                    m.service
+                        .as_ref()
+                        .map_or(String::new(), |s| format!(" (service {s})"))
                 ),
             )),
             _ => rules.iter().find_map(|r| {
                 if let Some(re) = r.cmdline.iter().find(|re| re.is_match(&p.command_line)) {
                     return Some((
                         Some(r.service.clone()),
-                        format!("its command line matches /{}/, a discover rule of {}", re.as_str(), r.service),
+                        format!(
+                            "its command line matches /{}/, a discover rule of {}",
+                            re.as_str(),
+                            r.service
+                        ),
                     ));
                 }
                 let exe = p.exe.as_deref().unwrap_or(&p.comm);
@@ -206,7 +224,10 @@ pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Ve
             let (class, reason) = if p.uid == me {
                 (Class::Stray, reason)
             } else {
-                (Class::Foreign, format!("{reason}, but it belongs to uid {} (not ours)", p.uid))
+                (
+                    Class::Foreign,
+                    format!("{reason}, but it belongs to uid {} (not ours)", p.uid),
+                )
             };
             found.insert(p.pid, entry(p, class, service, None, reason));
         }
@@ -227,7 +248,11 @@ pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Ve
             if in_scope(p).is_some() {
                 continue;
             }
-            let class = if p.uid == me { Class::Stray } else { Class::Foreign };
+            let class = if p.uid == me {
+                Class::Stray
+            } else {
+                Class::Foreign
+            };
             let reason = format!("descends from stray pid {root_pid}");
             found.insert(pid, entry(p, class, service.clone(), None, reason));
         }
@@ -241,13 +266,41 @@ pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Ve
             .into_iter()
             .find_map(|port| declared.get(&port).map(|s| (port, s.clone())))
         {
-            let reason = format!("not this project's, but listens on port {port}, which {service} declares");
+            let reason =
+                format!("not this project's, but listens on port {port}, which {service} declares");
             found.insert(p.pid, entry(p, Class::Foreign, Some(service), None, reason));
         }
     }
     let mut all: Vec<Classified> = found.into_values().collect();
     all.sort_by(|a, b| (a.class, &a.service, a.pid).cmp(&(b.class, &b.service, b.pid)));
     all
+}
+
+/// A fresh scan of the project: its scopes from every backend, one procfs pass, and the
+/// classification. Returns the snapshot too (for subtrees) and how many processes it skipped.
+pub async fn discover(
+    config: &Config,
+    backends: &[crate::contain::AnyContainment],
+) -> (Snapshot, Vec<(ScopeHandle, Vec<i32>)>, Vec<Classified>) {
+    use crate::contain::Containment;
+    let mut scopes = Vec::new();
+    for backend in backends {
+        for scope in backend.list(&config.project.name).await.unwrap_or_default() {
+            let pids = backend.processes(&scope).await.unwrap_or_default();
+            scopes.push((scope, pids));
+        }
+    }
+    let snapshot = super::scan::scan(Path::new("/proc"));
+    let mount = crate::contain::cgroup::v2_mount().ok().flatten();
+    let classified = classify(
+        &snapshot,
+        config,
+        &Scopes {
+            scopes: &scopes,
+            v2_mount: mount.as_deref(),
+        },
+    );
+    (snapshot, scopes, classified)
 }
 
 fn ports_of(p: &ScannedProcess) -> Vec<u16> {
@@ -317,8 +370,20 @@ mod tests {
             inode: 1,
         });
         add(holder);
-        add(process(60, 1, me + 1, "python3 -m app dashboard --port 7000"));
+        add(process(
+            60,
+            1,
+            me + 1,
+            "python3 -m app dashboard --port 7000",
+        ));
         add(process(70, 1, me, "unrelated"));
+        let mut elsewhere = process(80, 1, me, "python3 -m app dashboard --port 7100");
+        elsewhere.markers = Some(crate::discover::markers::Markers {
+            project: "other".into(),
+            service: Some("dashboard".into()),
+            run_id: None,
+        });
+        add(elsewhere);
         let scope = ScopeHandle {
             backend: crate::contain::BackendKind::Cgroupfs,
             project: "cc".into(),
@@ -356,7 +421,11 @@ mod tests {
         );
         let why = |pid: i32| got.iter().find(|c| c.pid == pid).unwrap().reason.clone();
         assert!(why(20).contains("/app dashboard/"), "{}", why(20));
-        assert!(why(21).contains("descends from stray pid 20"), "{}", why(21));
+        assert!(
+            why(21).contains("descends from stray pid 20"),
+            "{}",
+            why(21)
+        );
         assert!(why(30).contains("bridge-worker"), "{}", why(30));
         assert!(why(40).contains("CCSCOPE_PROJECT=cc"), "{}", why(40));
         assert!(why(50).contains("port 8110"), "{}", why(50));

@@ -1,9 +1,9 @@
 //! procfs: who a process is, whether it still lives. (The full discovery engine, socket
 //! tables and classification, grows here.)
 
+pub mod classify;
 mod identity;
 pub mod markers;
-pub mod classify;
 pub mod project;
 pub mod scan;
 pub mod sockets;

@@ -139,8 +139,11 @@ fn read_process(
         .ok()
         .and_then(|()| markers::parse_environ(buf));
     let exe = fs::read_link(dir.join("exe")).ok().and_then(|p| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().trim_end_matches(" (deleted)").to_string())
+        p.file_name().map(|n| {
+            n.to_string_lossy()
+                .trim_end_matches(" (deleted)")
+                .to_string()
+        })
     });
     let mut listening = Vec::new();
     if !sockets.is_empty() {
@@ -179,7 +182,10 @@ fn join_args(block: &[u8]) -> String {
 }
 
 fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 /// Every listening socket of this network namespace: TCP in state LISTEN, UDP sockets bound
@@ -189,12 +195,16 @@ pub fn listening_sockets(proc_root: &Path) -> Vec<Listening> {
     let mut all = Vec::new();
     for (table, protocol) in [("net/tcp", "tcp"), ("net/tcp6", "tcp6")] {
         if let Ok(text) = fs::read_to_string(proc_root.join(table)) {
-            all.extend(sockets::parse_tcp_table(&text).into_iter().map(|l| Listening {
-                protocol,
-                address: l.address,
-                port: Some(l.port),
-                inode: l.inode,
-            }));
+            all.extend(
+                sockets::parse_tcp_table(&text)
+                    .into_iter()
+                    .map(|l| Listening {
+                        protocol,
+                        address: l.address,
+                        port: Some(l.port),
+                        inode: l.inode,
+                    }),
+            );
         }
     }
     for (table, protocol) in [("net/udp", "udp"), ("net/udp6", "udp6")] {

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::config::{Config, graph};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
-use crate::discover::{ProcFs, ProcessIdentity, markers};
+use crate::discover::{ProcFs, ProcessIdentity, classify, markers};
 use crate::registry::{ProcessFilter, Registry, RegistryError};
 use crate::sys::{self, Signalled};
 
@@ -108,20 +108,6 @@ fn marked(project: &str, protected: &BTreeSet<i32>) -> Vec<markers::MarkedProces
         .collect()
 }
 
-/// Whether `pid` lives in one of the scopes' cgroups (or, without cgroups, is one of their
-/// members).
-fn inside(pid: i32, cgroups: &[String], members: &BTreeSet<i32>) -> bool {
-    if members.contains(&pid) {
-        return true;
-    }
-    match cgroup::cgroup_of(pid) {
-        Ok(own) => cgroups
-            .iter()
-            .any(|c| cgroup::is_cgroup(Path::new(c), &own)),
-        Err(_) => false,
-    }
-}
-
 /// Stops everything of `config`'s project that `backends` can see, plus every stray.
 pub async fn stop(
     config: &Config,
@@ -173,28 +159,29 @@ pub async fn stop(
             .push((b, s));
     }
 
-    let cgroups: Vec<String> = by_rank
+    // Strays: what the discovery engine counts as this project's outside every scope (its
+    // markers, its services' discover rules, their descendants), never another user's.
+    let listed: Vec<(ScopeHandle, Vec<i32>)> = by_rank
         .values()
         .flatten()
-        .filter_map(|(_, s)| s.cgroup.as_ref().map(|c| c.display().to_string()))
-        .collect();
-    let members: BTreeSet<i32> = by_rank
-        .values()
-        .flatten()
-        .filter(|(_, s)| s.cgroup.is_none())
-        .flat_map(|(_, s)| seen[&s.display_name()].iter().copied())
+        .map(|(_, s)| (s.clone(), seen[&s.display_name()].clone()))
         .collect();
     let find_strays = || -> Vec<StrayStop> {
-        let procfs = ProcFs::default();
-        marked(project, &protected)
+        let snapshot = crate::discover::scan::scan(Path::new("/proc"));
+        let mount = cgroup::v2_mount().ok().flatten();
+        let scopes = classify::Scopes {
+            scopes: &listed,
+            v2_mount: mount.as_deref(),
+        };
+        classify::classify(&snapshot, config, &scopes)
             .into_iter()
-            .filter(|p| !inside(p.identity.pid, &cgroups, &members))
-            .map(|p| StrayStop {
-                pid: p.identity.pid,
-                start_time: p.identity.start_time,
-                service: p.markers.service.clone(),
-                command_line: procfs.cmdline(p.identity.pid).unwrap_or_default(),
-                reason: "carries this project's CCSCOPE_PROJECT marker outside every scope".into(),
+            .filter(|c| c.class == classify::Class::Stray && !protected.contains(&c.pid))
+            .map(|c| StrayStop {
+                pid: c.pid,
+                start_time: c.start_time,
+                service: c.service,
+                command_line: c.command_line,
+                reason: c.reason,
                 killed_by_force: false,
             })
             .collect()

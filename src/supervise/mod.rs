@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{Event as AuditEvent, Priority};
 use crate::config::{Config, DependencyCondition, Launch, RestartMode, graph};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
-use crate::discover::{ProcFs, markers, sockets};
+use crate::discover::{ProcFs, sockets};
 use crate::launch::{LaunchError, LaunchSpec, Launched, OutputTarget, launch};
 use crate::registry::{NewRun, ProcessFilter, Registry, RunState, ServiceStateRecord};
 use crate::stop::{ShutdownReport, StopOptions};
@@ -497,59 +497,82 @@ impl Supervisor<'_> {
     /// Every declared port of a service about to start must be free; a holder is named, and
     /// never touched.
     fn check_ports(&self) -> Result<(), RunError> {
+        use crate::discover::classify::{self, Class};
         let proc_root = Path::new("/proc");
+        let wanted: Vec<(&String, u16)> = self
+            .selected
+            .iter()
+            // An adopted-back service's port is its own.
+            .filter(|name| !self.services.contains_key(*name))
+            .flat_map(|name| {
+                self.config.services[name]
+                    .ports
+                    .iter()
+                    .map(move |p| (name, *p))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let snapshot = crate::discover::scan::scan(proc_root);
+        let mount = crate::contain::cgroup::v2_mount().ok().flatten();
+        let classified = classify::classify(
+            &snapshot,
+            self.config,
+            &classify::Scopes {
+                scopes: &[],
+                v2_mount: mount.as_deref(),
+            },
+        );
         let mut conflicts = Vec::new();
-        for name in &self.selected {
-            if self.services.contains_key(name) {
-                continue; // adopted back: the port is its own
-            }
-            for port in &self.config.services[name].ports {
-                let Some((listener, pids)) = sockets::port_holder(proc_root, *port) else {
-                    continue;
-                };
-                let holder = match pids.first() {
-                    Some(pid) => self.describe_holder(*pid),
-                    None => {
-                        "a process ccscope cannot see (another user's, or another namespace)".into()
-                    }
-                };
+        let mut strays = Vec::new();
+        for (name, port) in wanted {
+            let Some((listener, pids)) = sockets::port_holder(proc_root, port) else {
+                continue;
+            };
+            let Some(pid) = pids.first().copied() else {
                 conflicts.push(format!(
-                    "port {port} needed by {name} is held on {} by {holder}",
+                    "port {port} needed by {name} is held on {} by a process ccscope cannot see (another user's, or another namespace)",
                     listener.address
                 ));
-            }
+                continue;
+            };
+            let holder = snapshot.processes.get(&pid);
+            let command = holder.map_or("?".to_string(), |p| p.command_line.clone());
+            let age = holder
+                .and_then(|p| process_age(p.start_time))
+                .map(|s| format!(" {} ago", human_age(s)))
+                .unwrap_or_default();
+            let class = classified.iter().find(|c| c.pid == pid);
+            let whose = match class.map(|c| c.class) {
+                Some(Class::Stray) => {
+                    strays.push(pid);
+                    let origin = match holder.and_then(|p| p.markers.as_ref()) {
+                        Some(_) => "left by an earlier run",
+                        None => "started by hand",
+                    };
+                    format!("{origin}{age}, stray of this project")
+                }
+                _ => format!("started{age}, not this project's: ccscope leaves it alone"),
+            };
+            conflicts.push(format!(
+                "port {port} needed by {name} is held on {} by pid {pid} (`{command}`, {whose})",
+                listener.address
+            ));
         }
         if conflicts.is_empty() {
             return Ok(());
         }
+        let hint = if strays.is_empty() {
+            "stop that process, or change the port in the stack definition".to_string()
+        } else {
+            let pids: Vec<String> = strays.iter().map(i32::to_string).collect();
+            format!("`ccscope adopt {}` or `ccscope stop`", pids.join(" "))
+        };
         Err(RunError::Refused {
             message: conflicts.join("; "),
-            hint: "stop that process, or change the port in the stack definition; if it is this project's, `ccscope stop` stops it".into(),
+            hint,
         })
-    }
-
-    fn describe_holder(&self, pid: i32) -> String {
-        let procfs = ProcFs::default();
-        let cmdline = procfs.cmdline(pid).unwrap_or_else(|_| "?".into());
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok();
-        let ours = environ
-            .as_deref()
-            .and_then(markers::parse_environ)
-            .filter(|m| m.project == self.project);
-        let whose = match ours {
-            Some(m) => format!(
-                "a stray of this project (service {})",
-                m.service.as_deref().unwrap_or("?")
-            ),
-            None => "not this project's".to_string(),
-        };
-        let age = procfs
-            .identity(pid)
-            .ok()
-            .and_then(|id| process_age(id.start_time))
-            .map(|s| format!(", started {} ago", human_age(s)))
-            .unwrap_or_default();
-        format!("pid {pid} (`{cmdline}`{age}, {whose})")
     }
 
     // ---- the loop ---------------------------------------------------------------------------
