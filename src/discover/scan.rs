@@ -95,15 +95,46 @@ impl Snapshot {
 pub fn scan(proc_root: &Path) -> Snapshot {
     let listening = listening_sockets(proc_root);
     let by_inode: HashMap<u64, &Listening> = listening.iter().map(|l| (l.inode, l)).collect();
-    let mut snapshot = Snapshot::default();
-    let mut buf = Vec::with_capacity(8192);
-    for (pid, dir) in super::pid_dirs(proc_root) {
-        match read_process(pid, &dir, &by_inode, &mut buf) {
-            Some(p) => {
-                snapshot.processes.insert(pid, p);
+    let dirs: Vec<(i32, std::path::PathBuf)> = super::pid_dirs(proc_root).collect();
+    // Processes are independent: the pass is split over the CPUs.
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8)
+        .min(dirs.len().div_ceil(256).max(1));
+    let chunk = dirs.len().div_ceil(workers).max(1);
+    let read_chunk = |part: &[(i32, std::path::PathBuf)]| {
+        let mut buf = Vec::with_capacity(8192);
+        let mut link = [0u8; 64];
+        let mut found = Vec::with_capacity(part.len());
+        let mut skipped = 0;
+        for (pid, dir) in part {
+            match read_process(*pid, dir, &by_inode, &mut buf, &mut link) {
+                Some(p) => found.push(p),
+                None => skipped += 1,
             }
-            None => snapshot.skipped += 1,
         }
+        (found, skipped)
+    };
+    let parts: Vec<(Vec<ScannedProcess>, usize)> = if workers == 1 {
+        vec![read_chunk(&dirs)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = dirs
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || read_chunk(part)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
+    };
+    let mut snapshot = Snapshot::default();
+    for (found, skipped) in parts {
+        snapshot.skipped += skipped;
+        snapshot
+            .processes
+            .extend(found.into_iter().map(|p| (p.pid, p)));
     }
     snapshot
 }
@@ -119,6 +150,7 @@ fn read_process(
     dir: &Path,
     sockets: &HashMap<u64, &Listening>,
     buf: &mut Vec<u8>,
+    link: &mut [u8; 64],
 ) -> Option<ScannedProcess> {
     let uid = fs::metadata(dir).ok()?.uid();
     read_into(&dir.join("stat"), buf).ok()?;
@@ -149,12 +181,16 @@ fn read_process(
     if !sockets.is_empty() {
         if let Ok(fds) = fs::read_dir(dir.join("fd")) {
             let mut seen = HashSet::new();
+            let fd_dir = fds_dir_fd(dir);
             for fd in fds.flatten() {
-                if let Some(l) = fs::read_link(fd.path())
-                    .ok()
-                    .and_then(|t| socket_inode(&t.to_string_lossy()))
-                    .and_then(|inode| sockets.get(&inode))
-                {
+                // readlinkat into a stack buffer: thousands of descriptors, no allocation each.
+                let Some(target) = fd_dir
+                    .as_ref()
+                    .and_then(|d| read_link_at(d, &fd.file_name(), link))
+                else {
+                    continue;
+                };
+                if let Some(l) = socket_inode(target).and_then(|inode| sockets.get(&inode)) {
                     if seen.insert(l.inode) {
                         listening.push((*l).clone());
                     }
@@ -174,6 +210,41 @@ fn read_process(
         markers,
         listening,
     })
+}
+
+/// The process's `fd` directory, opened for `readlinkat`.
+fn fds_dir_fd(dir: &Path) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let path = crate::sys::cstring(dir.join("fd").as_os_str()).ok()?;
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// A symlink's target under `dir`, as text in `buf` (None if unreadable or longer).
+fn read_link_at<'b>(
+    dir: &std::os::fd::OwnedFd,
+    name: &std::ffi::OsStr,
+    buf: &'b mut [u8; 64],
+) -> Option<&'b str> {
+    use std::os::fd::AsRawFd;
+    let name = crate::sys::cstring(name).ok()?;
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n <= 0 || n as usize >= buf.len() {
+        return None;
+    }
+    std::str::from_utf8(&buf[..n as usize]).ok()
 }
 
 fn join_args(block: &[u8]) -> String {
