@@ -39,6 +39,9 @@ struct ServiceStatus {
     /// Seconds since its oldest process started.
     uptime_s: Option<u64>,
     ports: Vec<u16>,
+    /// Which of its declared ports something listens on now (TCP): a port is healthy only
+    /// while it is listening.
+    ports_listening: Vec<u16>,
     /// CPU time its cgroups used, from `cpu.stat` (null without a cgroup).
     cpu_usec: Option<u64>,
     /// Memory its cgroups use now, from `memory.current` (null where the memory controller
@@ -90,6 +93,11 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<i32, CliError> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let procfs = crate::discover::ProcFs::default();
+    let listening: std::collections::BTreeSet<u16> =
+        crate::discover::sockets::tcp_listeners(Path::new("/proc"))
+            .into_iter()
+            .map(|l| l.port)
+            .collect();
     let mut names: Vec<String> = config.services.keys().cloned().collect();
     for (scope, _) in &found {
         if !names.contains(&scope.service) {
@@ -135,6 +143,17 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<i32, CliError> {
                     .services
                     .get(&name)
                     .map(|s| s.ports.clone())
+                    .unwrap_or_default(),
+                ports_listening: config
+                    .services
+                    .get(&name)
+                    .map(|s| {
+                        s.ports
+                            .iter()
+                            .copied()
+                            .filter(|p| listening.contains(p))
+                            .collect()
+                    })
                     .unwrap_or_default(),
                 cpu_usec: sum(&cgroups, |c| stat_value(&c.join("cpu.stat"), "usage_usec")),
                 memory_bytes: sum(&cgroups, |c| read_number(&c.join("memory.current"))),
