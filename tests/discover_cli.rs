@@ -349,3 +349,42 @@ fn a_foreign_holder_a_reused_pid_and_another_users_process_are_never_touched() {
         assert!(alive(pid), "{what} (pid {pid}) survives every command");
     }
 }
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn a_corrupt_registry_is_rebuilt_from_the_live_scopes() {
+    require_test_env();
+    let project = project("rebuild");
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n[services.web]\ncommand = [\"sleep\", \"300\"]\n"
+        ),
+    );
+    sb.run(&["run", "--detach"]).expect_code(0);
+    // The file is garbage now; the supervisor keeps its own (renamed) copy open.
+    for side in ["registry.db-wal", "registry.db-shm"] {
+        let _ = std::fs::remove_file(sb.state_dir().join(side));
+    }
+    std::fs::write(sb.state_dir().join("registry.db"), vec![0x5a; 8192]).unwrap();
+    let ps = sb.run(&["ps", "--json"]);
+    ps.expect_code(0).expect_stderr_contains("registry rebuilt");
+    let doc = ps.json();
+    assert!(
+        doc["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["service"] == "web" && p["registered"] == true && p["inside_scope"] == true),
+        "the scope's processes are registered again: {doc}"
+    );
+    let rebuilt = sb
+        .run(&["registry", "rebuild", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(rebuilt["project"], project.as_str());
+    assert!(rebuilt["managed"].as_u64().unwrap() >= 1, "{rebuilt}");
+    sb.run(&["stop"]).expect_code(0);
+    assert_eq!(marked(&project), Vec::<i32>::new());
+}
