@@ -66,6 +66,42 @@ fn time_command(program: &str, args: &[&str], runs: usize) -> Option<Duration> {
     Some(median(times))
 }
 
+/// The fields our scan reads, read with the `procfs` crate (single-threaded).
+fn procfs_crate_scan() -> (usize, usize) {
+    use procfs::process::{FDTarget, all_processes};
+    let mut listening = std::collections::HashSet::new();
+    for table in [procfs::net::tcp(), procfs::net::tcp6()]
+        .into_iter()
+        .flatten()
+    {
+        for entry in table {
+            if entry.state == procfs::net::TcpState::Listen {
+                listening.insert(entry.inode);
+            }
+        }
+    }
+    let (mut processes, mut joined) = (0, 0);
+    for process in all_processes().unwrap().flatten() {
+        let Ok(_stat) = process.stat() else { continue };
+        let _ = process.uid();
+        let _ = process.cmdline();
+        let _ = process.cgroups();
+        let _ = process.environ();
+        let _ = process.exe();
+        if let Ok(fds) = process.fd() {
+            for fd in fds.flatten() {
+                if let FDTarget::Socket(inode) = fd.target {
+                    if listening.contains(&inode) {
+                        joined += 1;
+                    }
+                }
+            }
+        }
+        processes += 1;
+    }
+    (processes, joined)
+}
+
 fn main() {
     let python = std::env::var("BENCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let mount = cgroup::v2_mount().unwrap().expect("a cgroup2 mount");
@@ -160,6 +196,36 @@ fn main() {
         found.1,
         allocs,
         bytes as f64 / 1048576.0
+    );
+    // The same pass written with the `procfs` crate, for the choice of parser.
+    let _ = procfs_crate_scan();
+    let mut times = Vec::new();
+    let mut crate_found = (0, 0);
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        crate_found = procfs_crate_scan();
+        times.push(t.elapsed());
+    }
+    let with_crate = median(times);
+    println!(
+        "procfs crate, 1 thread  {:>9.1} ms  ({} processes, {} sockets joined)",
+        ms(with_crate),
+        crate_found.0,
+        crate_found.1
+    );
+    let one_thread = {
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            let t = Instant::now();
+            let _ = ccscope::discover::scan::scan_with(Path::new("/proc"), 1);
+            times.push(t.elapsed());
+        }
+        median(times)
+    };
+    println!(
+        "ccscope scan, 1 thread  {:>9.1} ms  ours/procfs crate (both 1 thread) = {:.2}",
+        ms(one_thread),
+        ms(one_thread) / ms(with_crate)
     );
     let peers: [(&str, &str, Vec<&str>, usize); 3] = [
         ("ss -ltnp", "ss", vec!["-ltnp"], RUNS),

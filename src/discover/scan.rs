@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use serde::Serialize;
@@ -91,16 +90,18 @@ impl Snapshot {
     }
 }
 
-/// Scans `proc_root` (normally `/proc`).
+/// Scans `proc_root` (normally `/proc`), split over the CPUs (up to 8 threads).
 pub fn scan(proc_root: &Path) -> Snapshot {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    scan_with(proc_root, cpus.min(8))
+}
+
+/// Scans with at most `threads` threads (processes are independent of one another).
+pub fn scan_with(proc_root: &Path, threads: usize) -> Snapshot {
     let listening = listening_sockets(proc_root);
     let by_inode: HashMap<u64, &Listening> = listening.iter().map(|l| (l.inode, l)).collect();
     let dirs: Vec<(i32, std::path::PathBuf)> = super::pid_dirs(proc_root).collect();
-    // Processes are independent: the pass is split over the CPUs.
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8)
-        .min(dirs.len().div_ceil(256).max(1));
+    let workers = threads.max(1).min(dirs.len().div_ceil(256).max(1));
     let chunk = dirs.len().div_ceil(workers).max(1);
     let read_chunk = |part: &[(i32, std::path::PathBuf)]| {
         let mut buf = Vec::with_capacity(8192);
@@ -139,12 +140,6 @@ pub fn scan(proc_root: &Path) -> Snapshot {
     snapshot
 }
 
-/// Reads a small procfs file into `buf` (cleared first).
-fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
-    fs::File::open(path)?.read_to_end(buf).map(drop)
-}
-
 fn read_process(
     pid: i32,
     dir: &Path,
@@ -152,50 +147,48 @@ fn read_process(
     buf: &mut Vec<u8>,
     link: &mut [u8; 64],
 ) -> Option<ScannedProcess> {
-    let uid = fs::metadata(dir).ok()?.uid();
-    read_into(&dir.join("stat"), buf).ok()?;
+    // The process's directory is opened once; every file is read relative to it (no path
+    // built, no path walked again).
+    let at = Dir::open(dir, libc::O_PATH)?;
+    let uid = at.owner()?;
+    at.read(c"stat", buf).ok()?;
     let stat = StatLine::parse(std::str::from_utf8(buf).ok()?)?;
     if stat.is_zombie() {
         return None;
     }
-    read_into(&dir.join("cmdline"), buf).ok()?;
+    at.read(c"cmdline", buf).ok()?;
     let command_line = join_args(buf);
-    let cgroup = read_into(&dir.join("cgroup"), buf).ok().and_then(|()| {
+    let cgroup = at.read(c"cgroup", buf).ok().and_then(|()| {
         std::str::from_utf8(buf)
             .ok()?
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
             .map(str::to_string)
     });
-    let markers = read_into(&dir.join("environ"), buf)
+    let markers = at
+        .read(c"environ", buf)
         .ok()
         .and_then(|()| markers::parse_environ(buf));
-    let exe = fs::read_link(dir.join("exe")).ok().and_then(|p| {
-        p.file_name().map(|n| {
-            n.to_string_lossy()
-                .trim_end_matches(" (deleted)")
-                .to_string()
-        })
+    let mut exe_buf = [0u8; 512];
+    let exe = at.read_link_into(c"exe", &mut exe_buf).and_then(|target| {
+        let name = target.rsplit('/').next()?;
+        Some(name.trim_end_matches(" (deleted)").to_string())
     });
     let mut listening = Vec::new();
     if !sockets.is_empty() {
-        if let Ok(fds) = fs::read_dir(dir.join("fd")) {
+        if let Some(fds) = at.open_dir(c"fd") {
             let mut seen = HashSet::new();
-            let fd_dir = fds_dir_fd(dir);
-            for fd in fds.flatten() {
+            fds.each_entry(|name| {
                 // readlinkat into a stack buffer: thousands of descriptors, no allocation each.
-                let Some(target) = fd_dir
-                    .as_ref()
-                    .and_then(|d| read_link_at(d, &fd.file_name(), link))
-                else {
-                    continue;
+                let Some(target) = fds.read_link_into(name, link) else {
+                    return;
                 };
                 if let Some(l) = socket_inode(target).and_then(|inode| sockets.get(&inode)) {
                     if seen.insert(l.inode) {
                         listening.push((*l).clone());
                     }
                 }
-            }
+            });
         }
     }
     Some(ScannedProcess {
@@ -212,39 +205,97 @@ fn read_process(
     })
 }
 
-/// The process's `fd` directory, opened for `readlinkat`.
-fn fds_dir_fd(dir: &Path) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    let path = crate::sys::cstring(dir.join("fd").as_os_str()).ok()?;
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
-}
+/// A directory opened once, read relative to its descriptor.
+struct Dir(std::os::fd::OwnedFd);
 
-/// A symlink's target under `dir`, as text in `buf` (None if unreadable or longer).
-fn read_link_at<'b>(
-    dir: &std::os::fd::OwnedFd,
-    name: &std::ffi::OsStr,
-    buf: &'b mut [u8; 64],
-) -> Option<&'b str> {
-    use std::os::fd::AsRawFd;
-    let name = crate::sys::cstring(name).ok()?;
-    let n = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n <= 0 || n as usize >= buf.len() {
-        return None;
+impl Dir {
+    fn open(path: &Path, flags: i32) -> Option<Dir> {
+        use std::os::fd::FromRawFd;
+        let path = crate::sys::cstring(path.as_os_str()).ok()?;
+        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+        (fd >= 0).then(|| Dir(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
     }
-    std::str::from_utf8(&buf[..n as usize]).ok()
+
+    fn raw(&self) -> i32 {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+
+    /// The directory's owner (for /proc/PID: the process's uid).
+    fn owner(&self) -> Option<u32> {
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        (unsafe { libc::fstat(self.raw(), &mut st) } == 0).then_some(st.st_uid)
+    }
+
+    /// Reads the file `name` into `buf` (cleared first).
+    fn read(&self, name: &std::ffi::CStr, buf: &mut Vec<u8>) -> std::io::Result<()> {
+        use std::os::fd::FromRawFd;
+        buf.clear();
+        let fd =
+            unsafe { libc::openat(self.raw(), name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut file = unsafe { fs::File::from_raw_fd(fd) };
+        file.read_to_end(buf).map(drop)
+    }
+
+    /// A subdirectory, opened for reading its entries.
+    fn open_dir(&self, name: &std::ffi::CStr) -> Option<Dir> {
+        use std::os::fd::FromRawFd;
+        let fd = unsafe {
+            libc::openat(
+                self.raw(),
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        (fd >= 0).then(|| Dir(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// A symlink's target, into a caller's (stack) buffer; None if unreadable or longer.
+    fn read_link_into<'b, const N: usize>(
+        &self,
+        name: &std::ffi::CStr,
+        buf: &'b mut [u8; N],
+    ) -> Option<&'b str> {
+        let n = unsafe {
+            libc::readlinkat(
+                self.raw(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n <= 0 || n as usize >= buf.len() {
+            return None;
+        }
+        std::str::from_utf8(&buf[..n as usize]).ok()
+    }
+
+    /// Calls `each` with the name of every entry but `.` and `..`.
+    fn each_entry(&self, mut each: impl FnMut(&std::ffi::CStr)) {
+        let copy = unsafe { libc::dup(self.raw()) };
+        if copy < 0 {
+            return;
+        }
+        // fdopendir owns `copy` from here; closedir closes it.
+        let stream = unsafe { libc::fdopendir(copy) };
+        if stream.is_null() {
+            unsafe { libc::close(copy) };
+            return;
+        }
+        loop {
+            let entry = unsafe { libc::readdir(stream) };
+            if entry.is_null() {
+                break;
+            }
+            let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+            if name.to_bytes() != b"." && name.to_bytes() != b".." {
+                each(name);
+            }
+        }
+        unsafe { libc::closedir(stream) };
+    }
 }
 
 fn join_args(block: &[u8]) -> String {
