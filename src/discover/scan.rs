@@ -315,24 +315,18 @@ fn socket_inode(link: &str) -> Option<u64> {
 /// path.
 pub fn listening_sockets(proc_root: &Path) -> Vec<Listening> {
     let mut all = Vec::new();
-    for (table, protocol) in [("net/tcp", "tcp"), ("net/tcp6", "tcp6")] {
+    // The table, the protocol, and the state that means listening (TCP LISTEN; an unconnected
+    // UDP socket).
+    let tables = [
+        ("net/tcp", "tcp", "0A"),
+        ("net/tcp6", "tcp6", "0A"),
+        ("net/udp", "udp", "07"),
+        ("net/udp6", "udp6", "07"),
+    ];
+    for (table, protocol, state) in tables {
         if let Ok(text) = fs::read_to_string(proc_root.join(table)) {
             all.extend(
-                sockets::parse_tcp_table(&text)
-                    .into_iter()
-                    .map(|l| Listening {
-                        protocol,
-                        address: l.address,
-                        port: Some(l.port),
-                        inode: l.inode,
-                    }),
-            );
-        }
-    }
-    for (table, protocol) in [("net/udp", "udp"), ("net/udp6", "udp6")] {
-        if let Ok(text) = fs::read_to_string(proc_root.join(table)) {
-            all.extend(
-                sockets::parse_table(&text, "07")
+                sockets::parse_table(&text, state)
                     .into_iter()
                     .map(|l| Listening {
                         protocol,
