@@ -12,7 +12,9 @@ use crate::config::Config;
 use crate::contain::{
     AnyContainment, BackendKind, Containment, ScopeHandle, ScopeSpec, all_available, detect,
 };
-use crate::discover::classify::{Class, Classified, discover, protected};
+use crate::discover::classify::{
+    Class, Classified, discover, in_any_ccscope_cgroup, owned_by, protected,
+};
 use crate::discover::scan::Snapshot;
 use crate::errors::CliError;
 use crate::exit_codes;
@@ -222,6 +224,12 @@ fn check(
             process.uid
         ));
     }
+    if in_any_ccscope_cgroup(process) {
+        return Err(format!(
+            "it is inside a scope of ccscope already ({})",
+            process.cgroup.as_deref().unwrap_or("?")
+        ));
+    }
     if let Some(m) = &process.markers {
         if m.project != project {
             return Err(format!("it belongs to project `{}`", m.project));
@@ -261,14 +269,29 @@ async fn move_subtree(
     protected: &std::collections::BTreeSet<i32>,
     me: u32,
 ) -> Result<(ScopeHandle, Vec<i32>), String> {
+    // Only what is plainly ours moves: not another user's, not another project's, not a
+    // process already in some ccscope scope (nor anything below such a process).
+    let project = config.project.name.as_str();
     let eligible = |p: &i32, snap: &Snapshot| {
-        !protected.contains(p) && snap.processes.get(p).is_some_and(|x| x.uid == me)
+        !protected.contains(p)
+            && snap.processes.get(p).is_some_and(|x| {
+                owned_by(x, me)
+                    && !in_any_ccscope_cgroup(x)
+                    && x.markers.as_ref().is_none_or(|m| m.project == project)
+            })
     };
-    let mut tree: Vec<i32> = snapshot
-        .subtree(pid)
-        .into_iter()
-        .filter(|p| eligible(p, snapshot))
-        .collect();
+    // The process the scan saw, and no other that got its pid since.
+    let same = |p: i32, snap: &Snapshot| {
+        snap.processes.get(&p).is_some_and(|x| {
+            crate::discover::ProcFs::default()
+                .identity(p)
+                .is_ok_and(|now| now == x.identity())
+        })
+    };
+    if !same(pid, snapshot) {
+        return Err("it exited (or its pid now names another process)".into());
+    }
+    let mut tree: Vec<i32> = pruned_subtree(snapshot, pid, &|p| eligible(&p, snapshot));
     let limits = config
         .services
         .get(service)
@@ -296,8 +319,12 @@ async fn move_subtree(
             (scope, vec![pid])
         }
     };
+    let mut current = snapshot.clone();
     for round in 0..3 {
         for p in &tree {
+            if !same(*p, &current) {
+                continue; // exited, or no longer the process we saw
+            }
             match backend.adopt(&scope, *p).await {
                 Ok(()) => moved.push(*p),
                 // Gone meanwhile: nothing to move.
@@ -307,16 +334,39 @@ async fn move_subtree(
         }
         // Children forked while we moved their parents.
         let again = crate::discover::scan::scan(std::path::Path::new("/proc"));
-        tree = again
-            .subtree(pid)
+        if !same(pid, &again) {
+            break;
+        }
+        // Those moved already sit in our scope now: the walk passes through them.
+        tree = pruned_subtree(&again, pid, &|p| moved.contains(&p) || eligible(&p, &again))
             .into_iter()
-            .filter(|p| !moved.contains(p) && eligible(p, &again))
+            .filter(|p| !moved.contains(p))
             .collect();
+        current = again;
         if tree.is_empty() || round == 2 {
             break;
         }
     }
     Ok((scope, moved))
+}
+
+/// `root` and the descendants reached through processes that `keep` accepts (a rejected
+/// process is skipped with everything below it).
+fn pruned_subtree(snapshot: &Snapshot, root: i32, keep: &dyn Fn(i32) -> bool) -> Vec<i32> {
+    let mut children: std::collections::HashMap<i32, Vec<i32>> = Default::default();
+    for p in snapshot.processes.values() {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
+    let mut all = Vec::new();
+    let mut stack = vec![root];
+    while let Some(pid) = stack.pop() {
+        if pid != root && !keep(pid) {
+            continue;
+        }
+        all.push(pid);
+        stack.extend(children.get(&pid).cloned().unwrap_or_default());
+    }
+    all
 }
 
 fn register(

@@ -118,6 +118,16 @@ pub fn protected(snapshot: &Snapshot) -> BTreeSet<i32> {
 
 /// Classifies every process of `snapshot` that concerns `config`'s project.
 pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Vec<Classified> {
+    classify_with(snapshot, config, scopes, &owned_by)
+}
+
+/// The same, with the test of "this process is plainly ours" given (unit tests use a fake).
+pub fn classify_with(
+    snapshot: &Snapshot,
+    config: &Config,
+    scopes: &Scopes<'_>,
+    owned_by: &dyn Fn(&ScannedProcess, u32) -> bool,
+) -> Vec<Classified> {
     let project = config.project.name.as_str();
     let me = crate::sys::euid();
     let protected = protected(snapshot);
@@ -200,7 +210,9 @@ pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Ve
                         .map_or(String::new(), |s| format!(" (service {s})"))
                 ),
             )),
-            _ => rules.iter().find_map(|r| {
+            // Another project's scope holds it (it was adopted there, say): not ours by rule.
+            None if in_any_ccscope_cgroup(p) => None,
+            None => rules.iter().find_map(|r| {
                 if let Some(re) = r.cmdline.iter().find(|re| re.is_match(&p.command_line)) {
                     return Some((
                         Some(r.service.clone()),
@@ -221,7 +233,7 @@ pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Ve
             }),
         };
         if let Some((service, reason)) = matched {
-            let (class, reason) = if p.uid == me {
+            let (class, reason) = if owned_by(p, me) {
                 (Class::Stray, reason)
             } else {
                 (
@@ -232,29 +244,42 @@ pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Ve
             found.insert(p.pid, entry(p, class, service, None, reason));
         }
     }
-    // Descendants of strays are strays of the same service.
+    // Descendants of strays are strays of the same service. The walk stops at a process
+    // that is not plainly ours (another uid, another project's markers, inside any ccscope
+    // scope or cgroup): neither it nor anything below it is inherited.
     let strays: Vec<i32> = found
         .values()
         .filter(|c| c.class == Class::Stray)
         .map(|c| c.pid)
         .collect();
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for p in snapshot.processes.values() {
+        children.entry(p.ppid).or_default().push(p.pid);
+    }
     for root in strays {
-        let (service, root_pid) = (found[&root].service.clone(), root);
-        for pid in snapshot.subtree(root).into_iter().skip(1) {
-            if found.contains_key(&pid) || protected.contains(&pid) {
+        let service = found[&root].service.clone();
+        let root_start = snapshot.processes[&root].start_time;
+        let mut stack: Vec<i32> = children.get(&root).cloned().unwrap_or_default();
+        while let Some(pid) = stack.pop() {
+            let Some(p) = snapshot.processes.get(&pid) else {
                 continue;
-            }
-            let p = &snapshot.processes[&pid];
-            if in_scope(p).is_some() {
-                continue;
-            }
-            let class = if p.uid == me {
-                Class::Stray
-            } else {
-                Class::Foreign
             };
-            let reason = format!("descends from stray pid {root_pid}");
-            found.insert(pid, entry(p, class, service.clone(), None, reason));
+            // A child cannot be older than its parent: an older one hangs off a reused pid.
+            let inherits = p.start_time >= root_start
+                && !protected.contains(&pid)
+                && in_scope(p).is_none()
+                && !in_any_ccscope_cgroup(p)
+                && p.markers.as_ref().is_none_or(|m| m.project == project)
+                && owned_by(p, me);
+            if !inherits || found.get(&pid).is_some_and(|c| c.class != Class::Stray) {
+                continue;
+            }
+            stack.extend(children.get(&pid).cloned().unwrap_or_default());
+            if found.contains_key(&pid) {
+                continue;
+            }
+            let reason = format!("descends from stray pid {root}");
+            found.insert(pid, entry(p, Class::Stray, service.clone(), None, reason));
         }
     }
     // Foreign: not ours, in the way of a declared port.
@@ -301,6 +326,32 @@ pub async fn discover(
         },
     );
     (snapshot, scopes, classified)
+}
+
+/// Whether the process is plainly ours: the owner of /proc/PID (its effective uid, but root
+/// for a non-dumpable process) and every uid of /proc/PID/status (real, effective, saved,
+/// filesystem) are ours.
+pub fn owned_by(p: &ScannedProcess, me: u32) -> bool {
+    if p.uid != me {
+        return false;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", p.pid)) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .is_some_and(|uids| uids.split_whitespace().all(|u| u.parse() == Ok(me)))
+}
+
+/// Whether the process sits in a cgroup that ccscope made for some project (a
+/// `ccscope-….scope` unit, or under a `ccscope` directory).
+pub fn in_any_ccscope_cgroup(p: &ScannedProcess) -> bool {
+    p.cgroup.as_deref().is_some_and(|cg| {
+        cg.split('/').any(|part| {
+            part == "ccscope" || (part.starts_with("ccscope-") && part.ends_with(".scope"))
+        })
+    })
 }
 
 fn ports_of(p: &ScannedProcess) -> Vec<u16> {
@@ -384,6 +435,15 @@ mod tests {
             run_id: None,
         });
         add(elsewhere);
+        // Under the stray 20, a process of another project: neither it nor its child inherit.
+        let mut nested = process(22, 20, me, "other-project-thing");
+        nested.markers = Some(crate::discover::markers::Markers {
+            project: "other".into(),
+            service: None,
+            run_id: None,
+        });
+        add(nested);
+        add(process(23, 22, me, "its child"));
         let scope = ScopeHandle {
             backend: crate::contain::BackendKind::Cgroupfs,
             project: "cc".into(),
@@ -395,13 +455,14 @@ mod tests {
             run_id: None,
         };
         let scopes = [(scope, vec![10])];
-        let got = classify(
+        let got = classify_with(
             &snapshot,
             &config(),
             &Scopes {
                 scopes: &scopes,
                 v2_mount: Some(Path::new("/sys/fs/cgroup")),
             },
+            &|p, me| p.uid == me,
         );
         let view: Vec<(i32, Class, Option<&str>)> = got
             .iter()

@@ -61,7 +61,7 @@ impl ScannedProcess {
 }
 
 /// What one pass found.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Snapshot {
     /// By pid.
     pub processes: HashMap<i32, ScannedProcess>,
@@ -274,7 +274,8 @@ impl Dir {
 
     /// Calls `each` with the name of every entry but `.` and `..`.
     fn each_entry(&self, mut each: impl FnMut(&std::ffi::CStr)) {
-        let copy = unsafe { libc::dup(self.raw()) };
+        // A close-on-exec copy: a fork elsewhere in the process must not inherit it.
+        let copy = unsafe { libc::fcntl(self.raw(), libc::F_DUPFD_CLOEXEC, 0) };
         if copy < 0 {
             return;
         }

@@ -123,6 +123,8 @@ pub async fn stop(
     // Each scope's processes as first seen, by scope name: read once, used three times.
     let mut seen: BTreeMap<String, Vec<i32>> = BTreeMap::new();
     let mut spared = Vec::new();
+    // Spared scopes still count as containment: what they hold is managed, never a stray.
+    let mut spared_scopes: Vec<(ScopeHandle, Vec<i32>)> = Vec::new();
     for backend in backends {
         for scope in backend.list(project).await.unwrap_or_default() {
             // The scope that holds this very process (`ccscope exec -- ccscope stop`) is left
@@ -130,7 +132,8 @@ pub async fn stop(
             let pids = backend.processes(&scope).await.unwrap_or_default();
             if pids.iter().any(|p| protected.contains(p)) {
                 spared.push(scope.display_name());
-                protected.extend(pids);
+                protected.extend(pids.iter().copied());
+                spared_scopes.push((scope, pids));
             } else {
                 seen.insert(scope.display_name(), pids);
                 scopes.push((backend, scope));
@@ -165,6 +168,7 @@ pub async fn stop(
         .values()
         .flatten()
         .map(|(_, s)| (s.clone(), seen[&s.display_name()].clone()))
+        .chain(spared_scopes)
         .collect();
     let find_strays = || -> Vec<StrayStop> {
         let snapshot = crate::discover::scan::scan(Path::new("/proc"));
