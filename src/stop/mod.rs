@@ -259,7 +259,15 @@ pub async fn stop(
         let stops = futures_util::future::join_all(stops);
         let done = if strays.is_none() {
             // Polled after every stop of the layer has sent its signal.
-            let (done, found) = futures_util::future::join(stops, async { find_strays() }).await;
+            // Strays get their SIGTERM at once, so the layer's timeouts are their grace too.
+            let (done, found) = futures_util::future::join(stops, async {
+                let found = find_strays();
+                if !options.force {
+                    term_strays(&found);
+                }
+                found
+            })
+            .await;
             strays = Some(found);
             done
         } else {
@@ -283,14 +291,14 @@ pub async fn stop(
     // Strays: SIGTERM, then SIGKILL for those still there; each by pidfd, after checking its
     // start time.
     let mut strays = strays.unwrap_or_default();
-    if !options.force {
-        for stray in &strays {
-            let id = ProcessIdentity {
-                pid: stray.pid,
-                start_time: stray.start_time,
-            };
-            let _ = sys::signal_identified(id, libc::SIGTERM);
-        }
+    if services.is_empty() && !options.force && !strays.is_empty() {
+        // Strays alone: SIGTERM, and the default stop timeout to go (each exit is an event
+        // on its pidfd), before SIGKILL.
+        term_strays(&strays);
+        let timeout = options
+            .timeout
+            .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT);
+        wait_strays_gone(&strays, timeout).await;
     }
     let procfs = ProcFs::default();
     for stray in &mut strays {
@@ -328,6 +336,32 @@ pub async fn stop(
     let report = report.finish(outcome, started);
     audit(&report);
     Ok(report)
+}
+
+/// SIGTERM to each stray, by pidfd after checking its start time.
+fn term_strays(strays: &[StrayStop]) {
+    for stray in strays {
+        let id = ProcessIdentity {
+            pid: stray.pid,
+            start_time: stray.start_time,
+        };
+        let _ = sys::signal_identified(id, libc::SIGTERM);
+    }
+}
+
+/// Waits until every stray has exited (its pidfd turns readable) or `timeout` passed.
+async fn wait_strays_gone(strays: &[StrayStop], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    for stray in strays {
+        let Ok(fd) = sys::pidfd_open(stray.pid) else {
+            continue; // gone already
+        };
+        let Ok(fd) = sys::async_readable(fd) else {
+            continue;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, fd.readable()).await;
+    }
 }
 
 /// Stops one scope: `graceful` (its stop signal and timeout) first unless forced, then a kill
