@@ -133,6 +133,7 @@ fn strays_started_by_hand_are_found_classified_adopted_and_then_stopped() {
         .unwrap()
         .join(format!("ccscope-test-elsewhere-{}", std::process::id()));
     std::fs::create_dir_all(&other_cgroup).unwrap();
+    let _remove = RemoveCgroup(other_cgroup.clone());
     let elsewhere = spawned.sh(&format!("sleep 300; : {tag}-elsewhere"), &[]);
     std::fs::write(other_cgroup.join("cgroup.procs"), elsewhere.to_string()).unwrap();
 
@@ -195,7 +196,18 @@ fn strays_started_by_hand_are_found_classified_adopted_and_then_stopped() {
     }
     assert_eq!(marked(&project), Vec::<i32>::new());
     assert_eq!(with_cmdline(&tag), Vec::<i32>::new(), "no stray is left");
-    let _ = std::fs::remove_dir(&other_cgroup);
+}
+
+/// Kills what is left in a cgroup the test made, and removes it, however the test ends.
+struct RemoveCgroup(std::path::PathBuf);
+
+impl Drop for RemoveCgroup {
+    fn drop(&mut self) {
+        let cg = ccscope::contain::cgroup::Cgroup::at(&self.0);
+        let _ = cg.kill();
+        let _ = cg.wait_empty(Duration::from_secs(5));
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 #[test]
@@ -280,9 +292,10 @@ fn a_foreign_holder_a_reused_pid_and_another_users_process_are_never_touched() {
     wait_for("the holder to listen", DEADLINE, || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     });
-    // Another user's process that matches the project by markers and command line.
+    // Another user's process that carries the project's markers (one process: nothing is left
+    // behind when the test kills it).
     let other = spawned.sh(
-        &format!("exec setpriv --reuid=ccscope-other --regid=ccscope-other --clear-groups sh -c 'sleep 300; : web-{project}'"),
+        "exec setpriv --reuid=ccscope-other --regid=ccscope-other --clear-groups sleep 303",
         &[("CCSCOPE_PROJECT", &project), ("CCSCOPE_SERVICE", "web")],
     );
     // A bystander whose pid the registry holds with another start time (a reused pid).

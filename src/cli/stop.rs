@@ -58,7 +58,12 @@ fn stand_down_supervisor(
             .and_then(|pid| procfs.identity(pid).ok())
     };
     let Some(supervisor) = recorded.or_else(locked) else {
-        return Ok(None);
+        // No record and no lock (their files are gone): one may still answer on its socket.
+        return Ok(crate::supervise::control::stand_down_unnamed(
+            &state_dir.path,
+            project,
+            STAND_DOWN_DEADLINE,
+        ));
     };
     let answer = stand_down(&state_dir.path, project, supervisor, STAND_DOWN_DEADLINE);
     if let Some(s) = &answer {

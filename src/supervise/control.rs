@@ -98,14 +98,34 @@ pub fn stand_down(
     }
 }
 
+/// Asks whatever supervisor answers on the project's control socket, when neither the
+/// registry nor the lock names one (both gone with their state directory's files). Its pid
+/// comes from its answer.
+pub fn stand_down_unnamed(state_dir: &Path, project: &str, timeout: Duration) -> Option<StandDown> {
+    let (connection, pid) = ask_with_pid(state_dir, project, timeout)?;
+    Some(StandDown {
+        report: StandDownReport {
+            pid,
+            how: "control socket",
+            acknowledged: true,
+        },
+        _connection: Some(connection),
+    })
+}
+
 fn ask(state_dir: &Path, project: &str, timeout: Duration) -> Option<UnixStream> {
+    ask_with_pid(state_dir, project, timeout).map(|(c, _)| c)
+}
+
+fn ask_with_pid(state_dir: &Path, project: &str, timeout: Duration) -> Option<(UnixStream, i32)> {
     let addr = SocketAddr::from_abstract_name(socket_name(state_dir, project).as_bytes()).ok()?;
     let mut stream = UnixStream::connect_addr(&addr).ok()?;
     stream.set_read_timeout(Some(timeout)).ok()?;
     writeln!(stream, "{STAND_DOWN}").ok()?;
     let mut answer = String::new();
     BufReader::new(&stream).read_line(&mut answer).ok()?;
-    answer.starts_with("ok").then_some(stream)
+    let pid = answer.strip_prefix("ok")?.trim().parse().unwrap_or(0);
+    Some((stream, pid))
 }
 
 #[cfg(test)]
