@@ -67,9 +67,26 @@ pub struct Snapshot {
     pub processes: HashMap<i32, ScannedProcess>,
     /// Processes that vanished mid-scan or could not be read.
     pub skipped: usize,
+    /// Every listening socket the tables list, held by a process seen or not.
+    pub listening: Vec<Listening>,
 }
 
 impl Snapshot {
+    /// The TCP socket listening on `port`, and the pid holding it if the scan saw one.
+    pub fn tcp_holder(&self, port: u16) -> Option<(&Listening, Option<i32>)> {
+        let listener = self
+            .listening
+            .iter()
+            .find(|l| l.port == Some(port) && l.protocol.starts_with("tcp"))?;
+        let holder = self
+            .processes
+            .values()
+            .filter(|p| p.listening.iter().any(|l| l.inode == listener.inode))
+            .map(|p| p.pid)
+            .min();
+        Some((listener, holder))
+    }
+
     /// `pid` and its descendants, parents first.
     pub fn subtree(&self, pid: i32) -> Vec<i32> {
         let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
@@ -137,6 +154,8 @@ pub fn scan_with(proc_root: &Path, threads: usize) -> Snapshot {
             .processes
             .extend(found.into_iter().map(|p| (p.pid, p)));
     }
+    drop(by_inode);
+    snapshot.listening = listening;
     snapshot
 }
 

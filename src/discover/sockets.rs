@@ -123,16 +123,6 @@ fn socket_inodes(fd_dir: &Path) -> io::Result<Vec<u64>> {
     Ok(inodes)
 }
 
-/// Who listens on `port`: (listener, holder pids), or None when nobody does.
-pub fn port_holder(proc_root: &Path, port: u16) -> Option<(Listener, Vec<i32>)> {
-    let listener = tcp_listeners(proc_root)
-        .into_iter()
-        .find(|l| l.port == port)?;
-    let mut pids = holders(proc_root, &[listener.inode]);
-    let pids = pids.remove(&listener.inode).unwrap_or_default();
-    Some((listener, pids))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,8 +154,14 @@ mod tests {
     fn finds_the_holder_of_a_real_listening_socket() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (found, pids) = port_holder(Path::new("/proc"), port).expect("listed");
+        let found = tcp_listeners(Path::new("/proc"))
+            .into_iter()
+            .find(|l| l.port == port)
+            .expect("listed");
         assert_eq!(found.address, "127.0.0.1");
+        let pids = holders(Path::new("/proc"), &[found.inode])
+            .remove(&found.inode)
+            .unwrap_or_default();
         assert!(pids.contains(&(std::process::id() as i32)), "{pids:?}");
     }
 }

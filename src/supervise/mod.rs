@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{Event as AuditEvent, Priority};
 use crate::config::{Config, DependencyCondition, Launch, RestartMode, graph};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
-use crate::discover::{ProcFs, sockets};
+use crate::discover::ProcFs;
 use crate::launch::{LaunchError, LaunchSpec, Launched, OutputTarget, launch};
 use crate::registry::{NewRun, ProcessFilter, Registry, RunState, ServiceStateRecord};
 use crate::stop::{ShutdownReport, StopOptions};
@@ -104,6 +104,8 @@ enum Event {
         service: String,
         generation: u64,
         result: Box<Result<Launched, LaunchError>>,
+        /// Its registry record, made from the spec it was launched with.
+        record: Option<crate::registry::NewProcess>,
         exit: Option<oneshot::Receiver<ExitStatus>>,
     },
     MainExited {
@@ -333,7 +335,7 @@ impl Supervisor<'_> {
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        svc.enter(state, &message);
+        svc.enter(state);
         let record = ServiceStateRecord {
             project: self.project.clone(),
             service: name.to_string(),
@@ -489,7 +491,7 @@ impl Supervisor<'_> {
             );
             self.order.push(vec![name.clone()]);
             self.watch(&name, None, None);
-            self.probe_readiness(&name, None);
+            self.probe_readiness(&name);
         }
         Ok(())
     }
@@ -527,10 +529,11 @@ impl Supervisor<'_> {
         let mut conflicts = Vec::new();
         let mut strays = Vec::new();
         for (name, port) in wanted {
-            let Some((listener, pids)) = sockets::port_holder(proc_root, port) else {
+            // The scan already joined the socket tables to the processes: no second walk.
+            let Some((listener, holder)) = snapshot.tcp_holder(port) else {
                 continue;
             };
-            let Some(pid) = pids.first().copied() else {
+            let Some(pid) = holder else {
                 conflicts.push(format!(
                     "port {port} needed by {name} is held on {} by a process ccscope cannot see (another user's, or another namespace)",
                     listener.address
@@ -680,10 +683,11 @@ impl Supervisor<'_> {
                 service,
                 generation,
                 result,
+                record,
                 exit,
             } => {
                 self.inflight -= 1;
-                self.launched(&service, generation, *result, exit);
+                self.launched(&service, generation, *result, record, exit);
                 self.release_acks();
             }
             Event::MainExited {
@@ -708,9 +712,7 @@ impl Supervisor<'_> {
                 generation,
                 how,
             } => {
-                if self.current(&service, generation)
-                    && self.services[&service].state == State::Starting
-                {
+                if self.current_in(&service, generation, State::Starting) {
                     self.became_ready(&service, how);
                 }
             }
@@ -719,9 +721,7 @@ impl Supervisor<'_> {
                 generation,
                 why,
             } => {
-                if self.current(&service, generation)
-                    && self.services[&service].state == State::Starting
-                {
+                if self.current_in(&service, generation, State::Starting) {
                     self.ready_timeout(&service, why);
                 }
             }
@@ -730,9 +730,7 @@ impl Supervisor<'_> {
                 generation,
                 why,
             } => {
-                if self.current(&service, generation)
-                    && self.services[&service].state == State::Running
-                {
+                if self.current_in(&service, generation, State::Running) {
                     self.fail_instance(&service, format!("liveness probe failed: {why}"));
                 }
             }
@@ -748,8 +746,7 @@ impl Supervisor<'_> {
                 service,
                 generation,
             } => {
-                if self.current(&service, generation)
-                    && self.services[&service].state == State::Restarting
+                if self.current_in(&service, generation, State::Restarting)
                     && matches!(self.phase, Phase::Starting | Phase::Up)
                 {
                     if self.dependencies_met(&service) {
@@ -818,6 +815,13 @@ impl Supervisor<'_> {
         self.services
             .get(service)
             .is_some_and(|s| s.generation == generation)
+    }
+
+    /// Whether a report is about the current instance, and it is still in `state`.
+    fn current_in(&self, service: &str, generation: u64, state: State) -> bool {
+        self.services
+            .get(service)
+            .is_some_and(|s| s.generation == generation && s.state == state)
     }
 
     fn release_acks(&mut self) {
@@ -1031,6 +1035,7 @@ impl Supervisor<'_> {
         let reaper = self.reaper.clone();
         let tx = self.tx.clone();
         let service = name.to_string();
+        let ports = cfg.ports.clone();
         tokio::task::spawn_local(async move {
             let mark = reaper.mark();
             let result = launch(&containment, &spec).await;
@@ -1038,10 +1043,12 @@ impl Supervisor<'_> {
                 .as_ref()
                 .ok()
                 .map(|l| reaper.claim(l.identity.pid, mark));
+            let record = result.as_ref().ok().map(|l| l.record(&spec, ports));
             let _ = tx.send(Event::Launched {
                 service,
                 generation,
                 result: Box::new(result),
+                record,
                 exit,
             });
         });
@@ -1052,6 +1059,7 @@ impl Supervisor<'_> {
         name: &str,
         generation: u64,
         result: Result<Launched, LaunchError>,
+        record: Option<crate::registry::NewProcess>,
         exit: Option<oneshot::Receiver<ExitStatus>>,
     ) {
         let launched = match result {
@@ -1066,7 +1074,7 @@ impl Supervisor<'_> {
                     svc.last_exit = Some("not started".into());
                 }
                 self.set_state(name, State::Failed, why.clone());
-                self.service_down(name, false);
+                self.service_down(name);
                 if self.phase == Phase::Starting && !self.services[name].cfg.optional {
                     self.abort_start(name, why);
                 }
@@ -1083,27 +1091,7 @@ impl Supervisor<'_> {
                 ),
             );
         }
-        let record = launched.record(
-            &LaunchSpec {
-                project: self.project.clone(),
-                service: name.to_string(),
-                instance: None,
-                run_id: self.run_id.clone(),
-                argv: Vec::new(),
-                env: BTreeMap::new(),
-                env_files: Vec::new(),
-                cwd: None,
-                limits: Default::default(),
-                output: OutputTarget::Inherit,
-                inherit_stdin: false,
-                own_process_group: true,
-                strict_limits: false,
-                launcher: PathBuf::new(),
-                tap: false,
-            },
-            self.config.services[name].ports.clone(),
-        );
-        if let Err(e) = self.registry.register(&record) {
+        if let Some(Err(e)) = record.as_ref().map(|r| self.registry.register(r)) {
             self.say(
                 "warning",
                 Some(name),
@@ -1159,7 +1147,7 @@ impl Supervisor<'_> {
             format!("pid {} in {}", identity.pid, scope.display_name()),
         );
         self.watch(name, exit, tap);
-        self.probe_readiness(name, None);
+        self.probe_readiness(name);
         // Dependents waiting only for it to be `started` may go now.
         self.start_eligible();
     }
@@ -1220,7 +1208,7 @@ impl Supervisor<'_> {
     }
 
     /// Starts the readiness probe of the current instance, bounded by its start timeout.
-    fn probe_readiness(&mut self, name: &str, _unused: Option<()>) {
+    fn probe_readiness(&mut self, name: &str) {
         let svc = self.services.get_mut(name).expect("probed services exist");
         let generation = svc.generation;
         let tx = self.tx.clone();
@@ -1487,22 +1475,7 @@ impl Supervisor<'_> {
     }
 
     fn kill_scope(&mut self, name: &str) {
-        let svc = &self.services[name];
-        let Some(scope) = svc.scope.clone() else {
-            return;
-        };
-        let generation = svc.generation;
-        let containment = self.containment.clone();
-        let tx = self.tx.clone();
-        let service = name.to_string();
-        tokio::task::spawn_local(async move {
-            let _ = containment.kill(&scope).await;
-            let _ = containment.wait_empty(&scope, Duration::from_secs(5)).await;
-            let _ = tx.send(Event::StopDone {
-                service,
-                generation,
-            });
-        });
+        self.end_scope(name, false);
     }
 
     async fn main_exited(&mut self, name: &str, generation: u64, status: ExitStatus) {
@@ -1586,7 +1559,7 @@ impl Supervisor<'_> {
             // The stack is being stopped, by us or by `ccscope stop`: the stop flow releases
             // scopes, cleans the registry and reports; the supervisor keeps out of its way
             // (and off the CPU it needs).
-            svc.enter(State::Stopped, "stopped");
+            svc.enter(State::Stopped);
             return;
         }
         // Free the name (systemd) or the directory (cgroupfs) for the next instance.
@@ -1647,7 +1620,7 @@ impl Supervisor<'_> {
             };
             self.set_state(name, state, message);
             if !ok {
-                self.service_down(name, true);
+                self.service_down(name);
                 if self.phase == Phase::Starting && !self.services[name].cfg.optional {
                     self.abort_start(name, how);
                     return;
@@ -1663,7 +1636,7 @@ impl Supervisor<'_> {
                 svc.attempt, policy.max_restarts
             );
             self.set_state(name, State::Failed, message.clone());
-            self.service_down(name, true);
+            self.service_down(name);
             if self.phase == Phase::Starting && !self.services[name].cfg.optional {
                 self.abort_start(name, message);
             } else {
@@ -1695,12 +1668,12 @@ impl Supervisor<'_> {
             State::Restarting,
             format!("{how}; restarting in {:.1} s", delay.as_secs_f64()),
         );
-        self.service_down(name, !ok);
+        self.service_down(name);
     }
 
     /// A service is down (restarting or failed): unless it is optional, what depends on it
     /// stops and waits for it to come back.
-    fn service_down(&mut self, name: &str, _failed: bool) {
+    fn service_down(&mut self, name: &str) {
         if self.services.get(name).is_none_or(|s| s.cfg.optional) {
             return;
         }
@@ -1722,7 +1695,7 @@ impl Supervisor<'_> {
                         format!("stopping: it depends on `{name}`, which is down"),
                     );
                     self.stop_scope(&dep);
-                    self.service_down(&dep, false);
+                    self.service_down(&dep);
                 }
                 State::Restarting => {
                     svc.cancel_tasks();
@@ -1736,23 +1709,33 @@ impl Supervisor<'_> {
     /// Stops one service gracefully: its stop signal to the whole scope, then a kill after its
     /// stop timeout.
     fn stop_scope(&mut self, name: &str) {
+        self.end_scope(name, true);
+    }
+
+    /// Ends the current instance's scope (its stop signal and timeout first if `graceful`,
+    /// then a kill), and reports `StopDone`.
+    fn end_scope(&mut self, name: &str, graceful: bool) {
         let svc = &self.services[name];
         let Some(scope) = svc.scope.clone() else {
             return;
         };
         let generation = svc.generation;
-        let signal = svc.cfg.stop_signal.number;
-        let timeout = svc.cfg.stop_timeout.0;
+        let graceful = graceful.then_some((svc.cfg.stop_signal.number, svc.cfg.stop_timeout.0));
         let containment = self.containment.clone();
         let tx = self.tx.clone();
         let service = name.to_string();
         tokio::task::spawn_local(async move {
-            let _ = containment.signal(&scope, signal).await;
-            if !containment
-                .wait_empty(&scope, timeout)
-                .await
-                .unwrap_or(false)
-            {
+            let empty = match graceful {
+                Some((signal, timeout)) => {
+                    let _ = containment.signal(&scope, signal).await;
+                    containment
+                        .wait_empty(&scope, timeout)
+                        .await
+                        .unwrap_or(false)
+                }
+                None => false,
+            };
+            if !empty {
                 let _ = containment.kill(&scope).await;
                 let _ = containment.wait_empty(&scope, Duration::from_secs(5)).await;
             }

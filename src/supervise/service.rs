@@ -121,7 +121,7 @@ impl Svc {
         }
     }
 
-    pub fn enter(&mut self, state: State, _message: &str) {
+    pub fn enter(&mut self, state: State) {
         if state != self.state {
             self.since_ms = now_ms();
         }
