@@ -227,7 +227,7 @@ fn kill_every_pid() -> Duration {
             break;
         }
         for pid in pids {
-            let _ = ccscope::sys::kill(pid, libc::SIGKILL);
+            let _ = ccscope::proc::sys::kill(pid, libc::SIGKILL);
         }
     }
     assert!(cg.wait_empty(Duration::from_secs(30)).unwrap());

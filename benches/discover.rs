@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ccscope::contain::cgroup::{self, Cgroup};
-use ccscope::discover::{LivenessProbe, ProcFs, ProcessIdentity};
+use ccscope::proc::{LivenessProbe, ProcFs, ProcessIdentity};
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);

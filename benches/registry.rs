@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
-use ccscope::discover::ProcessIdentity;
+use ccscope::proc::ProcessIdentity;
 use ccscope::registry::*;
 
 fn record(pid: i32) -> NewProcess {

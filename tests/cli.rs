@@ -232,7 +232,7 @@ fn ps_lists_what_the_registry_holds() {
         .arg("30")
         .spawn()
         .unwrap();
-    let procfs = ccscope::discover::ProcFs::default();
+    let procfs = ccscope::proc::ProcFs::default();
     let me = procfs.identity(std::process::id() as i32).unwrap();
     let them = procfs.identity(other.id() as i32).unwrap();
     for (identity, project, service) in [(me, "shop", "api"), (them, "other", "x")] {

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use ccscope::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, Containment, detect};
-use ccscope::discover::markers;
 use ccscope::launch::{LaunchSpec, Launched, OutputTarget, launch};
+use ccscope::proc::markers;
 use common::{require_test_env, scripts};
 
 async fn backend(kind: BackendKind) -> AnyContainment {

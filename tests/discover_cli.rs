@@ -78,7 +78,7 @@ fn classes(doc: &serde_json::Value) -> BTreeMap<i64, (String, String)> {
 }
 
 fn alive(pid: i32) -> bool {
-    ccscope::discover::ProcFs::default().identity(pid).is_ok()
+    ccscope::proc::ProcFs::default().identity(pid).is_ok()
 }
 
 /// Pids whose command line contains `needle` (the test's own strays).
@@ -303,7 +303,7 @@ fn a_foreign_holder_a_reused_pid_and_another_users_process_are_never_touched() {
     wait_for("the others to start", DEADLINE, || {
         alive(other) && alive(bystander)
     });
-    let identity = ccscope::discover::ProcFs::default()
+    let identity = ccscope::proc::ProcFs::default()
         .identity(bystander)
         .unwrap();
     {
@@ -314,7 +314,7 @@ fn a_foreign_holder_a_reused_pid_and_another_users_process_are_never_touched() {
         let (registry, _) = ccscope::registry::Registry::open(&dir).unwrap();
         registry
             .register(&ccscope::registry::NewProcess {
-                identity: ccscope::discover::ProcessIdentity {
+                identity: ccscope::proc::ProcessIdentity {
                     pid: bystander,
                     start_time: identity.start_time + 1,
                 },

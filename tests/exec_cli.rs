@@ -148,7 +148,7 @@ fn sigterm_to_ccscope_reaches_the_command() {
         let mut child = cmd.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         assert_eq!(lines.next().unwrap().unwrap(), "ready", "{backend}");
-        ccscope::sys::kill(child.id() as i32, libc::SIGTERM).unwrap();
+        ccscope::proc::sys::kill(child.id() as i32, libc::SIGTERM).unwrap();
         let status = child.wait().unwrap();
         assert_eq!(
             status.code(),

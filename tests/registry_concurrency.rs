@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use ccscope::discover::ProcessIdentity;
+use ccscope::proc::ProcessIdentity;
 use ccscope::registry::*;
 
 const WORKERS: i32 = 8;

@@ -311,7 +311,7 @@ fn after_the_supervisor_is_sigkilled_stop_from_a_fresh_shell_leaves_nothing() {
     require_test_env();
     for backend in ["systemd", "cgroupfs"] {
         let (sb, mut run, project, env) = demo_ready(&format!("kill9-{backend}"), backend);
-        ccscope::sys::kill(run.pid(), libc::SIGKILL).unwrap();
+        ccscope::proc::sys::kill(run.pid(), libc::SIGKILL).unwrap();
         run.wait_exit(Duration::from_secs(10));
         assert!(
             !marked(&project).is_empty(),
@@ -438,7 +438,7 @@ fn a_crashed_dependency_takes_its_dependents_down_and_back() {
             .unwrap() as i32
     };
     let (db, api) = (main_pid("db"), main_pid("api"));
-    ccscope::sys::kill(db, libc::SIGKILL).unwrap();
+    ccscope::proc::sys::kill(db, libc::SIGKILL).unwrap();
     run.wait_line(&["db", "restarting", "signal SIGKILL"], READY);
     run.wait_line(&["api", "stopping", "depends on `db`"], READY);
     run.wait_line(&["api", "waiting"], READY);
@@ -581,7 +581,7 @@ fn detach_returns_when_ready_and_the_supervisor_runs_as_a_user_service() {
 fn an_earlier_runs_services_are_adopted_back_or_cleaned_never_duplicated() {
     require_test_env();
     let (sb, mut first, project, env) = demo_ready("adopt", "systemd");
-    ccscope::sys::kill(first.pid(), libc::SIGKILL).unwrap();
+    ccscope::proc::sys::kill(first.pid(), libc::SIGKILL).unwrap();
     first.wait_exit(Duration::from_secs(10));
     let before: BTreeSet<i32> = marked(&project).into_iter().collect();
 
@@ -594,7 +594,7 @@ fn an_earlier_runs_services_are_adopted_back_or_cleaned_never_duplicated() {
         before, after,
         "the same processes run: nothing was duplicated"
     );
-    ccscope::sys::kill(second.pid(), libc::SIGKILL).unwrap();
+    ccscope::proc::sys::kill(second.pid(), libc::SIGKILL).unwrap();
     second.wait_exit(Duration::from_secs(10));
 
     // --clean stops them first and starts afresh.

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::config::Config;
 use crate::contain::{
     AnyContainment, BackendKind, Containment, ScopeHandle, ScopeSpec, all_available, detect,
@@ -16,8 +18,6 @@ use crate::discover::classify::{
     Class, Classified, discover, in_any_ccscope_cgroup, owned_by, protected,
 };
 use crate::discover::scan::Snapshot;
-use crate::errors::CliError;
-use crate::exit_codes;
 use crate::registry::{NewProcess, ProcessSource, ProcessStatus, Registry};
 
 #[derive(Debug, Args)]
@@ -126,7 +126,7 @@ async fn adopt(
         args.pids.clone()
     };
     let protected = protected(&snapshot);
-    let me = crate::sys::euid();
+    let me = crate::proc::sys::euid();
     let mut chosen: Option<AnyContainment> = None;
     for pid in targets {
         let found = classified.iter().find(|c| c.pid == pid);
@@ -283,7 +283,7 @@ async fn move_subtree(
     // The process the scan saw, and no other that got its pid since.
     let same = |p: i32, snap: &Snapshot| {
         snap.processes.get(&p).is_some_and(|x| {
-            crate::discover::ProcFs::default()
+            crate::proc::ProcFs::default()
                 .identity(p)
                 .is_ok_and(|now| now == x.identity())
         })
@@ -377,7 +377,7 @@ fn register(
     moved: &[i32],
     ctx: &Context,
 ) {
-    let procfs = crate::discover::ProcFs::default();
+    let procfs = crate::proc::ProcFs::default();
     for pid in moved {
         let Ok(identity) = procfs.identity(*pid) else {
             continue;

@@ -4,9 +4,9 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::config::{Config, ConfigSource, Launch, ProbeCheck, graph};
-use crate::errors::CliError;
-use crate::exit_codes;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {}

@@ -4,8 +4,8 @@ use clap::{Args, CommandFactory, ValueEnum};
 use clap_complete::Shell;
 
 use super::Cli;
-use crate::errors::CliError;
-use crate::exit_codes;
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum CompletionShell {

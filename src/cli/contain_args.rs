@@ -35,13 +35,13 @@ impl ContainArgs {
 }
 
 /// A single-threaded runtime for a command's async work.
-pub fn runtime() -> Result<tokio::runtime::Runtime, crate::errors::CliError> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, crate::cli::errors::CliError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| {
-            crate::errors::CliError::new(
-                crate::exit_codes::FAILURE,
+            crate::cli::errors::CliError::new(
+                crate::cli::exit_codes::FAILURE,
                 "internal",
                 format!("could not start the async runtime: {e}"),
             )

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use super::GlobalArgs;
+use crate::cli::errors::CliError;
 use crate::config::{self, Config, ConfigRequest};
-use crate::errors::CliError;
 use crate::registry::{Registry, StateDir};
 
 fn env_path(name: &str) -> Option<PathBuf> {

@@ -6,10 +6,10 @@ use serde::Serialize;
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::contain::all_available;
 use crate::discover::classify::{Class, Classified, discover};
-use crate::errors::CliError;
-use crate::exit_codes;
 
 #[derive(Debug, Clone, Args)]
 pub struct DiscoverArgs {
@@ -60,7 +60,7 @@ fn print_table(project: &str, skipped: usize, all: &[Classified]) {
     );
     for p in all {
         let ports: Vec<String> = p.ports.iter().map(u16::to_string).collect();
-        let age = p.age_s.map_or("-".to_string(), crate::supervise::human_age);
+        let age = p.age_s.map_or("-".to_string(), crate::proc::human_age);
         println!(
             "{:<8} {:>7} {:<20} {:<11} {:>8}  {}",
             p.class.as_str(),

@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::contain::{BackendKind, Candidate, cgroup, survey};
-use crate::errors::CliError;
-use crate::exit_codes;
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
@@ -186,7 +186,7 @@ fn docker() -> Reachability {
         },
         Err(e) => Reachability {
             reachable: false,
-            detail: format!("{path}: {}", crate::errors::describe_io(&e)),
+            detail: format!("{path}: {}", crate::proc::describe_io(&e)),
         },
     }
 }

@@ -9,10 +9,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::config::{Launch, check_unit_name_part};
 use crate::contain::{BackendKind, Containment, detect};
-use crate::errors::CliError;
-use crate::exit_codes;
 use crate::launch::{LaunchSpec, OutputTarget, current_launcher, launch};
 use crate::registry::{NewProcess, new_run_id};
 
@@ -142,7 +142,7 @@ pub fn run(ctx: &Context, args: &ExecArgs) -> Result<i32, CliError> {
             containment.release(&scope).await?;
         } else {
             // What it left behind stays contained and becomes known to `ps` and `stop`.
-            let procfs = crate::discover::ProcFs::default();
+            let procfs = crate::proc::ProcFs::default();
             for pid in &left {
                 if let Ok(identity) = procfs.identity(*pid) {
                     registry.register(&NewProcess {
@@ -210,7 +210,7 @@ impl Signals {
                 status = &mut waiter => {
                     return status
                         .map_err(|e| CliError::new(exit_codes::FAILURE, "internal", format!("waiting for the command failed: {e}")))?
-                        .map_err(|e| CliError::new(exit_codes::FAILURE, "io", format!("waiting for the command failed: {}", crate::errors::describe_io(&e))));
+                        .map_err(|e| CliError::new(exit_codes::FAILURE, "io", format!("waiting for the command failed: {}", crate::proc::describe_io(&e))));
                 }
                 _ = self.term.recv() => Some(libc::SIGTERM),
                 _ = self.hup.recv() => Some(libc::SIGHUP),
@@ -218,7 +218,7 @@ impl Signals {
                 _ = self.quit.recv() => forward_interrupts.then_some(libc::SIGQUIT),
             };
             if let Some(sig) = forward {
-                let _ = crate::sys::kill(pid, sig);
+                let _ = crate::proc::sys::kill(pid, sig);
             }
         }
     }

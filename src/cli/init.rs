@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::config::{ConfigSource, FILE_NAME, check_unit_name_part, parse_config, profiles};
-use crate::errors::CliError;
-use crate::exit_codes;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {

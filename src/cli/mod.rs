@@ -8,7 +8,9 @@ mod contain_args;
 mod context;
 mod discover;
 mod doctor;
+pub mod errors;
 mod exec;
+pub mod exit_codes;
 mod init;
 mod ps;
 mod registry_cmd;
@@ -23,8 +25,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use context::Context;
 
-use crate::errors::CliError;
-use crate::exit_codes;
+use crate::cli::errors::CliError;
 
 /// Contains every process of a local service stack, and stops all of them.
 ///

@@ -6,11 +6,11 @@ use serde::Serialize;
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::config::ConfigError;
 use crate::contain::all_available;
 use crate::discover::project::{self, ProjectProcess};
-use crate::errors::CliError;
-use crate::exit_codes;
 use crate::registry::{ProcessFilter, ProcessRecord};
 
 #[derive(Debug, Clone, Args)]
@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
     // The configuration may name the state directory, so --all reads it too.
     let registry = ctx.open_registry(config.as_ref())?;
     // A record is alive only while its (pid, start time) is: the dead are dropped first.
-    registry.cleanup_stale(&crate::discover::ProcFs::default())?;
+    registry.cleanup_stale(&crate::proc::ProcFs::default())?;
     let project = config
         .as_ref()
         .filter(|_| !args.all)
@@ -72,7 +72,7 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
 
 /// A registered process of any project, as the registry holds it.
 fn from_record(r: &ProcessRecord) -> ProjectProcess {
-    let procfs = crate::discover::ProcFs::default();
+    let procfs = crate::proc::ProcFs::default();
     let now = procfs
         .identity(r.pid)
         .is_ok_and(|id| id == r.identity())
@@ -88,7 +88,7 @@ fn from_record(r: &ProcessRecord) -> ProjectProcess {
         project: r.project.to_string(),
         pid: r.pid,
         start_time: r.start_time,
-        age_s: crate::supervise::process_age(r.start_time),
+        age_s: crate::proc::process_age(r.start_time),
         service: r.service.to_string(),
         command_line: now.unwrap_or_else(|| r.command_line.clone()),
         ports: r.ports.clone(),
@@ -131,7 +131,7 @@ fn print_table(project: Option<&str>, processes: &[ProjectProcess]) {
             ports.join(",")
         };
         let age = p.age_s.map_or("-".to_string(), |s| {
-            format!("{} ago", crate::supervise::human_age(s))
+            format!("{} ago", crate::proc::human_age(s))
         });
         println!(
             "{:>7}  {:<service_width$}  {:<10}  {:<6}  {:>7}  {:<11}  {}",

@@ -6,11 +6,11 @@ use serde::Serialize;
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::config::Config;
 use crate::contain::all_available;
 use crate::discover::classify::{Class, discover};
-use crate::errors::CliError;
-use crate::exit_codes;
 use crate::registry::{NewProcess, ProcessFilter, ProcessSource, ProcessStatus, Registry};
 
 #[derive(Debug, Subcommand)]

@@ -12,10 +12,10 @@ use clap::Args;
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::config::{Config, ConfigSource};
 use crate::contain::{AnyContainment, BackendChoice, BackendKind, detect};
-use crate::errors::CliError;
-use crate::exit_codes;
 use crate::supervise::{self, Ended, Progress, RunError, RunOptions};
 
 #[derive(Debug, Args)]
@@ -307,7 +307,7 @@ fn detach(
                 "io",
                 format!(
                     "could not open a report socket: {}",
-                    crate::errors::describe_io(&e)
+                    crate::proc::describe_io(&e)
                 ),
             )
         })?;
@@ -384,7 +384,7 @@ fn accept_report(listener: &UnixListener, how: &str) -> Result<UnixStream, CliEr
         )
         .with_hint("its own output says why: `journalctl --user -u ccscope-<project>.service`, or the daemon's log file")
     };
-    match crate::sys::poll_readable(listener.as_raw_fd(), REPORT_DEADLINE) {
+    match crate::proc::sys::poll_readable(listener.as_raw_fd(), REPORT_DEADLINE) {
         Ok(true) => listener.accept().map(|(s, _)| s).map_err(|_| silent()),
         _ => Err(silent()),
     }

@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::contain::{Containment, all_available};
-use crate::discover::LivenessProbe;
-use crate::errors::CliError;
-use crate::exit_codes;
+use crate::proc::LivenessProbe;
 use crate::registry::{RunState, ServiceStateRecord};
 
 #[derive(Debug, Args)]
@@ -61,13 +61,13 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<i32, CliError> {
     let config = ctx.load_config()?;
     let project = config.project.name.clone();
     let registry = ctx.open_registry(Some(&config))?;
-    let procfs_now = crate::discover::ProcFs::default();
+    let procfs_now = crate::proc::ProcFs::default();
     let supervisor_pid = registry
         .list_runs(Some(&project))?
         .into_iter()
         .filter(|r| matches!(r.state, RunState::Running | RunState::Stopping))
         .find(|r| {
-            procfs_now.is_alive(crate::discover::ProcessIdentity {
+            procfs_now.is_alive(crate::proc::ProcessIdentity {
                 pid: r.supervisor_pid,
                 start_time: r.supervisor_start_time,
             })
@@ -92,7 +92,7 @@ pub fn run(ctx: &Context, args: &StatusArgs) -> Result<i32, CliError> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let procfs = crate::discover::ProcFs::default();
+    let procfs = crate::proc::ProcFs::default();
     let listening: std::collections::BTreeSet<u16> =
         crate::discover::sockets::tcp_listeners(Path::new("/proc"))
             .into_iter()

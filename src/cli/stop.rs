@@ -5,14 +5,14 @@ use clap::Args;
 
 use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
+use crate::cli::errors::CliError;
+use crate::cli::exit_codes;
 use crate::config::duration::{HumanDuration, parse_duration};
 use crate::contain::{all_available, detect};
-use crate::discover::LivenessProbe;
-use crate::errors::CliError;
-use crate::exit_codes;
+use crate::control::{StandDown, stand_down};
+use crate::proc::LivenessProbe;
 use crate::registry::RunState;
 use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
-use crate::supervise::control::{StandDown, stand_down};
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
@@ -41,13 +41,13 @@ fn stand_down_supervisor(
 ) -> Result<Option<StandDown>, CliError> {
     let state_dir = ctx.state_dir(Some(config))?;
     let project = &config.project.name;
-    let procfs = crate::discover::ProcFs::default();
+    let procfs = crate::proc::ProcFs::default();
     let me = std::process::id() as i32;
     let recorded = registry
         .list_runs(Some(project))?
         .into_iter()
         .filter(|r| matches!(r.state, RunState::Running | RunState::Stopping))
-        .map(|r| crate::discover::ProcessIdentity {
+        .map(|r| crate::proc::ProcessIdentity {
             pid: r.supervisor_pid,
             start_time: r.supervisor_start_time,
         })
@@ -59,7 +59,7 @@ fn stand_down_supervisor(
     };
     let Some(supervisor) = recorded.or_else(locked) else {
         // No record and no lock (their files are gone): one may still answer on its socket.
-        return Ok(crate::supervise::control::stand_down_unnamed(
+        return Ok(crate::control::stand_down_unnamed(
             &state_dir.path,
             project,
             STAND_DOWN_DEADLINE,

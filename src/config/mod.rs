@@ -15,11 +15,10 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
+pub use crate::proc::signal::{SIGNALS, TERM as DEFAULT_STOP_SIGNAL};
 pub use diagnostic::{ConfigError, Diagnostic, Location};
 pub use model::*;
-pub use validate::{
-    RESERVED_ENV, SIGNALS, TERM as DEFAULT_STOP_SIGNAL, check_unit_name_part, parse_config,
-};
+pub use validate::{RESERVED_ENV, check_unit_name_part, parse_config};
 
 /// The file name looked up in the current directory and its parents.
 pub const FILE_NAME: &str = "ccscope.toml";

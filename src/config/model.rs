@@ -133,11 +133,7 @@ pub enum RestartMode {
     Always,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Signal {
-    pub name: &'static str,
-    pub number: i32,
-}
+pub use crate::proc::signal::Signal;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DiscoverRules {

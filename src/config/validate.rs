@@ -13,6 +13,7 @@ use super::duration::HumanDuration;
 use super::graph;
 use super::model::*;
 use super::schema::*;
+use crate::proc::signal::{SIGNALS, TERM};
 use crate::suggest::closest;
 
 /// Environment variables ccscope sets itself on every process it launches.
@@ -843,49 +844,6 @@ impl Validator<'_> {
         }
     }
 }
-
-/// The default stop signal.
-pub const TERM: Signal = Signal {
-    name: "SIGTERM",
-    number: libc::SIGTERM,
-};
-
-/// The signals a service may be stopped with.
-pub const SIGNALS: &[Signal] = &[
-    Signal {
-        name: "SIGHUP",
-        number: libc::SIGHUP,
-    },
-    Signal {
-        name: "SIGINT",
-        number: libc::SIGINT,
-    },
-    Signal {
-        name: "SIGQUIT",
-        number: libc::SIGQUIT,
-    },
-    Signal {
-        name: "SIGABRT",
-        number: libc::SIGABRT,
-    },
-    Signal {
-        name: "SIGKILL",
-        number: libc::SIGKILL,
-    },
-    Signal {
-        name: "SIGUSR1",
-        number: libc::SIGUSR1,
-    },
-    Signal {
-        name: "SIGUSR2",
-        number: libc::SIGUSR2,
-    },
-    Signal {
-        name: "SIGALRM",
-        number: libc::SIGALRM,
-    },
-    TERM,
-];
 
 /// Project and service names become parts of unit names (`ccscope-<project>.slice`) and
 /// cgroup directories: keep them to what both accept everywhere.

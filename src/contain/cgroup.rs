@@ -8,7 +8,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::sys;
+use crate::proc::sys;
 
 /// Where cgroup2 is mounted: `/sys/fs/cgroup` on v2-only hosts, `/sys/fs/cgroup/unified` on
 /// hybrid ones. Read from mountinfo, never assumed.
@@ -98,7 +98,7 @@ fn with_path(e: io::Error, what: &str, path: &Path) -> io::Error {
         format!(
             "could not {what} {}: {}",
             path.display(),
-            crate::errors::describe_io(&e)
+            crate::proc::describe_io(&e)
         ),
     )
 }

@@ -46,7 +46,7 @@ impl CgroupTree {
         let mount = cgroup::v2_mount()
             .map_err(|e| format!("could not read /proc/self/mountinfo: {e}"))?
             .ok_or_else(|| "no cgroup2 filesystem is mounted".to_string())?;
-        if crate::sys::euid() == 0 {
+        if crate::proc::sys::euid() == 0 {
             return Ok(mount);
         }
         let own = cgroup::cgroup_of(std::process::id() as i32).map_err(|e| e.to_string())?;
@@ -156,7 +156,7 @@ impl CgroupTree {
 }
 
 fn writable(path: &Path) -> bool {
-    let Ok(c) = crate::sys::cstring(path.as_os_str()) else {
+    let Ok(c) = crate::proc::sys::cstring(path.as_os_str()) else {
         return false;
     };
     unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }

@@ -285,7 +285,7 @@ pub(crate) async fn wait_cgroup_empty(
 
 /// Live (non-zombie) pids of a list.
 pub(crate) fn live(pids: Vec<i32>) -> Vec<i32> {
-    let procfs = crate::discover::ProcFs::default();
+    let procfs = crate::proc::ProcFs::default();
     pids.into_iter()
         .filter(|p| procfs.identity(*p).is_ok())
         .collect()

@@ -14,9 +14,9 @@ use super::{
     BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
     UnenforceableLimit, requested_limits,
 };
-use crate::discover::ProcessIdentity;
-use crate::discover::markers;
-use crate::sys;
+use crate::proc::ProcessIdentity;
+use crate::proc::markers;
+use crate::proc::sys;
 
 /// How often "empty yet?" is checked without an event to wait on.
 const POLL: Duration = Duration::from_millis(10);
@@ -65,7 +65,7 @@ impl ProcessGroups {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         {
-            let Ok(stat) = crate::discover::read_stat(&self.proc_root, pid) else {
+            let Ok(stat) = crate::proc::read_stat(&self.proc_root, pid) else {
                 continue;
             };
             if stat.is_zombie() {
@@ -118,7 +118,7 @@ impl Containment for ProcessGroups {
         // Normally the launcher made `pid` the leader of its own group before it ran
         // anything; a command at a terminal (`exec`) keeps the terminal's group, and then the
         // markers alone find its processes.
-        let stat = crate::discover::read_stat(Path::new(&self.proc_root), pid)?;
+        let stat = crate::proc::read_stat(Path::new(&self.proc_root), pid)?;
         let pgid = (stat.pgrp == pid).then_some(pid);
         let limits = LimitReport {
             applied: Vec::new(),
@@ -194,7 +194,7 @@ impl Containment for ProcessGroups {
         if unsafe { libc::setpgid(pid, pgid) } != 0 {
             return Err(ContainError::Refused(format!(
                 "process {pid} cannot join process group {pgid}: {} (only children in the same session can)",
-                crate::errors::describe_io(&std::io::Error::last_os_error())
+                crate::proc::describe_io(&std::io::Error::last_os_error())
             )));
         }
         Ok(())

@@ -129,7 +129,7 @@ pub fn classify_with(
     owned_by: &dyn Fn(&ScannedProcess, u32) -> bool,
 ) -> Vec<Classified> {
     let project = config.project.name.as_str();
-    let me = crate::sys::euid();
+    let me = crate::proc::sys::euid();
     let protected = protected(snapshot);
     let rules = rules(config);
     let declared = declared_ports(config);
@@ -177,7 +177,7 @@ pub fn classify_with(
         ports: ports_of(p),
         cgroup: p.cgroup.clone(),
         scope,
-        age_s: crate::supervise::process_age(p.start_time),
+        age_s: crate::proc::process_age(p.start_time),
         reason,
     };
     for p in snapshot.processes.values() {
@@ -395,7 +395,7 @@ mod tests {
 
     #[test]
     fn classifies_managed_strays_descendants_and_foreign_holders() {
-        let me = crate::sys::euid();
+        let me = crate::proc::sys::euid();
         let mut snapshot = Snapshot::default();
         let mut add = |p: ScannedProcess| {
             snapshot.processes.insert(p.pid, p);
@@ -407,7 +407,7 @@ mod tests {
         add(process(21, 20, me, "sleep 100"));
         add(process(30, 1, me, "bridge-worker --loop"));
         let mut marked = process(40, 1, me, "sh -c stuff");
-        marked.markers = Some(crate::discover::markers::Markers {
+        marked.markers = Some(crate::proc::markers::Markers {
             project: "cc".into(),
             service: Some("worker".into()),
             run_id: None,
@@ -429,7 +429,7 @@ mod tests {
         ));
         add(process(70, 1, me, "unrelated"));
         let mut elsewhere = process(80, 1, me, "python3 -m app dashboard --port 7100");
-        elsewhere.markers = Some(crate::discover::markers::Markers {
+        elsewhere.markers = Some(crate::proc::markers::Markers {
             project: "other".into(),
             service: Some("dashboard".into()),
             run_id: None,
@@ -437,7 +437,7 @@ mod tests {
         add(elsewhere);
         // Under the stray 20, a process of another project: neither it nor its child inherit.
         let mut nested = process(22, 20, me, "other-project-thing");
-        nested.markers = Some(crate::discover::markers::Markers {
+        nested.markers = Some(crate::proc::markers::Markers {
             project: "other".into(),
             service: None,
             run_id: None,

@@ -6,8 +6,10 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{ProcFs, markers, sockets};
+use super::sockets;
 use crate::contain::{AnyContainment, Containment};
+use crate::proc::ProcFs;
+use crate::proc::markers;
 use crate::registry::{ProcessRecord, ProcessSource};
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,7 +53,7 @@ pub async fn list(
             project: project.to_string(),
             pid,
             start_time: id.start_time,
-            age_s: crate::supervise::process_age(id.start_time),
+            age_s: crate::proc::process_age(id.start_time),
             service: service.to_string(),
             command_line: procfs
                 .cmdline(pid)

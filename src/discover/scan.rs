@@ -14,9 +14,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::identity::{ProcessIdentity, StatLine};
-use super::markers::{self, Markers};
 use super::sockets;
+use crate::proc::markers::{self, Markers};
+use crate::proc::{ProcessIdentity, StatLine};
 
 /// A listening socket.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -230,7 +230,7 @@ struct Dir(std::os::fd::OwnedFd);
 impl Dir {
     fn open(path: &Path, flags: i32) -> Option<Dir> {
         use std::os::fd::FromRawFd;
-        let path = crate::sys::cstring(path.as_os_str()).ok()?;
+        let path = crate::proc::sys::cstring(path.as_os_str()).ok()?;
         let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_DIRECTORY | libc::O_CLOEXEC) };
         (fd >= 0).then(|| Dir(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
     }

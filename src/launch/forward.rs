@@ -16,7 +16,7 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, RawFd};
 
 use crate::audit::journal::Writer;
-use crate::discover::markers;
+use crate::proc::markers;
 
 pub const SUBCOMMAND: &str = "__journal-forward";
 
@@ -45,7 +45,7 @@ pub fn main(args: &[OsString]) -> ! {
     let mut file = parse(3).map(|fd| unsafe { std::fs::File::from_raw_fd(fd) });
     let mut tap = parse(4).map(|fd| unsafe { std::fs::File::from_raw_fd(fd) });
     if let Some(t) = &tap {
-        let _ = crate::sys::set_nonblocking(t);
+        let _ = crate::proc::sys::set_nonblocking(t);
     }
     unsafe {
         for signal in [

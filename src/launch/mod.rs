@@ -20,8 +20,8 @@ use crate::config::Limits;
 use crate::contain::{
     AnyContainment, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
 };
-use crate::discover::markers;
-use crate::discover::{ProcFs, ProcessIdentity};
+use crate::proc::markers;
+use crate::proc::{ProcFs, ProcessIdentity};
 use crate::registry::{NewProcess, ProcessSource, ProcessStatus};
 
 /// Everything needed to start one service instance.
@@ -141,12 +141,12 @@ pub async fn launch(
     spec: &LaunchSpec,
 ) -> Result<Launched, LaunchError> {
     let prepared = preflight::prepare(spec)?;
-    let (go_read, go_write) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
-    let (status_read, status_write) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
+    let (go_read, go_write) = crate::proc::sys::pipe().map_err(|e| spawn_error(spec, e))?;
+    let (status_read, status_write) = crate::proc::sys::pipe().map_err(|e| spawn_error(spec, e))?;
     let (tap_read, tap_write) = match spec.tap {
         true => {
-            let (r, w) = crate::sys::pipe().map_err(|e| spawn_error(spec, e))?;
-            crate::sys::set_nonblocking(&r).map_err(|e| spawn_error(spec, e))?;
+            let (r, w) = crate::proc::sys::pipe().map_err(|e| spawn_error(spec, e))?;
+            crate::proc::sys::set_nonblocking(&r).map_err(|e| spawn_error(spec, e))?;
             (Some(r), Some(w))
         }
         false => (None, None),
@@ -212,7 +212,7 @@ pub async fn launch(
         let _ = child.wait();
         let _ = containment.release(&scope).await;
         let reason = if exec_failed {
-            crate::errors::describe_io(&std::io::Error::from_raw_os_error(i32::from_le_bytes(
+            crate::proc::describe_io(&std::io::Error::from_raw_os_error(i32::from_le_bytes(
                 errno,
             )))
         } else {

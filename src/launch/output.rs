@@ -86,8 +86,8 @@ pub(super) fn open(target: &OutputTarget, tap: Option<OwnedFd>) -> io::Result<Op
             Some(OwnedFd::from(file))
         }
     };
-    let (out_read, out_write) = crate::sys::pipe()?;
-    let (err_read, err_write) = crate::sys::pipe()?;
+    let (out_read, out_write) = crate::proc::sys::pipe()?;
+    let (err_read, err_write) = crate::proc::sys::pipe()?;
     Ok(Opened {
         stdout: Stdio::from(out_write),
         stderr: Stdio::from(err_write),

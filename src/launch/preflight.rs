@@ -72,7 +72,7 @@ pub(super) fn prepare(spec: &LaunchSpec) -> Result<Prepared, PreflightError> {
         let text = std::fs::read_to_string(file).map_err(|e| PreflightError::EnvFile {
             service: spec.service.clone(),
             path: file.clone(),
-            reason: crate::errors::describe_io(&e),
+            reason: crate::proc::describe_io(&e),
         })?;
         let parsed =
             parse_env_file(&text).map_err(|(line, reason)| PreflightError::EnvFileSyntax {
@@ -142,7 +142,7 @@ fn resolve(
 }
 
 fn is_executable(path: &Path) -> bool {
-    let Ok(c) = crate::sys::cstring(path.as_os_str()) else {
+    let Ok(c) = crate::proc::sys::cstring(path.as_os_str()) else {
         return false;
     };
     path.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }

@@ -11,7 +11,7 @@ use super::{
     NewProcess, NewRun, ProcessFilter, ProcessRecord, ProcessSource, ProcessStatus, RegistryError,
     RunRecord, RunState, ServiceStateRecord, StateDir,
 };
-use crate::discover::{LivenessProbe, ProcessIdentity};
+use crate::proc::{LivenessProbe, ProcessIdentity};
 
 /// How long a writer waits for another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

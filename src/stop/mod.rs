@@ -10,9 +10,11 @@ use serde::Serialize;
 
 use crate::config::{Config, graph};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
-use crate::discover::{ProcFs, ProcessIdentity, classify, markers};
+use crate::discover::classify;
+use crate::proc::markers;
+use crate::proc::sys::{self, Signalled};
+use crate::proc::{ProcFs, ProcessIdentity};
 use crate::registry::{ProcessFilter, Registry, RegistryError};
-use crate::sys::{self, Signalled};
 
 /// How long a forced kill may take to empty a scope before its survivors are reported.
 const FORCE_DEADLINE: Duration = Duration::from_secs(5);
@@ -51,7 +53,7 @@ pub struct ShutdownReport {
     pub spared: Vec<String>,
     pub registry_records_removed: usize,
     /// The live supervisor asked to stand down first, if there was one.
-    pub supervisor: Option<crate::supervise::control::StandDownReport>,
+    pub supervisor: Option<crate::control::StandDownReport>,
     pub elapsed_ms: u64,
 }
 
@@ -92,7 +94,7 @@ fn protected() -> BTreeSet<i32> {
     let mut protected = BTreeSet::new();
     let mut pid = std::process::id() as i32;
     while pid > 1 && protected.insert(pid) {
-        match crate::discover::read_stat(Path::new("/proc"), pid) {
+        match crate::proc::read_stat(Path::new("/proc"), pid) {
             Ok(stat) => pid = stat.ppid,
             Err(_) => break,
         }

@@ -20,7 +20,7 @@ pub enum LockError {
         holder: Option<i32>,
         path: PathBuf,
     },
-    #[error("could not lock {}: {}", path.display(), crate::errors::describe_io(source))]
+    #[error("could not lock {}: {}", path.display(), crate::proc::describe_io(source))]
     Io {
         path: PathBuf,
         source: std::io::Error,

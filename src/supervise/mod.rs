@@ -8,7 +8,6 @@
 //! (an inotify event on `cgroup.events`).
 
 mod backoff;
-pub mod control;
 pub mod lock;
 pub mod notify;
 pub mod probe;
@@ -28,12 +27,14 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{Event as AuditEvent, Priority};
 use crate::config::{Config, DependencyCondition, Launch, RestartMode, graph};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
-use crate::discover::ProcFs;
+use crate::control;
 use crate::launch::{LaunchError, LaunchSpec, Launched, OutputTarget, launch};
+use crate::proc::ProcFs;
 use crate::registry::{NewRun, ProcessFilter, Registry, RunState, ServiceStateRecord};
 use crate::stop::{ShutdownReport, StopOptions};
 
-use reaper::{Reaper, describe};
+use crate::proc::{describe_exit as describe, human_age, process_age};
+use reaper::Reaper;
 use service::{State, Svc};
 
 /// Lines of each service's output kept for error reports.
@@ -186,13 +187,13 @@ pub async fn run(
     let control = control::listen(&options.state_dir, &project).map_err(|e| {
         RunError::Io(format!(
             "could not open the control socket: {}",
-            crate::errors::describe_io(&e)
+            crate::proc::describe_io(&e)
         ))
     })?;
     let reaper = Reaper::start().map_err(|e| {
         RunError::Io(format!(
             "could not become a subreaper: {}",
-            crate::errors::describe_io(&e)
+            crate::proc::describe_io(&e)
         ))
     })?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -226,7 +227,7 @@ pub async fn run(
     sup.preflight().await?;
     let me = ProcFs::default()
         .identity(std::process::id() as i32)
-        .map_err(|e| RunError::Io(crate::errors::describe_io(&e)))?;
+        .map_err(|e| RunError::Io(crate::proc::describe_io(&e)))?;
     registry.start_run(&NewRun {
         run_id: sup.run_id.clone(),
         project: project.clone(),
@@ -644,7 +645,7 @@ impl Supervisor<'_> {
 
     fn serve_control(&mut self, stream: tokio::net::UnixStream) {
         let tx = self.tx.clone();
-        let me = crate::sys::euid();
+        let me = crate::proc::sys::euid();
         tokio::task::spawn_local(async move {
             use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
             let allowed = stream
@@ -996,7 +997,7 @@ impl Supervisor<'_> {
                     Some(name),
                     format!(
                         "could not open its notify socket: {}",
-                        crate::errors::describe_io(&e)
+                        crate::proc::describe_io(&e)
                     ),
                 ),
             }
@@ -1434,7 +1435,7 @@ impl Supervisor<'_> {
         .record(Priority::Notice);
         self.say("ready", None, message);
         // Starting is over: the code that parsed, planned and launched need not stay resident.
-        crate::sys::trim_own_code();
+        crate::proc::sys::trim_own_code();
     }
 
     fn ready_timeout(&mut self, name: &str, why: String) {
@@ -1757,7 +1758,7 @@ async fn read_tap(
     service: String,
     generation: u64,
 ) {
-    let Ok(fd) = crate::sys::async_readable(tap) else {
+    let Ok(fd) = crate::proc::sys::async_readable(tap) else {
         return;
     };
     let mut pattern = pattern;
@@ -1818,25 +1819,4 @@ fn is_forwarder(pid: i32) -> bool {
 
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
-}
-
-/// Seconds since a process started, from its start time in clock ticks since boot.
-pub fn process_age(start_time: u64) -> Option<u64> {
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some((uptime - start_time as f64 / ticks).max(0.0) as u64)
-}
-
-pub fn human_age(seconds: u64) -> String {
-    match seconds {
-        s if s < 60 => format!("{s} s"),
-        s if s < 3600 => format!("{} min", s / 60),
-        s if s < 86400 => format!("{} h", s / 3600),
-        s => format!("{} d", s / 86400),
-    }
 }

@@ -36,12 +36,7 @@ pub async fn attempt(check: &ProbeCheck, timeout: Duration, reaper: &Reaper) -> 
             ProbeCheck::Tcp { host, port } => TcpStream::connect((host.as_str(), *port))
                 .await
                 .map(drop)
-                .map_err(|e| {
-                    format!(
-                        "connect to {host}:{port}: {}",
-                        crate::errors::describe_io(&e)
-                    )
-                }),
+                .map_err(|e| format!("connect to {host}:{port}: {}", crate::proc::describe_io(&e))),
             ProbeCheck::Http { url, status } => http_get(url, *status).await,
             ProbeCheck::Exec { argv } => exec(argv, reaper).await,
             ProbeCheck::Notify | ProbeCheck::Log { .. } => Err("not an attempted probe".into()),
@@ -77,24 +72,19 @@ async fn http_get(url: &str, expected: u16) -> Result<(), String> {
     let (host, port, path) = split_url(url).ok_or_else(|| format!("cannot parse {url}"))?;
     let mut stream = TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| {
-            format!(
-                "connect to {host}:{port}: {}",
-                crate::errors::describe_io(&e)
-            )
-        })?;
+        .map_err(|e| format!("connect to {host}:{port}: {}", crate::proc::describe_io(&e)))?;
     let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     stream
         .write_all(request.as_bytes())
         .await
-        .map_err(|e| format!("send to {url}: {}", crate::errors::describe_io(&e)))?;
+        .map_err(|e| format!("send to {url}: {}", crate::proc::describe_io(&e)))?;
     let mut head = Vec::new();
     let mut buf = [0u8; 512];
     while !head.contains(&b'\n') && head.len() < 4096 {
         let n = stream
             .read(&mut buf)
             .await
-            .map_err(|e| format!("read from {url}: {}", crate::errors::describe_io(&e)))?;
+            .map_err(|e| format!("read from {url}: {}", crate::proc::describe_io(&e)))?;
         if n == 0 {
             break;
         }
@@ -121,11 +111,11 @@ async fn exec(argv: &[String], reaper: &Reaper) -> Result<(), String> {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot run {}: {}", argv[0], crate::errors::describe_io(&e)))?;
+        .map_err(|e| format!("cannot run {}: {}", argv[0], crate::proc::describe_io(&e)))?;
     let pid = child.id() as i32;
     // Opened before anything can reap it: a timed-out probe is killed by this handle, never by
     // a pid that may since belong to someone else.
-    let pidfd = crate::sys::pidfd_open(pid).ok();
+    let pidfd = crate::proc::sys::pidfd_open(pid).ok();
     let status = reaper.claim(pid, mark);
     let guard = KillOnDrop(pidfd);
     let status = status
@@ -155,7 +145,7 @@ impl KillOnDrop {
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         if let Some(fd) = &self.0 {
-            let _ = crate::sys::pidfd_send_signal(fd, libc::SIGKILL);
+            let _ = crate::proc::sys::pidfd_send_signal(fd, libc::SIGKILL);
         }
     }
 }

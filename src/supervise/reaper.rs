@@ -37,7 +37,7 @@ impl Reaper {
     /// Makes this process a child subreaper and starts the reaping loop on the current
     /// `LocalSet`.
     pub fn start() -> std::io::Result<Reaper> {
-        crate::sys::set_child_subreaper()?;
+        crate::proc::sys::set_child_subreaper()?;
         let mut sigchld = signal(SignalKind::child())?;
         let reaper = Reaper {
             inner: Rc::new(RefCell::new(Inner::default())),
@@ -117,21 +117,7 @@ impl Reaper {
     }
 }
 
-/// How a process ended, in words: `exit code 3`, `signal SIGKILL`.
-pub fn describe(status: ExitStatus) -> String {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => format!("exit code {code}"),
-        (None, Some(sig)) => format!("signal {}", signal_name(sig)),
-        _ => "an unknown status".to_string(),
-    }
-}
-
-pub fn signal_name(sig: i32) -> String {
-    crate::config::SIGNALS
-        .iter()
-        .find(|s| s.number == sig)
-        .map_or_else(|| sig.to_string(), |s| s.name.to_string())
-}
+pub use crate::proc::describe_exit as describe;
 
 #[cfg(test)]
 mod tests {

@@ -11,7 +11,7 @@ use tokio::task::AbortHandle;
 
 use crate::config::Service;
 use crate::contain::ScopeHandle;
-use crate::discover::ProcessIdentity;
+use crate::proc::ProcessIdentity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {

@@ -251,7 +251,7 @@ pub fn wait_for_journal_entry(what: &str, filters: &[String]) -> serde_json::Val
 
 /// Live processes carrying the project's `CCSCOPE_PROJECT` marker, anywhere.
 pub fn marked(project: &str) -> Vec<i32> {
-    ccscope::discover::markers::scan(Path::new("/proc"))
+    ccscope::proc::markers::scan(Path::new("/proc"))
         .into_iter()
         .filter(|p| p.markers.project == project)
         .map(|p| p.identity.pid)

@@ -7,7 +7,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
-use crate::discover::{ProcFs, ProcessIdentity};
+use super::identity::{ProcFs, ProcessIdentity};
 
 pub fn cstring(s: &OsStr) -> io::Result<CString> {
     CString::new(s.as_bytes()).map_err(|_| {
@@ -108,6 +108,13 @@ pub fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
 pub fn set_child_subreaper() -> io::Result<()> {
     check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } as libc::c_long)
         .map(drop)
+}
+
+/// Clock ticks per second, the unit of a process's start time.
+pub fn clock_ticks() -> u64 {
+    // SAFETY: sysconf takes no pointers and only reads the system's configuration.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).unwrap_or(100).max(1)
 }
 
 pub fn euid() -> u32 {

@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
+use crate::cli::exit_codes;
 use crate::config::{ConfigError, Diagnostic};
-use crate::exit_codes;
 use crate::registry::RegistryError;
 
 #[derive(Debug, Serialize)]
@@ -79,14 +79,7 @@ impl CliError {
     }
 }
 
-/// `std::io::Error`'s own text ends in "(os error 13)"; keep the words, drop the number.
-pub fn describe_io(e: &std::io::Error) -> String {
-    let text = e.to_string();
-    match text.rfind(" (os error") {
-        Some(i) => text[..i].to_lowercase(),
-        None => text,
-    }
-}
+pub use crate::proc::describe_io;
 
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {

@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::identity::{ProcessIdentity, read_stat};
+use crate::proc::{ProcessIdentity, read_stat};
 
 pub const PROJECT: &str = "CCSCOPE_PROJECT";
 pub const SERVICE: &str = "CCSCOPE_SERVICE";

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::discover::ProcessIdentity;
-use crate::sys::{Signalled, signal_identified};
+use crate::proc::ProcessIdentity;
+use crate::proc::sys::{Signalled, signal_identified};
 
 pub const STAND_DOWN: &str = "stand-down";
 
@@ -30,7 +30,7 @@ pub const STAND_DOWN_SIGNAL: i32 = libc::SIGUSR1;
 pub fn socket_name(state_dir: &Path, project: &str) -> String {
     format!(
         "ccscope-control/{}/{:016x}/{project}",
-        crate::sys::euid(),
+        crate::proc::sys::euid(),
         fnv1a(state_dir.as_os_str().as_encoded_bytes())
     )
 }
