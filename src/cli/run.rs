@@ -16,7 +16,7 @@ use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
 use crate::config::{Config, ConfigSource};
 use crate::contain::{AnyContainment, BackendChoice, BackendKind, detect};
-use crate::supervise::{self, Ended, Progress, RunError, RunOptions};
+use crate::supervise::{self, Ended, Progress, ProgressEvent, RunError, RunOptions, ServiceState};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -163,7 +163,7 @@ struct Reporter {
     verbose: bool,
     quiet: bool,
     /// On a terminal, without -v: one line redrawn until the stack is ready.
-    live: Option<BTreeMap<String, &'static str>>,
+    live: Option<BTreeMap<String, ServiceState>>,
     socket: Option<UnixStream>,
 }
 
@@ -191,7 +191,7 @@ impl Reporter {
     fn progress(&mut self, p: &Progress) {
         if let Some(socket) = &mut self.socket {
             let line = serde_json::to_string(p).unwrap_or_default();
-            if writeln!(socket, "{line}").is_err() || p.event == "ready" {
+            if writeln!(socket, "{line}").is_err() || p.event == ProgressEvent::Ready {
                 // The foreground half is gone, or has what it waited for.
                 self.socket = None;
             }
@@ -210,20 +210,23 @@ impl Reporter {
                 live.insert(service.clone(), state);
                 let line: Vec<String> = live
                     .iter()
-                    .map(|(s, st)| format!("{s} {}", live_mark(st)))
+                    .map(|(s, st)| format!("{s} {}", live_mark(*st)))
                     .collect();
                 let mut err = std::io::stderr();
                 let _ = write!(err, "\r\x1b[2K{}", line.join("  "));
                 let _ = err.flush();
             }
-            if matches!(p.event, "ready" | "error" | "stopping") {
+            if matches!(
+                p.event,
+                ProgressEvent::Ready | ProgressEvent::Error | ProgressEvent::Stopping
+            ) {
                 self.finish_live();
             } else {
                 return;
             }
         }
         if self.verbose || important(p) {
-            if self.quiet && p.event != "error" {
+            if self.quiet && p.event != ProgressEvent::Error {
                 return;
             }
             print_progress(p);
@@ -245,11 +248,11 @@ impl Reporter {
     }
 }
 
-fn live_mark(state: &str) -> &'static str {
+fn live_mark(state: ServiceState) -> &'static str {
     match state {
-        "running" => "✓",
-        "failed" => "✗",
-        "restarting" => "↻",
+        ServiceState::Running => "✓",
+        ServiceState::Failed => "✗",
+        ServiceState::Restarting => "↻",
         _ => "…",
     }
 }
@@ -257,8 +260,15 @@ fn live_mark(state: &str) -> &'static str {
 /// What is shown without -v.
 fn important(p: &Progress) -> bool {
     match p.event {
-        "ready" | "error" | "warning" | "stopping" | "stopped" => true,
-        "state" => matches!(p.state, Some("restarting" | "failed" | "waiting")),
+        ProgressEvent::Ready
+        | ProgressEvent::Error
+        | ProgressEvent::Warning
+        | ProgressEvent::Stopping
+        | ProgressEvent::Stopped => true,
+        ProgressEvent::State => matches!(
+            p.state,
+            Some(ServiceState::Restarting | ServiceState::Failed | ServiceState::Waiting)
+        ),
         _ => false,
     }
 }
@@ -270,7 +280,7 @@ fn print_progress(p: &Progress) {
     let mut out = std::io::stdout();
     let _ = match (&p.service, p.state) {
         (Some(s), Some(state)) => writeln!(out, "{at} {s:<20} {state:<10} {}", p.message),
-        (Some(s), None) => writeln!(out, "{at} {s:<20} {:<10} {}", p.event, p.message),
+        (Some(s), None) => writeln!(out, "{at} {s:<20} {:<10} {}", p.event.as_str(), p.message),
         (None, _) => writeln!(out, "{at} {}", p.message),
     };
     let _ = out.flush();
@@ -320,39 +330,26 @@ fn detach(
     let mut reporter = Reporter::new(ctx, None);
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { break };
-        let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
-            continue;
+        let line = match serde_json::from_str::<ReportLine>(&line) {
+            Ok(ReportLine::Failed { error }) => {
+                let mut err = CliError::new(error.code, "detached", error.message);
+                err.hint = error.hint;
+                return Err(err);
+            }
+            Ok(ReportLine::Progress(p)) => p,
+            Err(_) => continue,
         };
-        if value["event"] == "failed" {
-            let e = &value["error"];
-            let mut err = CliError::new(
-                e["code"].as_i64().unwrap_or(1) as i32,
-                "detached",
-                e["message"]
-                    .as_str()
-                    .unwrap_or("the detached supervisor failed")
-                    .to_string(),
-            );
-            err.hint = e["hint"].as_str().map(str::to_string);
-            return Err(err);
-        }
-        let progress = Progress {
-            event: leak_event(value["event"].as_str().unwrap_or("state")),
-            service: value["service"].as_str().map(str::to_string),
-            state: value["state"].as_str().map(leak_event),
-            message: value["message"].as_str().unwrap_or_default().to_string(),
-            elapsed_ms: value["elapsed_ms"].as_u64().unwrap_or(0),
-        };
+        let progress = line;
         reporter.progress(&progress);
         match progress.event {
-            "ready" => {
+            ProgressEvent::Ready => {
                 reporter.finish_live();
                 if !ctx.global.quiet && !ctx.global.json {
                     println!("detached: `ccscope status` shows the stack, `ccscope stop` stops it");
                 }
                 return Ok(exit_codes::SUCCESS);
             }
-            "stopped" => break,
+            ProgressEvent::Stopped => break,
             _ => {}
         }
     }
@@ -390,31 +387,20 @@ fn accept_report(listener: &UnixListener, how: &str) -> Result<UnixStream, CliEr
     }
 }
 
-/// The event and state names are a closed set; map them back to their static names.
-fn leak_event(text: &str) -> &'static str {
-    const KNOWN: &[&str] = &[
-        "plan",
-        "state",
-        "ready",
-        "degraded",
-        "stopping",
-        "stopped",
-        "error",
-        "warning",
-        "pending",
-        "launching",
-        "starting",
-        "running",
-        "restarting",
-        "waiting",
-        "exited",
-        "failed",
-    ];
-    KNOWN
-        .iter()
-        .find(|k| **k == text)
-        .copied()
-        .unwrap_or("state")
+/// One line on the report socket of `run --detach`: progress, or why the detached supervisor
+/// could not start.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ReportLine {
+    Failed { error: FailedStart },
+    Progress(Progress),
+}
+
+#[derive(serde::Deserialize)]
+struct FailedStart {
+    code: i32,
+    message: String,
+    hint: Option<String>,
 }
 
 /// The command line of the detached supervisor: this one, made explicit.

@@ -11,6 +11,7 @@ mod backoff;
 pub mod lock;
 pub mod notify;
 pub mod probe;
+pub mod progress;
 pub mod reaper;
 mod service;
 
@@ -34,6 +35,7 @@ use crate::registry::{NewRun, ProcessFilter, Registry, RunState, ServiceStateRec
 use crate::stop::{ShutdownReport, StopOptions};
 
 use crate::proc::{describe_exit as describe, human_age, process_age};
+pub use progress::{Progress, ProgressEvent, ServiceState};
 use reaper::Reaper;
 use service::{State, Svc};
 
@@ -51,21 +53,6 @@ pub struct RunOptions {
     pub strict_limits: bool,
     pub launcher: PathBuf,
     pub state_dir: PathBuf,
-}
-
-/// One line of progress, for people (`-v`), for `--json` (one object per line), and for the
-/// foreground half of `run --detach`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Progress {
-    /// `plan`, `state`, `ready`, `degraded`, `stopping`, `stopped`, `error`, `warning`.
-    pub event: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<&'static str>,
-    pub message: String,
-    /// Milliseconds since `run` began.
-    pub elapsed_ms: u64,
 }
 
 /// How a run ended.
@@ -311,20 +298,22 @@ struct Supervisor<'a> {
 }
 
 impl Supervisor<'_> {
-    fn say(&mut self, event: &'static str, service: Option<&str>, message: String) {
-        let state = service
-            .and_then(|s| self.services.get(s))
-            .map(|s| s.state.as_str());
+    fn say(&mut self, event: ProgressEvent, service: Option<&str>, message: String) {
+        let state = service.and_then(|s| self.services.get(s)).map(|s| s.state);
         let p = Progress {
             event,
             service: service.map(str::to_string),
-            state: if event == "state" { state } else { None },
+            state: if event == ProgressEvent::State {
+                state
+            } else {
+                None
+            },
             message,
             elapsed_ms: self.began.elapsed().as_millis() as u64,
         };
         match event {
-            "error" | "warning" => {
-                tracing::debug!(service = p.service, "{}: {}", p.event, p.message)
+            ProgressEvent::Error | ProgressEvent::Warning => {
+                tracing::debug!(service = p.service, "{}: {}", p.event.as_str(), p.message)
             }
             _ => tracing::debug!(service = p.service, "{}", p.message),
         }
@@ -369,7 +358,7 @@ impl Supervisor<'_> {
             ],
         }
         .record(priority);
-        self.say("state", Some(name), message);
+        self.say(ProgressEvent::State, Some(name), message);
     }
 
     // ---- preflight ------------------------------------------------------------------------
@@ -409,7 +398,7 @@ impl Supervisor<'_> {
         let names: Vec<String> = running.iter().map(|(s, _)| s.display_name()).collect();
         if self.options.clean {
             self.say(
-                "warning",
+                ProgressEvent::Warning,
                 None,
                 format!(
                     "--clean: stopping what an earlier run left: {}",
@@ -594,7 +583,7 @@ impl Supervisor<'_> {
             mut usr1,
         } = signals;
         let plan = self.plan_line();
-        self.say("plan", None, format!("start order: {plan}"));
+        self.say(ProgressEvent::Plan, None, format!("start order: {plan}"));
         self.start_eligible();
         self.check_up();
         let mut stood_down_by_signal = false;
@@ -774,7 +763,7 @@ impl Supervisor<'_> {
                 if self.phase != Phase::StoodDown {
                     self.phase = Phase::StoodDown;
                     self.say(
-                        "stopping",
+                        ProgressEvent::Stopping,
                         None,
                         "ccscope stop is stopping the stack: standing down".into(),
                     );
@@ -801,8 +790,7 @@ impl Supervisor<'_> {
                 if left == 0 {
                     self.stopper_gone = true;
                 } else {
-                    self.say(
-                        "warning",
+                    self.say(ProgressEvent::Warning,
                         None,
                         format!("the stop that took over ended with {left} process(es) still running: stopping the stack"),
                     );
@@ -845,7 +833,11 @@ impl Supervisor<'_> {
             Phase::Starting | Phase::Up => {}
         }
         self.phase = Phase::ShuttingDown;
-        self.say("stopping", None, format!("{why}: stopping the stack"));
+        self.say(
+            ProgressEvent::Stopping,
+            None,
+            format!("{why}: stopping the stack"),
+        );
         self.cancel_all_tasks();
         let _ = self
             .registry
@@ -879,7 +871,11 @@ impl Supervisor<'_> {
             match forced {
                 Some(report) => report?,
                 None => {
-                    self.say("stopping", None, "second signal: killing at once".into());
+                    self.say(
+                        ProgressEvent::Stopping,
+                        None,
+                        "second signal: killing at once".into(),
+                    );
                     let force = StopOptions {
                         force: true,
                         ..graceful
@@ -890,7 +886,7 @@ impl Supervisor<'_> {
         };
         let _ = self.registry.clear_service_states(&self.project);
         self.say(
-            "stopped",
+            ProgressEvent::Stopped,
             None,
             format!(
                 "stopped: {:?}, {} survivor(s), {} ms",
@@ -993,7 +989,7 @@ impl Supervisor<'_> {
                     self.listen_notify(name, generation, socket);
                 }
                 Err(e) => self.say(
-                    "warning",
+                    ProgressEvent::Warning,
                     Some(name),
                     format!(
                         "could not open its notify socket: {}",
@@ -1084,7 +1080,7 @@ impl Supervisor<'_> {
         };
         for limit in &launched.limits.unenforceable {
             self.say(
-                "warning",
+                ProgressEvent::Warning,
                 Some(name),
                 format!(
                     "the {} limit is not enforced: {}",
@@ -1094,7 +1090,7 @@ impl Supervisor<'_> {
         }
         if let Some(Err(e)) = record.as_ref().map(|r| self.registry.register(r)) {
             self.say(
-                "warning",
+                ProgressEvent::Warning,
                 Some(name),
                 format!("could not register its process: {e}"),
             );
@@ -1319,7 +1315,7 @@ impl Supervisor<'_> {
                 .is_some_and(|p| matches!(p.check, crate::config::ProbeCheck::Notify));
         if note.stopping {
             self.say(
-                "state",
+                ProgressEvent::State,
                 Some(name),
                 "the service says it is stopping (STOPPING=1)".into(),
             );
@@ -1433,7 +1429,7 @@ impl Supervisor<'_> {
             fields: vec![("CCSCOPE_RUN_ID", self.run_id.clone())],
         }
         .record(Priority::Notice);
-        self.say("ready", None, message);
+        self.say(ProgressEvent::Ready, None, message);
         // Starting is over: the code that parsed, planned and launched need not stay resident.
         crate::proc::sys::trim_own_code();
     }
@@ -1451,7 +1447,7 @@ impl Supervisor<'_> {
         if self.abort.is_none() {
             self.abort = Some((name.to_string(), why.clone()));
             self.say(
-                "error",
+                ProgressEvent::Error,
                 Some(name),
                 format!("the stack did not start: {why}"),
             );
@@ -1469,7 +1465,7 @@ impl Supervisor<'_> {
             svc.failure = Some(why.clone());
         }
         svc.cancel_tasks();
-        self.say("warning", Some(name), why);
+        self.say(ProgressEvent::Warning, Some(name), why);
         // Its stop signal first (the output forwarder outlives it and passes on the last
         // lines), a kill after its stop timeout.
         self.stop_scope(name);
@@ -1508,8 +1504,7 @@ impl Supervisor<'_> {
                 None => 0,
             };
             if left > 0 {
-                self.say(
-                    "state",
+                self.say(ProgressEvent::State,
                     Some(name),
                     format!("its main process exited 0; {left} process(es) it started run on in its scope"),
                 );

@@ -13,46 +13,7 @@ use crate::config::Service;
 use crate::contain::ScopeHandle;
 use crate::proc::ProcessIdentity;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Not started yet: its dependencies are not met.
-    Pending,
-    /// Its launch is under way.
-    Launching,
-    /// Launched; its readiness probe has not passed yet.
-    Starting,
-    /// Ready (or started, without a probe).
-    Running,
-    /// Ended; starts again after its backoff.
-    Restarting,
-    /// Stopped because a dependency is down; starts again when it is back.
-    Waiting,
-    /// Ran to completion with exit code 0 and is not restarted.
-    Exited,
-    /// Ended and is not restarted: restart policy `no`, or too many restarts in a row.
-    Failed,
-    /// Being stopped (its dependency went down).
-    Stopping,
-    /// Stopped with the stack.
-    Stopped,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Pending => "pending",
-            State::Launching => "launching",
-            State::Starting => "starting",
-            State::Running => "running",
-            State::Restarting => "restarting",
-            State::Waiting => "waiting",
-            State::Exited => "exited",
-            State::Failed => "failed",
-            State::Stopping => "stopping",
-            State::Stopped => "stopped",
-        }
-    }
-}
+pub use super::progress::ServiceState as State;
 
 pub struct Svc {
     pub name: String,
