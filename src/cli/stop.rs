@@ -10,6 +10,7 @@ use crate::cli::exit_codes;
 use crate::config::duration::{HumanDuration, parse_duration};
 use crate::contain::{all_available, detect};
 use crate::control::{StandDown, stand_down};
+use crate::escalate::Force;
 use crate::proc::LivenessProbe;
 use crate::registry::RunState;
 use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
@@ -106,10 +107,13 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
             Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],
             None => all_available(args.contain.bus()).await,
         };
-        Ok::<_, CliError>(stop(&config, &backends, &registry, &options).await?)
+        Ok::<_, CliError>(stop(&config, &backends, &registry, &options, &Force::never()).await)
     })?;
     report.supervisor = stand_down.as_ref().map(|s| s.report.clone());
     drop(stand_down);
+    for warning in &report.warnings {
+        ctx.warn(warning);
+    }
     if ctx.global.json {
         print_json(&report)?;
     } else if !ctx.global.quiet || report.outcome == Outcome::Incomplete {

@@ -269,6 +269,20 @@ impl Containment for AnyContainment {
     }
 }
 
+/// The project's scopes in `backend` with the processes each holds now. A backend that cannot
+/// list them contributes none (the caller reports what it could see).
+pub async fn scopes_with_processes(
+    backend: &AnyContainment,
+    project: &str,
+) -> Vec<(ScopeHandle, Vec<i32>)> {
+    let mut found = Vec::new();
+    for scope in backend.list(project).await.unwrap_or_default() {
+        let pids = backend.processes(&scope).await.unwrap_or_default();
+        found.push((scope, pids));
+    }
+    found
+}
+
 /// Waits up to `deadline` for a cgroup to hold no process, on the runtime's reactor (see
 /// [`cgroup::Cgroup::until_empty_promptly`]).
 pub(crate) async fn wait_cgroup_empty(

@@ -180,3 +180,12 @@ pub fn trim_own_code() {
         }
     }
 }
+
+/// read(2) into `buf`; the error of a non-blocking descriptor with nothing to read is
+/// `WouldBlock`.
+pub fn read(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call, and
+    // the descriptor is borrowed from an owner that keeps it open.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}

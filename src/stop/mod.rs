@@ -9,15 +9,12 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::config::{Config, graph};
-use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
+use crate::contain::{AnyContainment, Containment, ScopeHandle, cgroup};
 use crate::discover::classify;
+use crate::escalate::{self, Force, ForceSwitch, Grace, KILL_WAIT};
 use crate::proc::markers;
-use crate::proc::sys::{self, Signalled};
 use crate::proc::{ProcFs, ProcessIdentity};
-use crate::registry::{ProcessFilter, Registry, RegistryError};
-
-/// How long a forced kill may take to empty a scope before its survivors are reported.
-const FORCE_DEADLINE: Duration = Duration::from_secs(5);
+use crate::registry::{ProcessFilter, Registry};
 
 #[derive(Debug, Clone)]
 pub struct StopOptions {
@@ -42,6 +39,18 @@ pub enum Outcome {
     DryRun,
 }
 
+impl Outcome {
+    /// The outcome in words, as `--json` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::NothingToStop => "nothing to stop",
+            Outcome::Complete => "complete",
+            Outcome::Incomplete => "incomplete",
+            Outcome::DryRun => "dry run",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ShutdownReport {
     pub project: String,
@@ -54,6 +63,9 @@ pub struct ShutdownReport {
     pub registry_records_removed: usize,
     /// The live supervisor asked to stand down first, if there was one.
     pub supervisor: Option<crate::control::StandDownReport>,
+    /// What went wrong on the side without stopping the stop (the registry could not be
+    /// written, …): the stop itself is reported in full above.
+    pub warnings: Vec<String>,
     pub elapsed_ms: u64,
 }
 
@@ -110,16 +122,20 @@ fn marked(project: &str, protected: &BTreeSet<i32>) -> Vec<markers::MarkedProces
         .collect()
 }
 
-/// Stops everything of `config`'s project that `backends` can see, plus every stray.
+/// Stops everything of `config`'s project that `backends` can see, plus every stray. `force`
+/// turns the graceful phase in flight into a kill (a second Ctrl-C). Registry trouble (a full
+/// disk, a locked or broken file) does not stop the stop: it is reported in `warnings`.
 pub async fn stop(
     config: &Config,
     backends: &[AnyContainment],
     registry: &Registry,
     options: &StopOptions,
-) -> Result<ShutdownReport, RegistryError> {
+    force: &Force,
+) -> ShutdownReport {
     let started = Instant::now();
     let project = config.project.name.as_str();
     let mut protected = protected();
+    let mut warnings = Vec::new();
 
     let mut scopes: Vec<(&AnyContainment, ScopeHandle)> = Vec::new();
     // Each scope's processes as first seen, by scope name: read once, used three times.
@@ -128,10 +144,9 @@ pub async fn stop(
     // Spared scopes still count as containment: what they hold is managed, never a stray.
     let mut spared_scopes: Vec<(ScopeHandle, Vec<i32>)> = Vec::new();
     for backend in backends {
-        for scope in backend.list(project).await.unwrap_or_default() {
+        for (scope, pids) in crate::contain::scopes_with_processes(backend, project).await {
             // The scope that holds this very process (`ccscope exec -- ccscope stop`) is left
             // alone: stop never ends its caller.
-            let pids = backend.processes(&scope).await.unwrap_or_default();
             if pids.iter().any(|p| protected.contains(p)) {
                 spared.push(scope.display_name());
                 protected.extend(pids.iter().copied());
@@ -205,7 +220,12 @@ pub async fn stop(
             killed_by_force: false,
         })
         .collect();
-    let registered = registry.list(ProcessFilter::Project(project))?;
+    let registered = registry
+        .list(ProcessFilter::Project(project))
+        .unwrap_or_else(|e| {
+            warnings.push(format!("could not read the registry's records: {e}"));
+            Vec::new()
+        });
     let mut report = ShutdownReport {
         project: project.to_string(),
         outcome: Outcome::NothingToStop,
@@ -215,121 +235,114 @@ pub async fn stop(
         spared,
         registry_records_removed: 0,
         supervisor: None,
+        warnings: Vec::new(),
         elapsed_ms: 0,
     };
-    // With scopes to stop, strays are looked for once their stop signals are out: the scopes'
-    // timeouts run meanwhile.
-    let mut strays: Option<Vec<StrayStop>> = None;
-    if services.is_empty() || options.dry_run {
+    let stray_grace = |timeout: Option<Duration>| match options.force {
+        true => Grace::None,
+        false => Grace::Signal {
+            signal: crate::config::DEFAULT_STOP_SIGNAL,
+            timeout: timeout.unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT),
+        },
+    };
+    let strays = if services.is_empty() || options.dry_run {
         let found = find_strays();
         if services.is_empty() && found.is_empty() && registered.is_empty() {
-            return Ok(report.finish(Outcome::NothingToStop, started));
+            report.warnings = warnings;
+            return report.finish(Outcome::NothingToStop, started);
         }
         if options.dry_run {
             report.services = services;
             report.strays = found;
-            return Ok(report.finish(Outcome::DryRun, started));
+            report.warnings = warnings;
+            return report.finish(Outcome::DryRun, started);
         }
-        strays = Some(found);
-    }
-
-    // A layer at a time, the services of one layer in parallel, each on its own clock: its
-    // stop signal, up to its stop timeout to empty (an event), then a kill if it did not.
-    let mut index = 0;
-    for group in by_rank.values() {
-        // The layer's clock starts once, before its first signal: a service signalled a few
-        // milliseconds after the first is not given those milliseconds on top.
-        let layer_start = Instant::now();
-        let stops = group.iter().map(|(b, s)| {
-            let (signal, timeout) = match config.services.get(&s.service) {
-                Some(svc) => (
-                    svc.stop_signal,
-                    options.timeout.unwrap_or(svc.stop_timeout.0),
-                ),
-                None => (
-                    crate::config::DEFAULT_STOP_SIGNAL,
-                    options.timeout.unwrap_or(Duration::from_secs(10)),
-                ),
-            };
-            stop_one(
-                b,
-                s,
-                layer_start,
-                (!options.force).then_some((signal, timeout)),
-            )
-        });
-        let stops = futures_util::future::join_all(stops);
-        let done = if strays.is_none() {
-            // Polled after every stop of the layer has sent its signal.
-            // Strays get their SIGTERM at once, so the layer's timeouts are their grace too.
-            let (done, found) = futures_util::future::join(stops, async {
-                let found = find_strays();
-                if !options.force {
-                    term_strays(&found);
-                }
-                found
-            })
-            .await;
-            strays = Some(found);
+        // Strays alone: their stop signal, and the stop timeout to go, before SIGKILL.
+        let ids = identities(&found);
+        let ends = escalate::end_processes(&ids, stray_grace(options.timeout), force).await;
+        mark_killed(found, &ends)
+    } else {
+        // With scopes to stop, strays are looked for once the first layer's stop signals are
+        // out, and get theirs at once: the layers' timeouts are their grace, and they are
+        // killed when the last layer is done (or forced).
+        let (layers_done, strays_cut) = ForceSwitch::new();
+        let strays_force = Force::either(force, &strays_cut);
+        let scopes = async {
+            let mut done = Vec::new();
+            for group in by_rank.values() {
+                // The layer's clock starts once, before its first signal: a service signalled a
+                // few milliseconds after the first is not given those milliseconds on top.
+                let layer_start = Instant::now();
+                let stops = group.iter().map(|(b, s)| {
+                    let grace = match (options.force, config.services.get(&s.service)) {
+                        (true, _) => Grace::None,
+                        (false, Some(svc)) => Grace::Signal {
+                            signal: svc.stop_signal,
+                            timeout: options.timeout.unwrap_or(svc.stop_timeout.0),
+                        },
+                        (false, None) => Grace::Signal {
+                            signal: crate::config::DEFAULT_STOP_SIGNAL,
+                            timeout: options
+                                .timeout
+                                .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT),
+                        },
+                    };
+                    escalate::end_and_release(b, s, grace, layer_start, force)
+                });
+                done.extend(futures_util::future::join_all(stops).await);
+            }
+            layers_done.force();
             done
-        } else {
-            stops.await
         };
-        for stopped in done {
-            services[index] = ServiceStop {
-                service: std::mem::take(&mut services[index].service),
-                scope: std::mem::take(&mut services[index].scope),
-                processes: services[index].processes,
-                ..stopped
-            };
-            index += 1;
+        let strays = async {
+            // Polled after every stop of the first layer has sent its signal.
+            let found = find_strays();
+            let ids = identities(&found);
+            let ends = escalate::end_processes(&ids, stray_grace(None), &strays_force).await;
+            mark_killed(found, &ends)
+        };
+        let (done, strays) = futures_util::future::join(scopes, strays).await;
+        for (service, end) in services.iter_mut().zip(done) {
+            service.signal = end.signal;
+            service.killed_by_force = end.killed;
+            service.time_to_empty_ms = end.empty_after.map(|d| d.as_millis() as u64);
         }
-    }
+        strays
+    };
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
-        "stop: scopes stopped"
+        "stop: scopes and strays stopped"
     );
-
-    // Strays: SIGTERM, then SIGKILL for those still there; each by pidfd, after checking its
-    // start time.
-    let mut strays = strays.unwrap_or_default();
-    if services.is_empty() && !options.force && !strays.is_empty() {
-        // Strays alone: SIGTERM, and the default stop timeout to go (each exit is an event
-        // on its pidfd), before SIGKILL.
-        term_strays(&strays);
-        let timeout = options
-            .timeout
-            .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT);
-        wait_strays_gone(&strays, timeout).await;
-    }
-    let procfs = ProcFs::default();
-    for stray in &mut strays {
-        let id = ProcessIdentity {
-            pid: stray.pid,
-            start_time: stray.start_time,
-        };
-        if procfs.identity(id.pid).is_ok_and(|now| now == id) {
-            stray.killed_by_force =
-                sys::signal_identified(id, libc::SIGKILL).is_ok_and(|s| s == Signalled::Sent);
-        }
-    }
 
     // Registry cleanup, then a fresh look.
     let mut removed = 0;
+    let mut unregister_failed = None;
     for record in &registered {
-        if registry.unregister(record.identity())? {
-            removed += 1;
+        match registry.unregister(record.identity()) {
+            Ok(true) => removed += 1,
+            Ok(false) => {}
+            Err(e) => unregister_failed = Some(e),
         }
+    }
+    if let Some(e) = unregister_failed {
+        warnings.push(format!(
+            "could not remove every stopped process from the registry ({e}); the next command cleans up the records of dead processes"
+        ));
+    }
+    if let Err(e) = registry.clear_service_states(project) {
+        warnings.push(format!(
+            "could not clear the services' recorded states: {e}"
+        ));
     }
     tracing::debug!(
         ms = started.elapsed().as_millis() as u64,
-        "stop: strays and registry done"
+        "stop: registry done"
     );
-    registry.clear_service_states(project)?;
     report.survivors = survivors(project, &protected, &report.spared, backends).await;
     report.services = services;
     report.strays = strays;
     report.registry_records_removed = removed;
+    report.warnings = warnings;
     let outcome = if report.survivors.is_empty() {
         Outcome::Complete
     } else {
@@ -337,121 +350,127 @@ pub async fn stop(
     };
     let report = report.finish(outcome, started);
     audit(&report);
-    Ok(report)
+    report
 }
 
-/// SIGTERM to each stray, by pidfd after checking its start time.
-fn term_strays(strays: &[StrayStop]) {
-    for stray in strays {
-        let id = ProcessIdentity {
-            pid: stray.pid,
-            start_time: stray.start_time,
-        };
-        let _ = sys::signal_identified(id, libc::SIGTERM);
-    }
+fn identities(strays: &[StrayStop]) -> Vec<ProcessIdentity> {
+    strays
+        .iter()
+        .map(|s| ProcessIdentity {
+            pid: s.pid,
+            start_time: s.start_time,
+        })
+        .collect()
 }
 
-/// Waits until every stray has exited (its pidfd turns readable) or `timeout` passed.
-async fn wait_strays_gone(strays: &[StrayStop], timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    for stray in strays {
-        let Ok(fd) = sys::pidfd_open(stray.pid) else {
-            continue; // gone already
-        };
-        let Ok(fd) = sys::async_readable(fd) else {
-            continue;
-        };
-        let left = deadline.saturating_duration_since(Instant::now());
-        let _ = tokio::time::timeout(left, fd.readable()).await;
+fn mark_killed(mut strays: Vec<StrayStop>, ends: &[escalate::ProcessEnd]) -> Vec<StrayStop> {
+    for (stray, end) in strays.iter_mut().zip(ends) {
+        stray.killed_by_force = end.killed;
     }
-}
-
-/// Stops one scope: `graceful` (its stop signal and timeout) first unless forced, then a kill
-/// if it is not empty by then; releases it. The report's service and scope are filled in by
-/// the caller.
-async fn stop_one(
-    b: &AnyContainment,
-    s: &ScopeHandle,
-    t: Instant,
-    graceful: Option<(crate::config::Signal, Duration)>,
-) -> ServiceStop {
-    let ms = |t: Instant| t.elapsed().as_millis() as u64;
-    let mut stopped = ServiceStop {
-        service: String::new(),
-        scope: String::new(),
-        processes: 0,
-        signal: graceful.map(|(signal, _)| signal.name),
-        time_to_empty_ms: None,
-        killed_by_force: false,
-    };
-    if let Some((signal, timeout)) = graceful {
-        let _ = b.signal(s, signal.number).await;
-        let left = timeout.saturating_sub(t.elapsed());
-        if b.wait_empty(s, left).await.unwrap_or(false) {
-            stopped.time_to_empty_ms = Some(ms(t));
-        }
-    }
-    if stopped.time_to_empty_ms.is_none() {
-        stopped.killed_by_force = true;
-        let _ = b.kill(s).await;
-        if b.wait_empty(s, FORCE_DEADLINE).await.unwrap_or(false) {
-            stopped.time_to_empty_ms = Some(ms(t));
-        }
-    }
-    // systemd collects an empty scope itself (CollectMode=inactive-or-failed): a round trip
-    // per scope through its one-call-at-a-time manager would only add time.
-    if !(stopped.time_to_empty_ms.is_some() && b.kind() == BackendKind::Systemd) {
-        let _ = b.release(s).await;
-    }
-    stopped
+    strays
 }
 
 /// Everything of the project still alive: in a scope, or marked anywhere. A killed process
-/// can take a moment to leave; each is given until the force deadline.
+/// can take a moment to leave: what is seen is waited on (its cgroup's `populated 0`, its
+/// pidfd) for up to [`KILL_WAIT`], and then looked at again.
 async fn survivors(
     project: &str,
     protected: &BTreeSet<i32>,
     spared: &[String],
     backends: &[AnyContainment],
 ) -> Vec<Survivor> {
-    let deadline = Instant::now() + FORCE_DEADLINE;
-    loop {
-        let mut left = Vec::new();
-        for backend in backends {
-            for scope in backend.list(project).await.unwrap_or_default() {
-                if spared.contains(&scope.display_name()) {
-                    continue;
-                }
-                for pid in backend.processes(&scope).await.unwrap_or_default() {
-                    if !protected.contains(&pid) {
-                        left.push(Survivor {
-                            pid,
-                            command_line: ProcFs::default().cmdline(pid).unwrap_or_default(),
-                            where_: scope.display_name(),
-                        });
-                    }
-                }
-            }
-        }
-        for p in marked(project, protected) {
-            if !left.iter().any(|s| s.pid == p.identity.pid) {
-                left.push(Survivor {
-                    pid: p.identity.pid,
-                    command_line: ProcFs::default()
-                        .cmdline(p.identity.pid)
-                        .unwrap_or_default(),
-                    where_: "outside every scope (marked)".into(),
-                });
-            }
-        }
-        if left.is_empty() || Instant::now() >= deadline {
-            return left;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let first = look(project, protected, spared, backends).await;
+    if first.is_empty() {
+        return Vec::new();
     }
+    let waits = first.iter().map(|(backend, scope, left)| async move {
+        match (backend, scope) {
+            (Some(b), Some(s)) => {
+                let _ = b.wait_empty(s, KILL_WAIT).await;
+            }
+            _ => {
+                let ids: Vec<ProcessIdentity> = left
+                    .iter()
+                    .filter_map(|s| ProcFs::default().identity(s.pid).ok())
+                    .collect();
+                escalate::wait_gone(&ids, KILL_WAIT).await;
+            }
+        }
+    });
+    futures_util::future::join_all(waits).await;
+    look(project, protected, spared, backends)
+        .await
+        .into_iter()
+        .flat_map(|(_, _, left)| left)
+        .collect()
+}
+
+/// One look for what is left, by where it is: each scope's processes, then marked processes
+/// outside every scope.
+async fn look<'a>(
+    project: &str,
+    protected: &BTreeSet<i32>,
+    spared: &[String],
+    backends: &'a [AnyContainment],
+) -> Vec<(
+    Option<&'a AnyContainment>,
+    Option<ScopeHandle>,
+    Vec<Survivor>,
+)> {
+    let procfs = ProcFs::default();
+    let mut found = Vec::new();
+    let mut seen = BTreeSet::new();
+    for backend in backends {
+        for (scope, pids) in crate::contain::scopes_with_processes(backend, project).await {
+            if spared.contains(&scope.display_name()) {
+                continue;
+            }
+            let left: Vec<Survivor> = pids
+                .into_iter()
+                .filter(|pid| !protected.contains(pid) && seen.insert(*pid))
+                .map(|pid| Survivor {
+                    pid,
+                    command_line: procfs.cmdline(pid).unwrap_or_default(),
+                    where_: scope.display_name(),
+                })
+                .collect();
+            if !left.is_empty() {
+                found.push((Some(backend), Some(scope), left));
+            }
+        }
+    }
+    let marked: Vec<Survivor> = marked(project, protected)
+        .into_iter()
+        .filter(|p| seen.insert(p.identity.pid))
+        .map(|p| Survivor {
+            pid: p.identity.pid,
+            command_line: procfs.cmdline(p.identity.pid).unwrap_or_default(),
+            where_: "outside every scope (marked)".into(),
+        })
+        .collect();
+    if !marked.is_empty() {
+        found.push((None, None, marked));
+    }
+    found
 }
 
 impl ShutdownReport {
+    /// A report of a stop that found nothing to do.
+    pub fn empty(config: &Config) -> ShutdownReport {
+        ShutdownReport {
+            project: config.project.name.clone(),
+            outcome: Outcome::NothingToStop,
+            services: Vec::new(),
+            strays: Vec::new(),
+            survivors: Vec::new(),
+            spared: Vec::new(),
+            registry_records_removed: 0,
+            supervisor: None,
+            warnings: Vec::new(),
+            elapsed_ms: 0,
+        }
+    }
+
     fn finish(mut self, outcome: Outcome, started: Instant) -> ShutdownReport {
         self.outcome = outcome;
         self.elapsed_ms = started.elapsed().as_millis() as u64;

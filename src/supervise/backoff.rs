@@ -11,14 +11,6 @@ pub fn delay(initial: Duration, max: Duration, attempt: u32, jitter: f64) -> Dur
     base.mul_f64(factor)
 }
 
-/// A uniform number in [0, 1) from the kernel.
-pub fn jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    f64::from(u32::from_le_bytes(bytes)) / (f64::from(u32::MAX) + 1.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,7 +26,5 @@ mod tests {
         assert_eq!(delay(ms(100), ms(1000), 1, 0.0), ms(160));
         assert!(delay(ms(100), ms(1000), 1, 0.999_999) < ms(240));
         assert_eq!(delay(ms(100), ms(1000), 400, 0.5), ms(1000), "no overflow");
-        let j = jitter();
-        assert!((0.0..1.0).contains(&j));
     }
 }

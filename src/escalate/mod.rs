@@ -1,0 +1,244 @@
+//! The one way ccscope ends things: the stop signal, a wait on the event that says they are
+//! gone (a cgroup's `populated 0`, a pidfd turning readable) until a deadline, then SIGKILL and
+//! a last bounded wait. A scope and a set of identified strays end the same way; the
+//! supervisor's restarts, its own shutdown, a readiness failure and `ccscope stop` all come
+//! through here.
+//!
+//! A [`Force`] turns every escalation in flight that still waits on its grace period into a
+//! kill at once: a second Ctrl-C changes how the stop in flight proceeds rather than starting
+//! another (nextest's `runner/unix.rs` does the same).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle};
+use crate::proc::sys::{self, Signalled};
+use crate::proc::{ProcFs, ProcessIdentity, Signal};
+
+/// How long a SIGKILLed scope or process may take to be gone before it is reported as a
+/// survivor. The kernel ends a killed cgroup in milliseconds; this bounds a wedged one (a
+/// process in uninterruptible sleep).
+pub const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// How an end begins.
+#[derive(Debug, Clone, Copy)]
+pub enum Grace {
+    /// The stop signal, then up to the timeout to be gone, then a kill.
+    Signal { signal: Signal, timeout: Duration },
+    /// A kill at once.
+    None,
+}
+
+/// Flips every escalation that watches it from its grace period to a kill.
+#[derive(Debug)]
+pub struct ForceSwitch(watch::Sender<bool>);
+
+/// The watching side of one or more [`ForceSwitch`]es: forced once any of them is.
+#[derive(Debug, Clone)]
+pub struct Force(Vec<watch::Receiver<bool>>);
+
+impl ForceSwitch {
+    pub fn new() -> (ForceSwitch, Force) {
+        let (tx, rx) = watch::channel(false);
+        (ForceSwitch(tx), Force(vec![rx]))
+    }
+
+    /// From now on, nothing that watches this switch waits out a grace period.
+    pub fn force(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Force {
+    /// A force that never comes.
+    pub fn never() -> Force {
+        let (switch, force) = ForceSwitch::new();
+        // The receiver outlives the sender: `forced` then waits forever, as it should.
+        drop(switch);
+        force
+    }
+
+    /// Forced once either `a` or `b` is.
+    pub fn either(a: &Force, b: &Force) -> Force {
+        Force(a.0.iter().chain(&b.0).cloned().collect())
+    }
+
+    pub fn is_forced(&self) -> bool {
+        self.0.iter().any(|rx| *rx.borrow())
+    }
+
+    /// Resolves once a switch is flipped (never, if every switch is gone unflipped).
+    pub async fn forced(&self) {
+        let waits = self.0.iter().map(|rx| {
+            let mut rx = rx.clone();
+            Box::pin(async move {
+                if rx.wait_for(|forced| *forced).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            })
+        });
+        let waits: Vec<_> = waits.collect();
+        if waits.is_empty() {
+            return std::future::pending().await;
+        }
+        futures_util::future::select_all(waits).await;
+    }
+}
+
+/// What became of one scope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopeEnd {
+    /// The stop signal sent, or None for a kill at once.
+    pub signal: Option<&'static str>,
+    /// Time from `since` until the scope was empty; None if it never emptied.
+    pub empty_after: Option<Duration>,
+    /// Whether it had to be killed (its grace ran out, was forced, or there was none).
+    pub killed: bool,
+}
+
+/// Ends a scope: its stop signal to every process, a wait on `populated 0` until `since` +
+/// the timeout (or until forced), then a kill and up to [`KILL_WAIT`] to empty. `since` is
+/// the clock the timeout runs on, so services of one layer share one.
+pub async fn end_scope(
+    backend: &AnyContainment,
+    scope: &ScopeHandle,
+    grace: Grace,
+    since: Instant,
+    force: &Force,
+) -> ScopeEnd {
+    let mut end = ScopeEnd {
+        signal: None,
+        empty_after: None,
+        killed: false,
+    };
+    if let (Grace::Signal { signal, timeout }, false) = (grace, force.is_forced()) {
+        end.signal = Some(signal.name);
+        let _ = backend.signal(scope, signal.number).await;
+        let left = timeout.saturating_sub(since.elapsed());
+        let emptied = tokio::select! {
+            emptied = backend.wait_empty(scope, left) => emptied.unwrap_or(false),
+            () = force.forced() => false,
+        };
+        if emptied {
+            end.empty_after = Some(since.elapsed());
+            return end;
+        }
+    }
+    end.killed = true;
+    let _ = backend.kill(scope).await;
+    if backend.wait_empty(scope, KILL_WAIT).await.unwrap_or(false) {
+        end.empty_after = Some(since.elapsed());
+    }
+    end
+}
+
+/// Ends a scope and forgets it. systemd collects an empty scope itself
+/// (CollectMode=inactive-or-failed): a round trip per scope through its one-call-at-a-time
+/// manager would only add time.
+pub async fn end_and_release(
+    backend: &AnyContainment,
+    scope: &ScopeHandle,
+    grace: Grace,
+    since: Instant,
+    force: &Force,
+) -> ScopeEnd {
+    let end = end_scope(backend, scope, grace, since, force).await;
+    if !(end.empty_after.is_some() && backend.kind() == BackendKind::Systemd) {
+        let _ = backend.release(scope).await;
+    }
+    end
+}
+
+/// What became of one identified process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessEnd {
+    pub identity: ProcessIdentity,
+    /// Whether it was still there for a SIGKILL.
+    pub killed: bool,
+}
+
+/// Ends identified processes (strays): the stop signal to each by pidfd, after checking its
+/// start time; a wait on their pidfds until the timeout or until forced; SIGKILL to those
+/// still there (checked again); up to [`KILL_WAIT`] for them to go.
+pub async fn end_processes(
+    processes: &[ProcessIdentity],
+    grace: Grace,
+    force: &Force,
+) -> Vec<ProcessEnd> {
+    if let (Grace::Signal { signal, timeout }, false) = (grace, force.is_forced()) {
+        for id in processes {
+            let _ = sys::signal_identified(*id, signal.number);
+        }
+        tokio::select! {
+            () = wait_gone(processes, timeout) => {}
+            () = force.forced() => {}
+        }
+    }
+    let procfs = ProcFs::default();
+    let ends: Vec<ProcessEnd> = processes
+        .iter()
+        .map(|id| ProcessEnd {
+            identity: *id,
+            killed: procfs.identity(id.pid).is_ok_and(|now| now == *id)
+                && sys::signal_identified(*id, libc::SIGKILL).is_ok_and(|s| s == Signalled::Sent),
+        })
+        .collect();
+    let killed: Vec<ProcessIdentity> = ends
+        .iter()
+        .filter(|e| e.killed)
+        .map(|e| e.identity)
+        .collect();
+    wait_gone(&killed, KILL_WAIT).await;
+    ends
+}
+
+/// Waits until every process has exited (its pidfd turns readable; a zombie counts as gone)
+/// or `timeout` passed.
+pub(crate) async fn wait_gone(processes: &[ProcessIdentity], timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    for id in processes {
+        let Ok(fd) = sys::pidfd_open(id.pid) else {
+            continue; // gone already
+        };
+        let Ok(fd) = sys::async_readable(fd) else {
+            continue;
+        };
+        let _ = tokio::time::timeout_at(deadline, fd.readable()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_force_reaches_every_watcher_and_a_never_force_never_comes() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (switch, force) = ForceSwitch::new();
+            let other = force.clone();
+            assert!(!force.is_forced());
+            let waiting = tokio::spawn(async move { other.forced().await });
+            switch.force();
+            tokio::time::timeout(Duration::from_secs(10), waiting)
+                .await
+                .expect("the watcher saw the force")
+                .unwrap();
+            assert!(force.is_forced());
+            let (_kept, unflipped) = ForceSwitch::new();
+            let either = Force::either(&unflipped, &force);
+            assert!(either.is_forced(), "either is forced when one of them is");
+            let never = Force::never();
+            assert!(
+                tokio::time::timeout(Duration::from_millis(1), never.forced())
+                    .await
+                    .is_err(),
+                "a never force stays pending"
+            );
+        });
+    }
+}

@@ -1,0 +1,764 @@
+//! The async executor around the [`Machine`]: it carries the machine's effects out over the
+//! containment backend, the registry, the probes, journald and the control socket, and feeds
+//! what happens back as inputs, with the time.
+//!
+//! One event loop on one thread. Everything that waits (a launch, a probe attempt, a cgroup's
+//! `populated` change, an exit status, a notify socket, an output tap, an escalation) is a
+//! small local task that reports back tagged with the instance's generation, so a report about
+//! an instance that has since been replaced is dropped by the machine. Nothing polls a pid: an
+//! exit is a reaped status ([`Reaper`]) and a cgroup going empty an inotify event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::process::ExitStatus;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::AbortHandle;
+
+use crate::audit::Event as AuditEvent;
+use crate::config::{Config, Launch, ProbeCheck};
+use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
+use crate::escalate::{self, Force, ForceSwitch, Grace};
+use crate::launch::{LaunchError, LaunchSpec, Launched, OutputTarget, launch};
+use crate::registry::{NewProcess, ProcessFilter, Registry};
+use crate::stop::{ShutdownReport, StopOptions};
+
+use super::machine::{AdoptedBack, Effect, Finish, Input, LaunchedInstance, Machine, SignalInput};
+use super::preflight::LeftBehind;
+use super::reaper::Reaper;
+use super::tap::{self, LastLines};
+use super::{Ended, Progress, RunOptions, notify, probe};
+
+/// How long an unanswered cgroup watch waits between looks when the kernel has no inotify
+/// instance to spare.
+const CGROUP_FALLBACK_POLL: Duration = Duration::from_secs(1);
+
+/// What the tasks tell the loop, beyond plain machine inputs.
+enum Report {
+    Input(Input),
+    Launched {
+        service: String,
+        generation: u64,
+        result: Box<Result<Launched, LaunchError>>,
+        /// Its registry record, made from the spec it was launched with.
+        record: Option<NewProcess>,
+        exit: Option<oneshot::Receiver<ExitStatus>>,
+    },
+    /// Some process was reaped (the process-group backend rechecks its groups).
+    Reaped,
+    StandDown {
+        ack: oneshot::Sender<()>,
+    },
+    StopperGone,
+}
+
+/// The signals a supervisor handles: INT, TERM and HUP stop the stack; USR1 stands down.
+pub struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn listen() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+}
+
+/// What the driver holds of a service's current instance.
+#[derive(Default)]
+struct Instance {
+    generation: u64,
+    scope: Option<ScopeHandle>,
+    /// Watchers of the instance (cgroup, notify socket): stopped when it is forgotten.
+    watchers: Vec<AbortHandle>,
+    output: LastLines,
+}
+
+pub struct Driver<'a> {
+    config: &'a Config,
+    run_id: String,
+    containment: Rc<AnyContainment>,
+    registry: &'a Registry,
+    options: &'a RunOptions,
+    reaper: Reaper,
+    tx: mpsc::UnboundedSender<Report>,
+    instances: BTreeMap<String, Instance>,
+    acks: HashMap<u64, oneshot::Sender<()>>,
+    next_ack: u64,
+    force_switch: ForceSwitch,
+    force: Force,
+    progress: &'a mut dyn FnMut(&Progress),
+}
+
+/// Everything the driver needs to run, made by [`super::run`].
+pub struct Parts<'a> {
+    pub config: &'a Config,
+    pub run_id: String,
+    pub containment: Rc<AnyContainment>,
+    pub registry: &'a Registry,
+    pub options: &'a RunOptions,
+    pub reaper: Reaper,
+    pub signals: Signals,
+    pub control: tokio::net::UnixListener,
+    pub progress: &'a mut dyn FnMut(&Progress),
+}
+
+/// Runs `machine` until it finishes. `left_behind` are the scopes the preflight adopted back.
+pub async fn drive<'a>(
+    mut machine: Machine,
+    parts: Parts<'a>,
+    left_behind: Vec<LeftBehind>,
+) -> Ended {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (force_switch, force) = ForceSwitch::new();
+    let Parts {
+        config,
+        run_id,
+        containment,
+        registry,
+        options,
+        reaper,
+        signals,
+        control,
+        progress,
+    } = parts;
+    let mut driver = Driver {
+        config,
+        run_id,
+        containment,
+        registry,
+        options,
+        reaper,
+        tx,
+        instances: BTreeMap::new(),
+        acks: HashMap::new(),
+        next_ack: 0,
+        force_switch,
+        force,
+        progress,
+    };
+    if driver.containment.kind() == BackendKind::Pgroup {
+        let tx = driver.tx.clone();
+        driver.reaper.on_reap(move || {
+            let _ = tx.send(Report::Reaped);
+        });
+    }
+    for left in left_behind {
+        let service = left.scope.service.clone();
+        driver.instances.insert(
+            service.clone(),
+            Instance {
+                generation: 1,
+                scope: Some(left.scope.clone()),
+                ..Instance::default()
+            },
+        );
+        driver.watch(&service, None, None);
+        machine.adopt_back(
+            Instant::now(),
+            AdoptedBack {
+                service,
+                scope: left.scope.display_name(),
+                processes: left.processes,
+                main: left.main,
+            },
+        );
+    }
+    machine.start(Instant::now());
+
+    let Signals {
+        mut int,
+        mut term,
+        mut hup,
+        mut usr1,
+    } = signals;
+    let mut stopping: Option<Pin<Box<dyn Future<Output = ShutdownReport> + 'a>>> = None;
+    let mut report: Option<ShutdownReport> = None;
+    loop {
+        while let Some(effect) = machine.poll_effect() {
+            match effect {
+                Effect::RunStop { force } => {
+                    if force {
+                        driver.force_switch.force();
+                    }
+                    stopping = Some(Box::pin(stop_flow(
+                        driver.config,
+                        driver.registry,
+                        driver.containment.clone(),
+                        driver.force.clone(),
+                    )));
+                }
+                Effect::Exit(finish) => return driver.ended(finish, report.take()),
+                effect => driver.apply(effect).await,
+            }
+        }
+        let wake = machine.poll_timeout();
+        let input = tokio::select! {
+            Some(r) = rx.recv() => match driver.report(r).await {
+                Some(input) => input,
+                None => continue,
+            },
+            _ = int.recv() => Input::Signal(SignalInput::Interrupt),
+            _ = term.recv() => Input::Signal(SignalInput::Terminate),
+            _ = hup.recv() => Input::Signal(SignalInput::Hangup),
+            _ = usr1.recv() => Input::Signal(SignalInput::StandDown),
+            Ok((stream, _)) = control.accept() => {
+                serve_control(stream, driver.tx.clone());
+                continue;
+            }
+            done = async { stopping.as_mut().expect("guarded").await }, if stopping.is_some() => {
+                stopping = None;
+                let input = Input::StopDone {
+                    outcome: done.outcome,
+                    survivors: done.survivors.len(),
+                    elapsed_ms: done.elapsed_ms,
+                };
+                report = Some(done);
+                input
+            }
+            () = sleep_until(wake), if wake.is_some() => {
+                machine.handle_timeout(Instant::now());
+                continue;
+            }
+        };
+        machine.handle(Instant::now(), input);
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+    }
+}
+
+/// The stop flow over the whole stack, as `ccscope stop` runs it; `force` cuts its grace short.
+async fn stop_flow(
+    config: &Config,
+    registry: &Registry,
+    containment: Rc<AnyContainment>,
+    force: Force,
+) -> ShutdownReport {
+    let options = StopOptions {
+        timeout: None,
+        force: false,
+        dry_run: false,
+    };
+    let backends = std::slice::from_ref(&*containment);
+    crate::stop::stop(config, backends, registry, &options, &force).await
+}
+
+impl Driver<'_> {
+    fn ended(&mut self, finish: Finish, report: Option<ShutdownReport>) -> Ended {
+        let report = || {
+            report
+                .clone()
+                .unwrap_or_else(|| ShutdownReport::empty(self.config))
+        };
+        match finish {
+            Finish::StoodDown => Ended::StoodDown,
+            Finish::Stopped => {
+                let _ = self
+                    .registry
+                    .clear_service_states(&self.config.project.name);
+                Ended::Stopped { report: report() }
+            }
+            Finish::StartFailed { service, reason } => {
+                let _ = self
+                    .registry
+                    .clear_service_states(&self.config.project.name);
+                let last_output = self
+                    .instances
+                    .get(&service)
+                    .map(|i| i.output.borrow().iter().cloned().collect())
+                    .unwrap_or_default();
+                Ended::StartFailed {
+                    service,
+                    reason,
+                    last_output,
+                    report: report(),
+                }
+            }
+        }
+    }
+
+    /// Turns a task's report into the machine's input (None: handled here).
+    async fn report(&mut self, report: Report) -> Option<Input> {
+        match report {
+            Report::Input(input) => Some(input),
+            Report::Launched {
+                service,
+                generation,
+                result,
+                record,
+                exit,
+            } => Some(self.launched(service, generation, *result, record, exit)),
+            Report::Reaped => {
+                self.recheck_groups().await;
+                None
+            }
+            Report::StandDown { ack } => {
+                self.next_ack += 1;
+                self.acks.insert(self.next_ack, ack);
+                Some(Input::StandDown {
+                    ack: Some(self.next_ack),
+                })
+            }
+            Report::StopperGone => {
+                let mut left = 0;
+                for scope in self.instances.values().filter_map(|i| i.scope.as_ref()) {
+                    left += self
+                        .containment
+                        .processes(scope)
+                        .await
+                        .map_or(0, |p| p.len());
+                }
+                Some(Input::StopperGone { left })
+            }
+        }
+    }
+
+    fn launched(
+        &mut self,
+        service: String,
+        generation: u64,
+        result: Result<Launched, LaunchError>,
+        record: Option<NewProcess>,
+        exit: Option<oneshot::Receiver<ExitStatus>>,
+    ) -> Input {
+        let launched = match result {
+            Ok(l) => l,
+            Err(e) => {
+                let mut why = e.to_string();
+                if let Some(hint) = e.hint() {
+                    why.push_str(&format!(" ({hint})"));
+                }
+                return Input::Launched {
+                    service,
+                    generation,
+                    outcome: Err(why),
+                };
+            }
+        };
+        let mut warnings: Vec<String> = launched
+            .limits
+            .unenforceable
+            .iter()
+            .map(|l| format!("the {} limit is not enforced: {}", l.limit, l.reason))
+            .collect();
+        if let Some(Err(e)) = record.as_ref().map(|r| self.registry.register(r)) {
+            warnings.push(format!("could not register its process: {e}"));
+        }
+        let Launched {
+            identity,
+            scope,
+            tap,
+            ..
+        } = launched;
+        let instance = self.instances.entry(service.clone()).or_default();
+        if instance.generation == generation {
+            instance.scope = Some(scope.clone());
+        }
+        self.watch(&service, exit, tap);
+        Input::Launched {
+            service,
+            generation,
+            outcome: Ok(LaunchedInstance {
+                main: identity,
+                scope: scope.display_name(),
+                warnings,
+            }),
+        }
+    }
+
+    /// Carries out one effect.
+    async fn apply(&mut self, effect: Effect) {
+        match effect {
+            Effect::Launch {
+                service,
+                generation,
+            } => self.launch(&service, generation),
+            Effect::End {
+                service,
+                generation,
+                graceful,
+            } => self.end(&service, generation, graceful),
+            Effect::Probe {
+                service,
+                generation,
+                kind,
+                probe,
+            } => {
+                let tx = self.tx.clone();
+                let reaper = self.reaper.clone();
+                tokio::task::spawn_local(async move {
+                    let result = probe::attempt(&probe.check, probe.timeout.0, &reaper).await;
+                    let _ = tx.send(Report::Input(Input::ProbeResult {
+                        service,
+                        generation,
+                        kind,
+                        result,
+                    }));
+                });
+            }
+            Effect::Forget {
+                service,
+                generation,
+                release,
+            } => self.forget(&service, generation, release).await,
+            Effect::Unregister(id) => {
+                let _ = self.registry.unregister(id);
+            }
+            Effect::Record(record) => {
+                if let Err(e) = self.registry.set_service_state(&record) {
+                    tracing::warn!("could not record the state of `{}`: {e}", record.service);
+                }
+            }
+            Effect::RunState(state) => {
+                let _ = self.registry.set_run_state(&self.run_id, state);
+            }
+            Effect::Audit(note) => AuditEvent {
+                event: note.event,
+                project: &self.config.project.name,
+                service: note.service.as_deref(),
+                message: note.message,
+                fields: note.fields,
+            }
+            .record(note.priority),
+            Effect::Progress(p) => {
+                tracing::debug!(service = p.service, "{}: {}", p.event.as_str(), p.message);
+                (self.progress)(&p);
+            }
+            Effect::AckStandDown(id) => {
+                if let Some(ack) = self.acks.remove(&id) {
+                    let _ = ack.send(());
+                }
+            }
+            Effect::ForceStop => self.force_switch.force(),
+            // Starting is over: the code that parsed, planned and launched need not stay
+            // resident.
+            Effect::StackUp => crate::proc::sys::trim_own_code(),
+            Effect::RunStop { .. } | Effect::Exit(_) => {
+                unreachable!("handled by the loop")
+            }
+        }
+    }
+
+    fn launch(&mut self, name: &str, generation: u64) {
+        let cfg = &self.config.services[name];
+        let instance = self.instances.entry(name.to_string()).or_default();
+        for watcher in instance.watchers.drain(..) {
+            watcher.abort();
+        }
+        instance.generation = generation;
+        instance.scope = None;
+        instance.output.borrow_mut().clear();
+        let uses_notify = [cfg.ready.as_ref(), cfg.liveness.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|p| matches!(p.check, ProbeCheck::Notify));
+        let mut env = cfg.env.clone();
+        if uses_notify {
+            match notify::bind(&self.run_id, name, generation) {
+                Ok(socket) => {
+                    env.insert("NOTIFY_SOCKET".into(), socket.address.clone());
+                    if let Some(l) = cfg
+                        .liveness
+                        .as_ref()
+                        .filter(|l| matches!(l.check, ProbeCheck::Notify))
+                    {
+                        env.insert("WATCHDOG_USEC".into(), l.interval.0.as_micros().to_string());
+                    }
+                    self.listen_notify(name, generation, socket);
+                }
+                Err(e) => tracing::warn!(
+                    "could not open the notify socket of `{name}`: {}",
+                    crate::proc::describe_io(&e)
+                ),
+            }
+        }
+        let argv = match &cfg.launch {
+            Launch::Command { argv } => argv.clone(),
+            Launch::Shell { script } => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+            Launch::Docker(_) => unreachable!("refused before the start"),
+        };
+        let spec = LaunchSpec {
+            project: self.config.project.name.clone(),
+            service: name.to_string(),
+            instance: None,
+            run_id: self.run_id.clone(),
+            argv,
+            env,
+            env_files: cfg.env_files.clone(),
+            cwd: cfg.cwd.clone(),
+            limits: cfg.limits.clone(),
+            output: OutputTarget::for_service(
+                &self.options.state_dir,
+                &self.config.project.name,
+                name,
+            ),
+            inherit_stdin: false,
+            own_process_group: true,
+            strict_limits: self.options.strict_limits,
+            launcher: self.options.launcher.clone(),
+            tap: true,
+        };
+        let containment = self.containment.clone();
+        let reaper = self.reaper.clone();
+        let tx = self.tx.clone();
+        let service = name.to_string();
+        let ports = cfg.ports.clone();
+        tokio::task::spawn_local(async move {
+            let mark = reaper.mark();
+            let result = launch(&containment, &spec).await;
+            let exit = result
+                .as_ref()
+                .ok()
+                .map(|l| reaper.claim(l.identity.pid, mark));
+            let record = result.as_ref().ok().map(|l| l.record(&spec, ports));
+            let _ = tx.send(Report::Launched {
+                service,
+                generation,
+                result: Box::new(result),
+                record,
+                exit,
+            });
+        });
+    }
+
+    /// Starts the tasks that report an instance's end: its main process's exit status, its
+    /// cgroup going empty, and its output lines.
+    fn watch(
+        &mut self,
+        name: &str,
+        exit: Option<oneshot::Receiver<ExitStatus>>,
+        tap: Option<std::os::fd::OwnedFd>,
+    ) {
+        let Some(instance) = self.instances.get_mut(name) else {
+            return;
+        };
+        let generation = instance.generation;
+        if let Some(exit) = exit {
+            let tx = self.tx.clone();
+            let service = name.to_string();
+            let containment = self.containment.clone();
+            let scope = instance.scope.clone();
+            // Not cancelled with the other watchers: the status must be collected whatever
+            // happens.
+            tokio::task::spawn_local(async move {
+                let Ok(status) = exit.await else {
+                    return;
+                };
+                let others_left = match (&scope, status.success()) {
+                    (Some(scope), true) => containment.processes(scope).await.map_or(0, |p| {
+                        p.into_iter().filter(|pid| !is_forwarder(*pid)).count()
+                    }),
+                    _ => 0,
+                };
+                let _ = tx.send(Report::Input(Input::MainExited {
+                    service,
+                    generation,
+                    status,
+                    others_left,
+                }));
+            });
+        }
+        if let Some(path) = instance.scope.as_ref().and_then(|s| s.cgroup.clone()) {
+            let tx = self.tx.clone();
+            let service = name.to_string();
+            let task = tokio::task::spawn_local(async move {
+                let cg = cgroup::Cgroup::at(path);
+                if let Err(e) = cg.until_empty(CGROUP_FALLBACK_POLL).await {
+                    tracing::warn!("watching the cgroup of `{service}` failed: {e}");
+                }
+                let _ = tx.send(Report::Input(Input::Emptied {
+                    service,
+                    generation,
+                }));
+            });
+            instance.watchers.push(task.abort_handle());
+        }
+        if let Some(tap) = tap {
+            let pattern = self.config.services[name]
+                .ready
+                .as_ref()
+                .and_then(|p| match &p.check {
+                    ProbeCheck::Log { pattern } => regex::Regex::new(pattern).ok(),
+                    _ => None,
+                });
+            let tx = self.tx.clone();
+            let service = name.to_string();
+            // Not cancelled: it ends at EOF, once the forwarder passed on the last line.
+            tokio::task::spawn_local(tap::read(tap, instance.output.clone(), pattern, move |p| {
+                let _ = tx.send(Report::Input(Input::LogMatched {
+                    service: service.clone(),
+                    generation,
+                    pattern: p.as_str().to_string(),
+                }));
+            }));
+        }
+    }
+
+    fn listen_notify(&mut self, name: &str, generation: u64, socket: notify::NotifySocket) {
+        let tx = self.tx.clone();
+        let service = name.to_string();
+        let task = tokio::task::spawn_local(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n) = socket.socket.recv(&mut buf).await {
+                let note = notify::parse(&buf[..n]);
+                if let Some(status) = &note.status {
+                    tracing::debug!(service, "STATUS={status}");
+                }
+                let input = Input::Notify {
+                    service: service.clone(),
+                    generation,
+                    note,
+                };
+                if tx.send(Report::Input(input)).is_err() {
+                    return;
+                }
+            }
+        });
+        if let Some(instance) = self.instances.get_mut(name) {
+            instance.watchers.push(task.abort_handle());
+        }
+    }
+
+    /// Ends an instance through the one escalation: its stop signal and stop timeout first
+    /// if `graceful`, then a kill; a forced stop cuts the grace short.
+    fn end(&mut self, name: &str, generation: u64, graceful: bool) {
+        let scope = self
+            .instances
+            .get(name)
+            .filter(|i| i.generation == generation)
+            .and_then(|i| i.scope.clone());
+        let cfg = &self.config.services[name];
+        let grace = match graceful {
+            true => Grace::Signal {
+                signal: cfg.stop_signal,
+                timeout: cfg.stop_timeout.0,
+            },
+            false => Grace::None,
+        };
+        let containment = self.containment.clone();
+        let force = self.force.clone();
+        let tx = self.tx.clone();
+        let service = name.to_string();
+        tokio::task::spawn_local(async move {
+            if let Some(scope) = scope {
+                escalate::end_scope(&containment, &scope, grace, Instant::now(), &force).await;
+            }
+            let _ = tx.send(Report::Input(Input::EndDone {
+                service,
+                generation,
+            }));
+        });
+    }
+
+    /// The instance is over: its watchers stop; with `release`, its scope is freed (the name
+    /// for systemd, the directory for cgroupfs) for the next instance, and the service's
+    /// records go.
+    async fn forget(&mut self, name: &str, generation: u64, release: bool) {
+        let Some(instance) = self
+            .instances
+            .get_mut(name)
+            .filter(|i| i.generation == generation)
+        else {
+            return;
+        };
+        for watcher in instance.watchers.drain(..) {
+            watcher.abort();
+        }
+        let scope = instance.scope.take();
+        if !release {
+            return;
+        }
+        if let Some(scope) = scope {
+            let _ = self.containment.release(&scope).await;
+        }
+        for record in self
+            .registry
+            .list(ProcessFilter::Service {
+                project: &self.config.project.name,
+                service: name,
+            })
+            .unwrap_or_default()
+        {
+            let _ = self.registry.unregister(record.identity());
+        }
+    }
+
+    /// The process-group backend has no cgroup events: each reaped orphan is its cue to look.
+    async fn recheck_groups(&mut self) {
+        let watched: Vec<(String, u64, ScopeHandle)> = self
+            .instances
+            .iter()
+            .filter_map(|(n, i)| Some((n.clone(), i.generation, i.scope.clone()?)))
+            .collect();
+        for (service, generation, scope) in watched {
+            if self
+                .containment
+                .processes(&scope)
+                .await
+                .is_ok_and(|p| p.is_empty())
+            {
+                let _ = self.tx.send(Report::Input(Input::Emptied {
+                    service,
+                    generation,
+                }));
+            }
+        }
+    }
+}
+
+/// Serves one connection on the control socket: only our own user (or root) is heard.
+fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Report>) {
+    let me = crate::proc::sys::euid();
+    tokio::task::spawn_local(async move {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let allowed = stream
+            .peer_cred()
+            .is_ok_and(|c| c.uid() == me || c.uid() == 0);
+        if !allowed {
+            return;
+        }
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let Ok(Some(line)) = lines.next_line().await else {
+            return;
+        };
+        if line.trim() != crate::control::STAND_DOWN {
+            let _ = write.write_all(b"error unknown request\n").await;
+            return;
+        }
+        let (ack, acked) = oneshot::channel();
+        if tx.send(Report::StandDown { ack }).is_err() || acked.await.is_err() {
+            return;
+        }
+        let answer = format!("ok {}\n", std::process::id());
+        if write.write_all(answer.as_bytes()).await.is_err() {
+            let _ = tx.send(Report::StopperGone);
+            return;
+        }
+        // The stopper holds the connection while it stops the stack.
+        while let Ok(Some(_)) = lines.next_line().await {}
+        let _ = tx.send(Report::StopperGone);
+    });
+}
+
+/// Whether `pid` is ccscope's own output forwarder (which lives in each scope).
+fn is_forwarder(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        c.split(|b| *b == 0).nth(1) == Some(crate::launch::forward::SUBCOMMAND.as_bytes())
+    })
+}
