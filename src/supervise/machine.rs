@@ -930,6 +930,10 @@ impl Machine {
                 self.service_down(now, name);
                 if self.phase == Phase::Starting && !self.services[name].cfg.optional {
                     self.abort_start(now, name, why);
+                } else {
+                    // An optional service failed: what depends on it goes on without it.
+                    self.start_eligible(now);
+                    self.check_up(now);
                 }
                 return;
             }
@@ -1487,3 +1491,7 @@ impl Machine {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "machine_tests.rs"]
+mod tests;
