@@ -227,3 +227,83 @@ fn status_follows_the_scopes() {
     let doc = sb.run(&["status", "--json"]).expect_code(0).json();
     assert_eq!(find(&doc, "web")["state"], "stopped", "{doc}");
 }
+
+/// A tmpfs of its own, unmounted when dropped: a state directory whose disk can be filled.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: std::path::PathBuf) -> SmallDisk {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=4m,mode=0700",
+                "ccscope-test-full",
+            ])
+            .arg(&at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs at {}", at.display());
+        SmallDisk(at)
+    }
+
+    /// Writes one file until the disk says it is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn with_the_state_disk_full_stop_still_stops_everything_and_says_what_it_could_not_record() {
+    require_test_env();
+    let project = project("full");
+    let sb = sandbox(&project);
+    let disk = SmallDisk::mount(sb.path().join("state"));
+    let state = disk.0.display().to_string();
+    // A registered process of the project, started through ccscope so the registry knows it.
+    let mut exec = sb.command(&["--state-dir", &state, "exec", "--", "sleep", "300"]);
+    let mut running = exec
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(
+        "the exec'd process to be marked",
+        Duration::from_secs(10),
+        || !marked(&project).is_empty(),
+    );
+    disk.fill();
+
+    let ran = sb.run(&["--state-dir", &state, "stop", "--json"]);
+    ran.expect_code(0);
+    let doc = ran.json();
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    assert_eq!(doc["survivors"].as_array().unwrap().len(), 0, "{doc}");
+    let warnings = doc["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("registry")),
+        "the registry trouble is a warning: {doc}"
+    );
+    assert_eq!(marked(&project), Vec::<i32>::new());
+    let _ = running.wait();
+
+    // In words, too: the report, then the warning, and still exit 0.
+    let again = sb.run(&["--state-dir", &state, "stop"]);
+    again.expect_code(0);
+}
