@@ -11,6 +11,7 @@ pub mod discover;
 pub mod launch;
 pub mod proc;
 pub mod registry;
+pub mod status;
 pub mod stop;
 pub mod suggest;
 pub mod supervise;
