@@ -8,6 +8,7 @@
 //! (an inotify event on `cgroup.events`).
 
 mod backoff;
+pub mod detach;
 pub mod lock;
 pub mod notify;
 pub mod probe;
