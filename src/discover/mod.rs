@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod classify;
 pub mod project;
+pub mod rebuild;
 pub mod scan;
 pub mod sockets;
 
