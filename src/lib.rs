@@ -12,6 +12,7 @@ pub mod escalate;
 pub mod launch;
 pub mod proc;
 pub mod registry;
+pub mod status;
 pub mod stop;
 pub mod suggest;
 pub mod supervise;

@@ -527,6 +527,30 @@ fn readiness_that_never_comes_stops_the_stack_and_names_the_probe() {
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn a_command_that_is_not_found_fails_the_start_naming_its_service_once() {
+    require_test_env();
+    let project = project("notfound");
+    let sb = stack(
+        &project,
+        "[services.db]\ncommand = [\"sleep\", \"300\"]\n\
+         [services.web]\ncommand = [\"no-such-program-anywhere\"]\ndepends_on = [\"db\"]\n",
+    );
+    let ran = sb.run(&["run", "--backend", "cgroupfs"]);
+    ran.expect_code(9)
+        .expect_stderr_contains(
+            "the stack did not start: service `web`: command `no-such-program-anywhere` was not found in PATH",
+        )
+        .expect_stdout_contains("COMPLETE");
+    let said = ran.stderr();
+    assert!(
+        !said.contains("service `web`: service `web`"),
+        "the service is named once: {said}"
+    );
+    assert_eq!(marked(&project), Vec::<i32>::new(), "db was stopped too");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn detach_returns_when_ready_and_the_supervisor_runs_as_a_user_service() {
     require_test_env();
     let project = project("detach");

@@ -3,10 +3,7 @@
 //! leaves the supervisor running as `ccscope-<project>.service` (or a daemon without systemd).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
-use std::os::unix::process::CommandExt;
+use std::io::{IsTerminal, Write};
 
 use clap::Args;
 
@@ -14,9 +11,10 @@ use super::contain_args::{ContainArgs, runtime};
 use super::{Context, print_json};
 use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
-use crate::config::{Config, ConfigSource};
-use crate::contain::{AnyContainment, BackendChoice, BackendKind, detect};
-use crate::supervise::{self, Ended, Progress, ProgressEvent, RunError, RunOptions, ServiceState};
+use crate::config::Config;
+use crate::contain::{BackendKind, detect};
+use crate::supervise::detach::{self, DetachRequest, FailedStart, ReportLine, ReportSocket};
+use crate::supervise::{self, Ended, Progress, ProgressEvent, RunOptions, ServiceState};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -49,7 +47,7 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32, CliError> {
         let config = ctx.load_config()?;
         let state_dir = ctx.state_dir(Some(&config))?;
         if args.detach && args.report_to.is_none() {
-            return detach(ctx, args, &config, &state_dir.path);
+            return run_detached(ctx, args, &config, &state_dir.path);
         }
         supervise_here(ctx, args, &config, &state_dir.path, &mut reporter)
     })();
@@ -84,9 +82,9 @@ fn supervise_here(
             ctx.warn(crate::contain::PGROUP_LOSSES);
         }
         let mut progress = |p: &Progress| reporter.progress(p);
-        supervise::run(config, containment, &registry, options, &mut progress)
-            .await
-            .map_err(run_error)
+        Ok::<_, CliError>(
+            supervise::run(config, containment, &registry, options, &mut progress).await?,
+        )
     })?;
     reporter.finish_live();
     if ctx.global.json {
@@ -132,30 +130,6 @@ fn supervise_here(
     })
 }
 
-fn run_error(e: RunError) -> CliError {
-    match e {
-        RunError::Locked(crate::supervise::lock::LockError::Held {
-            project, holder, ..
-        }) => CliError::new(
-            exit_codes::REFUSED,
-            "locked",
-            format!(
-                "project `{project}` is already running under ccscope pid {}",
-                holder.map_or("?".into(), |p| p.to_string())
-            ),
-        )
-        .with_hint("`ccscope status` shows it; `ccscope stop` stops it"),
-        RunError::Locked(e) => CliError::new(exit_codes::STATE, "state", e.to_string()),
-        RunError::Refused { message, hint } => {
-            CliError::new(exit_codes::REFUSED, "refused", message).with_hint(hint)
-        }
-        RunError::Unsupported(m) => CliError::new(exit_codes::LAUNCH, "launch", m)
-            .with_hint("run it with `--only` the other services, or start the container yourself"),
-        RunError::Registry(e) => e.into(),
-        RunError::Io(m) => CliError::new(exit_codes::FAILURE, "io", m),
-    }
-}
-
 /// Says what happens: plain lines (all with -v, the essentials without), a live line on a
 /// terminal, JSON lines with --json, or the detached supervisor's report socket.
 struct Reporter {
@@ -164,15 +138,12 @@ struct Reporter {
     quiet: bool,
     /// On a terminal, without -v: one line redrawn until the stack is ready.
     live: Option<BTreeMap<String, ServiceState>>,
-    socket: Option<UnixStream>,
+    socket: Option<ReportSocket>,
 }
 
 impl Reporter {
     fn new(ctx: &Context, report_to: Option<&str>) -> Reporter {
-        let socket = report_to.and_then(|name| {
-            let addr = SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
-            UnixStream::connect_addr(&addr).ok()
-        });
+        let socket = report_to.and_then(ReportSocket::connect);
         let live = (report_to.is_none()
             && !ctx.global.json
             && ctx.global.verbose == 0
@@ -190,8 +161,7 @@ impl Reporter {
 
     fn progress(&mut self, p: &Progress) {
         if let Some(socket) = &mut self.socket {
-            let line = serde_json::to_string(p).unwrap_or_default();
-            if writeln!(socket, "{line}").is_err() || p.event == ProgressEvent::Ready {
+            if !socket.progress(p) {
                 // The foreground half is gone, or has what it waited for.
                 self.socket = None;
             }
@@ -242,8 +212,12 @@ impl Reporter {
     /// A detached supervisor that could not start tells the foreground half why.
     fn fail(&mut self, e: &CliError) {
         if let Some(socket) = &mut self.socket {
-            let line = serde_json::json!({ "event": "failed", "error": e });
-            let _ = writeln!(socket, "{line}");
+            socket.failed(FailedStart {
+                code: e.code,
+                kind: e.kind.to_string(),
+                message: e.message.clone(),
+                hint: e.hint.clone(),
+            });
         }
     }
 }
@@ -289,57 +263,35 @@ fn print_progress(p: &Progress) {
 // ---- --detach ---------------------------------------------------------------------------------
 
 /// Starts the supervisor in the background and relays its start until the stack is ready.
-fn detach(
+fn run_detached(
     ctx: &Context,
     args: &RunArgs,
     config: &Config,
     state_dir: &std::path::Path,
 ) -> Result<i32, CliError> {
-    if let Some(pid) = supervise::lock::holder(state_dir, &config.project.name) {
-        return Err(run_error(RunError::Locked(
-            supervise::lock::LockError::Held {
-                project: config.project.name.clone(),
-                holder: Some(pid),
-                path: supervise::lock::lock_path(state_dir, &config.project.name),
-            },
-        )));
-    }
-    let name = format!(
-        "ccscope-detach/{}/{}",
-        std::process::id(),
-        crate::registry::new_run_id()
-    );
-    let addr = SocketAddr::from_abstract_name(name.as_bytes())
-        .and_then(|a| UnixListener::bind_addr(&a))
-        .map_err(|e| {
-            CliError::new(
-                exit_codes::FAILURE,
-                "io",
-                format!(
-                    "could not open a report socket: {}",
-                    crate::proc::describe_io(&e)
-                ),
-            )
-        })?;
-    let argv = detached_argv(ctx, args, config, state_dir, &name)?;
-    let how = start_detached(ctx, args, config, state_dir, &argv)?;
+    let request = DetachRequest {
+        project: config.project.name.clone(),
+        state_dir: state_dir.to_path_buf(),
+        cwd: ctx.cwd.clone(),
+        args: std::env::args_os().collect(),
+        choice: args.contain.choice(),
+        bus: args.contain.bus(),
+    };
+    // Everything zbus is used and dropped inside this runtime.
+    let detached = runtime()?.block_on(detach::start(&request))?;
     if !ctx.global.quiet && !ctx.global.json {
-        println!("supervisor started as {how}");
+        println!("supervisor started as {}", detached.how);
     }
-    let stream = accept_report(&addr, &how)?;
     let mut reporter = Reporter::new(ctx, None);
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else { break };
-        let line = match serde_json::from_str::<ReportLine>(&line) {
-            Ok(ReportLine::Failed { error }) => {
+    for line in detached.reports()? {
+        let progress = match line {
+            ReportLine::Failed { error, .. } => {
                 let mut err = CliError::new(error.code, "detached", error.message);
                 err.hint = error.hint;
                 return Err(err);
             }
-            Ok(ReportLine::Progress(p)) => p,
-            Err(_) => continue,
+            ReportLine::Progress(p) => p,
         };
-        let progress = line;
         reporter.progress(&progress);
         match progress.event {
             ProgressEvent::Ready => {
@@ -366,150 +318,4 @@ fn detach(
             .as_ref()
             .map_or(String::new(), |p| format!(" --profile {p}"))
     )))
-}
-
-/// How long the detached supervisor has to connect back (it does so as its first action).
-const REPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-
-fn accept_report(listener: &UnixListener, how: &str) -> Result<UnixStream, CliError> {
-    use std::os::fd::AsRawFd;
-    let silent = || {
-        CliError::new(
-            exit_codes::START_FAILED,
-            "start",
-            format!("the detached supervisor ({how}) did not report within {REPORT_DEADLINE:?}"),
-        )
-        .with_hint("its own output says why: `journalctl --user -u ccscope-<project>.service`, or the daemon's log file")
-    };
-    match crate::proc::sys::poll_readable(listener.as_raw_fd(), REPORT_DEADLINE) {
-        Ok(true) => listener.accept().map(|(s, _)| s).map_err(|_| silent()),
-        _ => Err(silent()),
-    }
-}
-
-/// One line on the report socket of `run --detach`: progress, or why the detached supervisor
-/// could not start.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum ReportLine {
-    Failed { error: FailedStart },
-    Progress(Progress),
-}
-
-#[derive(serde::Deserialize)]
-struct FailedStart {
-    code: i32,
-    message: String,
-    hint: Option<String>,
-}
-
-/// The command line of the detached supervisor: this one, made explicit.
-fn detached_argv(
-    ctx: &Context,
-    args: &RunArgs,
-    config: &Config,
-    state_dir: &std::path::Path,
-    report_to: &str,
-) -> Result<Vec<String>, CliError> {
-    let exe = crate::launch::current_launcher()
-        .map_err(|e| CliError::io("find", std::path::Path::new("/proc/self/exe"), &e))?;
-    let mut argv = vec![exe.display().to_string()];
-    match &config.source {
-        ConfigSource::File(path) => argv.extend(["-f".into(), path.display().to_string()]),
-        ConfigSource::Profile(name) => argv.extend(["--profile".into(), name.clone()]),
-    }
-    argv.extend(["--state-dir".into(), state_dir.display().to_string()]);
-    for _ in 0..ctx.global.verbose {
-        argv.push("-v".into());
-    }
-    argv.push("run".into());
-    if !args.only.is_empty() {
-        argv.push("--only".into());
-        argv.extend(args.only.iter().cloned());
-    }
-    if args.clean {
-        argv.push("--clean".into());
-    }
-    if let Some(b) = args.contain.backend {
-        argv.extend(["--backend".into(), b.as_str().into()]);
-    }
-    if args.contain.system {
-        argv.push("--system".into());
-    }
-    if args.contain.strict_limits {
-        argv.push("--strict-limits".into());
-    }
-    argv.extend(["--report-to".into(), report_to.to_string()]);
-    Ok(argv)
-}
-
-/// Starts the detached supervisor: a transient user service where systemd is the backend,
-/// else a daemon (its own session, stdio on /dev/null, output in the state directory).
-fn start_detached(
-    ctx: &Context,
-    args: &RunArgs,
-    config: &Config,
-    state_dir: &std::path::Path,
-    argv: &[String],
-) -> Result<String, CliError> {
-    let env: Vec<String> = std::env::vars()
-        .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
-    let wants_systemd = matches!(
-        args.contain.choice(),
-        BackendChoice::Auto | BackendChoice::Forced(BackendKind::Systemd)
-    );
-    // Everything zbus is used and dropped inside the runtime.
-    let unit = runtime()?.block_on(async {
-        if !wants_systemd {
-            return Ok(None);
-        }
-        match detect(args.contain.choice(), args.contain.bus()).await {
-            Ok((AnyContainment::Systemd(systemd), _)) => systemd
-                .start_supervisor_service(&config.project.name, argv, &env, &ctx.cwd)
-                .await
-                .map(Some)
-                .map_err(CliError::from),
-            _ => Ok(None),
-        }
-    })?;
-    if let Some(unit) = unit {
-        return Ok(unit);
-    }
-    let log = crate::launch::log_file_path(state_dir, &config.project.name, "supervisor");
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| CliError::io("create", dir, &e))?;
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(|e| CliError::io("open", &log, &e))?;
-    let err = out
-        .try_clone()
-        .map_err(|e| CliError::io("open", &log, &e))?;
-    let mut command = std::process::Command::new(&argv[0]);
-    command
-        .args(&argv[1..])
-        .stdin(std::process::Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .current_dir(&ctx.cwd);
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = command
-        .spawn()
-        .map_err(|e| CliError::io("start", std::path::Path::new(&argv[0]), &e))?;
-    Ok(format!(
-        "a daemon, pid {} (its output: {})",
-        child.id(),
-        log.display()
-    ))
 }

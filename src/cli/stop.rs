@@ -9,10 +9,8 @@ use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
 use crate::config::duration::{HumanDuration, parse_duration};
 use crate::contain::{all_available, detect};
-use crate::control::{StandDown, stand_down};
+use crate::control::stand_down_project;
 use crate::escalate::Force;
-use crate::proc::LivenessProbe;
-use crate::registry::RunState;
 use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
 
 #[derive(Debug, Args)]
@@ -33,54 +31,6 @@ pub struct StopArgs {
     pub contain: ContainArgs,
 }
 
-/// Asks the project's live supervisor, if any, to stand down. It is found by its run record,
-/// else by the lock it holds, so a deleted registry does not hide it.
-fn stand_down_supervisor(
-    ctx: &Context,
-    config: &crate::config::Config,
-    registry: &crate::registry::Registry,
-) -> Result<Option<StandDown>, CliError> {
-    let state_dir = ctx.state_dir(Some(config))?;
-    let project = &config.project.name;
-    let procfs = crate::proc::ProcFs::default();
-    let me = std::process::id() as i32;
-    let recorded = registry
-        .list_runs(Some(project))?
-        .into_iter()
-        .filter(|r| matches!(r.state, RunState::Running | RunState::Stopping))
-        .map(|r| crate::proc::ProcessIdentity {
-            pid: r.supervisor_pid,
-            start_time: r.supervisor_start_time,
-        })
-        .find(|id| id.pid != me && procfs.is_alive(*id));
-    let locked = || {
-        crate::supervise::lock::holder(&state_dir.path, project)
-            .filter(|pid| *pid != me)
-            .and_then(|pid| procfs.identity(pid).ok())
-    };
-    let Some(supervisor) = recorded.or_else(locked) else {
-        // No record and no lock (their files are gone): one may still answer on its socket.
-        return Ok(crate::control::stand_down_unnamed(
-            &state_dir.path,
-            project,
-            STAND_DOWN_DEADLINE,
-        ));
-    };
-    let answer = stand_down(&state_dir.path, project, supervisor, STAND_DOWN_DEADLINE);
-    if let Some(s) = &answer {
-        if !s.report.acknowledged {
-            ctx.warn(&format!(
-                "the supervisor (pid {}) did not answer on its control socket; it was sent SIGUSR1 to stand down",
-                s.report.pid
-            ));
-        }
-    }
-    Ok(answer)
-}
-
-/// How long a supervisor gets to finish a launch in flight and confirm it stood down.
-const STAND_DOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
-
 fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
     parse_duration(text)
         .map(HumanDuration)
@@ -100,8 +50,14 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let stand_down = if args.dry_run {
         None
     } else {
-        stand_down_supervisor(ctx, &config, &registry)?
+        let state_dir = ctx.state_dir(Some(&config))?.path;
+        let project = &config.project.name;
+        let holder = crate::supervise::lock::holder(&state_dir, project);
+        stand_down_project(&state_dir, project, &registry, holder)?
     };
+    if let Some(warning) = stand_down.as_ref().and_then(|s| s.report.warning()) {
+        ctx.warn(&warning);
+    }
     let mut report = runtime()?.block_on(async {
         let backends = match args.contain.backend {
             Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],

@@ -13,6 +13,7 @@ pub mod cgroup;
 mod cgroupfs;
 mod detect;
 mod pgroup;
+pub mod stats;
 mod systemd;
 mod systemd_proxy;
 
@@ -24,6 +25,7 @@ use serde::Serialize;
 pub use cgroupfs::CgroupTree;
 pub use detect::{BackendChoice, BackendReport, Candidate, all_available, detect, survey};
 pub use pgroup::{LOSSES as PGROUP_LOSSES, ProcessGroups};
+pub use stats::ScopeStats;
 pub use systemd::{BusKind, SystemdScopes, escape_unit_part};
 
 use crate::config::Limits;
@@ -269,8 +271,9 @@ impl Containment for AnyContainment {
     }
 }
 
-/// The project's scopes in `backend` with the processes each holds now. A backend that cannot
-/// list them contributes none (the caller reports what it could see).
+/// The project's scopes that `backend` holds now, each with its processes. A scope that
+/// cannot be read counts as empty, and a backend that cannot list has none: callers act on
+/// what is there, and a later scan proves the result.
 pub async fn scopes_with_processes(
     backend: &AnyContainment,
     project: &str,
@@ -279,6 +282,18 @@ pub async fn scopes_with_processes(
     for scope in backend.list(project).await.unwrap_or_default() {
         let pids = backend.processes(&scope).await.unwrap_or_default();
         found.push((scope, pids));
+    }
+    found
+}
+
+/// [`scopes_with_processes`] over several backends (an earlier run may have used another).
+pub async fn scopes_with_processes_in(
+    backends: &[AnyContainment],
+    project: &str,
+) -> Vec<(ScopeHandle, Vec<i32>)> {
+    let mut found = Vec::new();
+    for backend in backends {
+        found.extend(scopes_with_processes(backend, project).await);
     }
     found
 }

@@ -10,6 +10,8 @@
 //! Without the socket (an older or wedged supervisor), `SIGUSR1` to its verified pid asks the
 //! same, unacknowledged.
 
+mod find;
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixStream};
@@ -17,6 +19,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::Serialize;
+
+pub use find::{STAND_DOWN_DEADLINE, find_supervisor, stand_down_project};
 
 use crate::proc::ProcessIdentity;
 use crate::proc::sys::{Signalled, signal_identified};
@@ -58,6 +62,18 @@ pub struct StandDownReport {
     pub how: &'static str,
     /// Whether it confirmed that it stopped starting and restarting services.
     pub acknowledged: bool,
+}
+
+impl StandDownReport {
+    /// What a person should be told about it: nothing when the supervisor confirmed.
+    pub fn warning(&self) -> Option<String> {
+        (!self.acknowledged).then(|| {
+            format!(
+                "the supervisor (pid {}) did not answer on its control socket; it was sent SIGUSR1 to stand down",
+                self.pid
+            )
+        })
+    }
 }
 
 /// An open stand-down: keep it until the stop is done, then drop it (the supervisor exits when

@@ -1,6 +1,7 @@
 //! Race-free launch: check everything that can fail before anything is created, spawn the
 //! trampoline, place it in its scope, and only then let it exec the service.
 
+pub mod exec;
 pub mod forward;
 mod output;
 mod preflight;
@@ -88,29 +89,32 @@ impl Launched {
     }
 }
 
+/// Why a service instance did not start. Like [`PreflightError`]'s, the messages leave the
+/// service out ([`LaunchError::service`] names it): the supervisor shows them on the
+/// service's own line, the CLI prefixes them once.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
     #[error(transparent)]
     Preflight(#[from] PreflightError),
-    #[error("could not start the launcher for service `{service}`: {source}")]
+    #[error("could not start the launcher: {}", crate::proc::describe_io(.source))]
     Spawn {
         service: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("could not contain service `{service}`: {source}")]
+    #[error("could not be contained: {source}")]
     Contain {
         service: String,
         #[source]
         source: ContainError,
     },
-    #[error("service `{service}`: {source}")]
+    #[error("{source}")]
     Limits {
         service: String,
         #[source]
         source: ContainError,
     },
-    #[error("service `{service}`: could not execute {program}: {reason}")]
+    #[error("could not execute {program}: {reason}")]
     Exec {
         service: String,
         program: String,
@@ -119,6 +123,17 @@ pub enum LaunchError {
 }
 
 impl LaunchError {
+    /// The service that did not start.
+    pub fn service(&self) -> &str {
+        match self {
+            LaunchError::Preflight(p) => p.service(),
+            LaunchError::Spawn { service, .. }
+            | LaunchError::Contain { service, .. }
+            | LaunchError::Limits { service, .. }
+            | LaunchError::Exec { service, .. } => service,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             LaunchError::Preflight(p) => p.hint(),

@@ -7,21 +7,23 @@ use std::path::{Path, PathBuf};
 
 use super::LaunchSpec;
 
+/// What makes a service impossible to start. The messages do not name the service: whoever
+/// shows one says which service it is about, once.
 #[derive(Debug, thiserror::Error)]
 pub enum PreflightError {
-    #[error("service `{service}`: command `{program}` was not found in PATH")]
+    #[error("command `{program}` was not found in PATH")]
     NotFound { service: String, program: String },
-    #[error("service `{service}`: {} is not an executable file", path.display())]
+    #[error("{} is not an executable file", path.display())]
     NotExecutable { service: String, path: PathBuf },
-    #[error("service `{service}`: working directory {} does not exist", path.display())]
+    #[error("working directory {} does not exist", path.display())]
     NoCwd { service: String, path: PathBuf },
-    #[error("service `{service}`: could not read env file {}: {reason}", path.display())]
+    #[error("could not read env file {}: {reason}", path.display())]
     EnvFile {
         service: String,
         path: PathBuf,
         reason: String,
     },
-    #[error("service `{service}`: env file {}:{line}: {reason}", path.display())]
+    #[error("env file {}:{line}: {reason}", path.display())]
     EnvFileSyntax {
         service: String,
         path: PathBuf,
@@ -31,6 +33,17 @@ pub enum PreflightError {
 }
 
 impl PreflightError {
+    /// The service the check failed for.
+    pub fn service(&self) -> &str {
+        match self {
+            PreflightError::NotFound { service, .. }
+            | PreflightError::NotExecutable { service, .. }
+            | PreflightError::NoCwd { service, .. }
+            | PreflightError::EnvFile { service, .. }
+            | PreflightError::EnvFileSyntax { service, .. } => service,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             PreflightError::NotFound { .. } => {

@@ -3,6 +3,7 @@
 //! may use it; it uses nothing else of ccscope.
 
 pub mod age;
+pub mod ancestry;
 pub mod error;
 mod identity;
 pub mod markers;

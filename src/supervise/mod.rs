@@ -8,6 +8,7 @@
 //! `waitpid` ([`reaper`]), the project [`lock`], and sd_notify ([`notify`]).
 
 mod backoff;
+pub mod detach;
 pub mod driver;
 pub mod lock;
 pub mod machine;

@@ -1,0 +1,340 @@
+//! `run --detach`: the supervisor runs on in the background — as the transient user service
+//! `ccscope-<project>.service` where systemd is the backend, else as a daemon in a session of
+//! its own with its output in the state directory — and reports its start back to the
+//! foreground half, which relays it and returns once the stack is ready (or failed).
+//!
+//! The detached supervisor is the same command line minus `--detach`, plus the hidden
+//! `--report-to <socket>`: it parses exactly the options the foreground half parsed (with the
+//! same working directory and environment), so no second serialiser of the flags can drift
+//! from clap's. The report is JSON lines on an abstract Unix socket, typed both ways
+//! ([`ReportLine`]): the supervisor's [`Progress`] lines, or one `failed` line saying why it
+//! could not start at all.
+
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::lock::{self, LockError};
+use super::progress::{Progress, ProgressEvent};
+use crate::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, ContainError, detect};
+
+/// The flag that asks for a detached run, removed from the detached supervisor's argv.
+pub const DETACH_FLAG: &str = "--detach";
+/// The hidden flag that tells a detached supervisor where to report.
+pub const REPORT_TO_FLAG: &str = "--report-to";
+/// How long the detached supervisor has to connect back (it does so as its first action).
+pub const REPORT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// One line on the report socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReportLine {
+    /// The detached supervisor could not start: `{"event": "failed", "error": {…}}`.
+    Failed {
+        event: FailedEvent,
+        error: FailedStart,
+    },
+    Progress(Progress),
+}
+
+/// The `event` of a `failed` line (a tag of its own: no progress line has it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailedEvent {
+    Failed,
+}
+
+/// Why the detached supervisor could not start, as its command line would have said it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedStart {
+    /// The exit code it would have exited with.
+    pub code: i32,
+    #[serde(default)]
+    pub kind: String,
+    pub message: String,
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+/// The detached supervisor's end of the report socket.
+pub struct ReportSocket(UnixStream);
+
+impl ReportSocket {
+    /// Connects to the foreground half; None when it is gone (or the name is no socket).
+    pub fn connect(name: &str) -> Option<ReportSocket> {
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+        UnixStream::connect_addr(&addr).ok().map(ReportSocket)
+    }
+
+    /// Sends one progress line. False when the foreground half is gone, or has what it
+    /// waited for (the stack is ready): the socket is done with then.
+    pub fn progress(&mut self, p: &Progress) -> bool {
+        self.send(p) && p.event != ProgressEvent::Ready
+    }
+
+    /// Says why the supervisor could not start.
+    pub fn failed(&mut self, error: FailedStart) {
+        self.send(&ReportLine::Failed {
+            event: FailedEvent::Failed,
+            error,
+        });
+    }
+
+    fn send(&mut self, line: &impl Serialize) -> bool {
+        match serde_json::to_string(line) {
+            Ok(text) => writeln!(self.0, "{text}").is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// What the foreground half needs to start the detached supervisor.
+#[derive(Debug, Clone)]
+pub struct DetachRequest {
+    pub project: String,
+    pub state_dir: PathBuf,
+    /// The detached supervisor's working directory (the foreground half's).
+    pub cwd: PathBuf,
+    /// The foreground command line as given (`std::env::args_os()`); it holds `--detach`.
+    pub args: Vec<OsString>,
+    pub choice: BackendChoice,
+    pub bus: BusKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DetachError {
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    #[error("could not open a report socket: {}", crate::proc::describe_io(.0))]
+    ReportSocket(std::io::Error),
+    #[error("could not find the running ccscope binary: {}", crate::proc::describe_io(.0))]
+    Launcher(std::io::Error),
+    #[error("could not start the supervisor as a user service: {0}")]
+    Service(ContainError),
+    #[error("could not open the supervisor's log {}: {}", .path.display(), crate::proc::describe_io(.source))]
+    Log {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("could not start the supervisor {}: {}", .program.display(), crate::proc::describe_io(.source))]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the detached supervisor ({how}) did not report within {}s", REPORT_DEADLINE.as_secs())]
+    Silent { how: String },
+}
+
+impl DetachError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            DetachError::Silent { .. } => Some(
+                "its own output says why: `journalctl --user -u ccscope-<project>.service`, or the daemon's log file".into(),
+            ),
+            DetachError::Log { .. } => Some("check the state directory's owner and mode".into()),
+            _ => None,
+        }
+    }
+}
+
+/// A detached supervisor, started, whose report is still to be read.
+pub struct Detached {
+    /// How it runs, for people: the unit's name, or the daemon's pid and log file.
+    pub how: String,
+    listener: UnixListener,
+}
+
+impl Detached {
+    /// Its report lines, once it has connected (within [`REPORT_DEADLINE`]); lines that
+    /// cannot be read are skipped, and the lines end when it closes the socket.
+    pub fn reports(self) -> Result<impl Iterator<Item = ReportLine>, DetachError> {
+        let silent = || DetachError::Silent {
+            how: self.how.clone(),
+        };
+        let stream =
+            match crate::proc::sys::poll_readable(self.listener.as_raw_fd(), REPORT_DEADLINE) {
+                Ok(true) => self
+                    .listener
+                    .accept()
+                    .map(|(s, _)| s)
+                    .map_err(|_| silent())?,
+                _ => return Err(silent()),
+            };
+        Ok(BufReader::new(stream)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok()))
+    }
+}
+
+/// Starts the detached supervisor of `request.project`, unless one runs already.
+pub async fn start(request: &DetachRequest) -> Result<Detached, DetachError> {
+    if let Some(pid) = lock::holder(&request.state_dir, &request.project) {
+        return Err(DetachError::Locked(LockError::Held {
+            project: request.project.clone(),
+            holder: Some(pid),
+            path: lock::lock_path(&request.state_dir, &request.project),
+        }));
+    }
+    let name = format!(
+        "ccscope-detach/{}/{}",
+        std::process::id(),
+        crate::registry::new_run_id()
+    );
+    let listener = SocketAddr::from_abstract_name(name.as_bytes())
+        .and_then(|a| UnixListener::bind_addr(&a))
+        .map_err(DetachError::ReportSocket)?;
+    let exe = crate::launch::current_launcher().map_err(DetachError::Launcher)?;
+    let argv = detached_argv(exe.as_os_str(), &request.args, &name);
+    let how = spawn(request, &argv).await?;
+    Ok(Detached { how, listener })
+}
+
+/// The detached supervisor's command line: `exe`, then the foreground one's arguments
+/// without `--detach` (a flag that takes no value, so no value can be mistaken for it),
+/// then `--report-to <name>`.
+pub fn detached_argv(exe: &OsStr, args: &[OsString], report_to: &str) -> Vec<OsString> {
+    std::iter::once(exe.to_os_string())
+        .chain(args.iter().skip(1).filter(|a| *a != DETACH_FLAG).cloned())
+        .chain([REPORT_TO_FLAG.into(), report_to.into()])
+        .collect()
+}
+
+/// Starts `argv`: a transient user service where systemd is (or may be) the backend, else a
+/// daemon (its own session, stdin on /dev/null, output appended to its log file).
+async fn spawn(request: &DetachRequest, argv: &[OsString]) -> Result<String, DetachError> {
+    let wants_systemd = matches!(
+        request.choice,
+        BackendChoice::Auto | BackendChoice::Forced(BackendKind::Systemd)
+    );
+    if wants_systemd {
+        if let Ok((AnyContainment::Systemd(systemd), _)) = detect(request.choice, request.bus).await
+        {
+            let env: Vec<String> = std::env::vars()
+                .filter(|(k, v)| !k.is_empty() && !v.contains('\n'))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let argv: Vec<String> = argv
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            return systemd
+                .start_supervisor_service(&request.project, &argv, &env, &request.cwd)
+                .await
+                .map_err(DetachError::Service);
+        }
+    }
+    daemon(request, argv)
+}
+
+fn daemon(request: &DetachRequest, argv: &[OsString]) -> Result<String, DetachError> {
+    let log = crate::launch::log_file_path(&request.state_dir, &request.project, "supervisor");
+    let log_error = |source| DetachError::Log {
+        path: log.clone(),
+        source,
+    };
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).map_err(log_error)?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(log_error)?;
+    let err = out.try_clone().map_err(log_error)?;
+    let mut command = std::process::Command::new(&argv[0]);
+    command
+        .args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .current_dir(&request.cwd);
+    // Away from the terminal: its hangup or Ctrl-C must not reach the supervisor.
+    crate::proc::sys::new_session_on_spawn(&mut command);
+    let child = command.spawn().map_err(|source| DetachError::Spawn {
+        program: Path::new(&argv[0]).to_path_buf(),
+        source,
+    })?;
+    Ok(format!(
+        "a daemon, pid {} (its output: {})",
+        child.id(),
+        log.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::supervise::progress::ServiceState;
+
+    #[test]
+    fn the_detached_argv_is_the_given_one_without_detach_and_with_the_report_socket() {
+        let given: Vec<OsString> = ["ccscope", "-v", "--profile", "demo", "run", "--detach"]
+            .into_iter()
+            .chain(["--only", "web", "--backend", "cgroupfs"])
+            .map(OsString::from)
+            .collect();
+        let argv = detached_argv(OsStr::new("/usr/bin/ccscope"), &given, "sock");
+        assert_eq!(
+            argv,
+            [
+                "/usr/bin/ccscope",
+                "-v",
+                "--profile",
+                "demo",
+                "run",
+                "--only",
+                "web",
+                "--backend",
+                "cgroupfs",
+                "--report-to",
+                "sock"
+            ]
+            .map(OsString::from)
+        );
+    }
+
+    #[test]
+    fn report_lines_read_back_as_they_were_written() {
+        let progress = ReportLine::Progress(Progress {
+            event: ProgressEvent::State,
+            service: Some("failed".into()),
+            state: Some(ServiceState::Failed),
+            message: "exited with code 1".into(),
+            elapsed_ms: 7,
+        });
+        let failed = ReportLine::Failed {
+            event: FailedEvent::Failed,
+            error: FailedStart {
+                code: 3,
+                kind: "config_invalid".into(),
+                message: "ccscope.toml:1:1: bad".into(),
+                hint: Some("fix it".into()),
+            },
+        };
+        for line in [progress, failed] {
+            let text = serde_json::to_string(&line).unwrap();
+            assert_eq!(serde_json::from_str::<ReportLine>(&text).unwrap(), line);
+        }
+        let text = serde_json::to_string(&ReportLine::Failed {
+            event: FailedEvent::Failed,
+            error: FailedStart {
+                code: 5,
+                kind: "locked".into(),
+                message: "m".into(),
+                hint: None,
+            },
+        })
+        .unwrap();
+        assert!(
+            text.starts_with(r#"{"event":"failed","error":{"code":5"#),
+            "{text}"
+        );
+    }
+}
