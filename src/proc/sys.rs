@@ -472,15 +472,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kill_refuses_the_every_process_target_and_unnamed_signals() {
-        let e = kill(-1, libc::SIGTERM).unwrap_err();
-        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    fn kill_checks_existence_and_refuses_unnamed_signals() {
         let me = std::process::id() as i32;
-        assert_eq!(
-            kill(me, libc::SIGRTMIN() + 1).unwrap_err().raw_os_error(),
-            Some(libc::EINVAL)
-        );
         kill(me, 0).expect("this process exists");
+        let e = kill(me, libc::SIGRTMIN() + 1).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        let e = pidfd_send_signal(pidfd_open(me).unwrap(), libc::SIGRTMIN() + 1).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
     }
 
     #[test]
