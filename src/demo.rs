@@ -93,7 +93,6 @@ fn answer(name: &str, mut stream: TcpStream, paths: &[String]) {
 
 /// Starts its helpers the way real scripts do, then syncs forever.
 fn bridge_sync() -> i32 {
-    let exe = CString::from(c"/proc/self/exe");
     let argv: Vec<CString> = [
         "ccscope",
         SUBCOMMAND,
@@ -104,23 +103,12 @@ fn bridge_sync() -> i32 {
     .iter()
     .filter_map(|a| CString::new(*a).ok())
     .collect();
-    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
     // A daemon: fork, setsid, fork again, so it is nobody's child and leads no terminal.
-    unsafe {
-        let middle = libc::fork();
-        if middle == 0 {
-            libc::setsid();
-            if libc::fork() == 0 {
-                libc::execv(exe.as_ptr(), ptrs.as_ptr());
-                libc::_exit(127);
-            }
-            libc::_exit(0);
-        }
-        if middle > 0 {
-            libc::waitpid(middle, std::ptr::null_mut(), 0);
-        }
-    }
+    let daemon = crate::proc::sys::Detach {
+        new_session: true,
+        null_stdio: false,
+    };
+    let _ = crate::proc::sys::spawn_detached(c"/proc/self/exe", &argv, daemon);
     // And a `nohup … &` that outlives the shell that started it.
     let self_exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
     let _ = std::process::Command::new("/bin/sh")

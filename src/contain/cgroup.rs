@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -376,7 +376,7 @@ impl Cgroup {
                 return Ok(());
             }
             let mut ready = fd.readable().await?;
-            drain(ready.get_inner().as_raw_fd());
+            drain(ready.get_inner());
             ready.clear_ready();
         }
     }
@@ -432,24 +432,16 @@ struct EventsWatch {
 
 impl EventsWatch {
     fn new(path: &Path) -> io::Result<EventsWatch> {
-        let raw = unsafe { libc::inotify_init1(libc::IN_CLOEXEC | libc::IN_NONBLOCK) };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let c_path = sys::cstring(path.as_os_str())?;
-        let wd =
-            unsafe { libc::inotify_add_watch(fd.as_raw_fd(), c_path.as_ptr(), libc::IN_MODIFY) };
-        if wd < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        use rustix::fs::inotify;
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
+        inotify::add_watch(&fd, path, inotify::WatchFlags::MODIFY)?;
         Ok(EventsWatch { fd })
     }
 
     /// Waits up to `timeout` for a change, then drains the queued events.
     fn wait(&self, timeout: Duration) -> io::Result<()> {
-        sys::poll_readable(self.fd.as_raw_fd(), timeout)?;
-        drain(self.fd.as_raw_fd());
+        sys::wait_readable(&self.fd, timeout)?;
+        drain(&self.fd);
         Ok(())
     }
 }
@@ -472,9 +464,9 @@ impl Drop for ClosedAside {
 }
 
 /// Reads a non-blocking inotify descriptor until it has nothing queued.
-fn drain(fd: i32) {
+fn drain(fd: impl AsFd) {
     let mut buf = [0u8; 4096];
-    while unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) } > 0 {}
+    while sys::read(&fd, &mut buf).is_ok_and(|n| n > 0) {}
 }
 
 #[cfg(test)]

@@ -156,10 +156,7 @@ impl CgroupTree {
 }
 
 fn writable(path: &Path) -> bool {
-    let Ok(c) = crate::proc::sys::cstring(path.as_os_str()) else {
-        return false;
-    };
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 impl Containment for CgroupTree {

@@ -191,10 +191,10 @@ impl Containment for ProcessGroups {
         let pgid = scope
             .pgid
             .ok_or_else(|| ContainError::Refused("no process group to adopt into".into()))?;
-        if unsafe { libc::setpgid(pid, pgid) } != 0 {
+        if let Err(e) = sys::set_process_group(pid, pgid) {
             return Err(ContainError::Refused(format!(
                 "process {pid} cannot join process group {pgid}: {} (only children in the same session can)",
-                crate::proc::describe_io(&std::io::Error::last_os_error())
+                crate::proc::describe_io(&e)
             )));
         }
         Ok(())

@@ -8,10 +8,13 @@
 //! each once, and reuses one buffer.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::CStr;
 use std::fs;
 use std::io::Read;
+use std::mem::MaybeUninit;
 use std::path::Path;
 
+use rustix::fs::{self as rfs, Mode, OFlags};
 use serde::Serialize;
 
 use super::sockets;
@@ -168,7 +171,7 @@ fn read_process(
 ) -> Option<ScannedProcess> {
     // The process's directory is opened once; every file is read relative to it (no path
     // built, no path walked again).
-    let at = Dir::open(dir, libc::O_PATH)?;
+    let at = Dir::open(dir, OFlags::PATH)?;
     let uid = at.owner()?;
     at.read(c"stat", buf).ok()?;
     let stat = StatLine::parse(std::str::from_utf8(buf).ok()?)?;
@@ -228,93 +231,71 @@ fn read_process(
 struct Dir(std::os::fd::OwnedFd);
 
 impl Dir {
-    fn open(path: &Path, flags: i32) -> Option<Dir> {
-        use std::os::fd::FromRawFd;
-        let path = crate::proc::sys::cstring(path.as_os_str()).ok()?;
-        let fd = unsafe { libc::open(path.as_ptr(), flags | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-        (fd >= 0).then(|| Dir(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
-    }
-
-    fn raw(&self) -> i32 {
-        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    fn open(path: &Path, flags: OFlags) -> Option<Dir> {
+        // rustix turns a short path into a C string on the stack: no allocation.
+        rfs::open(
+            path,
+            flags | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+        .map(Dir)
     }
 
     /// The directory's owner (for /proc/PID: the process's uid).
     fn owner(&self) -> Option<u32> {
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        (unsafe { libc::fstat(self.raw(), &mut st) } == 0).then_some(st.st_uid)
+        rfs::fstat(&self.0).ok().map(|st| st.st_uid)
     }
 
     /// Reads the file `name` into `buf` (cleared first).
-    fn read(&self, name: &std::ffi::CStr, buf: &mut Vec<u8>) -> std::io::Result<()> {
-        use std::os::fd::FromRawFd;
+    fn read(&self, name: &CStr, buf: &mut Vec<u8>) -> std::io::Result<()> {
         buf.clear();
-        let fd =
-            unsafe { libc::openat(self.raw(), name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let mut file = unsafe { fs::File::from_raw_fd(fd) };
-        file.read_to_end(buf).map(drop)
+        let fd = rfs::openat(
+            &self.0,
+            name,
+            OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        fs::File::from(fd).read_to_end(buf).map(drop)
     }
 
     /// A subdirectory, opened for reading its entries.
-    fn open_dir(&self, name: &std::ffi::CStr) -> Option<Dir> {
-        use std::os::fd::FromRawFd;
-        let fd = unsafe {
-            libc::openat(
-                self.raw(),
-                name.as_ptr(),
-                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        (fd >= 0).then(|| Dir(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+    fn open_dir(&self, name: &CStr) -> Option<Dir> {
+        rfs::openat(
+            &self.0,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()
+        .map(Dir)
     }
 
     /// A symlink's target, into a caller's (stack) buffer; None if unreadable or longer.
     fn read_link_into<'b, const N: usize>(
         &self,
-        name: &std::ffi::CStr,
+        name: &CStr,
         buf: &'b mut [u8; N],
     ) -> Option<&'b str> {
-        let n = unsafe {
-            libc::readlinkat(
-                self.raw(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        if n <= 0 || n as usize >= buf.len() {
+        let n = rfs::readlinkat_raw(&self.0, name, &mut *buf).ok()?;
+        if n == 0 || n >= N {
             return None;
         }
-        std::str::from_utf8(&buf[..n as usize]).ok()
+        std::str::from_utf8(&buf[..n]).ok()
     }
 
-    /// Calls `each` with the name of every entry but `.` and `..`.
-    fn each_entry(&self, mut each: impl FnMut(&std::ffi::CStr)) {
-        // A close-on-exec copy: a fork elsewhere in the process must not inherit it.
-        let copy = unsafe { libc::fcntl(self.raw(), libc::F_DUPFD_CLOEXEC, 0) };
-        if copy < 0 {
-            return;
-        }
-        // fdopendir owns `copy` from here; closedir closes it.
-        let stream = unsafe { libc::fdopendir(copy) };
-        if stream.is_null() {
-            unsafe { libc::close(copy) };
-            return;
-        }
-        loop {
-            let entry = unsafe { libc::readdir(stream) };
-            if entry.is_null() {
-                break;
-            }
-            let name = unsafe { std::ffi::CStr::from_ptr((*entry).d_name.as_ptr()) };
+    /// Calls `each` with the name of every entry but `.` and `..`. The entries are read with
+    /// getdents into a stack buffer, straight from this descriptor: no copy of it, no
+    /// allocation.
+    fn each_entry(&self, mut each: impl FnMut(&CStr)) {
+        let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+        let mut entries = rfs::RawDir::new(&self.0, &mut buf);
+        while let Some(Ok(entry)) = entries.next() {
+            let name = entry.file_name();
             if name.to_bytes() != b"." && name.to_bytes() != b".." {
                 each(name);
             }
         }
-        unsafe { libc::closedir(stream) };
     }
 }
 

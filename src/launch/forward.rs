@@ -13,10 +13,12 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
+
+use rustix::event::{PollFd, PollFlags};
 
 use crate::audit::journal::Writer;
-use crate::proc::markers;
+use crate::proc::{markers, sys};
 
 pub const SUBCOMMAND: &str = "__journal-forward";
 
@@ -24,7 +26,7 @@ pub const SUBCOMMAND: &str = "__journal-forward";
 const MAX_LINE: usize = 48 * 1024;
 
 struct Stream {
-    fd: RawFd,
+    fd: OwnedFd,
     priority: u8,
     name: &'static str,
     pending: Vec<u8>,
@@ -42,22 +44,34 @@ pub fn main(args: &[OsString]) -> ! {
         eprintln!("ccscope: {SUBCOMMAND} is internal to ccscope");
         std::process::exit(2);
     };
-    let mut file = parse(3).map(|fd| unsafe { std::fs::File::from_raw_fd(fd) });
-    let mut tap = parse(4).map(|fd| unsafe { std::fs::File::from_raw_fd(fd) });
-    if let Some(t) = &tap {
-        let _ = crate::proc::sys::set_nonblocking(t);
-    }
-    unsafe {
-        for signal in [
-            libc::SIGTERM,
-            libc::SIGINT,
-            libc::SIGHUP,
-            libc::SIGPIPE,
-            libc::SIGQUIT,
-        ] {
-            libc::signal(signal, libc::SIG_IGN);
+    let (file, tap): (Option<RawFd>, Option<RawFd>) = (parse(3), parse(4));
+    let numbers: Vec<RawFd> = [Some(out), Some(err), file, tap]
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut claimed = match sys::claim_inherited(&numbers) {
+        Ok(fds) => fds.into_iter(),
+        Err(e) => {
+            eprintln!("ccscope: {SUBCOMMAND}: {e}");
+            std::process::exit(2);
         }
+    };
+    // In the order they were named: out, err, then the file and the tap where given.
+    let (Some(out), Some(err)) = (claimed.next(), claimed.next()) else {
+        std::process::exit(2);
+    };
+    let mut file = file.and_then(|_| claimed.next()).map(std::fs::File::from);
+    let mut tap = tap.and_then(|_| claimed.next()).map(std::fs::File::from);
+    if let Some(t) = &tap {
+        let _ = sys::set_nonblocking(t);
     }
+    sys::ignore_signals(&[
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+        libc::SIGPIPE,
+        libc::SIGQUIT,
+    ]);
     let env = |k: &str| std::env::var(k).unwrap_or_default();
     let (project, service, run_id) = (
         env(markers::PROJECT),
@@ -117,42 +131,37 @@ pub fn main(args: &[OsString]) -> ! {
     };
     let mut buf = vec![0u8; 64 * 1024];
     while streams.iter().any(|s| s.open) {
-        let mut polls: Vec<libc::pollfd> = streams
-            .iter()
-            .filter(|s| s.open)
-            .map(|s| libc::pollfd {
-                fd: s.fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
-        let n = unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, -1) };
-        if n < 0 {
-            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                continue;
+        // Which streams have something to read (or hung up).
+        let mut ready = [false; 2];
+        {
+            let open: Vec<usize> = (0..streams.len()).filter(|&i| streams[i].open).collect();
+            let mut polls: Vec<PollFd<'_>> = open
+                .iter()
+                .map(|&i| PollFd::new(&streams[i].fd, PollFlags::IN))
+                .collect();
+            match rustix::event::poll(&mut polls, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break,
             }
-            break;
+            for (p, &i) in polls.iter().zip(&open) {
+                ready[i] = !p.revents().is_empty();
+            }
         }
-        for p in polls.iter().filter(|p| p.revents != 0) {
-            let stream = streams
-                .iter_mut()
-                .find(|s| s.fd == p.fd)
-                .expect("polled fds are ours");
-            let got = unsafe { libc::read(stream.fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if got <= 0 {
-                if got < 0
-                    && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-                {
+        for (stream, _) in streams.iter_mut().zip(ready).filter(|(_, r)| *r) {
+            let got = match sys::read(&stream.fd, &mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(n) if n > 0 => n,
+                _ => {
+                    stream.open = false;
+                    if !stream.pending.is_empty() {
+                        let rest = std::mem::take(&mut stream.pending);
+                        emit(stream, &rest);
+                    }
                     continue;
                 }
-                stream.open = false;
-                if !stream.pending.is_empty() {
-                    let rest = std::mem::take(&mut stream.pending);
-                    emit(stream, &rest);
-                }
-                continue;
-            }
-            stream.pending.extend_from_slice(&buf[..got as usize]);
+            };
+            stream.pending.extend_from_slice(&buf[..got]);
             while let Some(end) = stream.pending.iter().position(|b| *b == b'\n') {
                 let line: Vec<u8> = stream.pending.drain(..=end).collect();
                 emit(stream, &line[..line.len() - 1]);

@@ -10,7 +10,6 @@ pub mod trampoline;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -312,20 +311,13 @@ fn trampoline_command(
         Stdio::null()
     });
     command.stdout(opened.stdout).stderr(opened.stderr);
-    let own_group = spec.own_process_group;
-    // Runs in the child between fork and exec: async-signal-safe calls only.
-    unsafe {
-        command.pre_exec(move || {
-            if own_group && libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            for fd in &keep {
-                if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        });
-    }
+    // The descriptors in `keep` are held open by the caller until `spawn` returns.
+    crate::proc::sys::set_child_setup(
+        &mut command,
+        crate::proc::sys::ChildSetup {
+            new_session: spec.own_process_group,
+            inherit: keep,
+        },
+    );
     Ok((command, opened.forward))
 }

@@ -155,10 +155,7 @@ fn resolve(
 }
 
 fn is_executable(path: &Path) -> bool {
-    let Ok(c) = crate::proc::sys::cstring(path.as_os_str()) else {
-        return false;
-    };
-    path.is_file() && unsafe { libc::access(c.as_ptr(), libc::X_OK) == 0 }
+    path.is_file() && rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok()
 }
 
 /// `KEY=value` lines; blank lines and `#` comments skipped; an `export ` prefix and matching

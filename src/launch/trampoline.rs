@@ -12,7 +12,10 @@
 //! successful exec shows the parent a plain EOF).
 
 use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+
+use crate::proc::sys;
 
 /// The hidden subcommand's name; `main` dispatches on it before any argument parsing.
 pub const SUBCOMMAND: &str = "__trampoline";
@@ -24,65 +27,85 @@ pub const EXEC_FAILED: i32 = 127;
 
 /// Runs the trampoline with the arguments after the subcommand name. Never returns.
 pub fn main(args: &[OsString]) -> ! {
-    let Some((go_fd, status_fd, program, forward, argv)) = parse(args) else {
+    let Some((fds, program, argv)) = parse(args) else {
         eprintln!(
             "ccscope: {SUBCOMMAND} is internal to ccscope and takes GO_FD STATUS_FD PROGRAM -- ARGV"
         );
         std::process::exit(2);
     };
-    let mut byte = [0u8; 1];
-    let got = loop {
-        let n = unsafe { libc::read(go_fd, byte.as_mut_ptr().cast(), 1) };
-        if n >= 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            break n;
+    let Inherited {
+        go,
+        status,
+        forward,
+    } = match claim(&fds) {
+        Ok(claimed) => claimed,
+        Err(e) => {
+            eprintln!("ccscope: {SUBCOMMAND}: {e}");
+            std::process::exit(2);
         }
     };
-    if got != 1 || byte[0] != b'g' {
+    let mut byte = [0u8; 1];
+    let got = loop {
+        match sys::read(&go, &mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            other => break other,
+        }
+    };
+    if !matches!(got, Ok(1)) || byte[0] != b'g' {
         std::process::exit(ABORTED);
     }
-    unsafe {
-        libc::close(go_fd);
-        libc::fcntl(status_fd, libc::F_SETFD, libc::FD_CLOEXEC);
-    }
+    drop(go);
+    // From here a successful exec closes it: the parent sees EOF.
+    let _ = sys::set_cloexec(&status, true);
     if let Some(fds) = forward {
-        start_forwarder(&fds);
+        start_forwarder(fds);
     }
-    reset_signals();
-    let errno = exec(&program, &argv);
-    let bytes = errno.to_le_bytes();
-    unsafe { libc::write(status_fd, bytes.as_ptr().cast(), bytes.len()) };
+    sys::reset_signals();
+    let errno = sys::exec(&program, &argv)
+        .raw_os_error()
+        .unwrap_or(libc::ENOEXEC);
+    let _ = sys::write(&status, &errno.to_le_bytes());
     std::process::exit(EXEC_FAILED);
+}
+
+/// The descriptor numbers the command line names.
+struct Numbers {
+    go: RawFd,
+    status: RawFd,
+    /// stdout and stderr read ends, log file, tap.
+    forward: Option<(RawFd, RawFd, Option<RawFd>, Option<RawFd>)>,
+}
+
+/// The same descriptors, owned.
+struct Inherited {
+    go: OwnedFd,
+    status: OwnedFd,
+    forward: Option<ForwardFds>,
 }
 
 /// The forwarder's descriptors: stdout and stderr read ends, log file, tap.
 struct ForwardFds {
-    out: i32,
-    err: i32,
-    file: Option<i32>,
-    tap: Option<i32>,
+    out: OwnedFd,
+    err: OwnedFd,
+    file: Option<OwnedFd>,
+    tap: Option<OwnedFd>,
 }
 
-type Parsed = (i32, i32, CString, Option<ForwardFds>, Vec<CString>);
+type Parsed = (Numbers, CString, Vec<CString>);
 
 fn parse(args: &[OsString]) -> Option<Parsed> {
-    let fd = |i: usize| -> Option<i32> { args.get(i)?.to_str()?.parse().ok() };
-    let go_fd = fd(0)?;
-    let status_fd = fd(1)?;
+    let fd = |i: usize| -> Option<RawFd> { args.get(i)?.to_str()?.parse().ok() };
+    let go = fd(0)?;
+    let status = fd(1)?;
     let program = CString::new(args.get(2)?.as_bytes()).ok()?;
-    let optional = |i: usize| -> Option<Option<i32>> {
+    let optional = |i: usize| -> Option<Option<RawFd>> {
         match args.get(i)?.as_bytes() {
             b"-" => Some(None),
             _ => fd(i).map(Some),
         }
     };
     let (forward, rest) = if args.get(3)?.as_bytes() == b"--forward" {
-        let fds = ForwardFds {
-            out: fd(4)?,
-            err: fd(5)?,
-            file: optional(6)?,
-            tap: optional(7)?,
-        };
-        (Some(fds), 8)
+        (Some((fd(4)?, fd(5)?, optional(6)?, optional(7)?)), 8)
     } else {
         (None, 3)
     };
@@ -97,79 +120,83 @@ fn parse(args: &[OsString]) -> Option<Parsed> {
     if argv.is_empty() {
         return None;
     }
-    Some((go_fd, status_fd, program, forward, argv))
+    Some((
+        Numbers {
+            go,
+            status,
+            forward,
+        },
+        program,
+        argv,
+    ))
 }
 
-/// Forks the forwarder with the pipes' read ends, its own stdio on /dev/null (so it never
+/// Takes ownership of the descriptors the parent handed down.
+fn claim(fds: &Numbers) -> std::io::Result<Inherited> {
+    let mut numbers = vec![fds.go, fds.status];
+    if let Some((out, err, file, tap)) = fds.forward {
+        numbers.extend([Some(out), Some(err), file, tap].into_iter().flatten());
+    }
+    let mut owned = sys::claim_inherited(&numbers)?.into_iter();
+    let mut next = || {
+        owned.next().ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a descriptor is missing")
+        })
+    };
+    let go = next()?;
+    let status = next()?;
+    let forward = match fds.forward {
+        None => None,
+        Some((_, _, file, tap)) => Some(ForwardFds {
+            out: next()?,
+            err: next()?,
+            file: file.map(|_| next()).transpose()?,
+            tap: tap.map(|_| next()).transpose()?,
+        }),
+    };
+    Ok(Inherited {
+        go,
+        status,
+        forward,
+    })
+}
+
+/// Starts the forwarder with the pipes' read ends, its own stdio on /dev/null (so it never
 /// holds the service's pipes open), then closes its descriptors here: the service keeps none.
-fn start_forwarder(fds: &ForwardFds) {
+/// Detached (forked twice), so the forwarder is not the service's child: a service that
+/// reaps every child it has must never wait on it.
+fn start_forwarder(fds: ForwardFds) {
     let service_pid = std::process::id().to_string();
-    let text = |fd: Option<i32>| fd.map_or("-".to_string(), |fd| fd.to_string());
+    let text = |fd: &Option<OwnedFd>| {
+        fd.as_ref()
+            .map_or("-".to_string(), |fd| fd.as_raw_fd().to_string())
+    };
     let argv: Vec<CString> = [
         "ccscope",
         super::forward::SUBCOMMAND,
-        &fds.out.to_string(),
-        &fds.err.to_string(),
+        &fds.out.as_raw_fd().to_string(),
+        &fds.err.as_raw_fd().to_string(),
         &service_pid,
-        &text(fds.file),
-        &text(fds.tap),
+        &text(&fds.file),
+        &text(&fds.tap),
     ]
     .iter()
     .filter_map(|a| CString::new(*a).ok())
     .collect();
-    let exe = CString::from(c"/proc/self/exe");
-    unsafe {
-        // Forked twice, so the forwarder is not the service's child: a service that reaps
-        // every child it has must never wait on it.
-        let middle = libc::fork();
-        if middle == 0 {
-            if libc::fork() == 0 {
-                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-                for target in 0..3 {
-                    libc::dup2(null, target);
-                }
-                exec(&exe, &argv);
-            }
-            libc::_exit(0);
-        }
-        if middle > 0 {
-            libc::waitpid(middle, std::ptr::null_mut(), 0);
-        } else {
-            // No forwarder: output goes nowhere rather than into a pipe nobody reads.
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-            libc::dup2(null, 1);
-            libc::dup2(null, 2);
-        }
-        for fd in [Some(fds.out), Some(fds.err), fds.file, fds.tap]
-            .into_iter()
-            .flatten()
+    let detach = sys::Detach {
+        new_session: false,
+        null_stdio: true,
+    };
+    if sys::spawn_detached(c"/proc/self/exe", &argv, detach).is_err() {
+        // No forwarder: output goes nowhere rather than into a pipe nobody reads.
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
         {
-            libc::close(fd);
+            let _ = rustix::stdio::dup2_stdout(&null);
+            let _ = rustix::stdio::dup2_stderr(&null);
         }
     }
-}
-
-/// The Rust runtime ignores SIGPIPE, and a parent may ignore SIGINT; ignored dispositions
-/// survive exec. The service starts with every signal at its default and none blocked.
-fn reset_signals() {
-    unsafe {
-        for signal in 1..32 {
-            if signal != libc::SIGKILL && signal != libc::SIGSTOP {
-                libc::signal(signal, libc::SIG_DFL);
-            }
-        }
-        let mut none: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut none);
-        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-    }
-}
-
-/// execv; returns the errno only if it failed.
-fn exec(program: &CString, argv: &[CString]) -> i32 {
-    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
-    unsafe { libc::execv(program.as_ptr(), ptrs.as_ptr()) };
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::ENOEXEC)
+    drop(fds);
 }

@@ -1,11 +1,19 @@
-//! The few system calls ccscope makes that std does not wrap, each behind a safe function
-//! that returns `io::Result`.
+//! The system calls ccscope makes that std does not wrap, each behind a safe function that
+//! returns `io::Result`. Most go through rustix, which wraps them safely; what rustix cannot
+//! make safe (fork, exec, signal dispositions, a descriptor inherited by number, a tokio
+//! registration, `madvise`) is here too, and nowhere else: every `unsafe` block of ccscope
+//! lives in this file and says why it is sound.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::time::Duration;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal};
 
 use super::identity::{ProcFs, ProcessIdentity};
 
@@ -18,37 +26,50 @@ pub fn cstring(s: &OsStr) -> io::Result<CString> {
     })
 }
 
-fn check(ret: libc::c_long) -> io::Result<libc::c_long> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(ret)
+/// A positive process id as rustix takes it (0 and negative ids mean other things to the
+/// kernel, and are refused here).
+fn pid(pid: i32) -> io::Result<Pid> {
+    if pid <= 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
     }
+    Pid::from_raw(pid).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// kill(2). ESRCH (already gone) is reported as an error; callers decide what it means.
-pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
-    check(unsafe { libc::kill(pid, signal) } as libc::c_long).map(drop)
+/// A signal number as rustix takes it. Every signal ccscope sends has a name; the real-time
+/// ones (which rustix leaves to libc) are refused rather than sent unchecked.
+fn signal(number: i32) -> io::Result<Signal> {
+    Signal::from_named_raw(number).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// kill(2): to a process (`pid` > 0), to this process's group (0), or to the group `-pid`
+/// (`pid` < -1); signal 0 only checks that the target exists. ESRCH (already gone) is
+/// reported as an error; callers decide what it means.
+pub fn kill(target: i32, number: i32) -> io::Result<()> {
+    use rustix::process as p;
+    match (target, number) {
+        (0, 0) => p::test_kill_current_process_group(),
+        (0, n) => p::kill_current_process_group(signal(n)?),
+        (t, 0) if t > 0 => p::test_kill_process(pid(t)?),
+        (t, n) if t > 0 => p::kill_process(pid(t)?, signal(n)?),
+        (t, 0) if t < -1 => p::test_kill_process_group(pid(t.saturating_neg())?),
+        (t, n) if t < -1 => p::kill_process_group(pid(t.saturating_neg())?, signal(n)?),
+        // -1 would be every process we may signal: never meant, never sent.
+        _ => return Err(io::Error::from_raw_os_error(libc::EINVAL)),
+    }
+    .map_err(io::Error::from)
 }
 
 /// A pidfd for `pid`: from here on, signals reach this process or nothing, even if the pid
 /// is reused.
-pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
-    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+pub fn pidfd_open(target: i32) -> io::Result<OwnedFd> {
+    Ok(rustix::process::pidfd_open(
+        pid(target)?,
+        rustix::process::PidfdFlags::empty(),
+    )?)
 }
 
-pub fn pidfd_send_signal(pidfd: &OwnedFd, signal: i32) -> io::Result<()> {
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            signal,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    })
-    .map(drop)
+pub fn pidfd_send_signal(pidfd: impl AsFd, number: i32) -> io::Result<()> {
+    Ok(rustix::process::pidfd_send_signal(pidfd, signal(number)?)?)
 }
 
 /// What became of a signal sent to an identified process.
@@ -81,18 +102,42 @@ pub fn signal_identified(id: ProcessIdentity, signal: i32) -> io::Result<Signall
     }
 }
 
-/// Waits until `fd` is readable or `timeout` passes. Returns whether it became readable.
+/// Waits until `fd` is readable (or hung up) or `timeout` passes. Returns whether it became
+/// ready.
+pub fn wait_readable(fd: impl AsFd, timeout: Duration) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let left = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+        match rustix::event::poll(&mut fds, Some(&left)) {
+            Ok(n) => return Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// [`wait_readable`] for a caller that holds only the descriptor's number. Prefer
+/// `wait_readable`, which borrows the descriptor and so cannot be handed a closed one.
 pub fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    let deadline = std::time::Instant::now() + timeout;
+    let deadline = Instant::now() + timeout;
     loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let left = deadline.saturating_duration_since(Instant::now());
         // Rounded up, so a sub-millisecond remainder still waits instead of spinning.
         let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+        // SAFETY: `pfd` is one valid, writable pollfd and the count says one. A number that
+        // names no open descriptor is answered with POLLNVAL, not undefined behaviour: poll
+        // only looks the descriptor up, it does not take or close it.
         let n = unsafe { libc::poll(&mut pfd, 1, ms) };
         if n >= 0 {
             return Ok(n > 0);
@@ -104,47 +149,279 @@ pub fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
     }
 }
 
+/// read(2) on a descriptor (non-blocking ones give `WouldBlock`, a signal `Interrupted`).
+pub fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    Ok(rustix::io::read(fd, buf)?)
+}
+
+/// write(2) on a descriptor.
+pub fn write(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    Ok(rustix::io::write(fd, buf)?)
+}
+
+/// setpgid(2): moves process `target` into the process group `group`.
+pub fn set_process_group(target: i32, group: i32) -> io::Result<()> {
+    Ok(rustix::process::setpgid(
+        Some(pid(target)?),
+        Some(pid(group)?),
+    )?)
+}
+
 /// Makes this process the reaper of its orphaned descendants.
 pub fn set_child_subreaper() -> io::Result<()> {
-    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } as libc::c_long)
-        .map(drop)
+    // The kernel reads the argument as a flag; rustix takes it as a pid, any nonzero one.
+    Ok(rustix::process::set_child_subreaper(Some(
+        rustix::process::getpid(),
+    ))?)
 }
 
 /// Clock ticks per second, the unit of a process's start time.
 pub fn clock_ticks() -> u64 {
-    // SAFETY: sysconf takes no pointers and only reads the system's configuration.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    u64::try_from(ticks).unwrap_or(100).max(1)
+    rustix::param::clock_ticks_per_second().max(1)
 }
 
 pub fn euid() -> u32 {
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// A pipe whose both ends are close-on-exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } as libc::c_long)?;
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
 /// Sets O_NONBLOCK on a descriptor.
-pub fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
-    let fd = fd.as_raw_fd();
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(fd)?;
+    Ok(rustix::fs::fcntl_setfl(
+        fd,
+        flags | rustix::fs::OFlags::NONBLOCK,
+    )?)
+}
+
+/// Sets or clears close-on-exec on a descriptor.
+pub fn set_cloexec(fd: impl AsFd, cloexec: bool) -> io::Result<()> {
+    let flags = if cloexec {
+        rustix::io::FdFlags::CLOEXEC
+    } else {
+        rustix::io::FdFlags::empty()
+    };
+    Ok(rustix::io::fcntl_setfd(fd, flags)?)
 }
 
 /// Registers an owned, non-blocking descriptor with the runtime's reactor, for reading.
 pub fn async_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: an OwnedFd is open, and stays the same descriptor until the AsyncFd drops it.
+    // SAFETY: tokio asks that the descriptor be open and stay the same open description for
+    // the AsyncFd's whole life. An OwnedFd is open by construction, cannot be closed or
+    // swapped while the AsyncFd owns it (only `get_mut` could, and nothing of ours swaps the
+    // OwnedFd it returns), and is closed only when the AsyncFd drops it or hands it back.
     unsafe {
         tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
             .map_err(std::io::Error::from)
     }
+}
+
+/// Set once the descriptors this process inherited have been claimed.
+static INHERITED_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// Takes ownership of descriptors this process was handed across exec by number (the
+/// trampoline's pipes, the forwarder's streams), for the hidden subcommands' `main`s.
+///
+/// Refused (`InvalidInput`) for a standard stream, a number given twice, a descriptor that is
+/// not open, one that is close-on-exec (so was opened by this process, not inherited: all that
+/// ccscope, std and rustix open is close-on-exec), and for any call after the first: each
+/// descriptor gets exactly one owner.
+pub fn claim_inherited(fds: &[RawFd]) -> io::Result<Vec<OwnedFd>> {
+    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+    for (i, &fd) in fds.iter().enumerate() {
+        if fd <= 2 {
+            return refuse(format!("descriptor {fd} is a standard stream"));
+        }
+        if fds[..i].contains(&fd) {
+            return refuse(format!("descriptor {fd} is named twice"));
+        }
+        // SAFETY: F_GETFD takes no pointer and changes nothing; on a number that names no
+        // open descriptor it fails with EBADF.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 {
+            return refuse(format!(
+                "descriptor {fd} is not open ({})",
+                io::Error::last_os_error()
+            ));
+        }
+        if flags & libc::FD_CLOEXEC != 0 {
+            return refuse(format!("descriptor {fd} was not inherited"));
+        }
+    }
+    if INHERITED_CLAIMED.swap(true, Ordering::SeqCst) {
+        return refuse("inherited descriptors are claimed once per process".into());
+    }
+    Ok(fds
+        .iter()
+        // SAFETY: each number is open (checked above), was inherited across exec (it is not
+        // close-on-exec, which everything this process opens is), is named once, and this is
+        // the only claim this process makes (the flag above): so nothing else owns it, and the
+        // OwnedFd becomes its one owner.
+        .map(|&fd| unsafe { OwnedFd::from_raw_fd(fd) })
+        .collect())
+}
+
+/// Sets every signal but SIGKILL and SIGSTOP to its default disposition and unblocks all:
+/// the Rust runtime ignores SIGPIPE and a parent may ignore SIGINT, and ignored dispositions
+/// and the mask survive exec.
+pub fn reset_signals() {
+    for number in 1..32 {
+        if number != libc::SIGKILL && number != libc::SIGSTOP {
+            // SAFETY: SIG_DFL installs no handler, so no code of ours can run in signal
+            // context; a handler another part of the program set up (tokio's) simply stops
+            // being called, which is memory-safe. Invalid numbers only fail with EINVAL.
+            unsafe { libc::signal(number, libc::SIG_DFL) };
+        }
+    }
+    // SAFETY: `none` is a local sigset_t, initialised by sigemptyset before sigprocmask reads
+    // it; the old mask is not asked for (null is allowed).
+    unsafe {
+        let mut none: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
+}
+
+/// Ignores each of `signals` from here on.
+pub fn ignore_signals(signals: &[i32]) {
+    for &number in signals {
+        // SAFETY: SIG_IGN installs no handler, so no code runs in signal context; an invalid
+        // number only fails with EINVAL.
+        unsafe { libc::signal(number, libc::SIG_IGN) };
+    }
+}
+
+/// NULL-terminated pointers to `argv`'s strings, for execv: valid while `argv` lives.
+fn exec_pointers(argv: &[CString]) -> Vec<*const libc::c_char> {
+    argv.iter()
+        .map(|a| a.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Replaces this process with `program` (execv: no PATH search, this environment). Returns
+/// only if that failed, with why.
+pub fn exec(program: &CStr, argv: &[CString]) -> io::Error {
+    let pointers = exec_pointers(argv);
+    // SAFETY: `program` is NUL-terminated; `pointers` holds pointers to NUL-terminated strings
+    // that `argv` keeps alive across the call, and ends with a null pointer, as execv requires.
+    unsafe { libc::execv(program.as_ptr(), pointers.as_ptr()) };
+    io::Error::last_os_error()
+}
+
+/// How [`spawn_detached`] sets up the detached process.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Detach {
+    /// It leads a session of its own (no controlling terminal, out of our process group).
+    pub new_session: bool,
+    /// Its stdin, stdout and stderr are /dev/null (so it holds none of ours open).
+    pub null_stdio: bool,
+}
+
+/// Starts `program` with `argv` as nobody's child: forked twice, the middle process exits at
+/// once and is reaped here, so the grandchild is reparented (to the nearest subreaper or
+/// init). Descriptors that are not close-on-exec go with it. Returns once the middle process
+/// is reaped; whether the exec itself worked is not reported (a failed one exits 127).
+pub fn spawn_detached(program: &CStr, argv: &[CString], how: Detach) -> io::Result<()> {
+    // Everything the children need is made before the fork: between fork and exec only
+    // async-signal-safe calls run, and none allocates.
+    let pointers = exec_pointers(argv);
+    let null = c"/dev/null";
+    // SAFETY: fork duplicates only this thread. The children below make raw system calls
+    // only (setsid, open, dup2, fork, execv, _exit: all async-signal-safe, none allocating
+    // or taking a lock another thread could hold) and end in exec or _exit, so they never
+    // return into Rust code that might rely on the other threads or on destructors. The
+    // pointers execv gets were made above and stay valid (this function's `argv` and
+    // `program` are borrowed for its whole run).
+    let middle = unsafe { libc::fork() };
+    if middle < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if middle == 0 {
+        // SAFETY: as above; this is the middle child, which exits without returning.
+        unsafe {
+            if how.new_session {
+                libc::setsid();
+            }
+            if libc::fork() == 0 {
+                if how.null_stdio {
+                    let fd = libc::open(null.as_ptr(), libc::O_RDWR);
+                    if fd >= 0 {
+                        for target in 0..3 {
+                            libc::dup2(fd, target);
+                        }
+                        if fd > 2 {
+                            libc::close(fd);
+                        }
+                    }
+                }
+                libc::execv(program.as_ptr(), pointers.as_ptr());
+                libc::_exit(127);
+            }
+            libc::_exit(0);
+        }
+    }
+    let middle = pid(middle)?;
+    loop {
+        match rustix::process::waitpid(Some(middle), rustix::process::WaitOptions::empty()) {
+            Err(rustix::io::Errno::INTR) => continue,
+            // SIGCHLD ignored (inherited so across exec): the kernel reaped it already.
+            Ok(_) | Err(rustix::io::Errno::CHILD) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// What a child spawned from a [`Command`] does to itself between fork and exec.
+#[derive(Debug, Clone, Default)]
+pub struct ChildSetup {
+    /// setsid: it leads a session and a process group of its own.
+    pub new_session: bool,
+    /// Descriptors (close-on-exec in the parent) that it keeps across exec. The parent must
+    /// hold them open until `spawn` returns.
+    pub inherit: Vec<RawFd>,
+}
+
+/// Has `command`'s child apply `setup` before it execs.
+pub fn set_child_setup(command: &mut Command, setup: ChildSetup) {
+    let ChildSetup {
+        new_session,
+        inherit,
+    } = setup;
+    // SAFETY: the closure runs in the forked child before exec, where only async-signal-safe
+    // calls are allowed: setsid and fcntl are raw system calls, iterating the Vec (moved in,
+    // built before the fork) reads memory without allocating, and building an io::Error from
+    // errno allocates nothing. A number in `inherit` that names no open descriptor only makes
+    // fcntl fail with EBADF, which fails the spawn.
+    unsafe {
+        command.pre_exec(move || {
+            if new_session {
+                rustix::process::setsid()?;
+            }
+            for &fd in &inherit {
+                if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Has `command`'s child lead a session of its own (a daemon: no controlling terminal, out of
+/// the caller's process group).
+pub fn new_session_on_spawn(command: &mut Command) {
+    set_child_setup(
+        command,
+        ChildSetup {
+            new_session: true,
+            inherit: Vec::new(),
+        },
+    );
 }
 
 /// Lets go of this program's code pages (its `r-xp` mappings, which are never written): a
@@ -173,11 +450,67 @@ pub fn trim_own_code() {
         ) else {
             continue;
         };
-        // SAFETY: a private, read-only, executable file mapping holds no data of its own;
-        // dropping its pages only makes the next use fault them in again from the file.
-        unsafe {
-            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+        // SAFETY: the range is exactly one mapping the kernel lists as private, read-only and
+        // executable, backed by our own executable. Such a mapping holds no data of its own:
+        // nothing writes it (it is not writable, and a Rust executable has no text
+        // relocations), so dropping its pages only makes the next use fault them in again,
+        // unchanged, from the file. No Rust reference points into code pages as data.
+        let _ = unsafe {
+            rustix::mm::madvise(
+                start as *mut std::ffi::c_void,
+                end - start,
+                rustix::mm::Advice::LinuxDontNeed,
+            )
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsRawFd;
+
+    use super::*;
+
+    #[test]
+    fn kill_checks_existence_and_refuses_unnamed_signals() {
+        let me = std::process::id() as i32;
+        kill(me, 0).expect("this process exists");
+        let e = kill(me, libc::SIGRTMIN() + 1).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        let e = pidfd_send_signal(pidfd_open(me).unwrap(), libc::SIGRTMIN() + 1).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+    }
+
+    #[test]
+    fn a_pipe_is_close_on_exec_and_carries_bytes() {
+        let (r, w) = pipe().unwrap();
+        for fd in [&r, &w] {
+            assert!(
+                rustix::io::fcntl_getfd(fd)
+                    .unwrap()
+                    .contains(rustix::io::FdFlags::CLOEXEC)
+            );
         }
+        assert!(!wait_readable(&r, Duration::from_millis(1)).unwrap());
+        assert_eq!(write(&w, b"go").unwrap(), 2);
+        assert!(wait_readable(&r, Duration::from_secs(10)).unwrap());
+        let mut buf = [0u8; 4];
+        assert_eq!(read(&r, &mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"go");
+        set_nonblocking(&r).unwrap();
+        assert_eq!(
+            read(&r, &mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+    }
+
+    #[test]
+    fn descriptors_this_process_opened_cannot_be_claimed_as_inherited() {
+        let (r, _w) = pipe().unwrap();
+        let e = claim_inherited(&[r.as_raw_fd()]).unwrap_err();
+        assert!(e.to_string().contains("was not inherited"), "{e}");
+        let e = claim_inherited(&[1]).unwrap_err();
+        assert!(e.to_string().contains("standard stream"), "{e}");
     }
 }
 

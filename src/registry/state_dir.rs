@@ -125,7 +125,7 @@ fn check_owner_and_mode(
             path: path.to_path_buf(),
         });
     }
-    let me = unsafe { libc::geteuid() };
+    let me = crate::proc::sys::euid();
     if meta.uid() != me {
         return Err(RegistryError::ForeignOwner {
             path: path.to_path_buf(),

@@ -4,8 +4,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
 
 pub struct ProjectLock {
     _file: File,
@@ -48,8 +49,8 @@ pub fn acquire(state_dir: &Path, project: &str) -> Result<ProjectLock, LockError
         .truncate(false)
         .open(&path)
         .map_err(io)?;
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let err = std::io::Error::last_os_error();
+    if let Err(err) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        let err = std::io::Error::from(err);
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
             return Err(LockError::Held {
                 project: project.to_string(),
@@ -68,7 +69,7 @@ pub fn acquire(state_dir: &Path, project: &str) -> Result<ProjectLock, LockError
 /// The pid that holds the lock now, or None when nobody does.
 pub fn holder(state_dir: &Path, project: &str) -> Option<i32> {
     let mut file = File::open(lock_path(state_dir, project)).ok()?;
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+    if flock(&file, FlockOperation::NonBlockingLockShared).is_ok() {
         return None;
     }
     read_holder(&mut file)

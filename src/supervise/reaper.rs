@@ -83,14 +83,11 @@ impl Reaper {
 
     fn reap_all(&self) {
         let mut reaped_any = false;
-        loop {
-            let mut raw = 0;
-            let pid = unsafe { libc::waitpid(-1, &mut raw, libc::WNOHANG) };
-            if pid <= 0 {
-                break;
-            }
+        while let Ok(Some((pid, raw))) = rustix::process::wait(rustix::process::WaitOptions::NOHANG)
+        {
+            let pid = pid.as_raw_nonzero().get();
             reaped_any = true;
-            let status = ExitStatus::from_raw(raw);
+            let status = ExitStatus::from_raw(raw.as_raw());
             let mut inner = self.inner.borrow_mut();
             inner.seq += 1;
             let seq = inner.seq;
