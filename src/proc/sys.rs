@@ -513,28 +513,3 @@ mod tests {
         assert!(e.to_string().contains("standard stream"), "{e}");
     }
 }
-
-/// read(2) into `buf`; the error of a non-blocking descriptor with nothing to read is
-/// `WouldBlock`.
-pub fn read(fd: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes for the duration of the call, and
-    // the descriptor is borrowed from an owner that keeps it open.
-    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
-}
-
-/// Makes the child that `command` spawns lead a new session (setsid(2) between fork and
-/// exec): it has no controlling terminal, so a terminal's hangup or Ctrl-C never reaches it.
-pub fn new_session_on_spawn(command: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and calls only setsid(2),
-    // which is async-signal-safe, then reads errno; it allocates nothing and touches no lock.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::setsid() < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
