@@ -100,20 +100,6 @@ pub struct Survivor {
     pub where_: String,
 }
 
-/// This process and its ancestors: never signalled, whatever markers they carry (the caller
-/// may itself run under `ccscope exec`).
-fn protected() -> BTreeSet<i32> {
-    let mut protected = BTreeSet::new();
-    let mut pid = std::process::id() as i32;
-    while pid > 1 && protected.insert(pid) {
-        match crate::proc::read_stat(Path::new("/proc"), pid) {
-            Ok(stat) => pid = stat.ppid,
-            Err(_) => break,
-        }
-    }
-    protected
-}
-
 /// The project's marked processes, except ours.
 fn marked(project: &str, protected: &BTreeSet<i32>) -> Vec<markers::MarkedProcess> {
     markers::scan(Path::new("/proc"))
@@ -134,7 +120,9 @@ pub async fn stop(
 ) -> ShutdownReport {
     let started = Instant::now();
     let project = config.project.name.as_str();
-    let mut protected = protected();
+    // This process and its ancestors are never signalled, whatever markers they carry (the
+    // caller may itself run under `ccscope exec`).
+    let mut protected = crate::proc::ancestry::self_and_ancestors(Path::new("/proc"));
     let mut warnings = Vec::new();
 
     let mut scopes: Vec<(&AnyContainment, ScopeHandle)> = Vec::new();
