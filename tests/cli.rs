@@ -417,3 +417,62 @@ fn a_bad_default_is_reported_once_not_once_per_service() {
         ran.stderr()
     );
 }
+
+/// `ccscope ps -v` under script(1), so its stderr is a real terminal; `NO_COLOR` as given.
+fn ps_verbose_on_a_terminal(sb: &Sandbox, no_color: Option<&str>) -> common::Ran {
+    let line = format!(
+        "'{}' ps -v",
+        env!("CARGO_BIN_EXE_ccscope").replace('\'', r"'\''")
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(sb.path())
+        .env_remove("CCSCOPE_LOG")
+        .env("CCSCOPE_STATE_DIR", sb.state_dir());
+    match no_color {
+        Some(value) => cmd.env("NO_COLOR", value),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    common::Ran::of(cmd)
+}
+
+#[test]
+fn log_lines_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    let sb = Sandbox::new();
+    let mut piped = sb.command(&["ps", "-v"]);
+    piped.env_remove("NO_COLOR");
+    let piped = common::Ran::of(piped);
+    assert!(
+        !piped.output.stderr.contains(&0x1b),
+        "colour codes in piped stderr: {:?}",
+        piped.stderr()
+    );
+    piped
+        .expect_code(0)
+        .expect_stderr_contains("INFO state directory");
+
+    // The same line on a terminal is coloured, so the check above could have failed...
+    let tty = ps_verbose_on_a_terminal(&sb, None);
+    tty.expect_code(0).expect_stdout_contains("state directory");
+    assert!(
+        tty.output.stdout.contains(&0x1b),
+        "no colour on a terminal: {:?}",
+        tty.stdout()
+    );
+    // ...and NO_COLOR turns it off there too; set but empty, it does not count.
+    let no_color = ps_verbose_on_a_terminal(&sb, Some("1"));
+    no_color
+        .expect_code(0)
+        .expect_stdout_contains("INFO state directory");
+    assert!(
+        !no_color.output.stdout.contains(&0x1b),
+        "colour codes despite NO_COLOR=1: {:?}",
+        no_color.stdout()
+    );
+    let empty = ps_verbose_on_a_terminal(&sb, Some(""));
+    assert!(
+        empty.output.stdout.contains(&0x1b),
+        "an empty NO_COLOR turned colour off: {:?}",
+        empty.stdout()
+    );
+}
