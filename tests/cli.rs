@@ -476,3 +476,53 @@ fn log_lines_are_coloured_only_on_a_terminal_and_never_with_no_color() {
         empty.stdout()
     );
 }
+
+#[test]
+fn doctor_names_a_missing_session_bus_and_what_to_do_without_an_os_error_number() {
+    let sb = Sandbox::new();
+    for json in [false, true] {
+        let mut cmd = sb.command(if json {
+            &["doctor", "--json"]
+        } else {
+            &["doctor"]
+        });
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent");
+        let ran = common::Ran::of(cmd);
+        // Another backend (cgroupfs, process groups) is chosen instead.
+        ran.expect_code(0);
+        let everything = format!("{}{}", ran.stdout(), ran.stderr());
+        assert!(
+            !everything.contains("os error"),
+            "a bare os error in doctor's output:\n{everything}"
+        );
+        let systemd = if json {
+            let doc = ran.json();
+            let found = doc["candidates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["backend"] == "systemd")
+                .cloned()
+                .unwrap_or_else(|| panic!("no systemd candidate: {doc}"));
+            assert_eq!(found["available"], false, "{found}");
+            found["detail"].as_str().unwrap().to_string()
+        } else {
+            ran.stdout()
+                .lines()
+                .find(|l| l.trim_start().starts_with("systemd"))
+                .unwrap_or_else(|| panic!("no systemd line:\n{}", ran.stdout()))
+                .to_string()
+        };
+        for needle in [
+            "no session bus",
+            "could not connect to `unix:path=/nonexistent`",
+            "no such file or directory",
+            "DBUS_SESSION_BUS_ADDRESS",
+        ] {
+            assert!(
+                systemd.contains(needle),
+                "{needle:?} missing in {systemd:?}"
+            );
+        }
+    }
+}
