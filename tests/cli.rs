@@ -526,3 +526,22 @@ fn doctor_names_a_missing_session_bus_and_what_to_do_without_an_os_error_number(
         }
     }
 }
+
+#[test]
+fn a_configuration_that_is_not_utf8_says_so_and_where() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path().join("ccscope.toml"),
+        b"[project]\nname = \"shop\"\n# r\xe9sum\xe9\n",
+    )
+    .unwrap();
+    let ran = sb.run(&["check"]);
+    ran.expect_code(3)
+        .expect_stderr_contains("error: ccscope.toml:3:4: the file is not valid UTF-8")
+        .expect_stderr_contains("hint: save the file as UTF-8");
+    assert!(
+        !ran.stderr().contains("permissions"),
+        "a hint about permissions:\n{}",
+        ran.stderr()
+    );
+}

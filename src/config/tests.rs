@@ -465,3 +465,30 @@ fn the_demo_profile_is_valid_and_takes_its_project_and_ports() {
         ]
     );
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_named_with_the_place_of_its_first_bad_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    // "café" in Latin-1: é is the single byte 0xe9.
+    let mut text = b"[project]\nname = \"caf".to_vec();
+    text.extend_from_slice(b"\xe9\"\n");
+    std::fs::write(tmp.path().join(FILE_NAME), &text).unwrap();
+    let err = load(&ConfigRequest::default(), tmp.path()).unwrap_err();
+    let ConfigError::Invalid { diagnostics } = &err else {
+        panic!("expected a diagnostic, got {err:?}");
+    };
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    let d = &diagnostics[0];
+    assert_eq!(d.location.to_string(), "ccscope.toml:2:12");
+    assert_eq!(
+        d.message,
+        "the file is not valid UTF-8: byte 0xe9 at offset 21 does not belong to a UTF-8 character"
+    );
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap()
+            .starts_with("save the file as UTF-8")
+    );
+    assert_eq!(err.hint(), None, "no hint about paths or permissions");
+}
