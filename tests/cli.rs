@@ -545,3 +545,45 @@ fn a_configuration_that_is_not_utf8_says_so_and_where() {
         ran.stderr()
     );
 }
+
+#[test]
+fn three_mistakes_in_three_places_are_three_located_diagnostics() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        "[project]\nname = \"shop\"\n\
+         [services.db]\ncomand = [\"pg\"]\n\
+         [services.api]\ncommand = [\"api\"]\nstop_timeout = 10\n\
+         [services.web]\ncommand = [\"web\"]\ndepends_on = [\"apu\"]\n",
+    );
+    sb.run(&["check"])
+        .expect_code(3)
+        .expect_stderr_contains(
+            "error: ccscope.toml:4:1: unknown key `comand` in [services.db]\n  \
+             hint: did you mean `command`?\n",
+        )
+        .expect_stderr_contains(
+            "error: ccscope.toml:7:16: a duration needs a unit: write \"10s\" or \"10ms\", not 10\n",
+        )
+        .expect_stderr_contains(
+            "error: ccscope.toml:10:15: service `web` depends on `apu`, which is not a service\n",
+        )
+        .expect_stderr_contains("3 problems found");
+
+    let ran = sb.run(&["check", "--json"]);
+    ran.expect_code(3);
+    let doc = ran.json();
+    let located: Vec<(u64, u64)> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["location"]["file"], "ccscope.toml", "{d}");
+            (
+                d["location"]["line"].as_u64().unwrap(),
+                d["location"]["column"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(located, vec![(4, 1), (7, 16), (10, 15)], "{doc}");
+}

@@ -1,15 +1,17 @@
 //! ccscope.toml: its schema, validation with file:line:column errors, the dependency graph,
 //! lookup, and the built-in profiles.
 //!
-//! Text becomes a [`Config`] in two steps: serde reads it into the spanned `schema` types,
-//! then `validate` checks everything it can without running anything and applies defaults.
-//! Every later part of ccscope works from the validated model alone.
+//! Text becomes a [`Config`] in two steps: `read` has serde read it into the spanned `schema`
+//! types, piece by piece so that every piece that does not fit is reported, then `validate`
+//! checks everything it can without running anything and applies defaults. Every later part
+//! of ccscope works from the validated model alone.
 
 mod diagnostic;
 pub mod duration;
 pub mod graph;
 mod model;
 pub mod profiles;
+mod read;
 mod schema;
 mod validate;
 
