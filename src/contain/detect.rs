@@ -36,7 +36,7 @@ async fn try_systemd(bus: BusKind) -> Result<(SystemdScopes, String), String> {
     })?;
     let version = scopes.version().await.map_err(|e| {
         format!(
-            "the {} answers, but not its Version property: {}",
+            "the {} did not say its version: {}",
             manager_name(bus),
             describe(&e)
         )
@@ -93,7 +93,7 @@ fn no_bus(bus: BusKind, e: &zbus::Error) -> String {
 fn describe(e: &ContainError) -> String {
     match e {
         ContainError::Io(io) => crate::proc::describe_io(io),
-        ContainError::Bus(b) => format!("systemd: {}", describe_bus(b)),
+        ContainError::Bus(b) => describe_bus(b),
         other => other.to_string(),
     }
 }
