@@ -417,3 +417,173 @@ fn a_bad_default_is_reported_once_not_once_per_service() {
         ran.stderr()
     );
 }
+
+/// `ccscope ps -v` under script(1), so its stderr is a real terminal; `NO_COLOR` as given.
+fn ps_verbose_on_a_terminal(sb: &Sandbox, no_color: Option<&str>) -> common::Ran {
+    let line = format!(
+        "'{}' ps -v",
+        env!("CARGO_BIN_EXE_ccscope").replace('\'', r"'\''")
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", &line, "/dev/null"])
+        .current_dir(sb.path())
+        .env_remove("CCSCOPE_LOG")
+        .env("CCSCOPE_STATE_DIR", sb.state_dir());
+    match no_color {
+        Some(value) => cmd.env("NO_COLOR", value),
+        None => cmd.env_remove("NO_COLOR"),
+    };
+    common::Ran::of(cmd)
+}
+
+#[test]
+fn log_lines_are_coloured_only_on_a_terminal_and_never_with_no_color() {
+    let sb = Sandbox::new();
+    let mut piped = sb.command(&["ps", "-v"]);
+    piped.env_remove("NO_COLOR");
+    let piped = common::Ran::of(piped);
+    assert!(
+        !piped.output.stderr.contains(&0x1b),
+        "colour codes in piped stderr: {:?}",
+        piped.stderr()
+    );
+    piped
+        .expect_code(0)
+        .expect_stderr_contains("INFO state directory");
+
+    // The same line on a terminal is coloured, so the check above could have failed...
+    let tty = ps_verbose_on_a_terminal(&sb, None);
+    tty.expect_code(0).expect_stdout_contains("state directory");
+    assert!(
+        tty.output.stdout.contains(&0x1b),
+        "no colour on a terminal: {:?}",
+        tty.stdout()
+    );
+    // ...and NO_COLOR turns it off there too; set but empty, it does not count.
+    let no_color = ps_verbose_on_a_terminal(&sb, Some("1"));
+    no_color
+        .expect_code(0)
+        .expect_stdout_contains("INFO state directory");
+    assert!(
+        !no_color.output.stdout.contains(&0x1b),
+        "colour codes despite NO_COLOR=1: {:?}",
+        no_color.stdout()
+    );
+    let empty = ps_verbose_on_a_terminal(&sb, Some(""));
+    assert!(
+        empty.output.stdout.contains(&0x1b),
+        "an empty NO_COLOR turned colour off: {:?}",
+        empty.stdout()
+    );
+}
+
+#[test]
+fn doctor_names_a_missing_session_bus_and_what_to_do_without_an_os_error_number() {
+    let sb = Sandbox::new();
+    for json in [false, true] {
+        let mut cmd = sb.command(if json {
+            &["doctor", "--json"]
+        } else {
+            &["doctor"]
+        });
+        cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent");
+        let ran = common::Ran::of(cmd);
+        // Another backend (cgroupfs, process groups) is chosen instead.
+        ran.expect_code(0);
+        let everything = format!("{}{}", ran.stdout(), ran.stderr());
+        assert!(
+            !everything.contains("os error"),
+            "a bare os error in doctor's output:\n{everything}"
+        );
+        let systemd = if json {
+            let doc = ran.json();
+            let found = doc["candidates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["backend"] == "systemd")
+                .cloned()
+                .unwrap_or_else(|| panic!("no systemd candidate: {doc}"));
+            assert_eq!(found["available"], false, "{found}");
+            found["detail"].as_str().unwrap().to_string()
+        } else {
+            ran.stdout()
+                .lines()
+                .find(|l| l.trim_start().starts_with("systemd"))
+                .unwrap_or_else(|| panic!("no systemd line:\n{}", ran.stdout()))
+                .to_string()
+        };
+        for needle in [
+            "no session bus",
+            "could not connect to `unix:path=/nonexistent`",
+            "no such file or directory",
+            "DBUS_SESSION_BUS_ADDRESS",
+        ] {
+            assert!(
+                systemd.contains(needle),
+                "{needle:?} missing in {systemd:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_configuration_that_is_not_utf8_says_so_and_where() {
+    let sb = Sandbox::new();
+    std::fs::write(
+        sb.path().join("ccscope.toml"),
+        b"[project]\nname = \"shop\"\n# r\xe9sum\xe9\n",
+    )
+    .unwrap();
+    let ran = sb.run(&["check"]);
+    ran.expect_code(3)
+        .expect_stderr_contains("error: ccscope.toml:3:4: the file is not valid UTF-8")
+        .expect_stderr_contains("hint: save the file as UTF-8");
+    assert!(
+        !ran.stderr().contains("permissions"),
+        "a hint about permissions:\n{}",
+        ran.stderr()
+    );
+}
+
+#[test]
+fn three_mistakes_in_three_places_are_three_located_diagnostics() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        "[project]\nname = \"shop\"\n\
+         [services.db]\ncomand = [\"pg\"]\n\
+         [services.api]\ncommand = [\"api\"]\nstop_timeout = 10\n\
+         [services.web]\ncommand = [\"web\"]\ndepends_on = [\"apu\"]\n",
+    );
+    sb.run(&["check"])
+        .expect_code(3)
+        .expect_stderr_contains(
+            "error: ccscope.toml:4:1: unknown key `comand` in [services.db]\n  \
+             hint: did you mean `command`?\n",
+        )
+        .expect_stderr_contains(
+            "error: ccscope.toml:7:16: a duration needs a unit: write \"10s\" or \"10ms\", not 10\n",
+        )
+        .expect_stderr_contains(
+            "error: ccscope.toml:10:15: service `web` depends on `apu`, which is not a service\n",
+        )
+        .expect_stderr_contains("3 problems found");
+
+    let ran = sb.run(&["check", "--json"]);
+    ran.expect_code(3);
+    let doc = ran.json();
+    let located: Vec<(u64, u64)> = doc["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            assert_eq!(d["location"]["file"], "ccscope.toml", "{d}");
+            (
+                d["location"]["line"].as_u64().unwrap(),
+                d["location"]["column"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(located, vec![(4, 1), (7, 16), (10, 15)], "{doc}");
+}

@@ -156,7 +156,7 @@ fn journald() -> Reachability {
         },
         Err(e) => Reachability {
             reachable: false,
-            detail: e.to_string(),
+            detail: crate::proc::describe_io(&e),
         },
     }
 }

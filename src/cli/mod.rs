@@ -18,7 +18,8 @@ mod run;
 mod status;
 mod stop;
 
-use std::io::Write;
+use std::ffi::OsStr;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -180,9 +181,23 @@ fn init_logging(global: &GlobalArgs) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour(&std::io::stderr()))
         .without_time()
         .with_target(false)
         .try_init();
+}
+
+/// Whether what goes to `stream` may carry colour codes: only when it is a terminal, and
+/// never with `NO_COLOR` set to anything but the empty string (<https://no-color.org>).
+pub(crate) fn use_colour(stream: &impl IsTerminal) -> bool {
+    colour_wanted(
+        stream.is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
+}
+
+fn colour_wanted(terminal: bool, no_color: Option<&OsStr>) -> bool {
+    terminal && no_color.is_none_or(OsStr::is_empty)
 }
 
 /// Prints a value as one JSON document on stdout.
@@ -196,4 +211,20 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> 
     })?;
     println!("{text}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::colour_wanted;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(colour_wanted(true, None));
+        assert!(colour_wanted(true, Some(OsStr::new(""))));
+        assert!(!colour_wanted(true, Some(OsStr::new("1"))));
+        assert!(!colour_wanted(false, None));
+        assert!(!colour_wanted(false, Some(OsStr::new(""))));
+    }
 }

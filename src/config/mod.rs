@@ -1,15 +1,17 @@
 //! ccscope.toml: its schema, validation with file:line:column errors, the dependency graph,
 //! lookup, and the built-in profiles.
 //!
-//! Text becomes a [`Config`] in two steps: serde reads it into the spanned `schema` types,
-//! then `validate` checks everything it can without running anything and applies defaults.
-//! Every later part of ccscope works from the validated model alone.
+//! Text becomes a [`Config`] in two steps: `read` has serde read it into the spanned `schema`
+//! types, piece by piece so that every piece that does not fit is reported, then `validate`
+//! checks everything it can without running anything and applies defaults. Every later part
+//! of ccscope works from the validated model alone.
 
 mod diagnostic;
 pub mod duration;
 pub mod graph;
 mod model;
 pub mod profiles;
+mod read;
 mod schema;
 mod validate;
 
@@ -47,7 +49,7 @@ pub fn load(request: &ConfigRequest, cwd: &Path) -> Result<Config, ConfigError> 
             start: cwd.to_path_buf(),
         })?,
     };
-    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
         path: path.clone(),
         source,
     })?;
@@ -56,7 +58,33 @@ pub fn load(request: &ConfigRequest, cwd: &Path) -> Result<Config, ConfigError> 
         .file
         .clone()
         .unwrap_or_else(|| relative_to(&path, cwd));
-    parse_config(&text, ConfigSource::File(shown), &base)
+    let source = ConfigSource::File(shown);
+    let text = String::from_utf8(bytes).map_err(|e| ConfigError::Invalid {
+        diagnostics: vec![not_utf8(
+            &source.display_name(),
+            e.as_bytes(),
+            &e.utf8_error(),
+        )],
+    })?;
+    parse_config(&text, source, &base)
+}
+
+/// Where the first byte that is not UTF-8 sits, and what to do about it.
+fn not_utf8(file: &str, bytes: &[u8], e: &std::str::Utf8Error) -> Diagnostic {
+    let offset = e.valid_up_to();
+    // Everything before `offset` is valid UTF-8, so lines and columns count as elsewhere.
+    let before = std::str::from_utf8(&bytes[..offset]).unwrap_or_default();
+    Diagnostic {
+        location: Location::of_offset(file, before, offset),
+        message: format!(
+            "the file is not valid UTF-8: byte {:#04x} at offset {offset} does not belong to a \
+             UTF-8 character",
+            bytes[offset]
+        ),
+        hint: Some(
+            "save the file as UTF-8 (`iconv -f LATIN1 -t UTF-8` converts a Latin-1 file)".into(),
+        ),
+    }
 }
 
 /// `./ccscope.toml`, then the same name in each parent directory.

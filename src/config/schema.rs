@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::duration::HumanDuration;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     pub project: Option<Spanned<RawProject>>,

@@ -373,10 +373,23 @@ fn every_problem_is_reported_at_once_in_file_order() {
     let text = format!(
         "{HEAD}[services.a]\nports = [1]\n[services.b]\ncommand = [\"x\"]\nstop_timeout = \"x\"\n"
     );
-    // The duration is a parse error and stops serde early; fix it and both semantic errors show.
-    assert!(
-        matches!(parse(&text), Err(ConfigError::Invalid { diagnostics }) if diagnostics.len() == 1)
-    );
+    // The duration is a type error in `b`; it no longer hides what is wrong with `a`.
+    match parse(&text) {
+        Err(ConfigError::Invalid { diagnostics }) => {
+            let found: Vec<(usize, &str)> = diagnostics
+                .iter()
+                .map(|d| (d.location.line, d.message.as_str()))
+                .collect();
+            assert_eq!(found.len(), 2, "{diagnostics:#?}");
+            assert_eq!(found[0], (3, "service `a` has no command"));
+            assert_eq!(found[1].0, 7);
+            assert!(
+                found[1].1.starts_with("invalid duration \"x\""),
+                "{found:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
     let text = format!(
         "{HEAD}[services.a]\nports = [1]\n[services.b]\ncommand = [\"x\"]\nports = [1]\ndepends_on = [\"zz\"]\n"
     );
@@ -464,4 +477,109 @@ fn the_demo_profile_is_valid_and_takes_its_project_and_ports() {
             vec!["bridge_sync".to_string(), "dashboard".to_string()],
         ]
     );
+}
+
+#[test]
+fn a_file_that_is_not_utf8_is_named_with_the_place_of_its_first_bad_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    // "café" in Latin-1: é is the single byte 0xe9.
+    let mut text = b"[project]\nname = \"caf".to_vec();
+    text.extend_from_slice(b"\xe9\"\n");
+    std::fs::write(tmp.path().join(FILE_NAME), &text).unwrap();
+    let err = load(&ConfigRequest::default(), tmp.path()).unwrap_err();
+    let ConfigError::Invalid { diagnostics } = &err else {
+        panic!("expected a diagnostic, got {err:?}");
+    };
+    assert_eq!(diagnostics.len(), 1, "{diagnostics:#?}");
+    let d = &diagnostics[0];
+    assert_eq!(d.location.to_string(), "ccscope.toml:2:12");
+    assert_eq!(
+        d.message,
+        "the file is not valid UTF-8: byte 0xe9 at offset 21 does not belong to a UTF-8 character"
+    );
+    assert!(
+        d.hint
+            .as_deref()
+            .unwrap()
+            .starts_with("save the file as UTF-8")
+    );
+    assert_eq!(err.hint(), None, "no hint about paths or permissions");
+}
+
+/// Every diagnostic of `text`, as `line:column: message`.
+fn all_errors(text: &str) -> Vec<String> {
+    match parse(text) {
+        Err(ConfigError::Invalid { diagnostics }) => diagnostics
+            .iter()
+            .map(|d| format!("{}:{}: {}", d.location.line, d.location.column, d.message))
+            .collect(),
+        Err(other) => panic!("expected an invalid-config error, got {other}"),
+        Ok(_) => panic!("expected errors, the config validated:\n{text}"),
+    }
+}
+
+#[test]
+fn mistakes_in_different_places_are_all_reported_each_where_it_is() {
+    // An unknown key in `a`, a wrong type in `b`, an unknown top-level table, and a semantic
+    // error in `c`: serde alone would stop at the first.
+    let text = format!(
+        "{HEAD}[services.a]\ncomand = [\"x\"]\n\
+         [services.b]\ncommand = \"y\"\n\
+         [servicez.d]\ncommand = [\"z\"]\n\
+         [services.c]\ncommand = [\"z\"]\nports = [70000]\n"
+    );
+    let errors = all_errors(&text);
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert_eq!(errors[0], "4:1: unknown key `comand` in [services.a]");
+    assert!(
+        errors[1].starts_with("6:11: invalid type: string \"y\", expected a sequence"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[2].starts_with("7:2: unknown key `servicez`"),
+        "{errors:#?}"
+    );
+    assert_eq!(errors[3], "11:10: port 70000 is out of range");
+}
+
+#[test]
+fn every_key_that_does_not_fit_one_service_is_reported() {
+    let text = format!(
+        "{HEAD}[services.a]\ncomand = [\"x\"]\nstop_timeout = 10\nrestart = \"sometimes\"\n"
+    );
+    let errors = all_errors(&text);
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert_eq!(errors[0], "4:1: unknown key `comand` in [services.a]");
+    assert!(errors[1].starts_with("5:16: "), "{errors:#?}");
+    assert!(errors[1].contains("write \"10s\""), "{errors:#?}");
+    assert!(errors[2].starts_with("6:11: "), "{errors:#?}");
+    assert!(errors[2].contains("sometimes"), "{errors:#?}");
+}
+
+#[test]
+fn a_service_that_does_not_fit_still_exists_for_its_dependents() {
+    // `db` has a wrong type; `api` depending on it is not "a dependency on no service", and
+    // `db` itself is not also "missing a command".
+    let text = format!(
+        "{HEAD}[services.db]\ncommand = [\"pg\"]\nports = \"5432\"\n\
+         [services.api]\ncommand = [\"api\"]\ndepends_on = [\"db\"]\n"
+    );
+    let errors = all_errors(&text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(errors[0].starts_with("5:9: invalid type"), "{errors:#?}");
+}
+
+#[test]
+fn a_project_table_that_does_not_fit_is_not_also_missing() {
+    let errors = all_errors("[project]\nname = 5\nstate = \"x\"\n[services.a]\ncommand = []\n");
+    assert_eq!(errors.len(), 3, "{errors:#?}");
+    assert!(
+        errors[0].starts_with("2:8: invalid type: integer"),
+        "{errors:#?}"
+    );
+    assert!(
+        errors[1].starts_with("3:1: unknown key `state` in [project]"),
+        "{errors:#?}"
+    );
+    assert_eq!(errors[2], "5:11: the command of service `a` is empty");
 }

@@ -26,7 +26,7 @@ pub fn parse_config(
     base_dir: &Path,
 ) -> Result<Config, ConfigError> {
     let file = source.display_name();
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Invalid {
+    let read = super::read::read(text).map_err(|e| ConfigError::Invalid {
         diagnostics: vec![toml_error_diagnostic(&file, text, &e)],
     })?;
     let mut v = Validator {
@@ -35,7 +35,22 @@ pub fn parse_config(
         base_dir,
         diagnostics: Vec::new(),
     };
-    let project = v.project(raw.project.as_ref());
+    for e in &read.errors {
+        let d = toml_error_diagnostic(&file, text, e);
+        v.diagnostics.push(d);
+    }
+    let raw = read.raw;
+    // A [project] or service that did not fit has its error already; checking what is left
+    // of it would only add errors that are not there (a command of the wrong type is not a
+    // missing command).
+    let project = if read.project_unreadable {
+        None
+    } else {
+        v.project(raw.project.as_ref())
+    };
+    for (name, span) in &read.unreadable_services {
+        v.check_name("service", name, span.clone());
+    }
     let mut services = BTreeMap::new();
     let mut dependency_spans = BTreeMap::new();
     for (name, service) in &raw.services {
@@ -47,7 +62,7 @@ pub fn parse_config(
             dependency_spans.insert(name.get_ref().clone(), depends_span_by_name(deps));
         }
     }
-    v.check_dependencies(&raw, &dependency_spans);
+    v.check_dependencies(&raw, &read.unreadable_services, &dependency_spans);
     v.check_ports(&raw);
     if !v.diagnostics.is_empty() {
         v.diagnostics
@@ -757,9 +772,12 @@ impl Validator<'_> {
     fn check_dependencies(
         &mut self,
         raw: &RawConfig,
+        unreadable: &BTreeMap<String, Range<usize>>,
         spans: &BTreeMap<String, BTreeMap<String, Range<usize>>>,
     ) {
-        let names: Vec<&str> = raw.services.keys().map(|k| k.get_ref().as_str()).collect();
+        let mut names: Vec<&str> = raw.services.keys().map(|k| k.get_ref().as_str()).collect();
+        names.extend(unreadable.keys().map(String::as_str));
+        names.sort_unstable();
         let mut unknown = false;
         for (service, deps) in spans {
             for (dep, span) in deps {

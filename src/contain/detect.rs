@@ -31,27 +31,92 @@ pub struct Candidate {
 
 async fn try_systemd(bus: BusKind) -> Result<(SystemdScopes, String), String> {
     let scopes = SystemdScopes::connect(bus).await.map_err(|e| match e {
-        ContainError::Bus(ref b)
-            if matches!(**b, zbus::Error::Address(_) | zbus::Error::InputOutput(_)) =>
-        {
-            format!(
-                "no {} bus to connect to ({e})",
-                if bus == BusKind::Session {
-                    "session"
-                } else {
-                    "system"
-                }
-            )
-        }
-        other => other.to_string(),
+        ContainError::Bus(ref b) if is_unreachable(b) => no_bus(bus, b),
+        other => describe(&other),
     })?;
-    let version = scopes.version().await.map_err(|e| e.to_string())?;
-    let which = if bus == BusKind::Session {
-        "user manager on the session bus"
-    } else {
-        "system manager on the system bus"
+    let version = scopes.version().await.map_err(|e| {
+        format!(
+            "the {} did not say its version: {}",
+            manager_name(bus),
+            describe(&e)
+        )
+    })?;
+    Ok((scopes, format!("systemd {version}, {}", manager_name(bus))))
+}
+
+fn manager_name(bus: BusKind) -> &'static str {
+    match bus {
+        BusKind::Session => "user manager on the session bus",
+        BusKind::System => "system manager on the system bus",
+    }
+}
+
+/// The bus itself could not be reached (as opposed to the manager on it refusing).
+fn is_unreachable(e: &zbus::Error) -> bool {
+    matches!(
+        e,
+        zbus::Error::Address(_)
+            | zbus::Error::InputOutput(_)
+            | zbus::Error::Connection(..)
+            | zbus::Error::Handshake(_)
+    )
+}
+
+/// No bus to talk to: what failed, on which address, and how to get one.
+fn no_bus(bus: BusKind, e: &zbus::Error) -> String {
+    let (which, variable, advice) = match bus {
+        BusKind::Session => (
+            "session",
+            "DBUS_SESSION_BUS_ADDRESS",
+            "log in so the user manager runs (or `loginctl enable-linger $USER`), or point \
+             DBUS_SESSION_BUS_ADDRESS (unset: $XDG_RUNTIME_DIR/bus) at its bus; as root, \
+             --system uses the system manager",
+        ),
+        BusKind::System => (
+            "system",
+            "DBUS_SYSTEM_BUS_ADDRESS",
+            "check that systemd and D-Bus run on this host (`systemctl is-system-running`), \
+             or set DBUS_SYSTEM_BUS_ADDRESS to the system bus",
+        ),
     };
-    Ok((scopes, format!("systemd {version}, {which}")))
+    let failure = match e {
+        zbus::Error::Address(why) => format!(
+            "{variable}=`{}` is not a D-Bus address ({why})",
+            std::env::var(variable).unwrap_or_default()
+        ),
+        other => describe_bus(other),
+    };
+    format!("no {which} bus: {failure}; {advice}")
+}
+
+/// A containment error in words, without a bare `(os error N)`.
+fn describe(e: &ContainError) -> String {
+    match e {
+        ContainError::Io(io) => crate::proc::describe_io(io),
+        ContainError::Bus(b) => describe_bus(b),
+        other => other.to_string(),
+    }
+}
+
+/// A D-Bus error in words: zbus's own text ends an I/O cause with "(os error 2)".
+pub(crate) fn describe_bus(e: &zbus::Error) -> String {
+    use crate::proc::describe_io;
+    match e {
+        zbus::Error::Connection(io, address) => {
+            format!("could not connect to `{address}`: {}", describe_io(io))
+        }
+        zbus::Error::InputOutput(io) => {
+            format!("the bus connection failed: {}", describe_io(io))
+        }
+        zbus::Error::Handshake(why) => format!("the D-Bus handshake failed: {why}"),
+        other => {
+            let text = other.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_string(),
+                None => text,
+            }
+        }
+    }
 }
 
 fn try_cgroupfs() -> Result<(CgroupTree, String), String> {
@@ -182,4 +247,39 @@ pub async fn all_available(bus: BusKind) -> Vec<AnyContainment> {
         found.push(AnyContainment::Pgroup(ProcessGroups::new()));
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_bus_that_is_not_there_is_named_with_its_address_and_what_to_do() {
+        let address = zbus::Address::from_str("unix:path=/nonexistent").unwrap();
+        let e = zbus::Error::Connection(
+            Arc::new(std::io::Error::from_raw_os_error(libc::ENOENT)),
+            address,
+        );
+        assert_eq!(
+            describe_bus(&e),
+            "could not connect to `unix:path=/nonexistent`: no such file or directory"
+        );
+        let said = no_bus(BusKind::Session, &e);
+        assert!(
+            said.starts_with("no session bus: could not connect"),
+            "{said}"
+        );
+        assert!(said.contains("DBUS_SESSION_BUS_ADDRESS"), "{said}");
+        let io = zbus::Error::InputOutput(Arc::new(std::io::Error::from_raw_os_error(
+            libc::ECONNRESET,
+        )));
+        assert!(
+            !describe_bus(&io).contains("os error"),
+            "{}",
+            describe_bus(&io)
+        );
+    }
 }

@@ -84,25 +84,100 @@ fn read_holder(file: &mut File) -> Option<i32> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+
     use super::*;
+
+    /// A lock holder in a process of its own. Every test of this binary runs as a thread of one
+    /// process, and a child another test forks holds a copy of each of its descriptors until it
+    /// execs: a lock taken and dropped in this process may outlive the drop for a moment. A
+    /// lock that another process holds dies when that process does, whatever this one forks.
+    struct OtherProcess {
+        /// Taken by `die`, so that `Drop` never signals a pid that may have been reused.
+        child: Option<Child>,
+    }
+
+    impl OtherProcess {
+        /// Starts `sh`, which locks `path` as `acquire` does (writing its pid) and waits.
+        fn lock(path: &Path) -> OtherProcess {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            let mut child = Command::new("sh")
+                .args([
+                    "-c",
+                    r#"exec 9<>"$0" && flock --exclusive --nonblock 9 && echo $$ > "$0" && echo locked && read -r _"#,
+                ])
+                .arg(path)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("start sh (and flock(1), from util-linux)");
+            // Its word that it holds the lock is the event to wait for.
+            let mut line = String::new();
+            BufReader::new(child.stdout.as_mut().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line, "locked\n", "sh could not lock {}", path.display());
+            OtherProcess { child: Some(child) }
+        }
+
+        fn pid(&self) -> i32 {
+            self.child.as_ref().map_or(0, |c| c.id() as i32)
+        }
+
+        /// Kills it and waits until it is gone, its descriptors (and so its lock) with it.
+        fn die(mut self) {
+            let mut child = self.child.take().unwrap();
+            child.kill().unwrap();
+            match child.wait() {
+                Ok(_) => {}
+                // Another test's reaper (`waitpid(-1)`) collected it: it is dead all the same.
+                Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {}
+                Err(e) => panic!("could not wait for the lock holder: {e}"),
+            }
+        }
+    }
+
+    impl Drop for OtherProcess {
+        fn drop(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
 
     #[test]
     fn a_second_lock_names_the_holder_and_the_lock_dies_with_its_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let held = acquire(dir.path(), "demo").unwrap();
-        assert_eq!(holder(dir.path(), "demo"), Some(std::process::id() as i32));
-        // flock locks belong to the open file description: a second open conflicts even in
-        // the same process, as a second supervisor would.
+        let other = OtherProcess::lock(&lock_path(dir.path(), "demo"));
+        assert_eq!(holder(dir.path(), "demo"), Some(other.pid()));
         match acquire(dir.path(), "demo") {
-            Err(LockError::Held { holder, .. }) => {
-                assert_eq!(holder, Some(std::process::id() as i32))
-            }
+            Err(LockError::Held { holder, .. }) => assert_eq!(holder, Some(other.pid())),
             Err(e) => panic!("unexpected error: {e}"),
             Ok(_) => panic!("a second lock was granted"),
         }
         assert!(acquire(dir.path(), "other").is_ok(), "projects lock apart");
-        drop(held);
+        other.die();
         assert_eq!(holder(dir.path(), "demo"), None);
-        assert!(acquire(dir.path(), "demo").is_ok());
+    }
+
+    #[test]
+    fn a_lock_its_holder_left_by_dying_is_granted_and_a_second_open_conflicts() {
+        let dir = tempfile::tempdir().unwrap();
+        // Nothing in this process has touched `again` before this `acquire`, so no forked
+        // copy of a descriptor of ours can hold it.
+        OtherProcess::lock(&lock_path(dir.path(), "again")).die();
+        let held = acquire(dir.path(), "again").expect("the lock died with its holder");
+        let me = std::process::id() as i32;
+        assert_eq!(holder(dir.path(), "again"), Some(me));
+        // flock locks belong to the open file description: a second open conflicts even in
+        // the same process, as a second supervisor would.
+        match acquire(dir.path(), "again") {
+            Err(LockError::Held { holder, .. }) => assert_eq!(holder, Some(me)),
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("a second lock was granted"),
+        }
+        drop(held);
     }
 }
