@@ -178,13 +178,20 @@ fn init_logging(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CCSCOPE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ccscope={level}")));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(use_colour(&std::io::stderr()))
-        .without_time()
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // Debug output says when, counted from the start of the process: where the time of a
+    // command goes is what it is read for.
+    let _ = if global.verbose > 1 || std::env::var_os("CCSCOPE_LOG").is_some() {
+        builder
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .try_init()
+    } else {
+        builder.without_time().try_init()
+    };
 }
 
 /// Whether what goes to `stream` may carry colour codes: only when it is a terminal, and

@@ -40,6 +40,7 @@ fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
 pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let config = ctx.load_config()?;
     let registry = ctx.open_registry(Some(&config))?;
+    tracing::debug!("stop: configuration and registry open");
     let options = StopOptions {
         timeout: args.timeout.map(|t| t.0),
         force: args.force,
@@ -55,6 +56,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         let holder = crate::supervise::lock::holder(&state_dir, project);
         stand_down_project(&state_dir, project, &registry, holder)?
     };
+    tracing::debug!("stop: stand-down done");
     if let Some(warning) = stand_down.as_ref().and_then(|s| s.report.warning()) {
         ctx.warn(&warning);
     }
@@ -63,6 +65,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
             Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],
             None => all_available(args.contain.bus()).await,
         };
+        tracing::debug!("stop: backends ready");
         Ok::<_, CliError>(stop(&config, &backends, &registry, &options, &Force::never()).await)
     })?;
     report.supervisor = stand_down.as_ref().map(|s| s.report.clone());

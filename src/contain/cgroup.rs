@@ -57,7 +57,8 @@ fn unescape_mountinfo(s: &str) -> String {
 
 /// The v2 cgroup of a process, as a path relative to the v2 mount (`/user.slice/…`).
 pub fn cgroup_of(pid: i32) -> io::Result<String> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let mut buf = [0u8; 4096];
+    let text = read_small(Path::new(&format!("/proc/{pid}/cgroup")), &mut buf)?;
     text.lines()
         .find_map(|l| l.strip_prefix("0::"))
         .map(str::to_string)
@@ -67,6 +68,32 @@ pub fn cgroup_of(pid: i32) -> io::Result<String> {
                 format!("process {pid} has no cgroup v2 entry"),
             )
         })
+}
+
+/// Reads a small kernel file (a process's cgroup, a cgroup's process list) into `buf` with as
+/// few system calls as it takes: these are read for every process of a stop. A file larger
+/// than `buf` is read whole the ordinary way.
+fn read_small<'b>(path: &Path, buf: &'b mut [u8]) -> io::Result<std::borrow::Cow<'b, str>> {
+    use std::io::Read;
+    let mut file = fs::File::open(path)?;
+    let mut len = 0;
+    while len < buf.len() {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => {
+                return Ok(String::from_utf8_lossy(&buf[..len]));
+            }
+            Ok(n) => len += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)?;
+    let mut all = buf.to_vec();
+    all.extend(rest);
+    Ok(std::borrow::Cow::Owned(
+        String::from_utf8_lossy(&all).into_owned(),
+    ))
 }
 
 /// Whether the cgroup directory `dir` is the cgroup `relative` (as /proc/PID/cgroup names
@@ -136,7 +163,8 @@ impl Cgroup {
     /// The processes directly in this cgroup (not in its children).
     pub fn procs(&self) -> io::Result<Vec<i32>> {
         let path = self.file("cgroup.procs");
-        let text = fs::read_to_string(&path).map_err(|e| with_path(e, "read", &path))?;
+        let mut buf = [0u8; 4096];
+        let text = read_small(&path, &mut buf).map_err(|e| with_path(e, "read", &path))?;
         Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
     }
 
@@ -259,34 +287,43 @@ impl Cgroup {
     /// Sends `signal` to every process of the tree without stopping it, the way systemd's
     /// KillUnit does: pass after pass until a pass finds no process it has not signalled, so
     /// children forked meanwhile are signalled too. Each process is signalled through a pidfd
-    /// opened before its cgroup is checked, so a pid that was freed and reused meanwhile is
-    /// never hit. Returns how many processes were signalled.
+    /// opened before the list that confirms it is read, so a pid that was freed and reused
+    /// meanwhile is never hit. Returns how many processes were signalled.
     pub fn signal_each(&self, signal: i32) -> usize {
-        let mut signalled = std::collections::BTreeSet::new();
-        for _ in 0..16 {
-            let tree = self.tree();
-            let mut fresh = false;
-            for cg in &tree {
-                for pid in cg.procs().unwrap_or_default() {
-                    if !signalled.insert(pid) {
-                        continue;
-                    }
-                    fresh = true;
-                    let Ok(fd) = sys::pidfd_open(pid) else {
-                        continue; // gone already
-                    };
-                    let ours = cgroup_of(pid)
-                        .is_ok_and(|rel| tree.iter().any(|c| is_cgroup(&c.path, &rel)));
-                    if ours {
-                        let _ = sys::pidfd_send_signal(&fd, signal);
+        // A pidfd is opened for each pid listed, and the list read again: a pid still listed
+        // after its pidfd was opened names a process in this tree (were the pid reused by a
+        // process elsewhere, that one would have to be in the tree now to be listed), so no
+        // per-process look at /proc/PID/cgroup is needed. The next read also shows what was
+        // forked meanwhile; a bounded number of rounds catches a fork loop's children.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut opened: Vec<(i32, OwnedFd)> = Vec::new();
+        for round in 0..=16 {
+            let listed: std::collections::BTreeSet<i32> = self
+                .tree()
+                .iter()
+                .flat_map(|c| c.procs().unwrap_or_default())
+                .collect();
+            for (pid, fd) in opened.drain(..) {
+                if listed.contains(&pid) {
+                    let _ = sys::pidfd_send_signal(&fd, signal);
+                }
+            }
+            if round == 16 {
+                break;
+            }
+            for pid in listed {
+                if seen.insert(pid) {
+                    // Gone already when it fails: nothing to signal.
+                    if let Ok(fd) = sys::pidfd_open(pid) {
+                        opened.push((pid, fd));
                     }
                 }
             }
-            if !fresh {
+            if opened.is_empty() {
                 break;
             }
         }
-        signalled.len()
+        seen.len()
     }
 
     /// SIGKILLs every process of the tree at once.
@@ -341,49 +378,53 @@ impl Cgroup {
     /// once if the cgroup is gone. Where no inotify instance can be had (the per-user limit,
     /// 128 by default, is shared by every waiter), it looks every `fallback_poll` instead.
     pub async fn until_empty(&self, fallback_poll: Duration) -> io::Result<()> {
-        let watch = match EventsWatch::new(&self.file("cgroup.events")) {
-            Ok(w) => Some(w),
+        // Already empty (a stop signal often ends a scope before it is waited on): no inotify
+        // instance, whose closing costs an RCU grace period.
+        if !self.populated()? {
+            return Ok(());
+        }
+        // `cgroup.events` raises POLLPRI on every change: the reactor waits on the file itself.
+        // (An inotify instance would do too, but closing one waits for an RCU grace period,
+        // milliseconds each, and a stop closes one per scope.)
+        let path = self.file("cgroup.events");
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&path)
+        };
+        let file = match file {
+            Ok(f) => f,
+            // The cgroup vanished (or is vanishing): nothing can live in it.
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
                     || e.raw_os_error() == Some(libc::ENODEV) =>
             {
                 return Ok(());
             }
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOSPC)
-                ) =>
-            {
-                tracing::debug!(
-                    "no inotify instance for {} ({e}): polling",
-                    self.path.display()
-                );
-                None
-            }
-            Err(e) => return Err(e),
+            Err(e) => return Err(with_path(e, "open", &path)),
         };
-        let Some(watch) = watch else {
-            while self.populated()? {
-                tokio::time::sleep(fallback_poll).await;
-            }
-            return Ok(());
-        };
-        let fd = ClosedAside(Some(sys::async_readable(watch.fd)?));
-        let fd = fd.0.as_ref().expect("set above");
+        let watch =
+            match sys::async_with_interest(OwnedFd::from(file), tokio::io::Interest::PRIORITY) {
+                Ok(w) => w,
+                Err(e) => {
+                    tracing::debug!("cannot wait on {} ({e}): polling", path.display());
+                    while self.populated()? {
+                        tokio::time::sleep(fallback_poll).await;
+                    }
+                    return Ok(());
+                }
+            };
         loop {
             if !self.populated()? {
                 return Ok(());
             }
-            let mut ready = fd.readable().await?;
-            drain(ready.get_inner());
+            let mut ready = watch.ready(tokio::io::Interest::PRIORITY).await?;
             ready.clear_ready();
         }
     }
 
-    /// The same, for a short wait that must end promptly (a stop): woken by the inotify event
-    /// and, in case its delivery lags (as it does with many cgroups emptying at once), by a
-    /// re-check every `recheck`.
     pub async fn until_empty_promptly(&self, recheck: Duration) -> io::Result<()> {
         let watching = self.until_empty(recheck);
         tokio::pin!(watching);
@@ -434,7 +475,11 @@ impl EventsWatch {
     fn new(path: &Path) -> io::Result<EventsWatch> {
         use rustix::fs::inotify;
         let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)?;
-        inotify::add_watch(&fd, path, inotify::WatchFlags::MODIFY)?;
+        if let Err(e) = inotify::add_watch(&fd, path, inotify::WatchFlags::MODIFY) {
+            // The cgroup went meanwhile: the instance is closed aside, off this thread.
+            close_aside(fd);
+            return Err(e.into());
+        }
         Ok(EventsWatch { fd })
     }
 
@@ -446,20 +491,11 @@ impl EventsWatch {
     }
 }
 
-/// An inotify instance that is closed on a blocking thread: closing one waits for an RCU grace
-/// period (milliseconds each), and forty of them closed in a row on the event loop's thread
-/// would stall it for a quarter of a second.
-struct ClosedAside(Option<tokio::io::unix::AsyncFd<OwnedFd>>);
-
-impl Drop for ClosedAside {
-    fn drop(&mut self) {
-        if let Some(fd) = self.0.take() {
-            let owned = fd.into_inner();
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => drop(handle.spawn_blocking(move || drop(owned))),
-                Err(_) => drop(owned),
-            }
-        }
+/// Closes an inotify descriptor on the runtime's blocking pool when there is one.
+fn close_aside(fd: OwnedFd) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => drop(handle.spawn_blocking(move || drop(fd))),
+        Err(_) => drop(fd),
     }
 }
 

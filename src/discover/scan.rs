@@ -116,9 +116,24 @@ pub fn scan(proc_root: &Path) -> Snapshot {
     scan_with(proc_root, cpus.min(8))
 }
 
+/// Scans the processes alone: no socket tables, no walk of each process's descriptors (the
+/// costliest part). For what needs no ports: the strays a stop looks for.
+pub fn scan_processes(proc_root: &Path) -> Snapshot {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    scan_inner(proc_root, cpus.min(8), false)
+}
+
 /// Scans with at most `threads` threads (processes are independent of one another).
 pub fn scan_with(proc_root: &Path, threads: usize) -> Snapshot {
-    let listening = listening_sockets(proc_root);
+    scan_inner(proc_root, threads, true)
+}
+
+fn scan_inner(proc_root: &Path, threads: usize, sockets: bool) -> Snapshot {
+    let listening = if sockets {
+        listening_sockets(proc_root)
+    } else {
+        Vec::new()
+    };
     let by_inode: HashMap<u64, &Listening> = listening.iter().map(|l| (l.inode, l)).collect();
     let dirs: Vec<(i32, std::path::PathBuf)> = super::pid_dirs(proc_root).collect();
     let workers = threads.max(1).min(dirs.len().div_ceil(256).max(1));

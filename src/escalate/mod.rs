@@ -107,14 +107,69 @@ pub async fn end_scope(
     since: Instant,
     force: &Force,
 ) -> ScopeEnd {
+    let signalled = send_stop_signal(backend, scope, grace, force).await;
+    finish(backend, scope, signalled, since, force).await
+}
+
+/// Ends scopes together (a layer of the stop): every stop signal goes out first, then each
+/// scope is waited on, killed if it must be, and released. Signalled first, most are empty
+/// by the time they are looked at.
+pub async fn end_and_release_all(
+    scopes: &[(&AnyContainment, &ScopeHandle, Grace)],
+    since: Instant,
+    force: &Force,
+) -> Vec<ScopeEnd> {
+    let mut signalled = Vec::with_capacity(scopes.len());
+    for (backend, scope, grace) in scopes {
+        signalled.push(send_stop_signal(backend, scope, *grace, force).await);
+    }
+    tracing::debug!(
+        scopes = scopes.len(),
+        ms = since.elapsed().as_millis() as u64,
+        "stop signals sent"
+    );
+    let ends = scopes
+        .iter()
+        .zip(signalled)
+        .map(|((backend, scope, _), signalled)| async move {
+            let end = finish(backend, scope, signalled, since, force).await;
+            release(backend, scope, &end).await;
+            end
+        });
+    futures_util::future::join_all(ends).await
+}
+
+/// The stop signal the grace asks for, unless forced: what was sent, and the timeout.
+async fn send_stop_signal(
+    backend: &AnyContainment,
+    scope: &ScopeHandle,
+    grace: Grace,
+    force: &Force,
+) -> Option<(Signal, Duration)> {
+    let Grace::Signal { signal, timeout } = grace else {
+        return None;
+    };
+    if force.is_forced() {
+        return None;
+    }
+    let _ = backend.signal(scope, signal.number).await;
+    Some((signal, timeout))
+}
+
+/// After the stop signal (if any): the wait until the timeout or a force, then the kill.
+async fn finish(
+    backend: &AnyContainment,
+    scope: &ScopeHandle,
+    signalled: Option<(Signal, Duration)>,
+    since: Instant,
+    force: &Force,
+) -> ScopeEnd {
     let mut end = ScopeEnd {
-        signal: None,
+        signal: signalled.map(|(s, _)| s.name),
         empty_after: None,
         killed: false,
     };
-    if let (Grace::Signal { signal, timeout }, false) = (grace, force.is_forced()) {
-        end.signal = Some(signal.name);
-        let _ = backend.signal(scope, signal.number).await;
+    if let Some((_, timeout)) = signalled {
         let left = timeout.saturating_sub(since.elapsed());
         let emptied = tokio::select! {
             emptied = backend.wait_empty(scope, left) => emptied.unwrap_or(false),
@@ -133,21 +188,13 @@ pub async fn end_scope(
     end
 }
 
-/// Ends a scope and forgets it. systemd collects an empty scope itself
+/// Forgets an ended scope. systemd collects an empty scope itself
 /// (CollectMode=inactive-or-failed): a round trip per scope through its one-call-at-a-time
 /// manager would only add time.
-pub async fn end_and_release(
-    backend: &AnyContainment,
-    scope: &ScopeHandle,
-    grace: Grace,
-    since: Instant,
-    force: &Force,
-) -> ScopeEnd {
-    let end = end_scope(backend, scope, grace, since, force).await;
+async fn release(backend: &AnyContainment, scope: &ScopeHandle, end: &ScopeEnd) {
     if !(end.empty_after.is_some() && backend.kind() == BackendKind::Systemd) {
         let _ = backend.release(scope).await;
     }
-    end
 }
 
 /// What became of one identified process.

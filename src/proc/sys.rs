@@ -210,13 +210,21 @@ pub fn set_cloexec(fd: impl AsFd, cloexec: bool) -> io::Result<()> {
 
 /// Registers an owned, non-blocking descriptor with the runtime's reactor, for reading.
 pub fn async_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    async_with_interest(fd, tokio::io::Interest::READABLE)
+}
+
+/// Registers an owned, non-blocking descriptor with the runtime's reactor for `interest`
+/// (`PRIORITY`: the `POLLPRI` a cgroup's `cgroup.events` raises on every change).
+pub fn async_with_interest(
+    fd: OwnedFd,
+    interest: tokio::io::Interest,
+) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: tokio asks that the descriptor be open and stay the same open description for
     // the AsyncFd's whole life. An OwnedFd is open by construction, cannot be closed or
     // swapped while the AsyncFd owns it (only `get_mut` could, and nothing of ours swaps the
     // OwnedFd it returns), and is closed only when the AsyncFd drops it or hands it back.
     unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
-            .map_err(std::io::Error::from)
+        tokio::io::unix::AsyncFd::register_with_interest(fd, interest).map_err(std::io::Error::from)
     }
 }
 
@@ -424,37 +432,21 @@ pub fn new_session_on_spawn(command: &mut Command) {
     );
 }
 
-/// Lets go of this program's code pages (its `r-xp` mappings, which are never written): a
-/// long-running supervisor that has finished starting a stack keeps only the code it goes on
-/// running resident; the rest comes back from the page cache if it is ever needed again.
-/// Written mappings (data, relocations) are never touched.
-pub fn trim_own_code() {
-    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+/// Lets go of what a long-running supervisor that has finished starting a stack no longer
+/// needs resident: the pages of every read-only file mapping none of whose pages were ever
+/// written (code and constants of the program and its libraries), and the free memory the
+/// allocator still holds. What is used again comes back from the page cache, unchanged.
+/// A mapping with a written page (relocations made read-only afterwards) is never touched.
+pub fn trim_resident() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return;
-    };
-    let exe = exe.to_string_lossy();
-    for line in maps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.len() < 6 || fields[1] != "r-xp" || fields[5] != exe {
-            continue;
-        }
-        let Some((start, end)) = fields[0].split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
-        // SAFETY: the range is exactly one mapping the kernel lists as private, read-only and
-        // executable, backed by our own executable. Such a mapping holds no data of its own:
-        // nothing writes it (it is not writable, and a Rust executable has no text
-        // relocations), so dropping its pages only makes the next use fault them in again,
-        // unchanged, from the file. No Rust reference points into code pages as data.
+    for (start, end) in clean_read_only_file_mappings(&smaps) {
+        // SAFETY: the range is exactly one mapping the kernel lists as private, read-only,
+        // backed by a file, with no anonymous (written, copy-on-write) page: every page holds
+        // what the file holds at that offset, and nothing can write it. Dropping the pages
+        // only makes the next access fault them in again, with the same bytes, from the
+        // file; references into it (code, string constants) stay valid.
         let _ = unsafe {
             rustix::mm::madvise(
                 start as *mut std::ffi::c_void,
@@ -463,11 +455,66 @@ pub fn trim_own_code() {
             )
         };
     }
+    // SAFETY: malloc_trim takes no pointer and only returns free heap memory to the kernel;
+    // glibc serialises it with every other allocator call.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The (start, end) of every mapping in `smaps` that is private, read-only, backed by a file,
+/// and has no anonymous page.
+fn clean_read_only_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if let Some((start, end)) = first.split_once('-') {
+            // A mapping's header: `start-end perms offset dev inode [path]`.
+            let perms = fields.next().unwrap_or_default();
+            let path = fields.nth(3).unwrap_or_default();
+            let range = usize::from_str_radix(start, 16)
+                .ok()
+                .zip(usize::from_str_radix(end, 16).ok());
+            current = range.filter(|_| matches!(perms, "r-xp" | "r--p") && path.starts_with('/'));
+        } else if first == "Anonymous:" {
+            let anonymous = fields.next().unwrap_or("1");
+            if let Some(range) = current.take().filter(|_| anonymous == "0") {
+                found.push(range);
+            }
+        }
+    }
+    found
 }
 
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn only_clean_read_only_file_mappings_are_trimmed() {
+        let smaps = "\
+55d0a000-55d0b000 r--p 00000000 08:01 1 /usr/bin/x
+Anonymous:             0 kB
+55d0b000-55d0c000 r-xp 00001000 08:01 1 /usr/bin/x
+Anonymous:             0 kB
+55d0c000-55d0d000 r--p 00002000 08:01 1 /usr/bin/x
+Anonymous:             4 kB
+55d0d000-55d0e000 rw-p 00003000 08:01 1 /usr/bin/x
+Anonymous:             0 kB
+7f000000-7f001000 r-xp 00000000 00:00 0 [vdso]
+Anonymous:             0 kB
+7f001000-7f002000 rw-s 00000000 00:1a 9 /tmp/registry.db-shm
+Anonymous:             0 kB
+";
+        assert_eq!(
+            super::clean_read_only_file_mappings(smaps),
+            [(0x55d0a000, 0x55d0b000), (0x55d0b000, 0x55d0c000)],
+            "relocated (written) pages, writable, shared and kernel mappings stay"
+        );
+        super::trim_resident();
+    }
 
     use super::*;
 

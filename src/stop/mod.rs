@@ -124,6 +124,11 @@ pub async fn stop(
     // caller may itself run under `ccscope exec`).
     let mut protected = crate::proc::ancestry::self_and_ancestors(Path::new("/proc"));
     let mut warnings = Vec::new();
+    // The procfs pass the strays are found in reads all of /proc: on a thread of its own it
+    // runs while the scopes are listed and signalled. A process started after it is still
+    // seen, by the verifying look at the end.
+    let scan =
+        tokio::task::spawn_blocking(|| crate::discover::scan::scan_processes(Path::new("/proc")));
 
     let mut scopes: Vec<(&AnyContainment, ScopeHandle)> = Vec::new();
     // Each scope's processes as first seen, by scope name: read once, used three times.
@@ -131,8 +136,14 @@ pub async fn stop(
     let mut spared = Vec::new();
     // Spared scopes still count as containment: what they hold is managed, never a stray.
     let mut spared_scopes: Vec<(ScopeHandle, Vec<i32>)> = Vec::new();
-    for backend in backends {
+    // Per backend, the cgroup directories the project's scopes sit in (its slice): empty at
+    // the end, they prove every scope in them empty without listing the scopes again.
+    let mut parents: Vec<BTreeSet<std::path::PathBuf>> = vec![BTreeSet::new(); backends.len()];
+    for (backend, parents) in backends.iter().zip(parents.iter_mut()) {
         for (scope, pids) in crate::contain::scopes_with_processes(backend, project).await {
+            if let Some(parent) = scope.cgroup.as_deref().and_then(Path::parent) {
+                parents.insert(parent.to_path_buf());
+            }
             // The scope that holds this very process (`ccscope exec -- ccscope stop`) is left
             // alone: stop never ends its caller.
             if pids.iter().any(|p| protected.contains(p)) {
@@ -175,27 +186,6 @@ pub async fn stop(
         .map(|(_, s)| (s.clone(), seen[&s.display_name()].clone()))
         .chain(spared_scopes)
         .collect();
-    let find_strays = || -> Vec<StrayStop> {
-        let snapshot = crate::discover::scan::scan(Path::new("/proc"));
-        let mount = cgroup::v2_mount().ok().flatten();
-        let scopes = classify::Scopes {
-            scopes: &listed,
-            v2_mount: mount.as_deref(),
-        };
-        classify::classify(&snapshot, config, &scopes)
-            .into_iter()
-            .filter(|c| c.class == classify::Class::Stray && !protected.contains(&c.pid))
-            .map(|c| StrayStop {
-                pid: c.pid,
-                start_time: c.start_time,
-                service: c.service,
-                command_line: c.command_line,
-                reason: c.reason,
-                killed_by_force: false,
-            })
-            .collect()
-    };
-
     let mut services: Vec<ServiceStop> = by_rank
         .values()
         .flatten()
@@ -234,7 +224,8 @@ pub async fn stop(
         },
     };
     let strays = if services.is_empty() || options.dry_run {
-        let found = find_strays();
+        let snapshot = scan.await.unwrap_or_default();
+        let found = find_strays(&snapshot, config, &listed, &protected);
         if services.is_empty() && found.is_empty() && registered.is_empty() {
             report.warnings = warnings;
             return report.finish(Outcome::NothingToStop, started);
@@ -261,30 +252,37 @@ pub async fn stop(
                 // The layer's clock starts once, before its first signal: a service signalled a
                 // few milliseconds after the first is not given those milliseconds on top.
                 let layer_start = Instant::now();
-                let stops = group.iter().map(|(b, s)| {
-                    let grace = match (options.force, config.services.get(&s.service)) {
-                        (true, _) => Grace::None,
-                        (false, Some(svc)) => Grace::Signal {
-                            signal: svc.stop_signal,
-                            timeout: options.timeout.unwrap_or(svc.stop_timeout.0),
-                        },
-                        (false, None) => Grace::Signal {
-                            signal: crate::config::DEFAULT_STOP_SIGNAL,
-                            timeout: options
-                                .timeout
-                                .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT),
-                        },
-                    };
-                    escalate::end_and_release(b, s, grace, layer_start, force)
-                });
-                done.extend(futures_util::future::join_all(stops).await);
+                let stops: Vec<(&AnyContainment, &ScopeHandle, Grace)> = group
+                    .iter()
+                    .map(|(b, s)| {
+                        let grace = match (options.force, config.services.get(&s.service)) {
+                            (true, _) => Grace::None,
+                            (false, Some(svc)) => Grace::Signal {
+                                signal: svc.stop_signal,
+                                timeout: options.timeout.unwrap_or(svc.stop_timeout.0),
+                            },
+                            (false, None) => Grace::Signal {
+                                signal: crate::config::DEFAULT_STOP_SIGNAL,
+                                timeout: options
+                                    .timeout
+                                    .unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT),
+                            },
+                        };
+                        (*b, s, grace)
+                    })
+                    .collect();
+                done.extend(escalate::end_and_release_all(&stops, layer_start, force).await);
             }
             layers_done.force();
             done
         };
         let strays = async {
-            // Polled after every stop of the first layer has sent its signal.
-            let found = find_strays();
+            let snapshot = scan.await.unwrap_or_default();
+            let found = find_strays(&snapshot, config, &listed, &protected);
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "stop: strays found"
+            );
             let ids = identities(&found);
             let ends = escalate::end_processes(&ids, stray_grace(None), &strays_force).await;
             mark_killed(found, &ends)
@@ -326,7 +324,8 @@ pub async fn stop(
         ms = started.elapsed().as_millis() as u64,
         "stop: registry done"
     );
-    report.survivors = survivors(project, &protected, &report.spared, backends).await;
+    report.survivors = survivors(project, &protected, &report.spared, backends, &parents).await;
+    tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: verified");
     report.services = services;
     report.strays = strays;
     report.registry_records_removed = removed;
@@ -339,6 +338,35 @@ pub async fn stop(
     let report = report.finish(outcome, started);
     audit(&report);
     report
+}
+
+/// What the discovery engine counts as the project's outside every scope: its markers, its
+/// services' discover rules, their descendants; never another user's, never ours.
+/// A stray is found by its markers, its command line, its executable or its parent, never by
+/// a port: `snapshot` needs no socket tables.
+fn find_strays(
+    snapshot: &crate::discover::scan::Snapshot,
+    config: &Config,
+    listed: &[(ScopeHandle, Vec<i32>)],
+    protected: &BTreeSet<i32>,
+) -> Vec<StrayStop> {
+    let mount = cgroup::v2_mount().ok().flatten();
+    let scopes = classify::Scopes {
+        scopes: listed,
+        v2_mount: mount.as_deref(),
+    };
+    classify::classify(snapshot, config, &scopes)
+        .into_iter()
+        .filter(|c| c.class == classify::Class::Stray && !protected.contains(&c.pid))
+        .map(|c| StrayStop {
+            pid: c.pid,
+            start_time: c.start_time,
+            service: c.service,
+            command_line: c.command_line,
+            reason: c.reason,
+            killed_by_force: false,
+        })
+        .collect()
 }
 
 fn identities(strays: &[StrayStop]) -> Vec<ProcessIdentity> {
@@ -366,8 +394,9 @@ async fn survivors(
     protected: &BTreeSet<i32>,
     spared: &[String],
     backends: &[AnyContainment],
+    parents: &[BTreeSet<std::path::PathBuf>],
 ) -> Vec<Survivor> {
-    let first = look(project, protected, spared, backends).await;
+    let first = look(project, protected, spared, backends, parents).await;
     if first.is_empty() {
         return Vec::new();
     }
@@ -386,7 +415,7 @@ async fn survivors(
         }
     });
     futures_util::future::join_all(waits).await;
-    look(project, protected, spared, backends)
+    look(project, protected, spared, backends, parents)
         .await
         .into_iter()
         .flat_map(|(_, _, left)| left)
@@ -400,6 +429,7 @@ async fn look<'a>(
     protected: &BTreeSet<i32>,
     spared: &[String],
     backends: &'a [AnyContainment],
+    parents: &[BTreeSet<std::path::PathBuf>],
 ) -> Vec<(
     Option<&'a AnyContainment>,
     Option<ScopeHandle>,
@@ -408,7 +438,18 @@ async fn look<'a>(
     let procfs = ProcFs::default();
     let mut found = Vec::new();
     let mut seen = BTreeSet::new();
-    for backend in backends {
+    for (backend, parents) in backends.iter().zip(parents) {
+        // The slice holding every scope seen at the start is empty: so is each scope in it,
+        // and no new one can be elsewhere (a backend puts all of a project's scopes there).
+        let proven_empty = !parents.is_empty()
+            && parents.iter().all(|p| {
+                cgroup::Cgroup::at(p.clone())
+                    .populated()
+                    .is_ok_and(|full| !full)
+            });
+        if proven_empty {
+            continue;
+        }
         for (scope, pids) in crate::contain::scopes_with_processes(backend, project).await {
             if spared.contains(&scope.display_name()) {
                 continue;

@@ -36,6 +36,10 @@ use super::{Ended, Progress, RunOptions, notify, probe};
 /// instance to spare.
 const CGROUP_FALLBACK_POLL: Duration = Duration::from_secs(1);
 
+/// Once the stack is up, its start-up pages are let go twice: at once, and this long after,
+/// for what the last reports of the start touched again.
+const TRIM_AGAIN_AFTER: Duration = Duration::from_secs(1);
+
 /// What the tasks tell the loop, beyond plain machine inputs.
 enum Report {
     Input(Input),
@@ -447,7 +451,14 @@ impl Driver<'_> {
             Effect::ForceStop => self.force_switch.force(),
             // Starting is over: the code that parsed, planned and launched need not stay
             // resident.
-            Effect::StackUp => crate::proc::sys::trim_own_code(),
+            Effect::StackUp => {
+                crate::proc::sys::trim_resident();
+                // What the last steps of the start touched again goes too, once they are done.
+                tokio::task::spawn_local(async {
+                    tokio::time::sleep(TRIM_AGAIN_AFTER).await;
+                    crate::proc::sys::trim_resident();
+                });
+            }
             Effect::RunStop { .. } | Effect::Exit(_) => {
                 unreachable!("handled by the loop")
             }
