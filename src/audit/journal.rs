@@ -60,7 +60,12 @@ fn valid_field_name(name: &str) -> bool {
 
 /// Sends one entry. `MESSAGE` and `PRIORITY` are added from the arguments.
 pub fn send(priority: Priority, message: &str, fields: &[(&str, &str)]) -> io::Result<()> {
-    Writer::new()?.send(priority as u8, message, fields)
+    // One socket for the whole process: a stop writes an entry per service it stopped.
+    static SHARED: std::sync::OnceLock<Option<Writer>> = std::sync::OnceLock::new();
+    match SHARED.get_or_init(|| Writer::new().ok()) {
+        Some(writer) => writer.send(priority as u8, message, fields),
+        None => Writer::new()?.send(priority as u8, message, fields),
+    }
 }
 
 /// One socket for many entries (a service's output, line by line).

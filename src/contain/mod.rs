@@ -211,6 +211,14 @@ pub trait Containment {
 
     /// The project's scopes that exist now, found by name.
     async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError>;
+
+    /// Whether a directory named `name`, beside the project's scopes (in the cgroup that
+    /// holds them), is a scope of this backend. What else lives there (the supervisor's own
+    /// service, under systemd) is not.
+    fn is_scope_dir(&self, name: &str) -> bool {
+        let _ = name;
+        true
+    }
 }
 
 /// The backend chosen for this run.
@@ -269,6 +277,9 @@ impl Containment for AnyContainment {
     async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError> {
         dispatch!(self, b => b.list(project).await)
     }
+    fn is_scope_dir(&self, name: &str) -> bool {
+        dispatch!(self, b => b.is_scope_dir(name))
+    }
 }
 
 /// The project's scopes that `backend` holds now, each with its processes. A scope that
@@ -279,7 +290,12 @@ pub async fn scopes_with_processes(
     project: &str,
 ) -> Vec<(ScopeHandle, Vec<i32>)> {
     let mut found = Vec::new();
-    for scope in backend.list(project).await.unwrap_or_default() {
+    let scopes = backend.list(project).await.unwrap_or_default();
+    tracing::debug!(
+        scopes = scopes.len(),
+        "scopes listed, reading their processes"
+    );
+    for scope in scopes {
         let pids = backend.processes(&scope).await.unwrap_or_default();
         found.push((scope, pids));
     }
@@ -296,6 +312,28 @@ pub async fn scopes_with_processes_in(
         found.extend(scopes_with_processes(backend, project).await);
     }
     found
+}
+
+/// Whether every scope directory in `parents` (the cgroups a backend's scopes of a project
+/// sit in) is empty: proven by their `cgroup.events`, without listing the scopes over the
+/// bus. False when any is populated or a parent cannot be read.
+pub fn scope_dirs_empty(backend: &AnyContainment, parents: &[PathBuf]) -> bool {
+    parents.iter().all(|parent| {
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return false;
+        };
+        entries.flatten().all(|entry| {
+            let is_scope = entry.file_type().is_ok_and(|t| t.is_dir())
+                && entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| backend.is_scope_dir(n));
+            !is_scope
+                || cgroup::Cgroup::at(entry.path())
+                    .populated()
+                    .is_ok_and(|p| !p)
+        })
+    })
 }
 
 /// Waits up to `deadline` for a cgroup to hold no process, on the runtime's reactor (see

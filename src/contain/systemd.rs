@@ -9,7 +9,7 @@ use zbus::proxy::CacheProperties;
 use zbus::zvariant::Value;
 
 use super::cgroup::{self, Cgroup};
-use super::systemd_proxy::{ManagerProxy, ScopeProxy};
+use super::systemd_proxy::{ManagerProxy, ScopeProxy, SliceProxy};
 use super::{
     BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
     UnenforceableLimit, requested_limits, wait_cgroup_empty,
@@ -134,13 +134,25 @@ impl SystemdScopes {
     /// The unit's cgroup as a directory on disk.
     async fn unit_cgroup(&self, unit: &str) -> Result<PathBuf, ContainError> {
         let path = self.manager.get_unit(unit).await?;
-        let scope = ScopeProxy::builder(&self.connection)
-            .path(path)?
-            .cache_properties(CacheProperties::No)
-            .build()
-            .await?;
-        let relative = scope.control_group().await?;
-        // An inactive scope reports "": that is no cgroup, not the root of all of them.
+        // ControlGroup lives on the unit type's own interface: a slice is not a scope.
+        let relative = if unit.ends_with(".slice") {
+            SliceProxy::builder(&self.connection)
+                .path(path)?
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?
+                .control_group()
+                .await?
+        } else {
+            ScopeProxy::builder(&self.connection)
+                .path(path)?
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?
+                .control_group()
+                .await?
+        };
+        // An inactive unit reports "": that is no cgroup, not the root of all of them.
         if relative.trim_start_matches('/').is_empty() {
             return Err(ContainError::Refused(format!(
                 "{unit} has no cgroup (it is not active)"
@@ -439,16 +451,22 @@ impl Containment for SystemdScopes {
         }
     }
 
+    fn is_scope_dir(&self, name: &str) -> bool {
+        name.ends_with(".scope")
+    }
+
     async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError> {
         let pattern = format!("ccscope-{}-*.scope", escape_unit_part(project));
         let rows = self
             .manager
             .list_units_by_patterns(&[], &[pattern.as_str()])
             .await?;
+        tracing::debug!(units = rows.len(), "systemd: units listed");
         let mut handles = Vec::new();
         // One question for the slice instead of one per scope: the manager answers one call at
         // a time, and a scope's cgroup is its unit name under its slice's.
         let slice = self.unit_cgroup(&slice_name(project)).await.ok();
+        tracing::debug!("systemd: slice's cgroup known");
         for row in rows {
             // (name, description, load state, active state, …): an inactive scope holds nothing.
             if row.3 == "inactive" {

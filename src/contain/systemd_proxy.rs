@@ -1,4 +1,4 @@
-//! The systemd Manager and Scope interfaces, as thin zbus proxies.
+//! The systemd Manager, Scope and Slice interfaces, as thin zbus proxies.
 //!
 //! These are the methods of `dbus/org.freedesktop.systemd1.Manager.xml` that ccscope calls,
 //! in the shape `zbus-xmlgen file dbus/org.freedesktop.systemd1.Manager.xml` generates
@@ -83,6 +83,16 @@ pub trait Manager {
     gen_blocking = false
 )]
 pub trait Scope {
+    #[zbus(property)]
+    fn control_group(&self) -> zbus::Result<String>;
+}
+
+#[proxy(
+    interface = "org.freedesktop.systemd1.Slice",
+    default_service = "org.freedesktop.systemd1",
+    gen_blocking = false
+)]
+pub trait Slice {
     #[zbus(property)]
     fn control_group(&self) -> zbus::Result<String>;
 }

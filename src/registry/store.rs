@@ -131,6 +131,20 @@ impl Registry {
             .map_err(|e| self.err(e))
     }
 
+    /// Forgets processes, in one transaction (one write to the log, not one each). Returns
+    /// how many were registered.
+    pub fn unregister_all(&self, ids: &[ProcessIdentity]) -> Result<usize, RegistryError> {
+        self.in_write_transaction(|tx| {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM processes WHERE pid = ?1 AND start_time = ?2")?;
+            let mut dropped = 0;
+            for id in ids {
+                dropped += stmt.execute(params![id.pid, id.start_time as i64])?;
+            }
+            Ok(dropped)
+        })
+    }
+
     /// Sets a process's status. Returns whether it was registered.
     pub fn mark_status(
         &self,
@@ -220,15 +234,7 @@ impl Registry {
             .map(|r| r.identity())
             .filter(|id| !probe.is_alive(*id))
             .collect();
-        self.in_write_transaction(|tx| {
-            let mut stmt =
-                tx.prepare_cached("DELETE FROM processes WHERE pid = ?1 AND start_time = ?2")?;
-            let mut dropped = 0;
-            for id in &dead {
-                dropped += stmt.execute(params![id.pid, id.start_time as i64])?;
-            }
-            Ok(dropped)
-        })
+        self.unregister_all(&dead)
     }
 
     pub fn start_run(&self, run: &NewRun) -> Result<(), RegistryError> {

@@ -301,20 +301,13 @@ pub async fn stop(
     );
 
     // Registry cleanup, then a fresh look.
-    let mut removed = 0;
-    let mut unregister_failed = None;
-    for record in &registered {
-        match registry.unregister(record.identity()) {
-            Ok(true) => removed += 1,
-            Ok(false) => {}
-            Err(e) => unregister_failed = Some(e),
-        }
-    }
-    if let Some(e) = unregister_failed {
+    let ids: Vec<ProcessIdentity> = registered.iter().map(|r| r.identity()).collect();
+    let removed = registry.unregister_all(&ids).unwrap_or_else(|e| {
         warnings.push(format!(
-            "could not remove every stopped process from the registry ({e}); the next command cleans up the records of dead processes"
+            "could not remove the stopped processes from the registry ({e}); the next command cleans up the records of dead processes"
         ));
-    }
+        0
+    });
     if let Err(e) = registry.clear_service_states(project) {
         warnings.push(format!(
             "could not clear the services' recorded states: {e}"
@@ -439,15 +432,11 @@ async fn look<'a>(
     let mut found = Vec::new();
     let mut seen = BTreeSet::new();
     for (backend, parents) in backends.iter().zip(parents) {
-        // The slice holding every scope seen at the start is empty: so is each scope in it,
-        // and no new one can be elsewhere (a backend puts all of a project's scopes there).
-        let proven_empty = !parents.is_empty()
-            && parents.iter().all(|p| {
-                cgroup::Cgroup::at(p.clone())
-                    .populated()
-                    .is_ok_and(|full| !full)
-            });
-        if proven_empty {
+        // Every scope in the slice that held the scopes seen at the start is empty, and no
+        // new one can be elsewhere (a backend puts all of a project's scopes there): nothing
+        // is left in this backend, and no round trip to the manager is needed to know it.
+        let parents: Vec<std::path::PathBuf> = parents.iter().cloned().collect();
+        if !parents.is_empty() && crate::contain::scope_dirs_empty(backend, &parents) {
             continue;
         }
         for (scope, pids) in crate::contain::scopes_with_processes(backend, project).await {
