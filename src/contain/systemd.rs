@@ -33,6 +33,9 @@ pub struct SystemdScopes {
     connection: zbus::Connection,
     /// Where cgroup2 is mounted; unit ControlGroup paths are relative to it.
     v2_mount: PathBuf,
+    /// Each project slice's cgroup, once asked: a scope's cgroup is its unit name under it,
+    /// so placing a scope needs no question of its own.
+    slice_dirs: std::sync::Mutex<std::collections::HashMap<String, PathBuf>>,
 }
 
 /// systemd's unit-name escaping of one name part: `-` would mean nesting in slice names, so
@@ -124,11 +127,32 @@ impl SystemdScopes {
             manager,
             connection,
             v2_mount,
+            slice_dirs: Default::default(),
         })
     }
 
     pub async fn version(&self) -> Result<String, ContainError> {
         Ok(self.manager.version().await?)
+    }
+
+    /// The cgroup of the project's slice, asked once per connection.
+    async fn slice_cgroup(&self, project: &str) -> Result<PathBuf, ContainError> {
+        let slice = slice_name(project);
+        if let Some(dir) = self.lock_slice_dirs().get(&slice) {
+            return Ok(dir.clone());
+        }
+        let dir = self.unit_cgroup(&slice).await?;
+        self.lock_slice_dirs().insert(slice, dir.clone());
+        Ok(dir)
+    }
+
+    fn lock_slice_dirs(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, PathBuf>> {
+        // A panic elsewhere cannot leave the map half-written: take it as it is.
+        self.slice_dirs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The unit's cgroup as a directory on disk.
@@ -314,8 +338,6 @@ impl Containment for SystemdScopes {
         pid: i32,
     ) -> Result<(ScopeHandle, LimitReport), ContainError> {
         let unit = scope_name(spec.project, spec.service, spec.instance);
-        // A failed scope of an earlier start keeps its name until reset.
-        let _ = self.manager.reset_failed_unit(&unit).await;
         let slice = slice_name(spec.project);
         let mut properties: Vec<(&str, Value<'_>)> = vec![
             ("Description", Value::from(spec.description.as_str())),
@@ -326,7 +348,14 @@ impl Containment for SystemdScopes {
             ("CollectMode", Value::from("inactive-or-failed")),
         ];
         properties.extend(limit_properties(spec));
-        match self.start_scope(&unit, &properties).await {
+        let mut started = self.start_scope(&unit, &properties).await;
+        if matches!(&started, Err(ContainError::Bus(e)) if is_method_error(e, "UnitExists")) {
+            // A failed scope of an earlier start keeps its name until reset: reset, and try
+            // once more (asked only then, not before every start).
+            let _ = self.manager.reset_failed_unit(&unit).await;
+            started = self.start_scope(&unit, &properties).await;
+        }
+        match started {
             Err(ContainError::Bus(e)) if is_method_error(&e, "UnitExists") => {
                 return Err(ContainError::AlreadyPopulated {
                     what: "systemd scope",
@@ -336,8 +365,19 @@ impl Containment for SystemdScopes {
             other => other?,
         }
         let placed = async {
-            let dir = self.unit_cgroup(&unit).await?;
             let actual = cgroup::cgroup_of(pid)?;
+            // The scope's cgroup is its name under the slice's; asked of systemd only if the
+            // process is not found there.
+            let expected = self
+                .slice_cgroup(spec.project)
+                .await
+                .ok()
+                .map(|s| s.join(&unit))
+                .filter(|dir| cgroup::is_cgroup(dir, &actual));
+            let dir = match expected {
+                Some(dir) => dir,
+                None => self.unit_cgroup(&unit).await?,
+            };
             Ok::<_, ContainError>((dir, actual))
         }
         .await;
@@ -465,7 +505,7 @@ impl Containment for SystemdScopes {
         let mut handles = Vec::new();
         // One question for the slice instead of one per scope: the manager answers one call at
         // a time, and a scope's cgroup is its unit name under its slice's.
-        let slice = self.unit_cgroup(&slice_name(project)).await.ok();
+        let slice = self.slice_cgroup(project).await.ok();
         tracing::debug!("systemd: slice's cgroup known");
         for row in rows {
             // (name, description, load state, active state, …): an inactive scope holds nothing.

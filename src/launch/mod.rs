@@ -8,7 +8,7 @@ mod preflight;
 pub mod trampoline;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -168,6 +168,7 @@ pub async fn launch(
     let (mut command, forward) =
         trampoline_command(spec, &prepared, &go_read, &status_write, tap_write)?;
     let child = command.spawn().map_err(|e| spawn_error(spec, e))?;
+    tracing::debug!(service = spec.service, "launch: trampoline spawned");
     // The parent's copies must close, or the child's pipes would never see EOF.
     drop((go_read, status_write, forward, command));
     let pid = child.id() as i32;
@@ -195,6 +196,7 @@ pub async fn launch(
         limits: &spec.limits,
     };
     let placed = containment.place(&scope_spec, pid).await;
+    tracing::debug!(service = spec.service, "launch: placed");
     let (scope, limits) = match placed {
         Ok(p) => p,
         Err(source) => {
@@ -218,9 +220,12 @@ pub async fn launch(
     let mut go = std::fs::File::from(go_write);
     let went = go.write_all(b"g");
     drop(go);
-    let mut errno = [0u8; 4];
-    let mut status = std::fs::File::from(status_read);
-    let exec_failed = matches!(status.read(&mut errno), Ok(4));
+    // The trampoline now execs the service: its status pipe closes (close-on-exec) or says
+    // why the exec failed. Waited on the reactor, so that launches in flight overlap instead
+    // of queueing behind each other's exec.
+    let errno = exec_status(status_read).await;
+    let exec_failed = errno.is_some();
+    let errno = errno.unwrap_or_default();
     if went.is_err() || exec_failed {
         let mut child = child;
         let _ = child.wait();
@@ -246,6 +251,31 @@ pub async fn launch(
         child,
         tap: tap_read,
     })
+}
+
+/// Reads the trampoline's status pipe to its end: the errno of a failed exec (4 bytes), or
+/// None once the pipe closes on a successful one.
+async fn exec_status(status: OwnedFd) -> Option<[u8; 4]> {
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    let readable = crate::proc::sys::set_nonblocking(&status)
+        .and_then(|()| crate::proc::sys::async_readable(status));
+    let Ok(fd) = readable else {
+        return None;
+    };
+    while got < errno.len() {
+        let Ok(mut ready) = fd.readable().await else {
+            return None;
+        };
+        match ready.try_io(|inner| crate::proc::sys::read(inner.get_ref(), &mut errno[got..])) {
+            Ok(Ok(0)) => return None,
+            Ok(Ok(n)) => got += n,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(Err(_)) => return None,
+            Err(_would_block) => {}
+        }
+    }
+    Some(errno)
 }
 
 fn spawn_error(spec: &LaunchSpec, source: std::io::Error) -> LaunchError {

@@ -260,6 +260,9 @@ struct Svc {
     liveness_failures: u32,
     last_watchdog: Instant,
     status_text: Option<String>,
+    /// READY=1 came while the instance was still launching (the service runs from the
+    /// moment it is placed; the launch's report can come after its first datagram).
+    ready_early: bool,
 }
 
 impl Svc {
@@ -289,6 +292,7 @@ impl Svc {
             liveness_failures: 0,
             last_watchdog: now,
             status_text: None,
+            ready_early: false,
         }
     }
 
@@ -305,6 +309,7 @@ impl Svc {
         self.probe_began = None;
         self.probe_last = None;
         self.liveness_failures = 0;
+        self.ready_early = false;
     }
 }
 
@@ -1006,6 +1011,10 @@ impl Machine {
             );
             return;
         }
+        if svc.ready_early && matches!(probe.check, ProbeCheck::Notify) {
+            self.became_ready(now, name, "notify READY=1 received".into());
+            return;
+        }
         svc.probe_began = Some(now);
         svc.probe_last = None;
         let deadline = now.checked_add(probe.start_timeout.0);
@@ -1199,6 +1208,9 @@ impl Machine {
                 .ready
                 .as_ref()
                 .is_some_and(|p| matches!(p.check, ProbeCheck::Notify));
+        if note.ready && svc.state == State::Launching {
+            svc.ready_early = true;
+        }
         if note.stopping {
             self.say(
                 now,

@@ -834,3 +834,32 @@ fn only_the_selected_services_are_started() {
     sim.up("db");
     assert!(sim.machine.service("web").is_none());
 }
+
+#[test]
+fn a_ready_notification_that_comes_before_the_launch_report_still_counts() {
+    let mut sim = Sim::new(
+        r#"
+[services.worker]
+command = ["worker"]
+ready = { notify = true }
+"#,
+    );
+    assert_eq!(launches(&sim.take()), ["worker"]);
+    let generation = sim.generation("worker");
+    // The service runs from the moment it is placed: its READY=1 can overtake the report.
+    sim.input(Input::Notify {
+        service: "worker".into(),
+        generation,
+        note: Notification {
+            ready: true,
+            ..Notification::default()
+        },
+    });
+    assert_eq!(sim.state("worker"), State::Launching);
+    sim.launched("worker");
+    assert_eq!(sim.state("worker"), State::Running);
+    assert!(
+        sim.machine.poll_timeout().is_none(),
+        "no readiness deadline left"
+    );
+}
