@@ -9,7 +9,7 @@ use zbus::proxy::CacheProperties;
 use zbus::zvariant::Value;
 
 use super::cgroup::{self, Cgroup};
-use super::systemd_proxy::{ManagerProxy, ScopeProxy, SliceProxy};
+use super::systemd_proxy::ManagerProxy;
 use super::{
     BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
     UnenforceableLimit, requested_limits, wait_cgroup_empty,
@@ -159,23 +159,25 @@ impl SystemdScopes {
     async fn unit_cgroup(&self, unit: &str) -> Result<PathBuf, ContainError> {
         let path = self.manager.get_unit(unit).await?;
         // ControlGroup lives on the unit type's own interface: a slice is not a scope.
-        let relative = if unit.ends_with(".slice") {
-            SliceProxy::builder(&self.connection)
-                .path(path)?
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await?
-                .control_group()
-                .await?
+        let interface = if unit.ends_with(".slice") {
+            "org.freedesktop.systemd1.Slice"
         } else {
-            ScopeProxy::builder(&self.connection)
-                .path(path)?
-                .cache_properties(CacheProperties::No)
-                .build()
-                .await?
-                .control_group()
-                .await?
+            "org.freedesktop.systemd1.Scope"
         };
+        let value = zbus::fdo::PropertiesProxy::builder(&self.connection)
+            .destination("org.freedesktop.systemd1")?
+            .path(path)?
+            .cache_properties(CacheProperties::No)
+            .build()
+            .await?
+            .get(
+                zbus::names::InterfaceName::from_static_str(interface)
+                    .map_err(zbus::Error::from)?,
+                "ControlGroup",
+            )
+            .await
+            .map_err(zbus::Error::from)?;
+        let relative = String::try_from(value).map_err(zbus::Error::from)?;
         // An inactive unit reports "": that is no cgroup, not the root of all of them.
         if relative.trim_start_matches('/').is_empty() {
             return Err(ContainError::Refused(format!(

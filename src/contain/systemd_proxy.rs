@@ -1,4 +1,4 @@
-//! The systemd Manager, Scope and Slice interfaces, as thin zbus proxies.
+//! The systemd Manager interface, as a thin zbus proxy.
 //!
 //! These are the methods of `dbus/org.freedesktop.systemd1.Manager.xml` that ccscope calls,
 //! in the shape `zbus-xmlgen file dbus/org.freedesktop.systemd1.Manager.xml` generates
@@ -75,24 +75,4 @@ pub trait Manager {
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
-}
-
-#[proxy(
-    interface = "org.freedesktop.systemd1.Scope",
-    default_service = "org.freedesktop.systemd1",
-    gen_blocking = false
-)]
-pub trait Scope {
-    #[zbus(property)]
-    fn control_group(&self) -> zbus::Result<String>;
-}
-
-#[proxy(
-    interface = "org.freedesktop.systemd1.Slice",
-    default_service = "org.freedesktop.systemd1",
-    gen_blocking = false
-)]
-pub trait Slice {
-    #[zbus(property)]
-    fn control_group(&self) -> zbus::Result<String>;
 }
