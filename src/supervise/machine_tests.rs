@@ -261,18 +261,18 @@ fn healthy_waits_for_readiness_started_only_for_the_launch() {
     assert_eq!(sim.state("db"), State::Running);
 }
 
-#[test]
-fn completed_successfully_waits_for_exit_code_zero() {
-    let mut sim = Sim::new(
-        r#"
+const MIGRATE_THEN_APP: &str = r#"
 [services.migrate]
 command = ["migrate"]
 restart = "no"
 [services.app]
 command = ["app"]
 depends_on = { migrate = "completed_successfully" }
-"#,
-    );
+"#;
+
+#[test]
+fn completed_successfully_waits_for_exit_code_zero() {
+    let mut sim = Sim::new(MIGRATE_THEN_APP);
     assert_eq!(launches(&sim.take()), ["migrate"]);
     sim.up("migrate");
     assert!(launches(&sim.take()).is_empty(), "running is not completed");
@@ -290,16 +290,7 @@ depends_on = { migrate = "completed_successfully" }
 
 #[test]
 fn a_failed_completion_fails_the_start_and_stops_the_stack() {
-    let mut sim = Sim::new(
-        r#"
-[services.migrate]
-command = ["migrate"]
-restart = "no"
-[services.app]
-command = ["app"]
-depends_on = { migrate = "completed_successfully" }
-"#,
-    );
+    let mut sim = Sim::new(MIGRATE_THEN_APP);
     sim.up("migrate");
     sim.take();
     sim.exits("migrate", 3);
