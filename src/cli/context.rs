@@ -94,7 +94,7 @@ impl Context {
         config: Option<&Config>,
     ) -> Result<(Registry, bool), CliError> {
         let dir = self.state_dir(config)?;
-        tracing::info!(path = %dir.path.display(), origin = ?dir.origin, "state directory");
+        tracing::info!(path = %dir.path.display(), from = dir.origin.as_str(), "state directory");
         let (registry, report) = Registry::open(&dir)?;
         if let Some(aside) = &report.moved_aside {
             self.warn(&format!(

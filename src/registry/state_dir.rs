@@ -24,6 +24,18 @@ pub enum StateDirOrigin {
     Home,
 }
 
+impl StateDirOrigin {
+    /// Where the choice came from, in words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateDirOrigin::Flag => "--state-dir or CCSCOPE_STATE_DIR",
+            StateDirOrigin::Config => "the configuration's state_dir",
+            StateDirOrigin::XdgStateHome => "$XDG_STATE_HOME",
+            StateDirOrigin::Home => "$HOME/.local/state",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StateDir {
     pub path: PathBuf,
