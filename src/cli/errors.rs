@@ -81,6 +81,26 @@ impl CliError {
 
 pub use crate::proc::describe_io;
 
+impl From<crate::config::init::InitError> for CliError {
+    fn from(e: crate::config::init::InitError) -> Self {
+        use crate::config::init::InitError;
+        match e {
+            InitError::BadName { .. } => CliError::usage(e.to_string()).with_hint(
+                "use 1 to 64 ASCII letters, digits, `_` or `-`, starting with a letter or digit",
+            ),
+            InitError::Exists(_) => CliError::new(exit_codes::REFUSED, "exists", e.to_string())
+                .with_hint("pass --force to overwrite it, or give another PATH"),
+            InitError::BadTemplate(_) => {
+                CliError::new(exit_codes::FAILURE, "internal", e.to_string())
+            }
+            InitError::Write {
+                ref path,
+                ref source,
+            } => CliError::io("write", path, source),
+        }
+    }
+}
+
 impl From<ConfigError> for CliError {
     fn from(e: ConfigError) -> Self {
         let hint = e.hint();

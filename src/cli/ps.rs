@@ -9,9 +9,7 @@ use super::{Context, print_json};
 use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
 use crate::config::ConfigError;
-use crate::contain::all_available;
 use crate::discover::project::{self, ProjectProcess};
-use crate::registry::{ProcessFilter, ProcessRecord};
 
 #[derive(Debug, Clone, Args)]
 pub struct PsArgs {
@@ -39,26 +37,11 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
     };
     // The configuration may name the state directory, so --all reads it too.
     let registry = ctx.open_registry(config.as_ref())?;
-    // A record is alive only while its (pid, start time) is: the dead are dropped first.
-    registry.cleanup_stale(&crate::proc::ProcFs::default())?;
     let project = config
         .as_ref()
         .filter(|_| !args.all)
         .map(|c| c.project.name.as_str());
-    let processes = match project {
-        Some(name) => {
-            let records = registry.list(ProcessFilter::Project(name))?;
-            runtime()?.block_on(async {
-                let backends = all_available(args.contain.bus()).await;
-                project::list(name, &backends, &records).await
-            })
-        }
-        None => registry
-            .list(ProcessFilter::All)?
-            .iter()
-            .map(from_record)
-            .collect(),
-    };
+    let processes = runtime()?.block_on(project::ps(project, &registry, args.contain.bus()))?;
     if ctx.global.json {
         print_json(&PsReport {
             project,
@@ -68,35 +51,6 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
         print_table(project, &processes);
     }
     Ok(exit_codes::SUCCESS)
-}
-
-/// A registered process of any project, as the registry holds it.
-fn from_record(r: &ProcessRecord) -> ProjectProcess {
-    let procfs = crate::proc::ProcFs::default();
-    let now = procfs
-        .identity(r.pid)
-        .is_ok_and(|id| id == r.identity())
-        .then(|| procfs.cmdline(r.pid).ok())
-        .flatten()
-        .filter(|c| !c.is_empty());
-    let scope = r
-        .unit
-        .as_deref()
-        .or(r.cgroup.as_deref())
-        .map(str::to_string);
-    ProjectProcess {
-        project: r.project.to_string(),
-        pid: r.pid,
-        start_time: r.start_time,
-        age_s: crate::proc::process_age(r.start_time),
-        service: r.service.to_string(),
-        command_line: now.unwrap_or_else(|| r.command_line.clone()),
-        ports: r.ports.clone(),
-        source: r.source,
-        inside_scope: scope.is_some(),
-        scope,
-        registered: true,
-    }
 }
 
 fn print_table(project: Option<&str>, processes: &[ProjectProcess]) {

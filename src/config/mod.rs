@@ -9,6 +9,7 @@
 mod diagnostic;
 pub mod duration;
 pub mod graph;
+pub mod init;
 mod model;
 pub mod profiles;
 mod read;

@@ -7,10 +7,10 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::sockets;
-use crate::contain::{AnyContainment, Containment};
+use crate::contain::{AnyContainment, BusKind, Containment, all_available};
 use crate::proc::ProcFs;
 use crate::proc::markers;
-use crate::registry::{ProcessRecord, ProcessSource};
+use crate::registry::{ProcessFilter, ProcessRecord, ProcessSource, Registry, RegistryError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProjectProcess {
@@ -122,4 +122,56 @@ fn attach_ports(found: &mut BTreeMap<i32, ProjectProcess>) {
 /// The distinct services of a listing.
 pub fn services(processes: &[ProjectProcess]) -> BTreeSet<&str> {
     processes.iter().map(|p| p.service.as_str()).collect()
+}
+
+/// What `ccscope ps` lists: every process of `project` (its scopes, its records, its marked
+/// strays), or with no project every project's registered processes. A record is alive only
+/// while its (pid, start time) is: the dead are dropped first.
+pub async fn ps(
+    project: Option<&str>,
+    registry: &Registry,
+    bus: BusKind,
+) -> Result<Vec<ProjectProcess>, RegistryError> {
+    registry.cleanup_stale(&ProcFs::default())?;
+    Ok(match project {
+        Some(name) => {
+            let records = registry.list(ProcessFilter::Project(name))?;
+            let backends = all_available(bus).await;
+            list(name, &backends, &records).await
+        }
+        None => registry
+            .list(ProcessFilter::All)?
+            .iter()
+            .map(from_record)
+            .collect(),
+    })
+}
+
+/// A registered process of any project, as the registry holds it.
+fn from_record(r: &ProcessRecord) -> ProjectProcess {
+    let procfs = crate::proc::ProcFs::default();
+    let now = procfs
+        .identity(r.pid)
+        .is_ok_and(|id| id == r.identity())
+        .then(|| procfs.cmdline(r.pid).ok())
+        .flatten()
+        .filter(|c| !c.is_empty());
+    let scope = r
+        .unit
+        .as_deref()
+        .or(r.cgroup.as_deref())
+        .map(str::to_string);
+    ProjectProcess {
+        project: r.project.to_string(),
+        pid: r.pid,
+        start_time: r.start_time,
+        age_s: crate::proc::process_age(r.start_time),
+        service: r.service.to_string(),
+        command_line: now.unwrap_or_else(|| r.command_line.clone()),
+        ports: r.ports.clone(),
+        source: r.source,
+        inside_scope: scope.is_some(),
+        scope,
+        registered: true,
+    }
 }
