@@ -11,6 +11,8 @@ use super::*;
 use crate::config::{ConfigSource, parse_config};
 
 const SECOND: Duration = Duration::from_secs(1);
+const READY: &str = "READY=1";
+const WATCHDOG: &str = "WATCHDOG=1";
 
 /// A machine fed by hand, with its effects collected.
 struct Sim {
@@ -112,6 +114,20 @@ impl Sim {
                 scope: format!("ccscope-sim-{service}.scope"),
                 warnings: Vec::new(),
             }),
+        });
+    }
+
+    /// A datagram on the current instance's notify socket: `READY=1` or `WATCHDOG=1`.
+    fn notify(&mut self, service: &str, what: &str) {
+        let generation = self.generation(service);
+        self.input(Input::Notify {
+            service: service.into(),
+            generation,
+            note: Notification {
+                ready: what == READY,
+                watchdog: what == WATCHDOG,
+                ..Notification::default()
+            },
         });
     }
 
@@ -658,26 +674,11 @@ liveness = { notify = true, interval = "2s", retries = 1 }
 "#,
     );
     sim.launched("worker");
-    let generation = sim.generation("worker");
-    sim.input(Input::Notify {
-        service: "worker".into(),
-        generation,
-        note: Notification {
-            ready: true,
-            ..Notification::default()
-        },
-    });
+    sim.notify("worker", READY);
     assert_eq!(sim.state("worker"), State::Running);
     for _ in 0..3 {
         sim.advance(Duration::from_millis(1500));
-        sim.input(Input::Notify {
-            service: "worker".into(),
-            generation,
-            note: Notification {
-                watchdog: true,
-                ..Notification::default()
-            },
-        });
+        sim.notify("worker", WATCHDOG);
     }
     assert!(
         ends(&sim.take()).is_empty(),
@@ -836,16 +837,8 @@ ready = { notify = true }
 "#,
     );
     assert_eq!(launches(&sim.take()), ["worker"]);
-    let generation = sim.generation("worker");
     // The service runs from the moment it is placed: its READY=1 can overtake the report.
-    sim.input(Input::Notify {
-        service: "worker".into(),
-        generation,
-        note: Notification {
-            ready: true,
-            ..Notification::default()
-        },
-    });
+    sim.notify("worker", READY);
     assert_eq!(sim.state("worker"), State::Launching);
     sim.launched("worker");
     assert_eq!(sim.state("worker"), State::Running);
