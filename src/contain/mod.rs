@@ -12,6 +12,8 @@
 pub mod cgroup;
 mod cgroupfs;
 mod detect;
+#[cfg(test)]
+pub(crate) mod fake;
 mod pgroup;
 pub mod stats;
 mod systemd;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle};
+use crate::contain::{BackendKind, Containment, ScopeHandle};
 use crate::proc::sys::{self, Signalled};
 use crate::proc::{ProcFs, ProcessIdentity, Signal};
 
@@ -100,8 +100,8 @@ pub struct ScopeEnd {
 /// Ends a scope: its stop signal to every process, a wait on `populated 0` until `since` +
 /// the timeout (or until forced), then a kill and up to [`KILL_WAIT`] to empty. `since` is
 /// the clock the timeout runs on, so services of one layer share one.
-pub async fn end_scope(
-    backend: &AnyContainment,
+pub async fn end_scope<C: Containment>(
+    backend: &C,
     scope: &ScopeHandle,
     grace: Grace,
     since: Instant,
@@ -114,14 +114,14 @@ pub async fn end_scope(
 /// Ends scopes together (a layer of the stop): every stop signal goes out first, then each
 /// scope is waited on, killed if it must be, and released. Signalled first, most are empty
 /// by the time they are looked at.
-pub async fn end_and_release_all(
-    scopes: &[(&AnyContainment, &ScopeHandle, Grace)],
+pub async fn end_and_release_all<C: Containment>(
+    scopes: &[(&C, &ScopeHandle, Grace)],
     since: Instant,
     force: &Force,
 ) -> Vec<ScopeEnd> {
     let mut signalled = Vec::with_capacity(scopes.len());
-    for (backend, scope, grace) in scopes {
-        signalled.push(send_stop_signal(backend, scope, *grace, force).await);
+    for &(backend, scope, grace) in scopes {
+        signalled.push(send_stop_signal(backend, scope, grace, force).await);
     }
     tracing::debug!(
         scopes = scopes.len(),
@@ -131,7 +131,7 @@ pub async fn end_and_release_all(
     let ends = scopes
         .iter()
         .zip(signalled)
-        .map(|((backend, scope, _), signalled)| async move {
+        .map(|(&(backend, scope, _), signalled)| async move {
             let end = finish(backend, scope, signalled, since, force).await;
             release(backend, scope, &end).await;
             end
@@ -140,8 +140,8 @@ pub async fn end_and_release_all(
 }
 
 /// The stop signal the grace asks for, unless forced: what was sent, and the timeout.
-async fn send_stop_signal(
-    backend: &AnyContainment,
+async fn send_stop_signal<C: Containment>(
+    backend: &C,
     scope: &ScopeHandle,
     grace: Grace,
     force: &Force,
@@ -157,8 +157,8 @@ async fn send_stop_signal(
 }
 
 /// After the stop signal (if any): the wait until the timeout or a force, then the kill.
-async fn finish(
-    backend: &AnyContainment,
+async fn finish<C: Containment>(
+    backend: &C,
     scope: &ScopeHandle,
     signalled: Option<(Signal, Duration)>,
     since: Instant,
@@ -191,7 +191,7 @@ async fn finish(
 /// Forgets an ended scope. systemd collects an empty scope itself
 /// (CollectMode=inactive-or-failed): a round trip per scope through its one-call-at-a-time
 /// manager would only add time.
-async fn release(backend: &AnyContainment, scope: &ScopeHandle, end: &ScopeEnd) {
+async fn release<C: Containment>(backend: &C, scope: &ScopeHandle, end: &ScopeEnd) {
     if !(end.empty_after.is_some() && backend.kind() == BackendKind::Systemd) {
         let _ = backend.release(scope).await;
     }
@@ -258,6 +258,122 @@ pub(crate) async fn wait_gone(processes: &[ProcessIdentity], timeout: Duration) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contain::fake::{Behaviour, Call, FakeContainment};
+
+    const TERM: Grace = Grace::Signal {
+        signal: crate::proc::signal::TERM,
+        timeout: Duration::from_secs(10),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_that_honours_its_stop_signal_is_not_killed() {
+        let fake = FakeContainment::new(BackendKind::Cgroupfs);
+        let scope = fake.scope("web", Behaviour::HonoursStop);
+        let end = end_scope(&fake, &scope, TERM, Instant::now(), &Force::never()).await;
+        assert!(!end.killed);
+        assert_eq!(end.signal, Some("SIGTERM"));
+        assert_eq!(fake.calls(), [Call::Signal("web".into(), libc::SIGTERM)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_that_ignores_it_is_killed_after_its_stop_timeout() {
+        let fake = FakeContainment::new(BackendKind::Cgroupfs);
+        let scope = fake.scope("db", Behaviour::IgnoresStop);
+        let began = tokio::time::Instant::now();
+        let end = end_scope(&fake, &scope, TERM, Instant::now(), &Force::never()).await;
+        assert!(end.killed);
+        assert!(end.empty_after.is_some(), "the kill emptied it");
+        assert_eq!(
+            began.elapsed(),
+            Duration::from_secs(10),
+            "the whole grace, then the kill"
+        );
+        assert_eq!(
+            fake.calls(),
+            [
+                Call::Signal("db".into(), libc::SIGTERM),
+                Call::Kill("db".into())
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_force_during_the_grace_kills_at_once() {
+        let fake = FakeContainment::new(BackendKind::Cgroupfs);
+        let scope = fake.scope("db", Behaviour::IgnoresStop);
+        let (switch, force) = ForceSwitch::new();
+        let began = tokio::time::Instant::now();
+        let ending = end_scope(&fake, &scope, TERM, Instant::now(), &force);
+        let forcing = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            switch.force();
+        };
+        let (end, ()) = futures_util::future::join(ending, forcing).await;
+        assert!(end.killed);
+        assert_eq!(
+            began.elapsed(),
+            Duration::from_secs(2),
+            "not the 10 s grace"
+        );
+        // Already forced: no stop signal at all, a kill at once.
+        let again = fake.scope("web", Behaviour::IgnoresStop);
+        let end = end_scope(&fake, &again, TERM, Instant::now(), &force).await;
+        assert_eq!(end.signal, None);
+        assert_eq!(fake.calls().last(), Some(&Call::Kill("web".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wedged_scope_is_reported_not_empty_after_the_kill_wait() {
+        let fake = FakeContainment::new(BackendKind::Cgroupfs);
+        let scope = fake.scope("stuck", Behaviour::Wedged);
+        let began = tokio::time::Instant::now();
+        let end = end_scope(&fake, &scope, Grace::None, Instant::now(), &Force::never()).await;
+        assert!(end.killed);
+        assert_eq!(end.empty_after, None);
+        assert_eq!(began.elapsed(), KILL_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_layer_is_signalled_before_any_scope_is_waited_on_and_shares_one_clock() {
+        let fake = FakeContainment::new(BackendKind::Cgroupfs);
+        let a = fake.scope("a", Behaviour::IgnoresStop);
+        let b = fake.scope("b", Behaviour::HonoursStop);
+        let began = tokio::time::Instant::now();
+        let ends = end_and_release_all(
+            &[(&fake, &a, TERM), (&fake, &b, TERM)],
+            Instant::now(),
+            &Force::never(),
+        )
+        .await;
+        assert_eq!(
+            fake.calls()[..2],
+            [
+                Call::Signal("a".into(), libc::SIGTERM),
+                Call::Signal("b".into(), libc::SIGTERM)
+            ],
+            "both signals before anything else"
+        );
+        assert!(ends[0].killed && !ends[1].killed);
+        assert_eq!(
+            began.elapsed(),
+            Duration::from_secs(10),
+            "in parallel, not 10 s each"
+        );
+        let released = fake
+            .calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Release(_)))
+            .count();
+        assert_eq!(released, 2, "cgroupfs scopes are released");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_emptied_systemd_scope_is_left_for_systemd_to_collect() {
+        let fake = FakeContainment::new(BackendKind::Systemd);
+        let scope = fake.scope("web", Behaviour::HonoursStop);
+        end_and_release_all(&[(&fake, &scope, TERM)], Instant::now(), &Force::never()).await;
+        assert!(!fake.calls().iter().any(|c| matches!(c, Call::Release(_))));
+    }
 
     #[test]
     fn a_force_reaches_every_watcher_and_a_never_force_never_comes() {

@@ -667,7 +667,7 @@ impl Driver<'_> {
         let service = name.to_string();
         tokio::task::spawn_local(async move {
             if let Some(scope) = scope {
-                escalate::end_scope(&containment, &scope, grace, Instant::now(), &force).await;
+                escalate::end_scope(&*containment, &scope, grace, Instant::now(), &force).await;
             }
             let _ = tx.send(Report::Input(Input::EndDone {
                 service,

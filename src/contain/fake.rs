@@ -1,0 +1,147 @@
+//! A containment that contains nothing, for unit tests of what drives one (youki's
+//! `TestManager`): it records what it was asked, and answers what the test set up.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec};
+
+/// One request the fake was sent, by scope (its service name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Signal(String, i32),
+    Kill(String),
+    Release(String),
+}
+
+/// How a fake scope behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// It empties as soon as it gets its stop signal.
+    HonoursStop,
+    /// It ignores the stop signal; a kill empties it.
+    IgnoresStop,
+    /// Nothing empties it (a process stuck in uninterruptible sleep).
+    Wedged,
+}
+
+pub struct FakeContainment {
+    pub kind: BackendKind,
+    behaviour: RefCell<Vec<(String, Behaviour)>>,
+    emptied: RefCell<BTreeSet<String>>,
+    calls: RefCell<Vec<Call>>,
+}
+
+impl FakeContainment {
+    pub fn new(kind: BackendKind) -> FakeContainment {
+        FakeContainment {
+            kind,
+            behaviour: RefCell::default(),
+            emptied: RefCell::default(),
+            calls: RefCell::default(),
+        }
+    }
+
+    /// A scope of `service` that behaves so.
+    pub fn scope(&self, service: &str, behaviour: Behaviour) -> ScopeHandle {
+        self.behaviour
+            .borrow_mut()
+            .push((service.to_string(), behaviour));
+        ScopeHandle {
+            backend: self.kind,
+            project: "fake".into(),
+            service: service.to_string(),
+            instance: None,
+            unit: None,
+            cgroup: None,
+            pgid: None,
+            run_id: None,
+        }
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls.borrow().clone()
+    }
+
+    fn behaviour(&self, scope: &ScopeHandle) -> Behaviour {
+        self.behaviour
+            .borrow()
+            .iter()
+            .find(|(s, _)| *s == scope.service)
+            .map_or(Behaviour::Wedged, |(_, b)| *b)
+    }
+}
+
+impl Containment for FakeContainment {
+    fn kind(&self) -> BackendKind {
+        self.kind
+    }
+
+    async fn place(
+        &self,
+        _spec: &ScopeSpec<'_>,
+        _pid: i32,
+    ) -> Result<(ScopeHandle, LimitReport), ContainError> {
+        Err(ContainError::Refused("the fake places nothing".into()))
+    }
+
+    async fn processes(&self, scope: &ScopeHandle) -> Result<Vec<i32>, ContainError> {
+        Ok(match self.emptied.borrow().contains(&scope.service) {
+            true => Vec::new(),
+            false => vec![1],
+        })
+    }
+
+    async fn signal(&self, scope: &ScopeHandle, signal: i32) -> Result<usize, ContainError> {
+        self.calls
+            .borrow_mut()
+            .push(Call::Signal(scope.service.clone(), signal));
+        if self.behaviour(scope) == Behaviour::HonoursStop {
+            self.emptied.borrow_mut().insert(scope.service.clone());
+        }
+        Ok(1)
+    }
+
+    async fn kill(&self, scope: &ScopeHandle) -> Result<(), ContainError> {
+        self.calls
+            .borrow_mut()
+            .push(Call::Kill(scope.service.clone()));
+        if self.behaviour(scope) != Behaviour::Wedged {
+            self.emptied.borrow_mut().insert(scope.service.clone());
+        }
+        Ok(())
+    }
+
+    /// Empty at once if it is; otherwise the whole deadline passes (on the test's clock).
+    async fn wait_empty(
+        &self,
+        scope: &ScopeHandle,
+        deadline: Duration,
+    ) -> Result<bool, ContainError> {
+        if self.emptied.borrow().contains(&scope.service) {
+            return Ok(true);
+        }
+        tokio::time::sleep(deadline).await;
+        Ok(self.emptied.borrow().contains(&scope.service))
+    }
+
+    async fn release(&self, scope: &ScopeHandle) -> Result<(), ContainError> {
+        self.calls
+            .borrow_mut()
+            .push(Call::Release(scope.service.clone()));
+        Ok(())
+    }
+
+    async fn adopt(&self, _scope: &ScopeHandle, _pid: i32) -> Result<(), ContainError> {
+        Err(ContainError::Refused("the fake adopts nothing".into()))
+    }
+
+    async fn freeze(&self, _scope: &ScopeHandle, _frozen: bool) -> Result<(), ContainError> {
+        Ok(())
+    }
+
+    async fn list(&self, _project: &str) -> Result<Vec<ScopeHandle>, ContainError> {
+        Ok(Vec::new())
+    }
+}
