@@ -375,11 +375,11 @@ impl Cgroup {
 
     /// Waits, for as long as it takes, until the cgroup holds no process, on the runtime's own
     /// reactor (no thread, no timer): each `cgroup.events` change wakes it once. Returns at
-    /// once if the cgroup is gone. Where no inotify instance can be had (the per-user limit,
-    /// 128 by default, is shared by every waiter), it looks every `fallback_poll` instead.
+    /// once if the cgroup is gone. Where the file cannot be registered with the reactor, it
+    /// looks every `fallback_poll` instead.
     pub async fn until_empty(&self, fallback_poll: Duration) -> io::Result<()> {
-        // Already empty (a stop signal often ends a scope before it is waited on): no inotify
-        // instance, whose closing costs an RCU grace period.
+        // Already empty (a stop signal often ends a scope before it is waited on): nothing to
+        // open or register.
         if !self.populated()? {
             return Ok(());
         }
@@ -425,6 +425,9 @@ impl Cgroup {
         }
     }
 
+    /// The same, for a short wait that must end promptly (a stop): woken by the
+    /// `cgroup.events` change and, in case its delivery lags (the kernel defers it, and many
+    /// cgroups emptying at once queue up), by a re-check every `recheck`.
     pub async fn until_empty_promptly(&self, recheck: Duration) -> io::Result<()> {
         let watching = self.until_empty(recheck);
         tokio::pin!(watching);

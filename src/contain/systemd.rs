@@ -508,7 +508,6 @@ impl Containment for SystemdScopes {
         // One question for the slice instead of one per scope: the manager answers one call at
         // a time, and a scope's cgroup is its unit name under its slice's.
         let slice = self.slice_cgroup(project).await.ok();
-        tracing::debug!("systemd: slice's cgroup known");
         for row in rows {
             // (name, description, load state, active state, …): an inactive scope holds nothing.
             if row.3 == "inactive" {

@@ -6,7 +6,7 @@
 //! `populated` change, an exit status, a notify socket, an output tap, an escalation) is a
 //! small local task that reports back tagged with the instance's generation, so a report about
 //! an instance that has since been replaced is dropped by the machine. Nothing polls a pid: an
-//! exit is a reaped status ([`Reaper`]) and a cgroup going empty an inotify event.
+//! exit is a reaped status ([`Reaper`]) and a cgroup going empty a `cgroup.events` change.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -32,8 +32,8 @@ use super::reaper::Reaper;
 use super::tap::{self, LastLines};
 use super::{Ended, Progress, RunOptions, notify, probe};
 
-/// How long an unanswered cgroup watch waits between looks when the kernel has no inotify
-/// instance to spare.
+/// How long a cgroup watch waits between looks when its `cgroup.events` cannot be registered
+/// with the reactor.
 const CGROUP_FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 /// Once the stack is up, its start-up pages are let go twice: at once, and this long after,
@@ -697,16 +697,17 @@ impl Driver<'_> {
         if let Some(scope) = scope {
             let _ = self.containment.release(&scope).await;
         }
-        for record in self
+        let ended: Vec<_> = self
             .registry
             .list(ProcessFilter::Service {
                 project: &self.config.project.name,
                 service: name,
             })
             .unwrap_or_default()
-        {
-            let _ = self.registry.unregister(record.identity());
-        }
+            .iter()
+            .map(|r| r.identity())
+            .collect();
+        let _ = self.registry.unregister_all(&ended);
     }
 
     /// The process-group backend has no cgroup events: each reaped orphan is its cue to look.
