@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # The real components ccscope talks to, brought up for its tests: journald, a private
-# `systemd --user` manager in its own cgroup, and that manager's session bus.
+# `systemd --user` manager in its own cgroup, and that manager's session bus; and, as root, a
+# second user manager and session bus for the unprivileged test user ccscope-other, in a cgroup
+# tree that user owns, with a terminal-like scope (user@UID.service/app.slice/term.scope) for
+# the tests to run that user's commands from, as a desktop terminal sits in app-*.scope.
 #
-#   scripts/test-env.sh up       bring them up (idempotent); prints the environment to export
-#   scripts/test-env.sh env      print the environment to export (eval "$(scripts/test-env.sh env)")
-#   scripts/test-env.sh status   say what runs and who started it
-#   scripts/test-env.sh down     stop what `up` started (idempotent); leaves no process or cgroup
+#   scripts/test-env.sh up          bring them up (idempotent: adds only what is missing);
+#                                   prints the environment to export
+#   scripts/test-env.sh env         print the environment to export (eval "$(scripts/test-env.sh env)")
+#   scripts/test-env.sh status      say what runs and who started it
+#   scripts/test-env.sh down        stop what `up` started (idempotent); leaves no process or cgroup
+#   scripts/test-env.sh down-other  stop only ccscope-other's manager, bus and cgroups (root's
+#                                   manager, bus and journald stay up); `up` brings it back
 #
 # On a host that already has a user manager and a session bus (a real workstation), `up`
 # uses them and changes nothing; `down` then changes nothing either.
@@ -17,7 +23,8 @@ set -euo pipefail
 ENV_DIR=${CCSCOPE_TEST_ENV_DIR:-/run/ccscope-test-env}
 # Unix socket paths are limited to 108 bytes: keep the runtime directory short.
 RUNTIME_DIR="$ENV_DIR/rt"
-SLICE=ccscope-test.slice
+# Another slice (and $CCSCOPE_TEST_ENV_DIR) gives a second, independent environment.
+SLICE=${CCSCOPE_TEST_ENV_SLICE:-ccscope-test.slice}
 MANAGER_CGROUP="$SLICE/user@$(id -u).service"
 DEADLINE_SECONDS=${CCSCOPE_TEST_ENV_DEADLINE:-20}
 
@@ -75,6 +82,7 @@ print_env() {
         printf 'export DBUS_SESSION_BUS_ADDRESS=%q\n' "unix:path=$RUNTIME_DIR/bus"
     fi
     printf 'export CCSCOPE_TEST_ENV=1\n'
+    print_other_env
 }
 
 # The unprivileged user the tests run "another user's" processes as (never adopted, never
@@ -86,6 +94,159 @@ ensure_other_user() {
         useradd --system --no-create-home --shell /usr/sbin/nologin "$OTHER_USER" \
             || die "could not create the test user $OTHER_USER"
     fi
+}
+
+# --- The other user's manager -------------------------------------------------------------
+# ccscope as an ordinary user, the way a workstation runs it: a user manager running as
+# ccscope-other in `ccscope-test.slice/user@UID.service` (both hierarchies, chowned to the
+# user, as logind delegates it), its session bus, and `app.slice/term.scope` under it, owned
+# by the user, which the tests move a shell into before dropping to the user. From a
+# root-owned cgroup that manager could not move the user's processes into their scopes.
+#
+# Its runtime directory and home sit beside $ENV_DIR, not inside it: $ENV_DIR is root's 0700.
+# Records (pid, cgroups, base directory) are kept in $ENV_DIR as other-*.
+other_ids() {
+    OTHER_UID=$(id -u "$OTHER_USER" 2>/dev/null) || die "the test user $OTHER_USER does not exist (run \`$0 up\` as root)"
+    OTHER_GID=$(id -g "$OTHER_USER")
+    OTHER_BASE="$ENV_DIR-u$OTHER_UID"
+    OTHER_RT="$OTHER_BASE/rt"
+    OTHER_HOME="$OTHER_BASE/home"
+    OTHER_CGROUP="$SLICE/user@$OTHER_UID.service"
+    TERM_CGROUP="$OTHER_CGROUP/app.slice/term.scope"
+}
+OTHER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# "$@" run as the other user with exactly that user's session environment.
+as_other() {
+    setpriv --reuid "$OTHER_UID" --regid "$OTHER_GID" --clear-groups \
+        env -i HOME="$OTHER_HOME" PATH="$OTHER_PATH" XDG_RUNTIME_DIR="$OTHER_RT" \
+        DBUS_SESSION_BUS_ADDRESS="unix:path=$OTHER_RT/bus" "$@"
+}
+
+other_manager_running() {
+    local state
+    state=$(as_other systemctl --user is-system-running 2>/dev/null) || true
+    [ "$state" = running ] || [ "$state" = degraded ]
+}
+
+other_bus_answers() {
+    as_other busctl --user call org.freedesktop.systemd1 /org/freedesktop/systemd1 org.freedesktop.DBus.Peer Ping
+}
+
+other_is_up() {
+    [ -f "$ENV_DIR/other-manager.pid" ] && alive "$(cat "$ENV_DIR/other-manager.pid")"
+}
+
+print_other_env() {
+    [ -f "$ENV_DIR/other-manager.pid" ] || return 0
+    other_ids
+    printf 'export CCSCOPE_TEST_OTHER_USER=%q\n' "$OTHER_USER"
+    printf 'export CCSCOPE_TEST_OTHER_UID=%q\n' "$OTHER_UID"
+    printf 'export CCSCOPE_TEST_OTHER_GID=%q\n' "$OTHER_GID"
+    printf 'export CCSCOPE_TEST_OTHER_HOME=%q\n' "$OTHER_HOME"
+    printf 'export CCSCOPE_TEST_OTHER_RUNTIME_DIR=%q\n' "$OTHER_RT"
+    printf 'export CCSCOPE_TEST_OTHER_TERM_V2=%q\n' "$(cat "$ENV_DIR/other-cgroup-v2")/app.slice/term.scope"
+    if [ -f "$ENV_DIR/other-cgroup-v1" ]; then
+        printf 'export CCSCOPE_TEST_OTHER_TERM_V1=%q\n' "$(cat "$ENV_DIR/other-cgroup-v1")/app.slice/term.scope"
+    fi
+}
+
+up_other() {
+    if [ "$(id -u)" != 0 ]; then
+        say "not root: no user manager for $OTHER_USER (the non-root tests need one)"
+        return 0
+    fi
+    other_ids
+    if other_is_up && other_manager_running; then
+        say "$OTHER_USER's user manager already up (pid $(cat "$ENV_DIR/other-manager.pid"))"
+    else
+        # Whatever a failed earlier `up` left of it goes first.
+        if compgen -G "$ENV_DIR/other-*" >/dev/null; then down_other; fi
+        local v2 v1
+        v2=$(cgroup2_mount)
+        [ -n "$v2" ] || die "no cgroup2 mount in /proc/self/mountinfo; the user manager needs one"
+        v1=$(systemd_v1_mount)
+        mkdir -p "$OTHER_BASE"
+        echo "$OTHER_BASE" >"$ENV_DIR/other-base"
+        chmod 0755 "$OTHER_BASE"
+        install -d -m 0700 -o "$OTHER_UID" -g "$OTHER_GID" "$OTHER_RT" "$OTHER_HOME"
+        mkdir -p "$v2/$OTHER_CGROUP"
+        echo "$v2/$OTHER_CGROUP" >"$ENV_DIR/other-cgroup-v2"
+        chown -R "$OTHER_UID:$OTHER_GID" "$v2/$OTHER_CGROUP"
+        local move="echo \$\$ > '$v2/$OTHER_CGROUP/cgroup.procs'"
+        if [ -n "$v1" ]; then
+            mkdir -p "$v1/$OTHER_CGROUP"
+            echo "$v1/$OTHER_CGROUP" >"$ENV_DIR/other-cgroup-v1"
+            chown -R "$OTHER_UID:$OTHER_GID" "$v1/$OTHER_CGROUP"
+            move="echo \$\$ > '$v1/$OTHER_CGROUP/cgroup.procs'; $move"
+        fi
+        # Root moves the child into the user's cgroup (the user may not move a process out of
+        # root's), then it drops to the user and becomes the manager.
+        setsid sh -c "$move; exec setpriv --reuid $OTHER_UID --regid $OTHER_GID --clear-groups \
+            env -i HOME='$OTHER_HOME' PATH='$OTHER_PATH' XDG_RUNTIME_DIR='$OTHER_RT' \
+            /lib/systemd/systemd --user --log-target=journal" \
+            </dev/null >"$ENV_DIR/other-manager.log" 2>&1 &
+        echo $! >"$ENV_DIR/other-manager.pid"
+        wait_until "$OTHER_USER's user manager to report running (log: $ENV_DIR/other-manager.log)" other_manager_running
+        say "started systemd --user as $OTHER_USER (pid $(cat "$ENV_DIR/other-manager.pid")) in $v2/$OTHER_CGROUP"
+    fi
+    if ! other_bus_answers >/dev/null 2>&1; then
+        as_other systemctl --user start dbus.socket dbus.service
+        wait_until "$OTHER_USER's session bus to answer" other_bus_answers
+        say "$OTHER_USER's session bus up at $OTHER_RT/bus"
+    fi
+    # The terminal-like scope, made (again, if the manager pruned it) and handed to the user.
+    local cg
+    for cg in "$ENV_DIR/other-cgroup-v2" "$ENV_DIR/other-cgroup-v1"; do
+        [ -f "$cg" ] || continue
+        cg=$(cat "$cg")
+        mkdir -p "$cg/app.slice/term.scope"
+        chown "$OTHER_UID:$OTHER_GID" "$cg/app.slice"
+        chown -R "$OTHER_UID:$OTHER_GID" "$cg/app.slice/term.scope"
+    done
+}
+
+# Pids in every cgroup.procs of (v1) tree $1.
+tree_pids() { find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null; }
+
+down_other() {
+    [ -d "$ENV_DIR" ] || return 0
+    local pid stopped=0
+    if [ -f "$ENV_DIR/other-manager.pid" ]; then
+        pid=$(cat "$ENV_DIR/other-manager.pid")
+        if alive "$pid"; then
+            kill -TERM "$pid" 2>/dev/null || true
+            wait_gone "$pid" || say "$OTHER_USER's user manager $pid ignored SIGTERM; killing its cgroup"
+        fi
+        rm -f "$ENV_DIR/other-manager.pid"
+        stopped=1
+    fi
+    if [ -f "$ENV_DIR/other-cgroup-v2" ]; then
+        remove_cgroup_tree "$(cat "$ENV_DIR/other-cgroup-v2")"
+        rm -f "$ENV_DIR/other-cgroup-v2"
+        stopped=1
+    fi
+    if [ -f "$ENV_DIR/other-cgroup-v1" ]; then
+        # v1 has no cgroup.kill: what is still in the tree we made (nothing, when every process
+        # sat in both hierarchies as they do) is killed by pid.
+        local v1 p
+        v1=$(cat "$ENV_DIR/other-cgroup-v1")
+        if [ -d "$v1" ]; then
+            for p in $(tree_pids "$v1"); do kill -KILL "$p" 2>/dev/null || true; done
+            wait_until "cgroup $v1 to empty" test -z "$(tree_pids "$v1")"
+            find "$v1" -depth -type d -exec rmdir {} + 2>/dev/null || true
+            [ ! -d "$v1" ] || die "could not remove cgroup $v1"
+        fi
+        rm -f "$ENV_DIR/other-cgroup-v1"
+        stopped=1
+    fi
+    if [ -f "$ENV_DIR/other-base" ]; then
+        rm -rf -- "$(cat "$ENV_DIR/other-base")"
+        rm -f "$ENV_DIR/other-base"
+        stopped=1
+    fi
+    rm -f "$ENV_DIR/other-manager.log"
+    if [ "$stopped" = 1 ]; then say "$OTHER_USER's user manager down"; else say "$OTHER_USER's user manager already down"; fi
 }
 
 up() {
@@ -146,6 +307,7 @@ up() {
         wait_until "the session bus to answer" bus_answers
         say "session bus up at $RUNTIME_DIR/bus"
     fi
+    up_other
     print_env
 }
 
@@ -171,6 +333,8 @@ down() {
         return
     fi
     if [ ! -d "$ENV_DIR" ]; then say "already down"; return; fi
+    # The other user's manager first, by its own pid: it lives inside the slice killed below.
+    down_other
     local pid
     if [ -f "$ENV_DIR/manager.pid" ]; then
         pid=$(cat "$ENV_DIR/manager.pid")
@@ -220,12 +384,21 @@ status() {
         echo "journald: the host's"
     fi
     if bus_answers >/dev/null 2>&1; then echo "session bus: answering at $RUNTIME_DIR/bus"; else echo "session bus: not answering"; fi
+    if other_is_up; then
+        other_ids
+        echo "$OTHER_USER's user manager: running (pid $(cat "$ENV_DIR/other-manager.pid"), uid $OTHER_UID, in $(cat "$ENV_DIR/other-cgroup-v2"))"
+        if other_bus_answers >/dev/null 2>&1; then echo "$OTHER_USER's session bus: answering at $OTHER_RT/bus"; else echo "$OTHER_USER's session bus: not answering"; fi
+        echo "$OTHER_USER's terminal scope: $(cat "$ENV_DIR/other-cgroup-v2")/app.slice/term.scope"
+    else
+        echo "$OTHER_USER's user manager: not running"
+    fi
 }
 
 case "${1:-}" in
     up) up ;;
     down) down ;;
+    down-other) down_other ;;
     env) print_env ;;
     status) status ;;
-    *) echo "usage: $0 up|down|env|status" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|down-other|env|status" >&2; exit 2 ;;
 esac
