@@ -257,3 +257,322 @@ pub fn marked(project: &str) -> Vec<i32> {
         .map(|p| p.identity.pid)
         .collect()
 }
+
+/// Live processes carrying the project's `CCSCOPE_PROJECT` marker and owned by `uid`: with
+/// two users running projects of one name, each side's processes apart.
+pub fn marked_by(project: &str, uid: u32) -> Vec<i32> {
+    use std::os::unix::fs::MetadataExt;
+    marked(project)
+        .into_iter()
+        .filter(|pid| std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == uid))
+        .collect()
+}
+
+/// The unprivileged test user's own session, as `scripts/test-env.sh up` brings it up as
+/// root: their user manager in `user@UID.service` (a tree they own), its session bus, and the
+/// terminal-like `app.slice/term.scope` whose parent the terminals below are made in.
+#[derive(Clone, Debug)]
+pub struct OtherUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub home: PathBuf,
+    pub runtime_dir: PathBuf,
+    /// `user@UID.service/app.slice/term.scope` on the cgroup2 mount.
+    pub term_v2: PathBuf,
+    /// The same in the v1 `name=systemd` hierarchy of hybrid hosts.
+    pub term_v1: Option<PathBuf>,
+}
+
+impl OtherUser {
+    /// The session from the `CCSCOPE_TEST_OTHER_*` variables `scripts/test-env.sh env`
+    /// prints. Without them (or not as root) the test fails and says why: nothing is skipped.
+    pub fn from_env() -> OtherUser {
+        require_test_env();
+        let var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                panic!(
+                    "{name} is not set: this test runs ccscope as the unprivileged user of \
+                     scripts/test-env.sh, whose manager `scripts/test-env.sh up` (as root) \
+                     starts; run it through scripts/test.sh, or \
+                     `eval \"$(scripts/test-env.sh up)\"` again"
+                )
+            })
+        };
+        let number = |name: &str| -> u32 {
+            var(name)
+                .parse()
+                .unwrap_or_else(|e| panic!("{name} is not a number: {e}"))
+        };
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "the non-root tests start the other user's commands, so they run as root"
+        );
+        let user = OtherUser {
+            name: var("CCSCOPE_TEST_OTHER_USER"),
+            uid: number("CCSCOPE_TEST_OTHER_UID"),
+            gid: number("CCSCOPE_TEST_OTHER_GID"),
+            home: var("CCSCOPE_TEST_OTHER_HOME").into(),
+            runtime_dir: var("CCSCOPE_TEST_OTHER_RUNTIME_DIR").into(),
+            term_v2: var("CCSCOPE_TEST_OTHER_TERM_V2").into(),
+            term_v1: std::env::var_os("CCSCOPE_TEST_OTHER_TERM_V1").map(PathBuf::from),
+        };
+        assert!(
+            user.runtime_dir.join("bus").exists(),
+            "{}'s session bus socket {} is missing: `scripts/test-env.sh up` brings it back",
+            user.name,
+            user.runtime_dir.join("bus").display()
+        );
+        user
+    }
+
+    /// The variables of the user's session, and nothing else of the test's environment.
+    pub fn session_env(&self) -> Vec<(String, String)> {
+        let rt = self.runtime_dir.display();
+        vec![
+            ("HOME".into(), self.home.display().to_string()),
+            (
+                "PATH".into(),
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            ),
+            ("XDG_RUNTIME_DIR".into(), rt.to_string()),
+            (
+                "DBUS_SESSION_BUS_ADDRESS".into(),
+                format!("unix:path={rt}/bus"),
+            ),
+        ]
+    }
+
+    /// The ccscope under test, at a path this user can execute (a copy when the build's own
+    /// directories are closed to them; made once per build and reused).
+    pub fn ccscope(&self) -> PathBuf {
+        static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        BINARY
+            .get_or_init(|| {
+                let built = PathBuf::from(env!("CARGO_BIN_EXE_ccscope"));
+                let probe = Command::new("setpriv")
+                    .args(self.setpriv_args())
+                    .args(["test", "-x"])
+                    .arg(&built)
+                    .status()
+                    .expect("run setpriv");
+                if probe.success() {
+                    return built;
+                }
+                self.copy_of(&built)
+            })
+            .clone()
+    }
+
+    fn copy_of(&self, built: &Path) -> PathBuf {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let meta = std::fs::metadata(built).expect("stat the built ccscope");
+        let dir = std::env::temp_dir().join(format!(
+            "ccscope-nonroot-bin-{}-{}",
+            meta.len(),
+            meta.mtime()
+        ));
+        let copy = dir.join("ccscope");
+        if !copy.exists() {
+            std::fs::create_dir_all(&dir).expect("make the directory for the binary's copy");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            // Copied beside, then renamed: a concurrent test never runs half a binary.
+            let partial = dir.join(format!("ccscope.{}", std::process::id()));
+            std::fs::copy(built, &partial).expect("copy the built ccscope");
+            std::fs::set_permissions(&partial, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::rename(&partial, &copy).expect("put the binary's copy in place");
+        }
+        copy
+    }
+
+    fn setpriv_args(&self) -> Vec<String> {
+        vec![
+            format!("--reuid={}", self.uid),
+            format!("--regid={}", self.gid),
+            "--clear-groups".into(),
+        ]
+    }
+
+    /// Hands `path` to the user (chown), so their commands can write there.
+    pub fn give(&self, path: &Path) {
+        std::os::unix::fs::chown(path, Some(self.uid), Some(self.gid))
+            .unwrap_or_else(|e| panic!("chown {} to {}: {e}", path.display(), self.name));
+    }
+}
+
+/// A terminal of the other user's: a cgroup of its own beside `term.scope` under their
+/// `app.slice` (as a desktop starts each terminal in an `app-*.scope`), in both hierarchies,
+/// owned by the user. Each command starts there; dropped, whatever is still in it is killed
+/// (by the cgroup made here) and it is removed. Tests running at once never share one.
+pub struct Terminal {
+    pub user: OtherUser,
+    pub v2: PathBuf,
+    pub v1: Option<PathBuf>,
+}
+
+impl Terminal {
+    pub fn open(user: &OtherUser) -> Terminal {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("app-ccscope-test-{}-{n}.scope", std::process::id());
+        let make = |term: &Path| {
+            let dir = term
+                .parent()
+                .expect("term.scope sits in app.slice")
+                .join(&name);
+            std::fs::create_dir(&dir)
+                .unwrap_or_else(|e| panic!("make the terminal cgroup {}: {e}", dir.display()));
+            for file in [
+                "",
+                "cgroup.procs",
+                "cgroup.threads",
+                "cgroup.subtree_control",
+                "tasks",
+            ] {
+                let path = dir.join(file);
+                if path.exists() {
+                    user.give(&path);
+                }
+            }
+            dir
+        };
+        Terminal {
+            user: user.clone(),
+            v2: make(&user.term_v2),
+            v1: user.term_v1.as_deref().map(make),
+        }
+    }
+
+    /// `program args` as the user, from this terminal, in `cwd`, with only the user's
+    /// session environment and `env`. A root `sh` moves itself into the terminal's cgroups
+    /// (the user could not move a process out of a root-owned cgroup), then drops to the user.
+    pub fn command(
+        &self,
+        cwd: &Path,
+        env: &[(&str, &str)],
+        program: impl AsRef<std::ffi::OsStr>,
+        args: &[&str],
+    ) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(
+                "v2=$1 v1=$2; shift 2; \
+                 echo $$ > \"$v2/cgroup.procs\" && { [ -z \"$v1\" ] || echo $$ > \"$v1/cgroup.procs\"; } \
+                 || { echo \"could not enter the terminal cgroup $v2\" >&2; exit 125; }; \
+                 exec \"$@\"",
+            )
+            .arg("sh")
+            .arg(&self.v2)
+            .arg(self.v1.as_deref().unwrap_or(Path::new("")))
+            .arg("setpriv")
+            .args(self.user.setpriv_args())
+            .args(["env", "-i"]);
+        for (k, v) in self.user.session_env() {
+            cmd.arg(format!("{k}={v}"));
+        }
+        for (k, v) in env {
+            cmd.arg(format!("{k}={v}"));
+        }
+        cmd.arg(program).args(args).current_dir(cwd);
+        cmd
+    }
+
+    /// The processes in the terminal now.
+    pub fn pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.v2.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let cg = ccscope::contain::cgroup::Cgroup::at(&self.v2);
+        let _ = cg.kill();
+        let _ = cg.wait_empty(Duration::from_secs(10));
+        let _ = std::fs::remove_dir(&self.v2);
+        if let Some(v1) = &self.v1 {
+            // Its processes were the v2 cgroup's, killed above.
+            let _ = std::fs::remove_dir(v1);
+        }
+    }
+}
+
+/// A project directory owned by the other user, whose `ccscope` runs as them from a
+/// terminal of theirs, against their own user manager, with a state directory of theirs.
+/// Dropped, it stops what the project left (`stop --force`, as the user) and closes the
+/// terminal, so a failed test leaves nothing running.
+pub struct OtherSandbox {
+    pub user: OtherUser,
+    pub term: Terminal,
+    sb: Sandbox,
+}
+
+impl OtherSandbox {
+    pub fn new() -> OtherSandbox {
+        let user = OtherUser::from_env();
+        let sb = Sandbox::new();
+        user.give(sb.path());
+        OtherSandbox {
+            term: Terminal::open(&user),
+            user,
+            sb,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.sb.path()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.sb.state_dir()
+    }
+
+    /// A file of the user's in the sandbox.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.sb.write(name, text);
+        self.user.give(&path);
+        path
+    }
+
+    /// `ccscope ARGS` as the user, from their terminal, in the sandbox.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let state = self.state_dir().display().to_string();
+        self.term.command(
+            self.path(),
+            &[("CCSCOPE_STATE_DIR", &state)],
+            self.user.ccscope(),
+            args,
+        )
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        Ran::of(self.command(args))
+    }
+
+    /// `/bin/sh -c script` as the user, from their terminal, in the sandbox.
+    pub fn sh(&self, script: &str, env: &[(&str, &str)]) -> Command {
+        self.term
+            .command(self.path(), env, "/bin/sh", &["-c", script])
+    }
+
+    /// `/bin/sh -c script` as the user, waited for; it must succeed.
+    pub fn run_sh(&self, script: &str) -> Ran {
+        let ran = Ran::of(self.sh(script, &[]));
+        ran.expect_code(0);
+        ran
+    }
+}
+
+impl Drop for OtherSandbox {
+    fn drop(&mut self) {
+        if self.path().join("ccscope.toml").exists() {
+            let mut stop = self.command(&["stop", "--force"]);
+            stop.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            let _ = stop.status();
+        }
+    }
+}
