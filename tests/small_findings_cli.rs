@@ -1,0 +1,154 @@
+//! The smaller findings of issue 10, end to end: a long output line reaches the journal (and
+//! the log file) whole, in marked pieces; a NUL in the configuration is refused by `check`
+//! with its location; a failed detached start's hint gives the command that reproduces it; a
+//! long stop says what it waits for; `status` of scopes that emptied behind the registry's
+//! back does not say "running".
+
+mod common;
+
+use std::time::Duration;
+
+use ccscope::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, Containment, detect};
+use ccscope::launch::{Launched, OutputTarget, launch};
+use common::{marked, require_test_env, wait_for};
+
+fn project(tag: &str) -> String {
+    format!("m{}-{tag}", std::process::id())
+}
+
+/// One line of 3.3 MB without a newline until its end: `a`, 3,000,000 `x`, then 100,000 `€`
+/// (three bytes each, so a cut every 48 KiB would fall inside one), then a marker line.
+fn long_line_script(marker: &str) -> String {
+    format!(
+        "printf a; head -c 3000000 /dev/zero | tr '\\0' x; \
+         yes '€' | tr -d '\\n' | head -c 300000; echo; echo {marker}; \
+         echo > \"$READY\"; exec sleep 300"
+    )
+}
+
+const LONG_LINE_BYTES: usize = 1 + 3_000_000 + 300_000;
+
+async fn systemd() -> AnyContainment {
+    detect(
+        BackendChoice::Forced(BackendKind::Systemd),
+        BusKind::Session,
+    )
+    .await
+    .unwrap()
+    .0
+}
+
+async fn kill_and_wait(c: &AnyContainment, mut launched: Launched) {
+    c.kill(&launched.scope).await.unwrap();
+    assert!(
+        c.wait_empty(&launched.scope, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        "{} did not empty within 10 s after kill",
+        launched.scope.display_name()
+    );
+    let _ = launched.child.wait();
+}
+
+/// Every journal entry matching `filters`, fields of any size included (`--all`: without it
+/// journalctl prints a field over 4 KiB as null).
+fn all_entries(filters: &[String]) -> Vec<serde_json::Value> {
+    let _ = std::process::Command::new("journalctl")
+        .arg("--sync")
+        .status();
+    let out = std::process::Command::new("journalctl")
+        .args(["-o", "json", "--all", "--no-pager"])
+        .args(filters)
+        .output()
+        .expect("run journalctl");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("journalctl -o json prints JSON"))
+        .collect()
+}
+
+#[test]
+#[ignore = "system test: needs journald and the user manager of scripts/test-env.sh (run scripts/test.sh)"]
+fn a_long_line_reaches_the_journal_whole_in_marked_pieces() {
+    require_test_env();
+    common::runtime().block_on(async {
+        let c = systemd().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = common::shell_service(&project("longline"), "talker", "", dir.path());
+        let marker = format!("done-{}", spec.run_id);
+        spec.argv[2] = long_line_script(&marker);
+        spec.output = OutputTarget::Journald;
+        let launched = launch(&c, &spec).await.unwrap();
+        common::wait_ready(dir.path(), "talker");
+        let run_filter = format!("CCSCOPE_RUN_ID={}", spec.run_id);
+        common::wait_for_journal_entry(
+            "the marker line after the long one",
+            &[run_filter.clone(), format!("MESSAGE={marker}")],
+        );
+        let entries = all_entries(&[run_filter, "CCSCOPE_STREAM=stdout".to_string()]);
+        kill_and_wait(&c, launched).await;
+        let (last, long) = entries.split_last().expect("entries");
+        assert_eq!(last["MESSAGE"], marker.as_str());
+        let (end, pieces) = long.split_last().expect("pieces of the long line");
+        let text = |e: &serde_json::Value| {
+            e["MESSAGE"]
+                .as_str()
+                .unwrap_or_else(|| panic!("MESSAGE is text: {e}"))
+                .to_string()
+        };
+        let mut whole = String::new();
+        for p in pieces {
+            assert_eq!(p["CCSCOPE_LINE_BREAK"], "line-max", "{}", text(p).len());
+            whole.push_str(&text(p));
+        }
+        assert!(
+            end.get("CCSCOPE_LINE_BREAK").is_none(),
+            "the line's last piece is not marked"
+        );
+        whole.push_str(&text(end));
+        assert_eq!(whole.len(), LONG_LINE_BYTES, "{} entries", long.len());
+        assert!(!whole.contains('\u{FFFD}'), "a character was cut in two");
+        assert!(whole.starts_with("ax") && whole.ends_with("€€"));
+        assert_eq!(whole.matches('x').count(), 3_000_000);
+        assert_eq!(whole.matches('€').count(), 100_000);
+        assert!(
+            long.len() < 200,
+            "{} entries: far below the rate limit",
+            long.len()
+        );
+    });
+}
+
+#[test]
+#[ignore = "system test: needs the user manager of scripts/test-env.sh (run scripts/test.sh)"]
+fn a_long_line_reaches_the_log_file_byte_for_byte() {
+    require_test_env();
+    common::runtime().block_on(async {
+        let c = systemd().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = common::shell_service(&project("longfile"), "talker", "", dir.path());
+        let marker = format!("done-{}", spec.run_id);
+        spec.argv[2] = long_line_script(&marker);
+        // With a tap (a `log` readiness probe reads along) the forwarder writes the file; alone,
+        // the service writes it itself.
+        spec.tap = true;
+        let log = dir.path().join("talker.log");
+        let expected_len = LONG_LINE_BYTES + 1 + marker.len() + 1;
+        let launched = launch(&c, &spec).await.unwrap();
+        common::wait_ready(dir.path(), "talker");
+        wait_for(
+            "the log file to hold both lines",
+            Duration::from_secs(20),
+            || std::fs::metadata(&log).is_ok_and(|m| m.len() as usize >= expected_len),
+        );
+        kill_and_wait(&c, launched).await;
+        let bytes = std::fs::read(&log).unwrap();
+        let text = String::from_utf8(bytes).expect("whole characters");
+        assert_eq!(text.len(), expected_len, "no byte lost or added");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "no newline added inside the long line");
+        assert_eq!(lines[0].len(), LONG_LINE_BYTES);
+        assert_eq!(lines[1], marker);
+        assert!(marked(&spec.project).is_empty());
+    });
+}
