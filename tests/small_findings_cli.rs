@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ccscope::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, Containment, detect};
 use ccscope::launch::{Launched, OutputTarget, launch};
-use common::{marked, require_test_env, wait_for};
+use common::{Sandbox, marked, require_test_env, wait_for};
 
 fn project(tag: &str) -> String {
     format!("m{}-{tag}", std::process::id())
@@ -151,4 +151,18 @@ fn a_long_line_reaches_the_log_file_byte_for_byte() {
         assert_eq!(lines[1], marker);
         assert!(marked(&spec.project).is_empty());
     });
+}
+
+#[test]
+fn check_refuses_a_nul_in_an_env_value_with_its_location() {
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        "[project]\nname = \"nul\"\n[services.a]\ncommand = [\"true\"]\n\
+         env = { BAD = \"x\\u0000y\" }\n",
+    );
+    sb.run(&["check"])
+        .expect_code(3)
+        .expect_stderr_contains("ccscope.toml:5:17")
+        .expect_stderr_contains("the value of `BAD` in the env of service `a` contains a NUL");
 }
