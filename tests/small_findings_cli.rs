@@ -166,3 +166,37 @@ fn check_refuses_a_nul_in_an_env_value_with_its_location() {
         .expect_stderr_contains("ccscope.toml:5:17")
         .expect_stderr_contains("the value of `BAD` in the env of service `a` contains a NUL");
 }
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn a_failed_detached_start_hints_the_command_that_reproduces_it() {
+    require_test_env();
+    let project = project("hint");
+    let sb = Sandbox::new();
+    // A stack whose readiness never comes, in a file that lookup would not find.
+    sb.write(
+        "stacks/dev.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n[defaults]\nstop_timeout = \"1s\"\n\
+             [services.web]\nshell = \"exec sleep 300\"\n\
+             ready = {{ exec = [\"false\"], interval = \"100ms\", start_timeout = \"1s\" }}\n"
+        ),
+    );
+    let state = sb.state_dir();
+    let state = state.to_str().unwrap();
+    let ran = sb.run(&[
+        "-f",
+        "stacks/dev.toml",
+        "--state-dir",
+        state,
+        "run",
+        "--detach",
+        "--backend",
+        "systemd",
+    ]);
+    ran.expect_code(9).expect_stderr_contains(&format!(
+        "run it in the foreground to see why: ccscope run -f stacks/dev.toml \
+         --state-dir {state} --backend systemd"
+    ));
+    assert_eq!(marked(&project), Vec::<i32>::new());
+}
