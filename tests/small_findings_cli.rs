@@ -200,3 +200,80 @@ fn a_failed_detached_start_hints_the_command_that_reproduces_it() {
     ));
     assert_eq!(marked(&project), Vec::<i32>::new());
 }
+
+/// A sandbox whose project `web` has a stop timeout of an hour, and `web` running on systemd,
+/// ignoring SIGTERM.
+fn web_ignoring_term_for_an_hour(tag: &str) -> (String, Sandbox) {
+    let project = project(tag);
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n[services.web]\ncommand = [\"true\"]\n\
+             stop_timeout = \"1h\"\n"
+        ),
+    );
+    common::runtime().block_on(async {
+        let c = systemd().await;
+        let spec = common::shell_service(&project, "web", common::scripts::IGNORES_TERM, sb.path());
+        let launched = launch(&c, &spec).await.unwrap();
+        // The scope is `stop`'s to end.
+        std::mem::forget(launched.child);
+        common::wait_ready(sb.path(), "web");
+    });
+    (project, sb)
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn a_long_stop_says_what_it_waits_for_and_stop_force_cuts_it_short() {
+    use std::io::BufRead;
+    require_test_env();
+    let (project, sb) = web_ignoring_term_for_an_hour("longstop");
+    let mut slow = sb
+        .command(&["stop", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The notice comes on stderr a few seconds into the grace; read it on a thread of its own.
+    let stderr = slow.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let notice = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a notice on stderr while stop waits");
+    assert!(
+        notice.starts_with("`web` has not exited 3s after SIGTERM: waiting up to 59m5"),
+        "{notice}"
+    );
+    assert!(
+        notice.ends_with("`ccscope stop --force` (from another terminal) kills it now"),
+        "{notice}"
+    );
+    sb.run(&["stop", "--force"]).expect_code(0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = slow.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first stop still waits after stop --force"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut slow.stdout.take().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(0), "{out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("--json stdout is JSON only");
+    assert_eq!(report["outcome"], "complete", "{report}");
+    assert_eq!(marked(&project), Vec::<i32>::new());
+}

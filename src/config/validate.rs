@@ -1134,3 +1134,28 @@ mod nul_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod duration_cap_tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_timeout_beyond_a_day_is_refused_where_it_is_written() {
+        let text = "[project]\nname = \"demo\"\n[services.a]\ncommand = [\"x\"]\n\
+                    stop_timeout = \"100000h\"\n";
+        let source = ConfigSource::File("ccscope.toml".into());
+        let Err(ConfigError::Invalid { diagnostics }) =
+            parse_config(text, source, Path::new("/stack"))
+        else {
+            panic!("100000h was accepted");
+        };
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        let d = &diagnostics[0];
+        assert_eq!((d.location.line, d.location.column), (5, 16));
+        assert_eq!(
+            d.message,
+            "invalid duration \"100000h\": it is longer than 24h, the longest wait ccscope \
+             accepts; write at most \"24h\""
+        );
+    }
+}
