@@ -277,3 +277,86 @@ fn a_long_stop_says_what_it_waits_for_and_stop_force_cuts_it_short() {
     assert_eq!(report["outcome"], "complete", "{report}");
     assert_eq!(marked(&project), Vec::<i32>::new());
 }
+
+/// A foreground `ccscope run`, resumed and stopped if the test ends early.
+struct Foreground(std::process::Child);
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if self.0.try_wait().is_ok_and(|s| s.is_none()) {
+            let pid = self.0.id() as i32;
+            unsafe {
+                libc::kill(pid, libc::SIGCONT);
+                libc::kill(pid, libc::SIGTERM);
+            }
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn status_of_a_service_whose_scope_was_emptied_behind_the_registry_is_not_running() {
+    require_test_env();
+    let project = project("emptied");
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n[defaults]\nstop_timeout = \"2s\"\n\
+             [services.web]\ncommand = [\"sleep\", \"300\"]\n"
+        ),
+    );
+    let mut run = Foreground(
+        sb.command(&["run", "--backend", "systemd"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let supervisor = run.0.id() as i32;
+    let web =
+        |sb: &Sandbox| sb.run(&["status", "--json"]).expect_code(0).json()["services"][0].clone();
+    wait_for(
+        "web to be running and ready",
+        Duration::from_secs(20),
+        || {
+            let w = web(&sb);
+            w["state"] == "running" && w["ready"] == true
+        },
+    );
+    // The supervisor, held still, cannot see or answer what happens next: its record says
+    // `running, ready` while the scope is emptied behind its back.
+    unsafe { libc::kill(supervisor, libc::SIGSTOP) };
+    let unit = web(&sb)["scopes"][0].as_str().unwrap().to_string();
+    let killed = std::process::Command::new("systemctl")
+        .args(["--user", "kill", "--signal=SIGKILL", &unit])
+        .status()
+        .unwrap();
+    assert!(killed.success(), "systemctl --user kill {unit}");
+    wait_for("the scope to be empty", Duration::from_secs(10), || {
+        marked(&project).is_empty()
+    });
+    let w = web(&sb);
+    unsafe { libc::kill(supervisor, libc::SIGCONT) };
+    assert_eq!(w["state"], "stopped", "{w}");
+    assert_eq!(w["processes"], 0, "{w}");
+    assert_eq!(w["ready"], false, "{w}");
+    assert!(
+        w["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("recorded as running, but no process is left")),
+        "{w}"
+    );
+    unsafe { libc::kill(supervisor, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while run.0.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "run did not end on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sb.run(&["stop"]);
+    assert_eq!(marked(&project), Vec::<i32>::new());
+}
