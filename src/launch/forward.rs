@@ -5,7 +5,7 @@
 //! scope's unit. It ignores stop signals and ends when the service's last writer closes the
 //! pipes, so a graceful stop never costs the service its output (or a SIGPIPE).
 //!
-//! A line longer than [`MAX_LINE`] is never cut short: it goes out as several entries of at
+//! A line longer than 48 KiB is never cut short: it goes out as several entries of at
 //! most that many bytes, split at a UTF-8 character boundary, each but the last marked
 //! `CCSCOPE_LINE_BREAK=line-max` (journald marks the stdout lines it splits itself with
 //! `_LINE_BREAK=line-max`, a trusted field a client cannot set). A line still being written
@@ -30,16 +30,16 @@ use crate::proc::{markers, sys};
 pub const SUBCOMMAND: &str = "__journal-forward";
 
 /// The most bytes of a line one entry carries, so every entry fits one datagram.
-pub(crate) const MAX_LINE: usize = 48 * 1024;
+const MAX_LINE: usize = 48 * 1024;
 
 /// The field (and its value) that marks an entry whose line goes on in the next entry.
-pub(crate) const LINE_BREAK: (&str, &str) = ("CCSCOPE_LINE_BREAK", "line-max");
+const LINE_BREAK: (&str, &str) = ("CCSCOPE_LINE_BREAK", "line-max");
 
 /// One entry's worth of a line: its bytes, and whether the line goes on in the next piece.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) struct Piece {
-    pub(crate) bytes: Vec<u8>,
-    pub(crate) continued: bool,
+struct Piece {
+    bytes: Vec<u8>,
+    continued: bool,
 }
 
 /// Where to cut `bytes` so the first part has at most `max` bytes and does not end inside a
@@ -83,7 +83,7 @@ fn split_line(line: &[u8], max: usize, finished: bool, out: &mut Vec<Piece>) {
 /// Takes the complete lines out of `pending`, and, of a line longer than `max` still without
 /// its newline, every whole piece but the tail (which may yet end the line). At `eof` the rest
 /// goes too, as a finished line.
-pub(crate) fn take_pieces(pending: &mut Vec<u8>, max: usize, eof: bool) -> Vec<Piece> {
+fn take_pieces(pending: &mut Vec<u8>, max: usize, eof: bool) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut start = 0;
     while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
