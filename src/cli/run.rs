@@ -312,10 +312,119 @@ fn run_detached(
         "the stack did not start; the detached supervisor stopped it again",
     )
     .with_hint(format!(
-        "run it in the foreground to see why: ccscope run{}",
-        ctx.global
-            .profile
-            .as_ref()
-            .map_or(String::new(), |p| format!(" --profile {p}"))
+        "run it in the foreground to see why: {}",
+        foreground_command(ctx, args)
     )))
+}
+
+/// The `ccscope run` that starts the same stack in the foreground: the same configuration,
+/// state directory and options, quoted for a shell.
+fn foreground_command(ctx: &Context, args: &RunArgs) -> String {
+    let mut words: Vec<String> = vec!["ccscope".into(), "run".into()];
+    let mut push = |flag: &str, value: &str| {
+        words.push(flag.to_string());
+        words.push(shell_word(value));
+    };
+    if let Some(profile) = &ctx.config_request.profile {
+        push("--profile", profile);
+    } else if let Some(file) = &ctx.config_request.file {
+        push("-f", &file.to_string_lossy());
+    }
+    if let Some(dir) = &ctx.global.state_dir {
+        push("--state-dir", &dir.to_string_lossy());
+    }
+    if let Some(backend) = args.contain.backend {
+        push("--backend", backend.as_str());
+    }
+    if !args.only.is_empty() {
+        words.push("--only".into());
+        words.extend(args.only.iter().map(|s| shell_word(s)));
+    }
+    for (set, flag) in [
+        (args.contain.system, "--system"),
+        (args.contain.strict_limits, "--strict-limits"),
+        (args.clean, "--clean"),
+    ] {
+        if set {
+            words.push(flag.into());
+        }
+    }
+    words.join(" ")
+}
+
+/// `word` as a shell reads it back: bare when it is plain, else in single quotes.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::cli::GlobalArgs;
+    use crate::config::ConfigRequest;
+
+    fn context(file: Option<&str>, profile: Option<&str>, state_dir: Option<&str>) -> Context {
+        Context {
+            global: GlobalArgs {
+                state_dir: state_dir.map(PathBuf::from),
+                ..GlobalArgs::default()
+            },
+            cwd: PathBuf::from("/work"),
+            config_request: ConfigRequest {
+                file: file.map(PathBuf::from),
+                profile: profile.map(str::to_string),
+            },
+        }
+    }
+
+    fn args(only: &[&str], backend: Option<BackendKind>) -> RunArgs {
+        RunArgs {
+            only: only.iter().map(|s| s.to_string()).collect(),
+            clean: false,
+            detach: true,
+            report_to: None,
+            contain: ContainArgs {
+                backend,
+                system: false,
+                strict_limits: false,
+            },
+        }
+    }
+
+    #[test]
+    fn the_hint_keeps_the_file_state_dir_and_options_that_were_used() {
+        let ctx = context(Some("stacks/dev.toml"), None, Some("/tmp/my state"));
+        assert_eq!(
+            foreground_command(&ctx, &args(&["web"], Some(BackendKind::Cgroupfs))),
+            "ccscope run -f stacks/dev.toml --state-dir '/tmp/my state' --backend cgroupfs --only web"
+        );
+    }
+
+    #[test]
+    fn the_hint_names_a_profile_and_nothing_more_when_nothing_more_was_given() {
+        let ctx = context(None, Some("demo"), None);
+        assert_eq!(
+            foreground_command(&ctx, &args(&[], None)),
+            "ccscope run --profile demo"
+        );
+        assert_eq!(
+            foreground_command(&context(None, None, None), &args(&[], None)),
+            "ccscope run"
+        );
+    }
+
+    #[test]
+    fn shell_words_are_quoted_so_a_shell_reads_them_back() {
+        assert_eq!(shell_word("a.toml"), "a.toml");
+        assert_eq!(shell_word("it's here"), "'it'\\''s here'");
+        assert_eq!(shell_word(""), "''");
+        assert_eq!(shell_word("$HOME"), "'$HOME'");
+    }
 }

@@ -10,7 +10,7 @@ use crate::cli::exit_codes;
 use crate::config::duration::{HumanDuration, parse_duration};
 use crate::contain::{all_available, detect};
 use crate::control::stand_down_project;
-use crate::escalate::Force;
+use crate::escalate::{Force, WaitNotice};
 use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
 
 #[derive(Debug, Args)]
@@ -66,7 +66,14 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
             None => all_available(args.contain.bus()).await,
         };
         tracing::debug!("stop: backends ready");
-        Ok::<_, CliError>(stop(&config, &backends, &registry, &options, &Force::never()).await)
+        // A long grace is told on stderr, for people; --json's report stays alone on stdout.
+        let force = match ctx.global.quiet {
+            true => Force::never(),
+            false => Force::never().with_notice(WaitNotice::stderr(
+                "`ccscope stop --force` (from another terminal) kills it now",
+            )),
+        };
+        Ok::<_, CliError>(stop(&config, &backends, &registry, &options, &force).await)
     })?;
     report.supervisor = stand_down.as_ref().map(|s| s.report.clone());
     drop(stand_down);

@@ -1,4 +1,6 @@
-//! Durations as people write them in ccscope.toml: `500ms`, `10s`, `2m`, `1h`, `1m30s`.
+//! Durations as people write them in ccscope.toml: `500ms`, `10s`, `2m`, `1h`, `1m30s`, up to
+//! [`MAX_DURATION`] (a day): every duration is something ccscope waits for, and a wait of years
+//! is a typo, not a plan.
 
 use std::fmt;
 use std::time::Duration;
@@ -20,6 +22,9 @@ impl HumanDuration {
     }
 }
 
+/// The longest duration ccscope accepts, in the configuration and on the command line.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
 /// Why a duration did not parse; reads well after "invalid duration".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
@@ -31,8 +36,8 @@ pub enum DurationError {
     UnknownUnit(String),
     #[error("`{0}` is not a number")]
     BadNumber(String),
-    #[error("it is too large")]
-    Overflow,
+    #[error("it is longer than 24h, the longest wait ccscope accepts")]
+    TooLong,
 }
 
 /// Parses `500ms`, `10s`, `2m`, `1h`, `1.5s` and sums of them (`1m30s`). `0` alone is allowed.
@@ -73,9 +78,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
             other => return Err(DurationError::UnknownUnit(other.to_string())),
         };
         let part = Duration::try_from_secs_f64(value * seconds_per_unit)
-            .map_err(|_| DurationError::Overflow)?;
-        total = total.checked_add(part).ok_or(DurationError::Overflow)?;
+            .map_err(|_| DurationError::TooLong)?;
+        total = total.checked_add(part).ok_or(DurationError::TooLong)?;
         rest = tail.trim_start();
+    }
+    if total > MAX_DURATION {
+        return Err(DurationError::TooLong);
     }
     Ok(total)
 }
@@ -118,9 +126,11 @@ impl<'de> Deserialize<'de> for HumanDuration {
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<HumanDuration, E> {
                 parse_duration(v).map(HumanDuration).map_err(|e| {
-                    E::custom(format!(
-                        "invalid duration \"{v}\": {e}; write it like \"500ms\", \"10s\" or \"2m\""
-                    ))
+                    let hint = match e {
+                        DurationError::TooLong => "write at most \"24h\"",
+                        _ => "write it like \"500ms\", \"10s\" or \"2m\"",
+                    };
+                    E::custom(format!("invalid duration \"{v}\": {e}; {hint}"))
                 })
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<HumanDuration, E> {
@@ -166,6 +176,18 @@ mod tests {
         assert_eq!(
             parse_duration("1..2s"),
             Err(DurationError::BadNumber("1..2".into()))
+        );
+    }
+
+    #[test]
+    fn a_day_is_the_longest_duration() {
+        assert_eq!(parse_duration("24h"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("23h59m60s"), Ok(MAX_DURATION));
+        assert_eq!(parse_duration("100000h"), Err(DurationError::TooLong));
+        assert_eq!(parse_duration("24h1ms"), Err(DurationError::TooLong));
+        assert_eq!(
+            parse_duration("99999999999999999999999h"),
+            Err(DurationError::TooLong)
         );
     }
 

@@ -170,6 +170,38 @@ impl Validator<'_> {
         }
     }
 
+    /// A NUL cannot be in an argument, an environment variable or a path (the kernel takes
+    /// them as C strings), so a value that would become one is refused here, where it is
+    /// written, rather than by `run`. TOML writes a NUL only as an escape, which locates it.
+    fn refuse_nul<'s>(
+        &mut self,
+        what: &str,
+        values: impl IntoIterator<Item = &'s str>,
+        span: Range<usize>,
+    ) -> bool {
+        if !values.into_iter().any(|v| v.contains('\0')) {
+            return true;
+        }
+        let escape_in = |range: Range<usize>| {
+            let text = self.text.get(range.clone())?;
+            ["\\u0000", "\\U00000000"]
+                .iter()
+                .filter_map(|e| text.find(e))
+                .min()
+                .map(|at| range.start + at)
+        };
+        // An inherited value's escape is in [defaults], outside the service's span.
+        let at = escape_in(span.clone())
+            .or_else(|| escape_in(0..self.text.len()))
+            .unwrap_or(span.start);
+        self.error(
+            at..at,
+            format!("{what} contains a NUL character (\\u0000)"),
+            Some("an argument, environment variable or path cannot hold a NUL: remove it".into()),
+        );
+        false
+    }
+
     fn project(&mut self, raw: Option<&Spanned<RawProject>>) -> Option<Project> {
         let Some(raw) = raw else {
             self.error(
@@ -225,17 +257,20 @@ impl Validator<'_> {
         let errors_before = self.diagnostics.len();
         let launch = self.launch(name, s, span.clone());
         let env = self.env(name, defaults.env.as_ref(), s.env.as_ref(), span.clone());
-        let env_files = s
-            .env_file
-            .as_ref()
-            .or(defaults.env_file.as_ref())
+        let env_file = s.env_file.as_ref().or(defaults.env_file.as_ref());
+        if let Some(f) = env_file {
+            let what = format!("an env_file of service `{name}`");
+            self.refuse_nul(&what, f.get_ref().0.iter().map(String::as_str), f.span());
+        }
+        let env_files = env_file
             .map(|f| f.get_ref().0.iter().map(|p| self.path(p)).collect())
             .unwrap_or_default();
-        let cwd = s
-            .cwd
-            .as_ref()
-            .or(defaults.cwd.as_ref())
-            .map(|c| self.path(c.get_ref()));
+        let cwd = s.cwd.as_ref().or(defaults.cwd.as_ref());
+        if let Some(c) = cwd {
+            let what = format!("the cwd of service `{name}`");
+            self.refuse_nul(&what, [c.get_ref().as_str()], c.span());
+        }
+        let cwd = cwd.map(|c| self.path(c.get_ref()));
         let depends_on = self.depends_on(s.depends_on.as_ref());
         let ready = s
             .ready
@@ -322,6 +357,10 @@ impl Validator<'_> {
                     );
                     return None;
                 }
+                let what = format!("the command of service `{name}`");
+                if !self.refuse_nul(&what, c.get_ref().iter().map(String::as_str), c.span()) {
+                    return None;
+                }
                 Some(Launch::Command {
                     argv: c.get_ref().clone(),
                 })
@@ -333,6 +372,10 @@ impl Validator<'_> {
                         format!("the shell line of service `{name}` is empty"),
                         None,
                     );
+                    return None;
+                }
+                let what = format!("the shell line of service `{name}`");
+                if !self.refuse_nul(&what, [sh.get_ref().as_str()], sh.span()) {
                     return None;
                 }
                 Some(Launch::Shell {
@@ -391,6 +434,16 @@ impl Validator<'_> {
                 );
             }
         }
+        let what = format!("the docker section of service `{name}`");
+        let strings = raw
+            .command
+            .iter()
+            .flatten()
+            .chain(raw.env.keys())
+            .chain(raw.env.values());
+        if !self.refuse_nul(&what, strings.map(String::as_str), d.span()) {
+            return None;
+        }
         Some(DockerSpec {
             image,
             command: raw.command.clone(),
@@ -417,13 +470,26 @@ impl Validator<'_> {
                     format!("service `{name}` sets `{key}`, which ccscope sets itself"),
                     Some(format!("remove `{key}` from env")),
                 );
-            } else if key.is_empty() || key.contains('=') || key.contains('\0') {
+            } else if key.contains('\0') {
+                let what = format!("an environment variable name of service `{name}`");
+                self.refuse_nul(&what, [key.as_str()], span.clone());
+            } else if key.is_empty() || key.contains('=') {
                 self.error(
                     span.clone(),
                     format!("service `{name}` has an invalid environment variable name \"{key}\""),
                     None,
                 );
             }
+        }
+        for (key, value) in &env {
+            let what = format!("the value of `{key}` in the env of service `{name}`");
+            // The escape to point at is the one after the key's name.
+            let from = self
+                .text
+                .get(span.clone())
+                .and_then(|t| t.find(key.as_str()))
+                .map_or(span.start, |k| span.start + k);
+            self.refuse_nul(&what, [value.as_str()], from..span.end);
         }
         env
     }
@@ -533,6 +599,14 @@ impl Validator<'_> {
         } else if let Some(argv) = &p.exec {
             if argv.get_ref().first().is_none_or(|p| p.trim().is_empty()) {
                 self.error(argv.span(), "the exec probe's command is empty", None);
+                return None;
+            }
+            let what = format!("the exec probe of service `{service}`");
+            if !self.refuse_nul(
+                &what,
+                argv.get_ref().iter().map(String::as_str),
+                argv.span(),
+            ) {
                 return None;
             }
             ProbeCheck::Exec {
@@ -966,5 +1040,122 @@ pub fn parse_size(s: &RawSize) -> Result<u64, String> {
                 .filter(|b| *b > 0)
                 .ok_or_else(|| format!("\"{t}\" is out of range"))
         }
+    }
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::*;
+
+    const HEAD: &str = "[project]\nname = \"demo\"\n";
+
+    /// Every diagnostic of `text`: (line, column, message).
+    fn errors(text: &str) -> Vec<(usize, usize, String)> {
+        let source = ConfigSource::File("ccscope.toml".into());
+        match parse_config(text, source, Path::new("/stack")) {
+            Err(ConfigError::Invalid { diagnostics }) => diagnostics
+                .into_iter()
+                .map(|d| (d.location.line, d.location.column, d.message))
+                .collect(),
+            Err(other) => panic!("expected an invalid-config error, got {other}"),
+            Ok(_) => panic!("the config validated:\n{text}"),
+        }
+    }
+
+    #[test]
+    fn a_nul_in_an_env_value_is_refused_where_it_is_written() {
+        let found = errors(&format!(
+            "{HEAD}[services.a]\ncommand = [\"x\"]\nenv = {{ OK = \"1\", BAD = \"a\\u0000b\" }}\n"
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (line, col, msg) = &found[0];
+        assert_eq!((*line, *col), (5, 27), "{msg}");
+        assert_eq!(
+            msg,
+            "the value of `BAD` in the env of service `a` contains a NUL character (\\u0000)"
+        );
+    }
+
+    #[test]
+    fn a_nul_inherited_from_defaults_points_into_defaults() {
+        let found = errors(&format!(
+            "{HEAD}[defaults]\nenv = {{ X = \"\\U00000000\" }}\n[services.a]\ncommand = [\"x\"]\n"
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].1), (4, 14), "{found:?}");
+    }
+
+    #[test]
+    fn a_nul_in_the_command_shell_cwd_env_name_or_probe_is_refused() {
+        for (body, line, col, what) in [
+            (
+                "command = [\"x\", \"a\\u0000\"]",
+                4,
+                19,
+                "the command of service `a`",
+            ),
+            (
+                "shell = \"echo \\u0000\"",
+                4,
+                15,
+                "the shell line of service `a`",
+            ),
+            (
+                "command = [\"x\"]\ncwd = \"/t\\u0000\"",
+                5,
+                10,
+                "the cwd of service `a`",
+            ),
+            (
+                "command = [\"x\"]\nenv = { \"K\\u0000\" = \"v\" }",
+                5,
+                11,
+                "an environment variable name of service `a`",
+            ),
+            (
+                "command = [\"x\"]\nready = { exec = [\"t\\u0000\"] }",
+                5,
+                21,
+                "the exec probe of service `a`",
+            ),
+            (
+                "command = [\"x\"]\nenv_file = \"e\\u0000\"",
+                5,
+                14,
+                "an env_file of service `a`",
+            ),
+        ] {
+            let found = errors(&format!("{HEAD}[services.a]\n{body}\n"));
+            assert_eq!(found.len(), 1, "{body}: {found:?}");
+            let (l, c, msg) = &found[0];
+            assert_eq!((*l, *c), (line, col), "{body}: {msg}");
+            assert!(msg.starts_with(what), "{body}: {msg}");
+            assert!(msg.ends_with("contains a NUL character (\\u0000)"), "{msg}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod duration_cap_tests {
+    use super::*;
+
+    #[test]
+    fn a_stop_timeout_beyond_a_day_is_refused_where_it_is_written() {
+        let text = "[project]\nname = \"demo\"\n[services.a]\ncommand = [\"x\"]\n\
+                    stop_timeout = \"100000h\"\n";
+        let source = ConfigSource::File("ccscope.toml".into());
+        let Err(ConfigError::Invalid { diagnostics }) =
+            parse_config(text, source, Path::new("/stack"))
+        else {
+            panic!("100000h was accepted");
+        };
+        assert_eq!(diagnostics.len(), 1, "{diagnostics:?}");
+        let d = &diagnostics[0];
+        assert_eq!((d.location.line, d.location.column), (5, 16));
+        assert_eq!(
+            d.message,
+            "invalid duration \"100000h\": it is longer than 24h, the longest wait ccscope \
+             accepts; write at most \"24h\""
+        );
     }
 }

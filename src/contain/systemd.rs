@@ -1,7 +1,7 @@
 //! The systemd backend: a transient scope per service instance, `ccscope-<project>-<service>.scope`
 //! under `ccscope-<project>.slice`, created over D-Bus with the process already in it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -14,6 +14,7 @@ use super::{
     BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
     UnenforceableLimit, requested_limits, wait_cgroup_empty,
 };
+use crate::proc::sys;
 
 /// How long systemd may take to run the start job of a scope.
 const JOB_DEADLINE: Duration = Duration::from_secs(10);
@@ -279,6 +280,37 @@ impl SystemdScopes {
     }
 }
 
+/// Why a scope's start job "failed", when the reason is the one an ordinary user meets: a
+/// user manager may move a process only between cgroups it owns, its own tree under
+/// user@UID.service, and a shell outside that tree (a login session's `session-N.scope`, a
+/// container's root) is not in it. systemd says only "failed"; this says why and what to do.
+/// None when that is not the case (root's manager may move anything).
+fn outside_manager_tree(
+    unit: &str,
+    result: &str,
+    euid: u32,
+    own_cgroup: &str,
+    v2_mount: &Path,
+) -> Option<String> {
+    let manager = format!("user@{euid}.service");
+    let inside = own_cgroup.split('/').any(|part| part == manager);
+    if result != "failed" || euid == 0 || own_cgroup.is_empty() || inside {
+        return None;
+    }
+    let dir = match own_cgroup.trim_matches('/') {
+        "" => v2_mount.to_path_buf(),
+        relative => v2_mount.join(relative),
+    };
+    Some(format!(
+        "systemd could not start scope {unit}: the user manager ({manager}) cannot move a \
+         process out of cgroup {own_cgroup}, which it does not own (ccscope runs outside the \
+         manager's tree); run ccscope from a terminal of your desktop session, or from a shell \
+         the user manager starts (`systemd-run --user --pty --same-dir --wait --collect $SHELL`), \
+         or use `--backend cgroupfs` if {} is writable to you",
+        dir.display()
+    ))
+}
+
 /// Whether a bus error is systemd's `org.freedesktop.systemd1.<name>`.
 fn is_method_error(e: &zbus::Error, name: &str) -> bool {
     matches!(e, zbus::Error::MethodError(n, _, _) if n.as_str().ends_with(name))
@@ -363,6 +395,17 @@ impl Containment for SystemdScopes {
                     what: "systemd scope",
                     name: unit,
                 });
+            }
+            Err(ContainError::JobFailed { unit, result }) => {
+                // The process to move is in the cgroup we are in.
+                let own = cgroup::cgroup_of(pid)
+                    .or_else(|_| cgroup::cgroup_of(std::process::id() as i32))
+                    .unwrap_or_default();
+                let why = outside_manager_tree(&unit, &result, sys::euid(), &own, &self.v2_mount);
+                return Err(why.map_or(
+                    ContainError::JobFailed { unit, result },
+                    ContainError::Refused,
+                ));
             }
             other => other?,
         }
@@ -565,5 +608,47 @@ mod tests {
             Some(("web".into(), None))
         );
         assert_eq!(parse_scope_name("cc", "ccscope-cc-web.service"), None);
+    }
+
+    #[test]
+    fn a_failed_job_of_a_user_outside_its_managers_tree_is_explained() {
+        let mount = Path::new("/sys/fs/cgroup");
+        let session = "/user.slice/user-1000.slice/session-3.scope";
+        let why = outside_manager_tree("ccscope-p-web.scope", "failed", 1000, session, mount)
+            .expect("explained");
+        assert_eq!(
+            why,
+            "systemd could not start scope ccscope-p-web.scope: the user manager \
+             (user@1000.service) cannot move a process out of cgroup \
+             /user.slice/user-1000.slice/session-3.scope, which it does not own (ccscope runs \
+             outside the manager's tree); run ccscope from a terminal of your desktop session, \
+             or from a shell the user manager starts (`systemd-run --user --pty --same-dir \
+             --wait --collect $SHELL`), or use `--backend cgroupfs` if \
+             /sys/fs/cgroup/user.slice/user-1000.slice/session-3.scope is writable to you"
+        );
+    }
+
+    #[test]
+    fn other_job_failures_are_left_as_systemd_said_them() {
+        let mount = Path::new("/sys/fs/cgroup");
+        let term = "/user.slice/user-1000.slice/user@1000.service/app.slice/term.scope";
+        let session = "/user.slice/user-1000.slice/session-3.scope";
+        // Inside the manager's tree, as root, another result, or our cgroup unknown.
+        assert_eq!(outside_manager_tree("u", "failed", 1000, term, mount), None);
+        assert_eq!(outside_manager_tree("u", "failed", 0, session, mount), None);
+        assert_eq!(
+            outside_manager_tree("u", "timeout", 1000, session, mount),
+            None
+        );
+        assert_eq!(outside_manager_tree("u", "failed", 1000, "", mount), None);
+        // At the root of the hierarchy (a container's shell), the mount itself is named.
+        let root = outside_manager_tree("u", "failed", 1000, "/", mount).unwrap();
+        assert!(
+            root.ends_with("if /sys/fs/cgroup is writable to you"),
+            "{root}"
+        );
+        // Another user's manager is not ours.
+        let elses = "/user.slice/user-1001.slice/user@1001.service/app.slice/x.scope";
+        assert!(outside_manager_tree("u", "failed", 1000, elses, mount).is_some());
     }
 }

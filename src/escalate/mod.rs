@@ -7,7 +7,12 @@
 //! A [`Force`] turns every escalation in flight that still waits on its grace period into a
 //! kill at once: a second Ctrl-C changes how the stop in flight proceeds rather than starting
 //! another (nextest's `runner/unix.rs` does the same).
+//!
+//! A long grace is not waited out in silence: a [`Force`] can carry a [`WaitNotice`], told
+//! after [`NOTICE_AFTER`] what is still waited for, for how long yet, and how to cut it short.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -30,18 +35,106 @@ pub enum Grace {
     None,
 }
 
+/// How long a grace period runs before whoever waits is told what it waits for: long enough
+/// that a service which exits promptly is never mentioned.
+pub const NOTICE_AFTER: Duration = Duration::from_secs(3);
+
 /// Flips every escalation that watches it from its grace period to a kill.
 #[derive(Debug)]
 pub struct ForceSwitch(watch::Sender<bool>);
 
 /// The watching side of one or more [`ForceSwitch`]es: forced once any of them is.
 #[derive(Debug, Clone)]
-pub struct Force(Vec<watch::Receiver<bool>>);
+pub struct Force {
+    switches: Vec<watch::Receiver<bool>>,
+    notice: Option<WaitNotice>,
+}
+
+/// Where a long wait is told (a person's terminal), and how the caller offers to cut it
+/// short, e.g. "`ccscope stop --force` kills it now".
+#[derive(Clone)]
+pub struct WaitNotice {
+    how_to_force: String,
+    tell: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+impl WaitNotice {
+    pub fn new(
+        how_to_force: impl Into<String>,
+        tell: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Self {
+        WaitNotice {
+            how_to_force: how_to_force.into(),
+            tell: Arc::new(tell),
+        }
+    }
+
+    /// A notice written to stderr as a line of its own.
+    pub fn stderr(how_to_force: impl Into<String>) -> Self {
+        WaitNotice::new(how_to_force, |line| eprintln!("{line}"))
+    }
+
+    fn tell(&self, waited: Duration, left: Duration, what: &str, signal: &str) {
+        (self.tell)(&wait_notice_text(
+            waited,
+            left,
+            what,
+            signal,
+            &self.how_to_force,
+        ));
+    }
+}
+
+impl fmt::Debug for WaitNotice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WaitNotice")
+            .field("how_to_force", &self.how_to_force)
+            .finish_non_exhaustive()
+    }
+}
+
+/// "`db` has not exited 3s after SIGTERM: waiting up to 59m57s more (the stop timeout);
+/// `ccscope stop --force` kills it now".
+fn wait_notice_text(
+    waited: Duration,
+    left: Duration,
+    what: &str,
+    signal: &str,
+    how_to_force: &str,
+) -> String {
+    format!(
+        "{what} not exited {} after {signal}: waiting up to {} more (the stop timeout); {how_to_force}",
+        human(waited),
+        human(left)
+    )
+}
+
+/// A duration as people say it, to the second: `1h`, `59m57s`, `3s` (`400ms` under a second).
+fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
 
 impl ForceSwitch {
     pub fn new() -> (ForceSwitch, Force) {
         let (tx, rx) = watch::channel(false);
-        (ForceSwitch(tx), Force(vec![rx]))
+        (
+            ForceSwitch(tx),
+            Force {
+                switches: vec![rx],
+                notice: None,
+            },
+        )
     }
 
     /// From now on, nothing that watches this switch waits out a grace period.
@@ -59,18 +152,57 @@ impl Force {
         force
     }
 
-    /// Forced once either `a` or `b` is.
+    /// The same force, telling `notice` of every grace that runs past [`NOTICE_AFTER`].
+    pub fn with_notice(mut self, notice: WaitNotice) -> Force {
+        self.notice = Some(notice);
+        self
+    }
+
+    /// Forced once either `a` or `b` is; told as `a` is (else as `b`).
     pub fn either(a: &Force, b: &Force) -> Force {
-        Force(a.0.iter().chain(&b.0).cloned().collect())
+        Force {
+            switches: a.switches.iter().chain(&b.switches).cloned().collect(),
+            notice: a.notice.clone().or_else(|| b.notice.clone()),
+        }
     }
 
     pub fn is_forced(&self) -> bool {
-        self.0.iter().any(|rx| *rx.borrow())
+        self.switches.iter().any(|rx| *rx.borrow())
+    }
+
+    /// Waits for `gone` until `left` has passed or a force comes; true if `gone` came. Past
+    /// [`NOTICE_AFTER`] with more to wait, the notice (if any) is told about `what`.
+    async fn grace<F: std::future::Future<Output = bool>>(
+        &self,
+        gone: F,
+        left: Duration,
+        since: Instant,
+        what: impl FnOnce() -> String,
+        signal: &str,
+    ) -> bool {
+        let gone = std::pin::pin!(gone);
+        let mut gone = futures_util::future::FutureExt::fuse(gone);
+        let already = since.elapsed();
+        let notice_in = NOTICE_AFTER.saturating_sub(already);
+        // Worth telling only with a second or more still to wait after the notice.
+        let long = left.saturating_sub(notice_in) >= Duration::from_secs(1);
+        if let Some(notice) = self.notice.as_ref().filter(|_| long) {
+            tokio::select! {
+                done = &mut gone => return done,
+                () = self.forced() => return false,
+                () = tokio::time::sleep(notice_in) => {}
+            }
+            notice.tell(already + notice_in, left - notice_in, &what(), signal);
+        }
+        tokio::select! {
+            done = &mut gone => done,
+            () = self.forced() => false,
+        }
     }
 
     /// Resolves once a switch is flipped (never, if every switch is gone unflipped).
     pub async fn forced(&self) {
-        let waits = self.0.iter().map(|rx| {
+        let waits = self.switches.iter().map(|rx| {
             let mut rx = rx.clone();
             Box::pin(async move {
                 if rx.wait_for(|forced| *forced).await.is_err() {
@@ -169,12 +301,11 @@ async fn finish<C: Containment>(
         empty_after: None,
         killed: false,
     };
-    if let Some((_, timeout)) = signalled {
+    if let Some((signal, timeout)) = signalled {
         let left = timeout.saturating_sub(since.elapsed());
-        let emptied = tokio::select! {
-            emptied = backend.wait_empty(scope, left) => emptied.unwrap_or(false),
-            () = force.forced() => false,
-        };
+        let emptying = async { backend.wait_empty(scope, left).await.unwrap_or(false) };
+        let what = || format!("`{}` has", scope.service);
+        let emptied = force.grace(emptying, left, since, what, signal.name).await;
         if emptied {
             end.empty_after = Some(since.elapsed());
             return end;
@@ -214,13 +345,19 @@ pub async fn end_processes(
     force: &Force,
 ) -> Vec<ProcessEnd> {
     if let (Grace::Signal { signal, timeout }, false) = (grace, force.is_forced()) {
+        let since = Instant::now();
         for id in processes {
             let _ = sys::signal_identified(*id, signal.number);
         }
-        tokio::select! {
-            () = wait_gone(processes, timeout) => {}
-            () = force.forced() => {}
-        }
+        let going = async {
+            wait_gone(processes, timeout).await;
+            true
+        };
+        let what = || match processes {
+            [one] => format!("stray pid {} has", one.pid),
+            many => format!("{} stray processes have", many.len()),
+        };
+        force.grace(going, timeout, since, what, signal.name).await;
     }
     let procfs = ProcFs::default();
     let ends: Vec<ProcessEnd> = processes
@@ -373,6 +510,78 @@ mod tests {
         let scope = fake.scope("web", Behaviour::HonoursStop);
         end_and_release_all(&[(&fake, &scope, TERM)], Instant::now(), &Force::never()).await;
         assert!(!fake.calls().iter().any(|c| matches!(c, Call::Release(_))));
+    }
+
+    /// What a notice was told, and when.
+    type Told = Arc<std::sync::Mutex<Vec<(Duration, String)>>>;
+
+    /// A force that is never flipped, with a notice that records what it is told and when.
+    fn noticed() -> (Force, Told) {
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let began = tokio::time::Instant::now();
+        let sink = told.clone();
+        let notice = WaitNotice::new("`ccscope stop --force` kills it now", move |line| {
+            sink.lock()
+                .unwrap()
+                .push((began.elapsed(), line.to_string()));
+        });
+        (Force::never().with_notice(notice), told)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_grace_says_what_it_waits_for_and_how_to_cut_it_short() {
+        let fake = FakeContainment::new(BackendKind::Cgroupfs);
+        let scope = fake.scope("db", Behaviour::IgnoresStop);
+        let (force, told) = noticed();
+        let hour = Grace::Signal {
+            signal: crate::proc::signal::TERM,
+            timeout: Duration::from_secs(3600),
+        };
+        let began = tokio::time::Instant::now();
+        let end = end_scope(&fake, &scope, hour, Instant::now(), &force).await;
+        assert!(end.killed);
+        assert_eq!(
+            began.elapsed(),
+            Duration::from_secs(3600),
+            "the notice cut nothing short"
+        );
+        assert_eq!(
+            *told.lock().unwrap(),
+            [(
+                NOTICE_AFTER,
+                "`db` has not exited 3s after SIGTERM: waiting up to 59m57s more \
+                 (the stop timeout); `ccscope stop --force` kills it now"
+                    .to_string()
+            )]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prompt_exit_or_a_short_grace_is_not_mentioned() {
+        let fake = FakeContainment::new(BackendKind::Cgroupfs);
+        let (force, told) = noticed();
+        let prompt = fake.scope("web", Behaviour::HonoursStop);
+        end_scope(&fake, &prompt, TERM, Instant::now(), &force).await;
+        let short = Grace::Signal {
+            signal: crate::proc::signal::TERM,
+            timeout: NOTICE_AFTER,
+        };
+        let slow = fake.scope("db", Behaviour::IgnoresStop);
+        let end = end_scope(&fake, &slow, short, Instant::now(), &force).await;
+        assert!(end.killed);
+        assert!(
+            told.lock().unwrap().is_empty(),
+            "{:?}",
+            told.lock().unwrap()
+        );
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        assert_eq!(human(Duration::from_secs(3600)), "1h");
+        assert_eq!(human(Duration::from_secs(3597)), "59m57s");
+        assert_eq!(human(Duration::from_secs(3661)), "1h1m1s");
+        assert_eq!(human(Duration::from_millis(400)), "400ms");
     }
 
     #[test]

@@ -5,7 +5,14 @@
 //! scope's unit. It ignores stop signals and ends when the service's last writer closes the
 //! pipes, so a graceful stop never costs the service its output (or a SIGPIPE).
 //!
-//! Without journald it appends to the service's log file instead (FILE_FD). With a tap, it also
+//! A line longer than 48 KiB is never cut short: it goes out as several entries of at
+//! most that many bytes, split at a UTF-8 character boundary, each but the last marked
+//! `CCSCOPE_LINE_BREAK=line-max` (journald marks the stdout lines it splits itself with
+//! `_LINE_BREAK=line-max`, a trusted field a client cannot set). A line still being written
+//! leaves in such pieces as it grows, so no read is ever dropped.
+//!
+//! Without journald it appends to the service's log file instead (FILE_FD), byte for byte: the
+//! pieces of a long line are written without a newline between them. With a tap, it also
 //! copies each line to the supervisor's pipe, never blocking on it: a supervisor that reads
 //! slowly (or died) costs itself lines, never the service.
 //!
@@ -22,8 +29,85 @@ use crate::proc::{markers, sys};
 
 pub const SUBCOMMAND: &str = "__journal-forward";
 
-/// A line longer than this is cut, so every entry fits one datagram.
+/// The most bytes of a line one entry carries, so every entry fits one datagram.
 const MAX_LINE: usize = 48 * 1024;
+
+/// The field (and its value) that marks an entry whose line goes on in the next entry.
+const LINE_BREAK: (&str, &str) = ("CCSCOPE_LINE_BREAK", "line-max");
+
+/// One entry's worth of a line: its bytes, and whether the line goes on in the next piece.
+#[derive(Debug, PartialEq, Eq)]
+struct Piece {
+    bytes: Vec<u8>,
+    continued: bool,
+}
+
+/// Where to cut `bytes` so the first part has at most `max` bytes and does not end inside a
+/// UTF-8 character (that would show as U+FFFD on both sides). Bytes that are not UTF-8 are cut
+/// at `max`.
+fn cut_at(bytes: &[u8], max: usize) -> usize {
+    if bytes.len() <= max {
+        return bytes.len();
+    }
+    let is_continuation = |b: u8| b & 0xC0 == 0x80;
+    // A character is at most 4 bytes: at most 3 continuation bytes to step back over.
+    let mut cut = max;
+    while cut > 0 && max - cut < 3 && is_continuation(bytes[cut]) {
+        cut -= 1;
+    }
+    if cut == 0 || is_continuation(bytes[cut]) {
+        max
+    } else {
+        cut
+    }
+}
+
+/// Splits one line (without its newline) into pieces of at most `max` bytes; the last one
+/// is `continued` only when the line is not finished yet (`finished` false).
+fn split_line(line: &[u8], max: usize, finished: bool, out: &mut Vec<Piece>) {
+    let mut rest = line;
+    loop {
+        let cut = cut_at(rest, max);
+        let last = cut == rest.len();
+        out.push(Piece {
+            bytes: rest[..cut].to_vec(),
+            continued: !(last && finished),
+        });
+        rest = &rest[cut..];
+        if last {
+            break;
+        }
+    }
+}
+
+/// Takes the complete lines out of `pending`, and, of a line longer than `max` still without
+/// its newline, every whole piece but the tail (which may yet end the line). At `eof` the rest
+/// goes too, as a finished line.
+fn take_pieces(pending: &mut Vec<u8>, max: usize, eof: bool) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
+        split_line(&pending[start..start + end], max, true, &mut out);
+        start += end + 1;
+    }
+    if eof {
+        if start < pending.len() {
+            split_line(&pending[start..], max, true, &mut out);
+        }
+        start = pending.len();
+    } else {
+        while pending.len() - start > max {
+            let cut = cut_at(&pending[start..], max);
+            out.push(Piece {
+                bytes: pending[start..start + cut].to_vec(),
+                continued: true,
+            });
+            start += cut;
+        }
+    }
+    pending.drain(..start);
+    out
+}
 
 struct Stream {
     fd: OwnedFd,
@@ -102,9 +186,9 @@ pub fn main(args: &[OsString]) -> ! {
             open: true,
         },
     ];
-    let mut emit = |stream: &Stream, line: &[u8]| {
-        let text = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
-        let fields = [
+    let mut emit = |stream: &Stream, piece: &Piece| {
+        let text = String::from_utf8_lossy(&piece.bytes);
+        let mut fields = vec![
             ("SYSLOG_IDENTIFIER", service.as_str()),
             ("SYSLOG_PID", pid_text.as_str()),
             ("CCSCOPE_PROJECT", project.as_str()),
@@ -112,17 +196,25 @@ pub fn main(args: &[OsString]) -> ! {
             ("CCSCOPE_RUN_ID", run_id.as_str()),
             ("CCSCOPE_STREAM", stream.name),
         ];
+        // A `\r` before the newline is the line's end, not its text; inside a long line it is.
+        let message = if piece.continued {
+            fields.push(LINE_BREAK);
+            &text[..]
+        } else {
+            text.trim_end_matches('\r')
+        };
         // journald being away loses lines, never the service.
         if let Some(w) = &writer {
-            let _ = w.send(stream.priority, text.trim_end_matches('\r'), &fields);
+            let _ = w.send(stream.priority, message, &fields);
         }
-        let whole = [line, b"\n"].concat();
         if let Some(f) = &mut file {
-            let _ = f.write_all(&whole);
+            let newline: &[u8] = if piece.continued { b"" } else { b"\n" };
+            let _ = f.write_all(&[&piece.bytes[..], newline].concat());
         }
-        // A full tap drops the line; a closed one (the supervisor is gone) is closed here.
+        // A full tap drops the piece; a closed one (the supervisor is gone) is closed here.
+        // The supervisor reads the tap by lines: each piece is one.
         if let Some(t) = &mut tap {
-            if let Err(e) = t.write(&whole) {
+            if let Err(e) = t.write(&[&piece.bytes[..], b"\n"].concat()) {
                 if e.kind() != std::io::ErrorKind::WouldBlock {
                     tap = None;
                 }
@@ -154,23 +246,113 @@ pub fn main(args: &[OsString]) -> ! {
                 Ok(n) if n > 0 => n,
                 _ => {
                     stream.open = false;
-                    if !stream.pending.is_empty() {
-                        let rest = std::mem::take(&mut stream.pending);
-                        emit(stream, &rest);
+                    for piece in take_pieces(&mut stream.pending, MAX_LINE, true) {
+                        emit(stream, &piece);
                     }
                     continue;
                 }
             };
             stream.pending.extend_from_slice(&buf[..got]);
-            while let Some(end) = stream.pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = stream.pending.drain(..=end).collect();
-                emit(stream, &line[..line.len() - 1]);
-            }
-            if stream.pending.len() > MAX_LINE {
-                let long = std::mem::take(&mut stream.pending);
-                emit(stream, &long);
+            for piece in take_pieces(&mut stream.pending, MAX_LINE, false) {
+                emit(stream, &piece);
             }
         }
     }
     std::process::exit(0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(pieces: &[Piece]) -> Vec<(String, bool)> {
+        pieces
+            .iter()
+            .map(|p| (String::from_utf8(p.bytes.clone()).unwrap(), p.continued))
+            .collect()
+    }
+
+    #[test]
+    fn short_lines_are_one_piece_each_and_a_partial_line_waits() {
+        let mut pending = b"one\ntwo\r\nthr".to_vec();
+        let pieces = take_pieces(&mut pending, 8, false);
+        assert_eq!(
+            texts(&pieces),
+            [("one".into(), false), ("two\r".into(), false)]
+        );
+        assert_eq!(pending, b"thr");
+        pending.extend_from_slice(b"ee\n");
+        assert_eq!(
+            texts(&take_pieces(&mut pending, 8, false)),
+            [("three".into(), false)]
+        );
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn a_long_line_is_split_into_marked_pieces_and_loses_nothing() {
+        let line = "0123456789".repeat(3);
+        let mut pending = format!("{line}\nnext\n").into_bytes();
+        let got = texts(&take_pieces(&mut pending, 8, false));
+        assert_eq!(got.len(), 4 + 1, "{got:?}");
+        assert!(got[..3].iter().all(|(t, c)| *c && t.len() == 8), "{got:?}");
+        assert_eq!(got[3], ("456789".into(), false));
+        assert_eq!(got[4], ("next".into(), false));
+        let joined: String = got[..4].iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(joined, line);
+    }
+
+    #[test]
+    fn a_line_of_exactly_whole_pieces_has_no_empty_tail() {
+        let mut pending = b"0123456789abcdef\n".to_vec();
+        let got = texts(&take_pieces(&mut pending, 8, false));
+        assert_eq!(got, [("01234567".into(), true), ("89abcdef".into(), false)]);
+    }
+
+    #[test]
+    fn a_growing_line_without_newline_leaves_in_pieces_and_keeps_its_tail() {
+        let mut pending = vec![b'x'; 20];
+        let pieces = take_pieces(&mut pending, 8, false);
+        assert_eq!(pieces.len(), 2);
+        assert!(pieces.iter().all(|p| p.continued && p.bytes.len() == 8));
+        assert_eq!(pending.len(), 4, "the tail may still end the line");
+        pending.extend_from_slice(b"yy");
+        let last = take_pieces(&mut pending, 8, true);
+        assert_eq!(texts(&last), [("xxxxyy".into(), false)]);
+        assert!(pending.is_empty());
+    }
+
+    #[test]
+    fn pieces_end_at_character_boundaries() {
+        // "a" then three-byte characters: a cut at 8 would fall inside the third `€`.
+        let line = format!("a{}", "€".repeat(10));
+        let mut pending = format!("{line}\n").into_bytes();
+        let pieces = take_pieces(&mut pending, 8, false);
+        let mut joined = String::new();
+        for p in &pieces {
+            let text = std::str::from_utf8(&p.bytes).expect("every piece is whole UTF-8");
+            assert!(p.bytes.len() <= 8);
+            joined.push_str(text);
+        }
+        assert_eq!(joined, line);
+        assert_eq!(pieces[0].bytes.len(), 7, "a€€ is 7 bytes");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_cut_at_the_limit() {
+        let mut pending = vec![0x80; 20];
+        let pieces = take_pieces(&mut pending, 8, true);
+        let sizes: Vec<usize> = pieces.iter().map(|p| p.bytes.len()).collect();
+        assert_eq!(sizes, [8, 8, 4]);
+    }
+
+    #[test]
+    fn an_empty_line_is_an_entry_and_eof_with_nothing_pending_is_none() {
+        let mut pending = b"\n".to_vec();
+        assert_eq!(
+            texts(&take_pieces(&mut pending, 8, false)),
+            [(String::new(), false)]
+        );
+        assert!(take_pieces(&mut pending, 8, true).is_empty());
+    }
 }

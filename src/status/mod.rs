@@ -18,13 +18,16 @@ pub struct ServiceStatus {
     pub service: String,
     /// With a live supervisor, its word: `pending`, `launching`, `starting`, `running`,
     /// `restarting`, `waiting`, `exited`, `failed`, `stopping`, `stopped`. Without one, what
-    /// the scope shows: `running` (it holds processes) or `stopped`.
+    /// the scope shows: `running` (it holds processes) or `stopped`. A service the supervisor
+    /// last called `starting`, `running` or `stopping` whose scopes hold no process is
+    /// `stopped`, whatever the registry says (its scopes were emptied behind the supervisor's
+    /// back, or a stop did not finish), with a message saying so.
     pub state: String,
     /// Whether its readiness probe passed (null without a live supervisor).
     pub ready: Option<bool>,
     /// Restarts so far in this run (null without a live supervisor).
     pub restarts: Option<u32>,
-    /// The supervisor's last word on it, e.g. why it failed.
+    /// The supervisor's last word on it, e.g. why it failed; or why its word no longer holds.
     pub message: Option<String>,
     pub scopes: Vec<String>,
     pub processes: usize,
@@ -39,17 +42,24 @@ pub struct ServiceStatus {
     /// Memory its cgroups use now, from `memory.current` (null where the memory controller
     /// is not in cgroup v2, as on hybrid hosts).
     pub memory_bytes: Option<u64>,
+    /// The supervisor's word said processes, and its scopes hold none.
+    #[serde(skip)]
+    pub contradicted: bool,
 }
 
 impl ServiceStatus {
     /// Whether the supervisor's message says something a person should see under the line.
     pub fn message_matters(&self) -> bool {
-        matches!(
-            self.state.as_str(),
-            "failed" | "restarting" | "waiting" | "stopping"
-        )
+        self.contradicted
+            || matches!(
+                self.state.as_str(),
+                "failed" | "restarting" | "waiting" | "stopping"
+            )
     }
 }
+
+/// The supervisor's states that mean its service has a process in its scope now.
+const STATES_WITH_PROCESSES: &[&str] = &["starting", "running", "stopping"];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StatusReport {
@@ -130,21 +140,32 @@ fn assemble(config: &Config, seen: &Observed<'_>) -> StatusReport {
                 .get(&name)
                 .map(|s| s.ports.clone())
                 .unwrap_or_default();
-            ServiceStatus {
-                state: known.map_or_else(
-                    || {
-                        if pids.is_empty() {
-                            "stopped"
-                        } else {
-                            "running"
-                        }
-                        .to_string()
-                    },
-                    |s| s.state.clone(),
+            // The kernel has the last word: a recorded state that needs a process, with none
+            // left in the scope, is what a stop cut short (or a kill behind the supervisor's
+            // back) leaves.
+            let contradicted = pids.is_empty()
+                && known.is_some_and(|s| STATES_WITH_PROCESSES.contains(&s.state.as_str()));
+            let (state, ready, message) = match known {
+                Some(k) if contradicted => (
+                    "stopped".to_string(),
+                    Some(false),
+                    Some(format!(
+                        "recorded as {}, but no process is left in its scope: it was stopped \
+                         outside its supervisor, or a stop did not finish; `ccscope stop` ends \
+                         what is left of the run",
+                        k.state
+                    )),
                 ),
-                ready: known.map(|s| s.ready),
+                Some(k) => (k.state.clone(), Some(k.ready), k.message.clone()),
+                None if pids.is_empty() => ("stopped".to_string(), None, None),
+                None => ("running".to_string(), None, None),
+            };
+            ServiceStatus {
+                state,
+                ready,
                 restarts: known.map(|s| s.restarts),
-                message: known.and_then(|s| s.message.clone()),
+                message,
+                contradicted,
                 scopes: mine.iter().map(|(s, _)| s.display_name()).collect(),
                 processes: pids.len(),
                 uptime_s: oldest.and_then(seen.age),
@@ -256,5 +277,52 @@ mod tests {
             (2, Some(200), Some(14)),
             "instances add up"
         );
+    }
+    #[test]
+    fn a_recorded_running_service_whose_scope_is_empty_is_not_running() {
+        let config = config();
+        let record = |service: &str, state: &str| ServiceStateRecord {
+            project: "demo".into(),
+            service: service.into(),
+            run_id: "r".into(),
+            state: state.into(),
+            ready: true,
+            restarts: 0,
+            main_pid: Some(10),
+            last_exit: None,
+            message: None,
+            since_ms: 0,
+            updated_at_ms: 0,
+        };
+        // A stop cut short: `db` was killed with its scope, `web` still runs.
+        let states = vec![record("db", "running"), record("web", "running")];
+        let scopes = vec![(scope("web", None), vec![10])];
+        let report = assemble(
+            &config,
+            &Observed {
+                supervisor_pid: Some(5),
+                states: &states,
+                scopes: &scopes,
+                listening: &BTreeSet::new(),
+                start_time: &|_| Some(1),
+                age: &|_| Some(1),
+                stats: &|_| ScopeStats::default(),
+            },
+        );
+        let [db, web] = &report.services[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            (db.state.as_str(), db.ready, db.processes),
+            ("stopped", Some(false), 0)
+        );
+        assert!(db.message_matters());
+        let message = db.message.as_deref().unwrap();
+        assert!(
+            message.starts_with("recorded as running, but no process is left in its scope"),
+            "{message}"
+        );
+        assert_eq!((web.state.as_str(), web.ready), ("running", Some(true)));
+        assert!(!web.message_matters());
     }
 }

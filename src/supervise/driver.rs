@@ -126,6 +126,9 @@ pub async fn drive<'a>(
 ) -> Ended {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (force_switch, force) = ForceSwitch::new();
+    let force = force.with_notice(escalate::WaitNotice::stderr(
+        "Ctrl-C again or `ccscope stop --force` kills it now",
+    ));
     let Parts {
         config,
         run_id,
