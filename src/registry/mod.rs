@@ -91,8 +91,11 @@ impl RegistryError {
             RegistryError::Symlink { .. } | RegistryError::HardLinked { .. } => {
                 "someone may have planted it: see where it leads, then remove it (`rm` removes the link, not its target) and try again".into()
             }
-            RegistryError::OthersCanWrite { .. } | RegistryError::ReplaceableParent { .. } => {
+            RegistryError::OthersCanWrite { .. } => {
                 "ccscope refuses it and changes nothing there (what others put in it stays): make a fresh directory of your own (`mkdir -m 700 DIR`) and pass it with --state-dir or CCSCOPE_STATE_DIR".into()
+            }
+            RegistryError::ReplaceableParent { .. } => {
+                "ccscope changes nothing there: choose a state directory whose parents only you or root can change (your home is one) and pass it with --state-dir or CCSCOPE_STATE_DIR".into()
             }
             RegistryError::ForeignOwner { .. } => {
                 "ccscope keeps each user's state apart: run as that user, or use --state-dir with a directory of your own".into()

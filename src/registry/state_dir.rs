@@ -124,6 +124,10 @@ impl VerifiedDir {
         create: bool,
     ) -> Result<(Option<VerifiedDir>, Option<String>), RegistryError> {
         if create {
+            // Nothing is made under a directory that another user could replace.
+            if let Some(existing) = deepest_existing(path) {
+                check_ancestors(&existing, &existing)?;
+            }
             create_missing(path)?;
         }
         let canonical = match fs::canonicalize(path) {
@@ -137,7 +141,9 @@ impl VerifiedDir {
                 });
             }
         };
-        check_ancestors(&canonical)?;
+        if let Some(parent) = canonical.parent() {
+            check_ancestors(&canonical, parent)?;
+        }
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = rfs::openat(rfs::CWD, &canonical, flags, Mode::empty())
             .map_err(|e| dir_open_error(e, &canonical))?;
@@ -430,13 +436,27 @@ fn create_missing(path: &Path) -> Result<(), RegistryError> {
     }
 }
 
-/// Refuses a state directory that another user could replace: one above it that is theirs,
-/// or that others may write without the sticky bit (in a sticky directory such as /tmp, only
-/// the owner of an entry may rename or remove it). The path is canonical, so each ancestor
-/// is a real directory.
-fn check_ancestors(canonical: &Path) -> Result<(), RegistryError> {
+/// The canonical path of the deepest directory above `path` that exists.
+fn deepest_existing(path: &Path) -> Option<PathBuf> {
+    path.ancestors()
+        .skip(1)
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find_map(|a| fs::canonicalize(a).ok())
+}
+
+/// Refuses a state directory `path` that another user could replace: `from` or a directory
+/// above it is theirs, or others may write it without the sticky bit (in a sticky directory
+/// such as /tmp, only the owner of an entry may rename or remove it). `from` is canonical,
+/// so each of these is a real directory.
+fn check_ancestors(path: &Path, from: &Path) -> Result<(), RegistryError> {
     let me = crate::proc::sys::euid();
-    for parent in canonical.ancestors().skip(1) {
+    for parent in from.ancestors() {
         let meta = fs::symlink_metadata(parent).map_err(|source| RegistryError::Io {
             action: "inspect",
             path: parent.to_path_buf(),
@@ -446,7 +466,7 @@ fn check_ancestors(canonical: &Path) -> Result<(), RegistryError> {
         let foreign = meta.uid() != 0 && meta.uid() != me;
         if foreign || (mode & WRITABLE_BY_OTHERS != 0 && mode & STICKY == 0) {
             return Err(RegistryError::ReplaceableParent {
-                path: canonical.to_path_buf(),
+                path: path.to_path_buf(),
                 parent: parent.to_path_buf(),
                 owner: meta.uid(),
                 mode,
@@ -680,11 +700,12 @@ mod tests {
         let open = tmp.path().join("open");
         fs::create_dir(&open).unwrap();
         fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
-        let err = flag(open.join("state")).open().unwrap_err();
+        let err = flag(open.join("state/deeper")).open().unwrap_err();
         assert!(
             matches!(&err, RegistryError::ReplaceableParent { parent, .. } if *parent == fs::canonicalize(&open).unwrap()),
             "{err:?}"
         );
+        assert!(!open.join("state").exists(), "nothing is made there");
         fs::set_permissions(&open, fs::Permissions::from_mode(0o1777)).unwrap();
         flag(open.join("state"))
             .open()
