@@ -840,6 +840,33 @@ mod tests {
     }
 
     #[test]
+    fn a_registry_or_side_file_that_is_a_link_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = state_dir(&tmp);
+        dir.open().unwrap();
+        let target = tmp.path().join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for name in ["registry.db", "registry.db-wal", "registry.db-shm"] {
+            let link = dir.path.join(name);
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            match Registry::open(&dir) {
+                Err(RegistryError::Symlink { path }) => assert!(path.ends_with(name)),
+                Err(other) => panic!("{name}: expected a refusal, got {other}"),
+                Ok(_) => panic!("{name}: the registry was opened through a link"),
+            }
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+            assert_eq!(
+                std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+                0o644
+            );
+            std::fs::remove_file(&link).unwrap();
+        }
+        Registry::open(&dir).expect("opens once the links are gone");
+    }
+
+    #[test]
     fn utc_stamps_are_calendar_dates() {
         assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
         assert_eq!(

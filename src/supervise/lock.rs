@@ -77,17 +77,29 @@ pub fn acquire(state_dir: &Path, project: &str) -> Result<ProjectLock, LockError
 }
 
 /// The pid that holds the lock now, or None when nobody does (or the lock cannot be opened
-/// safely: `acquire` says why).
+/// safely: [`probe`] and `acquire` say why).
 pub fn holder(state_dir: &Path, project: &str) -> Option<i32> {
-    let locks = VerifiedDir::existing_state(state_dir)
-        .ok()??
-        .existing_child_dir(LOCKS_DIR)
-        .ok()??;
-    let mut file = locks.open_existing_file(&lock_name(project)).ok()??;
+    probe(state_dir, project).ok().flatten()
+}
+
+/// The pid that holds the lock now (None when nobody does), or why the lock could not be
+/// taken safely (a link where `locks/` or the lock file should be, another owner): for a
+/// caller that wants to refuse before it starts anything, as `run --detach` does before it
+/// starts a supervisor. Creates nothing.
+pub fn probe(state_dir: &Path, project: &str) -> Result<Option<i32>, LockError> {
+    let Some(state) = VerifiedDir::existing_state(state_dir)? else {
+        return Ok(None);
+    };
+    let Some(locks) = state.existing_child_dir(LOCKS_DIR)? else {
+        return Ok(None);
+    };
+    let Some(mut file) = locks.open_existing_file(&lock_name(project))? else {
+        return Ok(None);
+    };
     if flock(&file, FlockOperation::NonBlockingLockShared).is_ok() {
-        return None;
+        return Ok(None);
     }
-    read_holder(&mut file)
+    Ok(read_holder(&mut file))
 }
 
 fn read_holder(file: &mut File) -> Option<i32> {
@@ -198,6 +210,10 @@ mod tests {
             Ok(_) => panic!("a lock was taken through a link"),
         }
         assert_eq!(holder(&state, "demo"), None);
+        assert!(matches!(
+            probe(&state, "demo"),
+            Err(LockError::Unsafe(RegistryError::Symlink { .. }))
+        ));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "root only\n");
     }
 
