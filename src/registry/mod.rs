@@ -45,7 +45,7 @@ pub enum RegistryError {
         "state directory {} lies under {}, which {}",
         path.display(),
         parent.display(),
-        if *mode & 0o022 != 0 && *mode & 0o1000 == 0 {
+        if *mode & 0o002 != 0 && *mode & 0o1000 == 0 {
             format!("other users can write without the sticky bit (mode {mode:04o}), so they could replace it")
         } else {
             format!("belongs to uid {owner}, who could replace it")

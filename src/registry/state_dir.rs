@@ -23,6 +23,8 @@ const DIR_MODE: u32 = 0o700;
 const FILE_MODE: u32 = 0o600;
 /// Group or others may write: someone else could have put things here.
 const WRITABLE_BY_OTHERS: u32 = 0o022;
+/// Anyone at all may write.
+const WRITABLE_BY_ANYONE: u32 = 0o002;
 const STICKY: u32 = 0o1000;
 /// `sun_path` of a unix socket address, its terminating NUL included.
 const SUN_PATH_MAX: usize = 108;
@@ -182,10 +184,6 @@ impl VerifiedDir {
     /// The canonical path of this directory.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
     }
 
     /// `name` in this directory, as a path (for messages, or for an API that takes a path).
@@ -415,6 +413,12 @@ impl VerifiedDir {
     }
 }
 
+impl AsFd for VerifiedDir {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 /// Makes the directory (0700) and its parents when missing. The parents are not ccscope's to
 /// police beyond [`check_ancestors`]; a symlinked `~/.local/state` is common and fine.
 fn create_missing(path: &Path) -> Result<(), RegistryError> {
@@ -451,9 +455,11 @@ fn deepest_existing(path: &Path) -> Option<PathBuf> {
 }
 
 /// Refuses a state directory `path` that another user could replace: `from` or a directory
-/// above it is theirs, or others may write it without the sticky bit (in a sticky directory
-/// such as /tmp, only the owner of an entry may rename or remove it). `from` is canonical,
-/// so each of these is a real directory.
+/// above it is theirs, or anyone may write it without the sticky bit (in a sticky directory
+/// such as /tmp, only the owner of an entry may rename or remove it). A group-writable
+/// directory above is let be: with user private groups (umask 002) that group is the user
+/// alone, and the state directory itself is still held to "nobody else writes". `from` is
+/// canonical, so each of these is a real directory.
 fn check_ancestors(path: &Path, from: &Path) -> Result<(), RegistryError> {
     let me = crate::proc::sys::euid();
     for parent in from.ancestors() {
@@ -464,7 +470,7 @@ fn check_ancestors(path: &Path, from: &Path) -> Result<(), RegistryError> {
         })?;
         let mode = meta.mode() & 0o7777;
         let foreign = meta.uid() != 0 && meta.uid() != me;
-        if foreign || (mode & WRITABLE_BY_OTHERS != 0 && mode & STICKY == 0) {
+        if foreign || (mode & WRITABLE_BY_ANYONE != 0 && mode & STICKY == 0) {
             return Err(RegistryError::ReplaceableParent {
                 path: path.to_path_buf(),
                 parent: parent.to_path_buf(),
@@ -808,9 +814,11 @@ mod tests {
             short.display()
         );
         assert!(short.starts_with("/proc/self/fd/"), "{}", short.display());
-        // The short form names the same directory.
-        fs::write(&short, "").unwrap();
-        assert!(dir.join("control.sock").is_file());
+        // The short form names the same directory, for bind and connect alike.
+        let listener = std::os::unix::net::UnixListener::bind(&short).unwrap();
+        assert!(dir.join("control.sock").exists());
+        std::os::unix::net::UnixStream::connect(dir.socket_path("control.sock")).unwrap();
+        drop(listener.accept().unwrap());
         let (near, _) = flag(tmp.path().join("near")).open().unwrap();
         assert_eq!(near.socket_path("s"), near.join("s"));
     }
