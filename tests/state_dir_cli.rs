@@ -66,6 +66,18 @@ impl Scene {
         Ran::of(cmd)
     }
 
+    /// `ccscope run` in the foreground, under a deadline: the refusals below come before it
+    /// starts anything (the lock is taken first), so a run that goes on is a failure.
+    fn run_foreground(&self, state: &Path) -> Ran {
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--kill-after=2", "30", env!("CARGO_BIN_EXE_ccscope"), "run"])
+            .current_dir(self.sb.path())
+            .env_remove("CCSCOPE_CONFIG")
+            .env_remove("CCSCOPE_LOG")
+            .env("CCSCOPE_STATE_DIR", state);
+        Ran::of(cmd)
+    }
+
     fn expect_secret_untouched(&self) {
         assert_eq!(
             std::fs::read_to_string(&self.secret).unwrap(),
@@ -150,9 +162,10 @@ fn a_lock_link_planted_by_another_user_is_never_written_through() {
     );
 
     // Made private again by hand, with what was planted still in it: the other user's
-    // `locks/` is not ours.
+    // `locks/` is not ours. (In the foreground: `run --detach` would start a supervisor
+    // first, which then fails on the lock.)
     set_mode(&state, 0o700);
-    let ran = scene.run(&state, &["run", "--detach"]);
+    let ran = scene.run_foreground(&state);
     expect_refused(&ran, &["locks", "belongs to uid"]);
     scene.expect_secret_untouched();
 
@@ -161,7 +174,7 @@ fn a_lock_link_planted_by_another_user_is_never_written_through() {
     std::fs::create_dir(state.join("locks")).unwrap();
     set_mode(&state.join("locks"), 0o700);
     std::os::unix::fs::symlink(&scene.secret, state.join("locks").join(&lock_name)).unwrap();
-    let ran = scene.run(&state, &["run", "--detach"]);
+    let ran = scene.run_foreground(&state);
     expect_refused(
         &ran,
         &[
