@@ -58,13 +58,23 @@ impl Context {
         Ok(config::load(&self.config_request, &self.cwd)?)
     }
 
+    /// The state directory, created if missing, verified (ours, writable by nobody else: one
+    /// that others could write is refused) and canonical, so that every name derived from it
+    /// (sockets, the supervisor's arguments) is the same however the directory was spelled.
+    /// Tightening a loose mode is told as a warning.
     pub fn state_dir(&self, config: Option<&Config>) -> Result<StateDir, CliError> {
         let from_config = config.and_then(|c| c.project.state_dir.as_deref());
-        Ok(StateDir::resolve(
-            self.global.state_dir.as_deref(),
-            from_config,
-            &|k| std::env::var(k).ok(),
-        )?)
+        let chosen = StateDir::resolve(self.global.state_dir.as_deref(), from_config, &|k| {
+            std::env::var(k).ok()
+        })?;
+        let (verified, repairs) = chosen.open()?;
+        for repair in &repairs {
+            self.warn(repair);
+        }
+        Ok(StateDir {
+            path: verified.path().to_path_buf(),
+            origin: chosen.origin,
+        })
     }
 
     /// Opens the registry and tells the user about anything opening had to repair. A registry

@@ -123,6 +123,9 @@ impl From<ConfigError> for CliError {
                     describe_io(&source)
                 ),
             ),
+            other @ (ConfigError::NotAFile { .. } | ConfigError::TooLarge { .. }) => {
+                CliError::new(exit_codes::CONFIG, "config_unreadable", other.to_string())
+            }
             other @ ConfigError::NotFound { .. } => {
                 CliError::new(exit_codes::CONFIG, "config_not_found", other.to_string())
             }
@@ -172,6 +175,7 @@ impl From<crate::launch::LaunchError> for CliError {
             LaunchError::Preflight(_) | LaunchError::Spawn { .. } | LaunchError::Exec { .. } => {
                 (exit_codes::LAUNCH, "launch")
             }
+            LaunchError::Log { .. } => (exit_codes::STATE, "state"),
         };
         let mut err = CliError::new(code, kind, format!("service `{}`: {e}", e.service()));
         err.hint = hint;
@@ -227,6 +231,7 @@ impl From<crate::supervise::lock::LockError> for CliError {
             )
             .with_hint("`ccscope status` shows it; `ccscope stop` stops it"),
             LockError::Io { .. } => CliError::new(exit_codes::STATE, "state", e.to_string()),
+            LockError::Unsafe(e) => e.into(),
         }
     }
 }

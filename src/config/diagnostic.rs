@@ -70,6 +70,20 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("configuration {} is {what}, not a regular file", path.display())]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error(
+        "configuration {} is larger than ccscope reads ({}; the limit is {} KiB)",
+        path.display(),
+        size.map_or("it grew while being read".to_string(), |s| format!("{s} bytes")),
+        limit / 1024
+    )]
+    TooLarge {
+        path: PathBuf,
+        /// Its size when it was opened; None when it grew past the limit while being read.
+        size: Option<u64>,
+        limit: u64,
+    },
     #[error("{}", render_all(diagnostics))]
     Invalid { diagnostics: Vec<Diagnostic> },
     #[error("there is no built-in profile `{name}`")]
@@ -99,6 +113,15 @@ impl ConfigError {
                     .into(),
             ),
             ConfigError::Read { .. } => Some("check the path and its permissions".into()),
+            ConfigError::NotAFile { .. } => Some(
+                "name a regular file with -f or CCSCOPE_CONFIG (a pipe or a device could block or \
+                 never end); to use generated text, write it to a file first"
+                    .into(),
+            ),
+            ConfigError::TooLarge { .. } => Some(
+                "a ccscope.toml is a few kilobytes: check that -f or CCSCOPE_CONFIG names the right file"
+                    .into(),
+            ),
             ConfigError::Invalid { .. } => None,
             ConfigError::UnknownProfile { name, available } => {
                 let names: Vec<&str> = available.to_vec();

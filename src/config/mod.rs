@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 pub use crate::proc::signal::{SIGNALS, TERM as DEFAULT_STOP_SIGNAL};
 pub use diagnostic::{ConfigError, Diagnostic, Location};
 pub use model::*;
+pub use read::MAX_CONFIG_BYTES;
 pub use validate::{RESERVED_ENV, check_unit_name_part, parse_config};
 
 /// The file name looked up in the current directory and its parents.
@@ -50,10 +51,7 @@ pub fn load(request: &ConfigRequest, cwd: &Path) -> Result<Config, ConfigError> 
             start: cwd.to_path_buf(),
         })?,
     };
-    let bytes = std::fs::read(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let bytes = read::read_file(&path)?;
     let base = path.parent().unwrap_or(cwd).to_path_buf();
     let shown = request
         .file

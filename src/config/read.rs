@@ -6,15 +6,92 @@
 //! deserialized on their own; a table that does not fit is tried again one key at a time, so
 //! that an unknown key and a wrong type in one service are both found. Spans stay those of the
 //! whole text, so every error keeps its line and column.
+//!
+//! The text itself comes from [`read_file`]: a regular file only, up to
+//! [`MAX_CONFIG_BYTES`], so that a wrong `-f` (a device, a FIFO, a huge file) fails at once
+//! instead of blocking or filling memory.
 
 use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Read;
 use std::ops::Range;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue, Error, ValueDeserializer};
 
+use super::ConfigError;
 use super::schema::{RawConfig, RawDefaults, RawProject, RawService};
+
+/// The largest configuration file ccscope reads: 1 MiB, hundreds of times a real one, and a
+/// bound on what a wrong `-f` can make it read. The README says it too.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// The bytes of the configuration file at `path` (a link to one is fine: it is only read).
+/// Anything but a regular file is refused without reading from it, and so is a file larger
+/// than [`MAX_CONFIG_BYTES`].
+pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
+    read_bounded(path, MAX_CONFIG_BYTES)
+}
+
+fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ConfigError> {
+    let read_error = |source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Non-blocking, so that opening a FIFO returns at once (to be refused below) instead of
+    // waiting for a writer; a regular file ignores the flag.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(read_error)?;
+    let meta = file.metadata().map_err(read_error)?;
+    if !meta.is_file() {
+        return Err(ConfigError::NotAFile {
+            path: path.to_path_buf(),
+            what: describe(meta.file_type()),
+        });
+    }
+    if meta.len() > limit {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: Some(meta.len()),
+            limit,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // One byte more than the limit tells a file that grew past it since the fstat.
+    file.take(limit + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size: None,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+fn describe(kind: std::fs::FileType) -> &'static str {
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "of an unknown type"
+    }
+}
 
 /// What could be read, and every error met on the way.
 #[derive(Debug, Default)]
@@ -116,4 +193,51 @@ fn fit<T: DeserializeOwned>(value: &Spanned<DeValue<'_>>) -> (Option<T>, Vec<Err
 
 fn deserialize<T: DeserializeOwned>(value: &Spanned<DeValue<'_>>) -> Result<T, Error> {
     T::deserialize(ValueDeserializer::from(value.clone()))
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn a_regular_file_within_the_limit_is_read_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("c.toml");
+        std::fs::write(&path, "x".repeat(100)).unwrap();
+        assert_eq!(read_bounded(&path, 100).unwrap().len(), 100);
+        match read_bounded(&path, 99) {
+            Err(ConfigError::TooLarge {
+                size: Some(100),
+                limit: 99,
+                ..
+            }) => {}
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn devices_fifos_and_directories_are_refused_without_reading() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fifo = tmp.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        // A blocking open of a FIFO without a writer would never return: this test ending
+        // at all is half of what it checks.
+        for (path, what) in [
+            (fifo.as_path(), "a FIFO (named pipe)"),
+            (Path::new("/dev/zero"), "a character device"),
+            (tmp.path(), "a directory"),
+        ] {
+            match read_file(path) {
+                Err(ConfigError::NotAFile { what: found, .. }) => assert_eq!(found, what),
+                other => panic!("{}: expected NotAFile, got {other:?}", path.display()),
+            }
+        }
+    }
 }

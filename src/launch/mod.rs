@@ -13,7 +13,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-pub use output::{OutputTarget, log_file_path};
+pub use output::{OutputTarget, log_file_path, open_log_file};
 pub use preflight::{PreflightError, parse_env_file};
 
 use crate::config::Limits;
@@ -119,6 +119,13 @@ pub enum LaunchError {
         program: String,
         reason: String,
     },
+    /// Its log file in the state directory cannot be opened safely.
+    #[error("could not open its log file: {source}")]
+    Log {
+        service: String,
+        #[source]
+        source: crate::registry::RegistryError,
+    },
 }
 
 impl LaunchError {
@@ -129,13 +136,15 @@ impl LaunchError {
             LaunchError::Spawn { service, .. }
             | LaunchError::Contain { service, .. }
             | LaunchError::Limits { service, .. }
-            | LaunchError::Exec { service, .. } => service,
+            | LaunchError::Exec { service, .. }
+            | LaunchError::Log { service, .. } => service,
         }
     }
 
     pub fn hint(&self) -> Option<String> {
         match self {
             LaunchError::Preflight(p) => p.hint(),
+            LaunchError::Log { source, .. } => source.hint(),
             LaunchError::Limits { .. } => Some(
                 "drop the limits, or run without --strict-limits to start with a warning".into(),
             ),
@@ -300,7 +309,13 @@ fn trampoline_command(
     status_write: &OwnedFd,
     tap: Option<OwnedFd>,
 ) -> Result<(Command, Option<output::Forward>), LaunchError> {
-    let opened = output::open(&spec.output, tap).map_err(|e| spawn_error(spec, e))?;
+    let opened = output::open(&spec.output, tap).map_err(|e| match e {
+        output::OpenError::Io(e) => spawn_error(spec, e),
+        output::OpenError::Log(source) => LaunchError::Log {
+            service: spec.service.clone(),
+            source,
+        },
+    })?;
     let mut keep = vec![go_read.as_raw_fd(), status_write.as_raw_fd()];
     let mut command = Command::new(&spec.launcher);
     command

@@ -1,12 +1,18 @@
 //! Where a service's stdout and stderr go: journald, through a forwarder in the service's
 //! scope that adds the service's fields (see `forward`), or, without journald, a log file per
 //! service in the state directory. Never a pipe that nobody reads.
+//!
+//! A log file in the state directory is opened through the verified directory, never through
+//! a link (see [`open_log_file`]).
 
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+
+use crate::registry::{RegistryError, VerifiedDir};
 
 /// journald's socket, whose presence says journald runs.
 const JOURNAL_SOCKET: &str = crate::audit::journal::JOURNAL_SOCKET;
@@ -18,7 +24,14 @@ pub enum OutputTarget {
     /// journald, each line tagged `SYSLOG_IDENTIFIER=<service>` and the `CCSCOPE_*` fields;
     /// the scope tags `_SYSTEMD_USER_UNIT`.
     Journald,
-    /// Append to this file.
+    /// Append to the log file `<state_dir>/logs/<project>/<service>.log` ([`open_log_file`]).
+    StateLog {
+        state_dir: PathBuf,
+        project: String,
+        service: String,
+    },
+    /// Append to this file, which the caller chose (outside the state directory); opened
+    /// without following a link in its last component.
     File(PathBuf),
     /// ccscope's own stdout and stderr (`ccscope exec`).
     Inherit,
@@ -30,11 +43,16 @@ impl OutputTarget {
         if Path::new(JOURNAL_SOCKET).exists() {
             OutputTarget::Journald
         } else {
-            OutputTarget::File(log_file_path(state_dir, project, service))
+            OutputTarget::StateLog {
+                state_dir: state_dir.to_path_buf(),
+                project: project.to_string(),
+                service: service.to_string(),
+            }
         }
     }
 }
 
+/// Where [`open_log_file`] writes, for messages.
 pub fn log_file_path(state_dir: &Path, project: &str, service: &str) -> PathBuf {
     state_dir
         .join("logs")
@@ -62,7 +80,7 @@ pub(super) struct Opened {
 
 /// Opens the service's output. With `tap`, a pipe's write end for the forwarder to copy every
 /// line to; the caller keeps the read end.
-pub(super) fn open(target: &OutputTarget, tap: Option<OwnedFd>) -> io::Result<Opened> {
+pub(super) fn open(target: &OutputTarget, tap: Option<OwnedFd>) -> Result<Opened, OpenError> {
     let file = match target {
         OutputTarget::Inherit => {
             return Ok(Opened {
@@ -72,19 +90,24 @@ pub(super) fn open(target: &OutputTarget, tap: Option<OwnedFd>) -> io::Result<Op
             });
         }
         OutputTarget::Journald => None,
-        OutputTarget::File(path) => {
-            let file = open_log(path)?;
-            if tap.is_none() {
-                // Nobody reads along: the service writes to the file itself.
-                let copy = file.try_clone()?;
-                return Ok(Opened {
-                    stdout: Stdio::from(file),
-                    stderr: Stdio::from(copy),
-                    forward: None,
-                });
-            }
-            Some(OwnedFd::from(file))
+        OutputTarget::StateLog {
+            state_dir,
+            project,
+            service,
+        } => Some(open_log_file(state_dir, project, service).map_err(OpenError::Log)?),
+        OutputTarget::File(path) => Some(open_chosen_log(path)?),
+    };
+    let file = match (file, &tap) {
+        (Some(file), None) => {
+            // Nobody reads along: the service writes to the file itself.
+            let copy = file.try_clone()?;
+            return Ok(Opened {
+                stdout: Stdio::from(file),
+                stderr: Stdio::from(copy),
+                forward: None,
+            });
         }
+        (file, _) => file.map(OwnedFd::from),
     };
     let (out_read, out_write) = crate::proc::sys::pipe()?;
     let (err_read, err_write) = crate::proc::sys::pipe()?;
@@ -100,14 +123,100 @@ pub(super) fn open(target: &OutputTarget, tap: Option<OwnedFd>) -> io::Result<Op
     })
 }
 
-fn open_log(path: &Path) -> io::Result<fs::File> {
+/// Why the output could not be opened.
+pub(super) enum OpenError {
+    Io(io::Error),
+    /// The log file in the state directory (the message names it and says why).
+    Log(RegistryError),
+}
+
+impl From<io::Error> for OpenError {
+    fn from(e: io::Error) -> Self {
+        OpenError::Io(e)
+    }
+}
+
+/// Opens the log file `<state_dir>/logs/<project>/<name>.log` to append to it (created
+/// 0600), every step relative to the verified state directory and never through a link; a
+/// file grown past 8 MiB is first renamed to `<name>.log.1`. Used for a service's output
+/// without journald, and for a daemonised supervisor's own output (`name` "supervisor").
+pub fn open_log_file(
+    state_dir: &Path,
+    project: &str,
+    name: &str,
+) -> Result<fs::File, RegistryError> {
+    let dir = VerifiedDir::create_state(state_dir)?
+        .child_dir("logs")?
+        .child_dir(project)?;
+    let file = format!("{name}.log");
+    if dir
+        .check_entry(&file)?
+        .is_some_and(|len| len > ROTATE_BYTES)
+    {
+        dir.rename(&file, &format!("{file}.1"))?;
+    }
+    let (log, repair) = dir.create_file(&file, true)?;
+    if let Some(repair) = repair {
+        tracing::warn!("{repair}");
+    }
+    Ok(log)
+}
+
+/// A log file the caller named: its directory is the caller's; only its last component is
+/// kept from being a link.
+fn open_chosen_log(path: &Path) -> io::Result<fs::File> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    if fs::metadata(path).is_ok_and(|m| m.len() > ROTATE_BYTES) {
-        let mut rotated = path.as_os_str().to_owned();
-        rotated.push(".1");
-        fs::rename(path, rotated)?;
+    fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_file_is_made_0600_under_0700_directories_and_never_through_a_link() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        drop(open_log_file(&state, "demo", "web").unwrap());
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o777;
+        assert_eq!(mode(&log_file_path(&state, "demo", "web")), 0o600);
+        assert_eq!(mode(&state.join("logs")), 0o700);
+        assert_eq!(mode(&state.join("logs/demo")), 0o700);
+        let target = tmp.path().join("precious");
+        fs::write(&target, "keep").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&target, log_file_path(&state, "demo", "api")).unwrap();
+        assert!(matches!(
+            open_log_file(&state, "demo", "api"),
+            Err(RegistryError::Symlink { .. })
+        ));
+        std::os::unix::fs::symlink(tmp.path(), state.join("logs/other")).unwrap();
+        assert!(matches!(
+            open_log_file(&state, "other", "web"),
+            Err(RegistryError::Symlink { .. })
+        ));
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(mode(&target), 0o644);
     }
-    fs::OpenOptions::new().create(true).append(true).open(path)
+
+    #[test]
+    fn a_big_log_file_is_rotated_at_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let log = open_log_file(&state, "demo", "web").unwrap();
+        log.set_len(ROTATE_BYTES + 1).unwrap();
+        drop(log);
+        let fresh = open_log_file(&state, "demo", "web").unwrap();
+        assert_eq!(fresh.metadata().unwrap().len(), 0);
+        let rotated = state.join("logs/demo/web.log.1");
+        assert_eq!(fs::metadata(rotated).unwrap().len(), ROTATE_BYTES + 1);
+    }
 }

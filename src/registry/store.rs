@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::migrations::{self, Migration};
 use super::{
     NewProcess, NewRun, ProcessFilter, ProcessRecord, ProcessSource, ProcessStatus, RegistryError,
-    RunRecord, RunState, ServiceStateRecord, StateDir,
+    RunRecord, RunState, ServiceStateRecord, StateDir, VerifiedDir,
 };
 use crate::proc::{LivenessProbe, ProcessIdentity};
 
@@ -33,20 +33,23 @@ pub struct OpenReport {
 const PROCESS_COLUMNS: &str = "pid, start_time, command_line, project, service, run_id, unit, cgroup, ports, status, source, registered_at_ms";
 
 impl Registry {
-    /// Opens (creating if needed) the registry in `state_dir`.
+    /// Opens (creating if needed) the registry in `state_dir`, which is opened and verified
+    /// first; the file is created and checked relative to that directory's descriptor, never
+    /// through a link.
     pub fn open(state_dir: &StateDir) -> Result<(Registry, OpenReport), RegistryError> {
+        let (dir, repairs) = state_dir.open()?;
         let mut report = OpenReport {
-            repairs: state_dir.ensure()?,
+            repairs,
             ..OpenReport::default()
         };
-        let path = state_dir.registry_path();
-        report.repairs.extend(state_dir.ensure_registry_file()?);
+        let path = dir.join(REGISTRY_FILE);
+        report.repairs.extend(ensure_registry_file(&dir)?);
         let opened = match retry_busy(|| open_checked(&path)) {
             Ok(opened) => opened,
             Err(e) if is_corruption(&e) => {
-                let aside = move_aside(&path)?;
+                let aside = move_aside(&dir)?;
                 report.moved_aside = Some(aside);
-                state_dir.ensure_registry_file()?;
+                ensure_registry_file(&dir)?;
                 retry_busy(|| open_checked(&path)).map_err(|source| sqlite(&path, source))?
             }
             Err(source) => return Err(sqlite(&path, source)),
@@ -424,7 +427,14 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
 /// Opens the file and proves it is a sound SQLite database of a schema this build knows;
 /// only then is anything written to it (the switch to WAL mode writes its header).
 fn open_checked(path: &Path) -> Result<Opened, rusqlite::Error> {
-    let conn = Connection::open(path)?;
+    // The path is canonical and the file was checked through the directory's descriptor;
+    // NOFOLLOW makes SQLite refuse a link that appeared since, and it opens its -wal, -shm
+    // and -journal files with O_NOFOLLOW itself.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let verdict: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
     if verdict != "ok" {
@@ -457,27 +467,38 @@ fn is_corruption(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// The registry's file name in the state directory.
+const REGISTRY_FILE: &str = "registry.db";
+/// The files SQLite keeps beside it.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Creates the registry file 0600 if it is missing and tightens the mode of an existing one,
+/// through the directory's descriptor; refuses a link, or anything but a file of ours, there
+/// or where SQLite's side files go (SQLite opens those by path).
+fn ensure_registry_file(dir: &VerifiedDir) -> Result<Option<String>, RegistryError> {
+    for suffix in SIDE_FILES {
+        dir.check_entry(&format!("{REGISTRY_FILE}{suffix}"))?;
+    }
+    let (_file, repair) = dir.create_file(REGISTRY_FILE, false)?;
+    Ok(repair)
+}
+
 /// Renames the corrupt file (and its WAL and shared-memory files) to `…corrupt-<timestamp>`.
-fn move_aside(path: &Path) -> Result<PathBuf, RegistryError> {
+fn move_aside(dir: &VerifiedDir) -> Result<PathBuf, RegistryError> {
     let stamp = utc_stamp(SystemTime::now());
-    let aside = PathBuf::from(format!("{}.corrupt-{stamp}", path.display()));
-    std::fs::rename(path, &aside).map_err(|source| RegistryError::Io {
-        action: "move the corrupt registry aside from",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    for suffix in ["-wal", "-shm"] {
-        let side = PathBuf::from(format!("{}{suffix}", path.display()));
-        if side.exists() {
-            let side_aside = PathBuf::from(format!("{}{suffix}", aside.display()));
+    let aside = format!("{REGISTRY_FILE}.corrupt-{stamp}");
+    dir.rename(REGISTRY_FILE, &aside)?;
+    for suffix in SIDE_FILES {
+        let side = format!("{REGISTRY_FILE}{suffix}");
+        if dir.check_entry(&side)?.is_some() {
             // The main file is already aside; a side file that cannot move is removed so the
             // fresh database does not pick it up.
-            if std::fs::rename(&side, &side_aside).is_err() {
-                let _ = std::fs::remove_file(&side);
+            if dir.rename(&side, &format!("{aside}{suffix}")).is_err() {
+                dir.remove_file(&side)?;
             }
         }
     }
-    Ok(aside)
+    Ok(dir.join(&aside))
 }
 
 /// `20261128T041500Z` for the given instant.
@@ -749,7 +770,7 @@ mod tests {
     fn a_corrupt_file_is_moved_aside_and_replaced() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = state_dir(&tmp);
-        dir.ensure().unwrap();
+        dir.open().unwrap();
         std::fs::write(
             dir.registry_path(),
             b"this is not a database, it is a grocery list",
@@ -816,6 +837,33 @@ mod tests {
             Ok(_) => panic!("expected SchemaTooNew, got a registry"),
         }
         assert_eq!(std::fs::read(dir.registry_path()).unwrap(), before);
+    }
+
+    #[test]
+    fn a_registry_or_side_file_that_is_a_link_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = state_dir(&tmp);
+        dir.open().unwrap();
+        let target = tmp.path().join("precious");
+        std::fs::write(&target, "keep").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for name in ["registry.db", "registry.db-wal", "registry.db-shm"] {
+            let link = dir.path.join(name);
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            match Registry::open(&dir) {
+                Err(RegistryError::Symlink { path }) => assert!(path.ends_with(name)),
+                Err(other) => panic!("{name}: expected a refusal, got {other}"),
+                Ok(_) => panic!("{name}: the registry was opened through a link"),
+            }
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+            assert_eq!(
+                std::fs::metadata(&target).unwrap().permissions().mode() & 0o777,
+                0o644
+            );
+            std::fs::remove_file(&link).unwrap();
+        }
+        Registry::open(&dir).expect("opens once the links are gone");
     }
 
     #[test]

@@ -1,12 +1,20 @@
 //! One supervisor per project: an exclusive `flock` on `<state>/locks/<project>.lock`, held for
 //! the supervisor's life (the kernel drops it when the process dies, however it dies). The
 //! file says who holds it, so a second `run` can name the holder.
+//!
+//! The directory and the file are opened through the verified state directory, never through
+//! a link: a `locks/<project>.lock` that is a symlink (to a file ccscope must not write) is
+//! refused and its target left alone.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
+
+use crate::registry::{RegistryError, VerifiedDir};
+
+const LOCKS_DIR: &str = "locks";
 
 pub struct ProjectLock {
     _file: File,
@@ -26,29 +34,31 @@ pub enum LockError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The state directory, `locks/` or the lock file cannot be used safely.
+    #[error(transparent)]
+    Unsafe(#[from] RegistryError),
 }
 
 pub fn lock_path(state_dir: &Path, project: &str) -> PathBuf {
-    state_dir.join("locks").join(format!("{project}.lock"))
+    state_dir.join(LOCKS_DIR).join(lock_name(project))
+}
+
+fn lock_name(project: &str) -> String {
+    format!("{project}.lock")
 }
 
 /// Takes the project's lock, or says who holds it.
 pub fn acquire(state_dir: &Path, project: &str) -> Result<ProjectLock, LockError> {
-    let path = lock_path(state_dir, project);
+    let locks = VerifiedDir::create_state(state_dir)?.child_dir(LOCKS_DIR)?;
+    let path = locks.join(&lock_name(project));
     let io = |source| LockError::Io {
         path: path.clone(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
+    let (mut file, repair) = locks.create_file(&lock_name(project), false)?;
+    if let Some(repair) = repair {
+        tracing::warn!("{repair}");
     }
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
     if let Err(err) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
         let err = std::io::Error::from(err);
         if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
@@ -66,13 +76,30 @@ pub fn acquire(state_dir: &Path, project: &str) -> Result<ProjectLock, LockError
     Ok(ProjectLock { _file: file, path })
 }
 
-/// The pid that holds the lock now, or None when nobody does.
+/// The pid that holds the lock now, or None when nobody does (or the lock cannot be opened
+/// safely: [`probe`] and `acquire` say why).
 pub fn holder(state_dir: &Path, project: &str) -> Option<i32> {
-    let mut file = File::open(lock_path(state_dir, project)).ok()?;
+    probe(state_dir, project).ok().flatten()
+}
+
+/// The pid that holds the lock now (None when nobody does), or why the lock could not be
+/// taken safely (a link where `locks/` or the lock file should be, another owner): for a
+/// caller that wants to refuse before it starts anything, as `run --detach` does before it
+/// starts a supervisor. Creates nothing.
+pub fn probe(state_dir: &Path, project: &str) -> Result<Option<i32>, LockError> {
+    let Some(state) = VerifiedDir::existing_state(state_dir)? else {
+        return Ok(None);
+    };
+    let Some(locks) = state.existing_child_dir(LOCKS_DIR)? else {
+        return Ok(None);
+    };
+    let Some(mut file) = locks.open_existing_file(&lock_name(project))? else {
+        return Ok(None);
+    };
     if flock(&file, FlockOperation::NonBlockingLockShared).is_ok() {
-        return None;
+        return Ok(None);
     }
-    read_holder(&mut file)
+    Ok(read_holder(&mut file))
 }
 
 fn read_holder(file: &mut File) -> Option<i32> {
@@ -160,6 +187,34 @@ mod tests {
         assert!(acquire(dir.path(), "other").is_ok(), "projects lock apart");
         other.die();
         assert_eq!(holder(dir.path(), "demo"), None);
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_link_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "root only\n").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::create_dir_all(state.join("locks")).unwrap();
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(state.join("locks"), std::fs::Permissions::from_mode(0o700))
+            .unwrap();
+        std::os::unix::fs::symlink(&target, lock_path(&state, "demo")).unwrap();
+        match acquire(&state, "demo") {
+            Err(LockError::Unsafe(RegistryError::Symlink { path })) => {
+                assert!(path.ends_with("locks/demo.lock"), "{}", path.display())
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+            Ok(_) => panic!("a lock was taken through a link"),
+        }
+        assert_eq!(holder(&state, "demo"), None);
+        assert!(matches!(
+            probe(&state, "demo"),
+            Err(LockError::Unsafe(RegistryError::Symlink { .. }))
+        ));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "root only\n");
     }
 
     #[test]
