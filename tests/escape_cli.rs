@@ -76,10 +76,24 @@ fn row_of(doc: &serde_json::Value, pid: i32) -> Option<&serde_json::Value> {
 #[test]
 #[ignore = "system test: needs root, the user manager and a writable cgroup v2 tree (scripts/test.sh)"]
 fn a_service_that_escaped_its_cgroup_environment_and_name_is_found_by_its_pipe_and_stopped() {
+    escape_then(&["stop", "--json"], "escape");
+}
+
+/// The same with `--force`: the scope (and the forwarder, the trail's other end) is killed at
+/// once, and the escapee is still found.
+#[test]
+#[ignore = "system test: needs root, the user manager and a writable cgroup v2 tree (scripts/test.sh)"]
+fn a_forced_stop_still_follows_the_pipe_to_an_escaped_process() {
+    escape_then(&["stop", "--force", "--json"], "escape-force");
+}
+
+/// A service whose grandchild escapes (the recipe), then `stop_args`: COMPLETE, no
+/// survivor, the escapee among the strays and gone.
+fn escape_then(stop_args: &[&str], tag: &str) {
     require_test_env();
-    let project = project("escape");
+    let project = project(tag);
     let sb = Sandbox::new();
-    let cgroup = TestCgroup::new("escape");
+    let cgroup = TestCgroup::new(tag);
     let pid_file = sb.path().join("escaped.pid");
     // The grandchild: it says who it is, moves itself out of the scope, and becomes `sleep`
     // with an empty environment and a kernel thread's argv[0] (bash: dash has no `exec -a`),
@@ -145,7 +159,7 @@ fn a_service_that_escaped_its_cgroup_environment_and_name_is_found_by_its_pipe_a
     assert_eq!(row["inside_scope"], false, "{row}");
     assert_eq!(row["source"], "discovered", "{row}");
 
-    let report = sb.run(&["stop", "--json"]).expect_code(0).json();
+    let report = sb.run(stop_args).expect_code(0).json();
     assert_eq!(report["outcome"], "complete", "{report}");
     assert_eq!(report["survivors"], serde_json::json!([]), "{report}");
     let strays = report["strays"].as_array().unwrap();
