@@ -1,6 +1,8 @@
-//! The stop flow: graceful in reverse dependency order, then strays found by their markers,
-//! then force, then registry cleanup, then a fresh scan that proves nothing is left. It needs
-//! no supervisor: scopes are found by name, strays by the markers they inherited.
+//! The stop flow: graceful in reverse dependency order, then strays found by discovery, then
+//! force, then registry cleanup, then a fresh scan that proves nothing is left. It needs no
+//! supervisor: scopes are found by name, strays by the markers they inherited, the discover
+//! rules, or the service's output pipe they still hold. Another user's processes are never
+//! strays or survivors, whatever their markers say.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -324,14 +326,14 @@ pub async fn stop(
         ms = started.elapsed().as_millis() as u64,
         "stop: registry done"
     );
-    let found = identities(&strays);
+    let stray_ids = identities(&strays);
     report.survivors = survivors(
         project,
         &protected,
         &report.spared,
         backends,
         &parents,
-        &found,
+        &stray_ids,
     )
     .await;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: verified");
@@ -398,7 +400,8 @@ fn mark_killed(mut strays: Vec<StrayStop>, ends: &[escalate::ProcessEnd]) -> Vec
 }
 
 /// Everything of the project still alive: in a scope, marked anywhere, or a stray the stop
-/// found (by identity: what it found without markers, it finds again). A killed process
+/// found, looked for by its identity (one found by the pipe it held carries no marker to be
+/// found again by). A killed process
 /// can take a moment to leave: what is seen is waited on (its cgroup's `populated 0`, its
 /// pidfd) for up to [`KILL_WAIT`], and then looked at again.
 async fn survivors(
