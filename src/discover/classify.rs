@@ -1,8 +1,9 @@
 //! Which processes of a scan belong to a project, and how:
 //! - **managed**: inside one of the project's scopes (cgroups, or process groups);
 //! - **stray**: ours, but outside containment: it carries the project's markers, or matches a
-//!   service's discovery rules (command-line regexes, executable names), or descends from such
-//!   a process (the service is inherited down the tree);
+//!   service's discovery rules (command-line regexes, executable names), or holds a service's
+//!   output pipe (the trail, see `trail`: whatever its cgroup, environment or argv[0]), or
+//!   descends from such a process (the service is inherited down the tree);
 //! - **foreign**: not ours, but holding a port a service declares, or matching the project
 //!   while owned by another user (never adopted, never signalled).
 //!
@@ -15,6 +16,7 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::scan::{ScannedProcess, Snapshot};
+use super::trail::Trail;
 use crate::config::{Config, Launch};
 use crate::contain::ScopeHandle;
 
@@ -116,17 +118,53 @@ pub fn protected(snapshot: &Snapshot) -> BTreeSet<i32> {
     protected
 }
 
-/// Classifies every process of `snapshot` that concerns `config`'s project.
-pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Vec<Classified> {
-    classify_with(snapshot, config, scopes, &owned_by)
+/// What classification asks of the live system beyond the snapshot (unit tests answer with a
+/// fake).
+pub trait Probe {
+    /// Whether the process is plainly ours (see [`owned_by`]).
+    fn owned_by(&self, p: &ScannedProcess, me: u32) -> bool;
+    /// The inodes among `pid`'s open descriptors that `trail` wants.
+    fn held(&self, pid: i32, trail: &Trail) -> Vec<u64>;
 }
 
-/// The same, with the test of "this process is plainly ours" given (unit tests use a fake).
+/// The real /proc.
+pub struct Live;
+
+impl Probe for Live {
+    fn owned_by(&self, p: &ScannedProcess, me: u32) -> bool {
+        owned_by(p, me)
+    }
+
+    fn held(&self, pid: i32, trail: &Trail) -> Vec<u64> {
+        super::scan::held_inodes(Path::new("/proc"), pid, |i| trail.wants(i))
+    }
+}
+
+/// Classifies every process of `snapshot` that concerns `config`'s project, following the
+/// trail of the scopes' forwarders as read now.
+pub fn classify(snapshot: &Snapshot, config: &Config, scopes: &Scopes<'_>) -> Vec<Classified> {
+    let trail = Trail::read(Path::new("/proc"), scopes.scopes);
+    classify_traced(snapshot, config, scopes, &trail)
+}
+
+/// The same, with the trail read earlier (`stop` reads it before anything is signalled: a
+/// killed forwarder leaves none).
+pub fn classify_traced(
+    snapshot: &Snapshot,
+    config: &Config,
+    scopes: &Scopes<'_>,
+    trail: &Trail,
+) -> Vec<Classified> {
+    classify_with(snapshot, config, scopes, trail, &Live)
+}
+
+/// The same, with the live system's answers given.
 pub fn classify_with(
     snapshot: &Snapshot,
     config: &Config,
     scopes: &Scopes<'_>,
-    owned_by: &dyn Fn(&ScannedProcess, u32) -> bool,
+    trail: &Trail,
+    probe: &dyn Probe,
 ) -> Vec<Classified> {
     let project = config.project.name.as_str();
     let me = crate::proc::sys::euid();
@@ -233,7 +271,7 @@ pub fn classify_with(
             }),
         };
         if let Some((service, reason)) = matched {
-            let (class, reason) = if owned_by(p, me) {
+            let (class, reason) = if probe.owned_by(p, me) {
                 (Class::Stray, reason)
             } else {
                 (
@@ -242,6 +280,37 @@ pub fn classify_with(
                 )
             };
             found.insert(p.pid, entry(p, class, service, None, reason));
+        }
+    }
+    // Holders of a service's output pipe outside the project's scopes are the service's,
+    // whatever their cgroup, environment or argv[0] (the pipe beats markers). Only our uid's
+    // processes that started no earlier than the oldest service can hold one: only their
+    // descriptors are read. Another user's never are.
+    if let Some(since) = trail.since().filter(|_| !trail.is_empty()) {
+        let mut candidates: Vec<&ScannedProcess> = snapshot
+            .processes
+            .values()
+            .filter(|p| {
+                p.uid == me
+                    && p.start_time >= since
+                    && !protected.contains(&p.pid)
+                    && !found.contains_key(&p.pid)
+                    && in_scope(p).is_none()
+                    // A kernel thread has no descriptors.
+                    && !(p.exe.is_none() && p.command_line.is_empty())
+            })
+            .collect();
+        candidates.sort_by_key(|p| p.pid);
+        for p in candidates {
+            let held = probe.held(p.pid, trail);
+            let Some(channel) = trail.judge(&held) else {
+                continue;
+            };
+            if probe.owned_by(p, me) {
+                let service = Some(channel.service.clone());
+                let reason = channel.reason();
+                found.insert(p.pid, entry(p, Class::Stray, service, None, reason));
+            }
         }
     }
     // Descendants of strays are strays of the same service. The walk stops at a process
@@ -270,7 +339,7 @@ pub fn classify_with(
                 && in_scope(p).is_none()
                 && !in_any_ccscope_cgroup(p)
                 && p.markers.as_ref().is_none_or(|m| m.project == project)
-                && owned_by(p, me);
+                && probe.owned_by(p, me);
             if !inherits || found.get(&pid).is_some_and(|c| c.class != Class::Stray) {
                 continue;
             }
@@ -332,10 +401,19 @@ pub async fn discover(
 /// for a non-dumpable process) and every uid of /proc/PID/status (real, effective, saved,
 /// filesystem) are ours.
 pub fn owned_by(p: &ScannedProcess, me: u32) -> bool {
-    if p.uid != me {
-        return false;
-    }
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", p.pid)) else {
+    p.uid == me && status_uids_are(p.pid, me)
+}
+
+/// The same for a live process known by its pid alone, read from /proc now (false if it is
+/// gone or cannot be read).
+pub fn pid_owned_by(pid: i32, me: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == me)
+        && status_uids_are(pid, me)
+}
+
+fn status_uids_are(pid: i32, me: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return false;
     };
     status
@@ -365,6 +443,24 @@ fn ports_of(p: &ScannedProcess) -> Vec<u16> {
 mod tests {
     use super::*;
     use crate::discover::scan::Listening;
+    use crate::discover::trail::ForwarderSeen;
+
+    /// Owned means the uid matches; each pid holds the inodes given.
+    #[derive(Default)]
+    struct Fake {
+        held: HashMap<i32, Vec<u64>>,
+    }
+
+    impl Probe for Fake {
+        fn owned_by(&self, p: &ScannedProcess, me: u32) -> bool {
+            p.uid == me
+        }
+
+        fn held(&self, pid: i32, trail: &Trail) -> Vec<u64> {
+            let held = self.held.get(&pid).cloned().unwrap_or_default();
+            held.into_iter().filter(|i| trail.wants(*i)).collect()
+        }
+    }
 
     fn process(pid: i32, ppid: i32, uid: u32, cmd: &str) -> ScannedProcess {
         ScannedProcess {
@@ -462,7 +558,8 @@ mod tests {
                 scopes: &scopes,
                 v2_mount: Some(Path::new("/sys/fs/cgroup")),
             },
-            &|p, me| p.uid == me,
+            &Trail::default(),
+            &Fake::default(),
         );
         let view: Vec<(i32, Class, Option<&str>)> = got
             .iter()
@@ -491,5 +588,125 @@ mod tests {
         assert!(why(40).contains("CCSCOPE_PROJECT=cc"), "{}", why(40));
         assert!(why(50).contains("port 8110"), "{}", why(50));
         assert!(why(60).contains("uid"), "{}", why(60));
+    }
+
+    #[test]
+    fn a_holder_of_a_services_output_pipe_is_its_stray_whatever_it_says_of_itself() {
+        let me = crate::proc::sys::euid();
+        let mut snapshot = Snapshot::default();
+        let mut add = |pid: i32, ppid: i32, uid: u32, cmd: &str, start: u64, cgroup: &str| {
+            let mut p = process(pid, ppid, uid, cmd);
+            p.start_time = start;
+            p.cgroup = Some(cgroup.into());
+            p.exe = Some("sleep".into());
+            snapshot.processes.insert(pid, p);
+        };
+        let scope_cg = "/ccscope/cc/worker";
+        add(10, 1, me, "worker", 1000, scope_cg);
+        add(
+            11,
+            1,
+            me,
+            "ccscope __journal-forward 23 25 10 - 22",
+            1001,
+            scope_cg,
+        );
+        // Escaped: another cgroup, no markers, a kernel thread's name.
+        add(30, 1, me, "[kworker/u8:2] 300", 1500, "/elsewhere");
+        add(31, 30, me, "sleep 5", 1600, "/elsewhere");
+        // Holds the pipe but is older than the service: handed it, not forked with it.
+        add(40, 1, me, "logger", 900, "/user.slice");
+        // Another user's holder, and the supervisor (it reads the tap).
+        add(50, 1, me + 1, "sleep 300", 1500, "/elsewhere");
+        add(
+            60,
+            1,
+            me,
+            "ccscope run",
+            990,
+            "/system.slice/ccscope-cc.service",
+        );
+        add(
+            61,
+            1,
+            me,
+            "ccscope run",
+            1200,
+            "/system.slice/ccscope-cc.service",
+        );
+        add(70, 1, me, "unrelated", 1700, "/user.slice");
+        let scope = ScopeHandle {
+            backend: crate::contain::BackendKind::Cgroupfs,
+            project: "cc".into(),
+            service: "worker".into(),
+            instance: None,
+            unit: None,
+            cgroup: Some("/sys/fs/cgroup/ccscope/cc/worker".into()),
+            pgid: None,
+            run_id: None,
+        };
+        let scopes = [(scope, vec![10, 11])];
+        let mut trail = Trail::default();
+        trail.add(
+            "worker",
+            &ForwarderSeen {
+                out: Some("pipe:[500]".into()),
+                err: Some("pipe:[501]".into()),
+                tap: Some("pipe:[502]".into()),
+                start_time: 1001,
+                service_start_time: Some(1000),
+            },
+        );
+        let fake = Fake {
+            held: [
+                (10, vec![500, 501]),
+                (30, vec![500, 501]),
+                (40, vec![500]),
+                (50, vec![500]),
+                (61, vec![502, 500]),
+                (70, vec![7]),
+            ]
+            .into(),
+        };
+        let got = classify_with(
+            &snapshot,
+            &config(),
+            &Scopes {
+                scopes: &scopes,
+                v2_mount: Some(Path::new("/sys/fs/cgroup")),
+            },
+            &trail,
+            &fake,
+        );
+        let view: Vec<(i32, Class, Option<&str>)> = got
+            .iter()
+            .map(|c| (c.pid, c.class, c.service.as_deref()))
+            .collect();
+        assert_eq!(
+            view,
+            vec![
+                (10, Class::Managed, Some("worker")),
+                (11, Class::Managed, Some("worker")),
+                (30, Class::Stray, Some("worker")),
+                (31, Class::Stray, Some("worker")),
+            ]
+        );
+        assert_eq!(
+            got[2].reason,
+            "holds the stdout pipe of service `worker` (pipe:[500]) outside every scope"
+        );
+        assert_eq!(got[3].reason, "descends from stray pid 30");
+        // Nothing to follow: the same escapee is invisible.
+        let blind = classify_with(
+            &snapshot,
+            &config(),
+            &Scopes {
+                scopes: &scopes,
+                v2_mount: Some(Path::new("/sys/fs/cgroup")),
+            },
+            &Trail::default(),
+            &fake,
+        );
+        assert!(blind.iter().all(|c| c.class == Class::Managed), "{blind:?}");
     }
 }

@@ -1,5 +1,5 @@
-//! procfs: who a process is, whether it still lives. (The full discovery engine, socket
-//! tables and classification, grows here.)
+//! Discovery: one procfs pass (processes, socket tables), the trail of the services' output
+//! pipes, and the classification of what belongs to a project.
 
 pub mod adopt;
 pub mod classify;
@@ -7,5 +7,6 @@ pub mod project;
 pub mod rebuild;
 pub mod scan;
 pub mod sockets;
+pub mod trail;
 
 pub use crate::proc::pid_dirs;

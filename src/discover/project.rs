@@ -1,12 +1,16 @@
 //! Every process of one project, wherever it runs: inside its scopes (as the kernel says),
-//! registered (as the registry says), or outside any scope but carrying the project's markers.
+//! registered (as the registry says), or outside any scope but carrying the project's markers
+//! or holding a service's output pipe (see `trail`). Another user's processes are never the
+//! project's, whatever their markers say: a project of the same name is theirs.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::Serialize;
 
+use super::classify::pid_owned_by;
 use super::sockets;
+use super::trail::Trail;
 use crate::contain::{AnyContainment, BusKind, Containment, all_available};
 use crate::proc::ProcFs;
 use crate::proc::markers;
@@ -69,26 +73,43 @@ pub async fn list(
             registered: record.is_some(),
         });
     };
+    let mut scopes = Vec::new();
     for backend in backends {
         for scope in backend.list(project).await.unwrap_or_default() {
             let name = scope.display_name();
-            for pid in backend.processes(&scope).await.unwrap_or_default() {
+            let pids = backend.processes(&scope).await.unwrap_or_default();
+            for pid in &pids {
                 row(
-                    pid,
+                    *pid,
                     &scope.service,
                     Some(name.clone()),
                     ProcessSource::Launched,
                 );
             }
+            scopes.push((scope, pids));
         }
     }
     for r in records {
         row(r.pid, &r.service, None, r.source);
     }
-    for m in markers::scan(Path::new("/proc")) {
-        if m.markers.project == project {
+    let proc_root = Path::new("/proc");
+    let me = crate::proc::sys::euid();
+    for m in markers::scan(proc_root) {
+        if m.markers.project == project && pid_owned_by(m.identity.pid, me) {
             let service = m.markers.service.clone().unwrap_or_else(|| "?".into());
             row(m.identity.pid, &service, None, ProcessSource::Discovered);
+        }
+    }
+    // Whoever holds a service's output pipe outside its scope (an escaped process). The
+    // scopes' processes hold them too, and are listed already.
+    let trail = Trail::read(proc_root, &scopes);
+    if let Some(since) = trail.since().filter(|_| !trail.is_empty()) {
+        for (id, held) in super::scan::holders_since(proc_root, me, since, |i| trail.wants(i)) {
+            if let Some(channel) = trail.judge(&held) {
+                if pid_owned_by(id.pid, me) {
+                    row(id.pid, &channel.service, None, ProcessSource::Discovered);
+                }
+            }
         }
     }
     attach_ports(&mut found);

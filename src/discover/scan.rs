@@ -242,6 +242,65 @@ fn read_process(
     })
 }
 
+/// The pipe and socket inodes among `pid`'s open descriptors that `wanted` asks for (each
+/// once). Empty if the process vanished or its descriptors cannot be read.
+pub fn held_inodes(proc_root: &Path, pid: i32, wanted: impl Fn(u64) -> bool) -> Vec<u64> {
+    let mut held = Vec::new();
+    let Some(fds) = Dir::open(&proc_root.join(pid.to_string()).join("fd"), OFlags::RDONLY) else {
+        return held;
+    };
+    let mut link = [0u8; 64];
+    fds.each_entry(|name| {
+        let Some(target) = fds.read_link_into(name, &mut link) else {
+            return;
+        };
+        if let Some((_, inode)) = super::trail::channel_inode(target) {
+            if wanted(inode) && !held.contains(&inode) {
+                held.push(inode);
+            }
+        }
+    });
+    held
+}
+
+/// One pass over procfs for the holders of `wanted` inodes among the processes owned by `uid`
+/// (the owner of /proc/PID) that started at or after `since`: (identity, the inodes held).
+/// Only those processes' descriptors are read.
+pub fn holders_since(
+    proc_root: &Path,
+    uid: u32,
+    since: u64,
+    wanted: impl Fn(u64) -> bool,
+) -> Vec<(ProcessIdentity, Vec<u64>)> {
+    let mut found = Vec::new();
+    let mut buf = Vec::with_capacity(1024);
+    for (pid, dir) in super::pid_dirs(proc_root) {
+        let Some(at) = Dir::open(&dir, OFlags::PATH) else {
+            continue;
+        };
+        if at.owner() != Some(uid) || at.read(c"stat", &mut buf).is_err() {
+            continue;
+        }
+        let Some(stat) = std::str::from_utf8(&buf).ok().and_then(StatLine::parse) else {
+            continue;
+        };
+        if stat.is_zombie() || stat.start_time < since {
+            continue;
+        }
+        let held = held_inodes(proc_root, pid, &wanted);
+        if !held.is_empty() {
+            found.push((
+                ProcessIdentity {
+                    pid,
+                    start_time: stat.start_time,
+                },
+                held,
+            ));
+        }
+    }
+    found
+}
+
 /// A directory opened once, read relative to its descriptor.
 struct Dir(std::os::fd::OwnedFd);
 

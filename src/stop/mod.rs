@@ -1,6 +1,8 @@
-//! The stop flow: graceful in reverse dependency order, then strays found by their markers,
-//! then force, then registry cleanup, then a fresh scan that proves nothing is left. It needs
-//! no supervisor: scopes are found by name, strays by the markers they inherited.
+//! The stop flow: graceful in reverse dependency order, then strays found by discovery, then
+//! force, then registry cleanup, then a fresh scan that proves nothing is left. It needs no
+//! supervisor: scopes are found by name, strays by the markers they inherited, the discover
+//! rules, or the service's output pipe they still hold. Another user's processes are never
+//! strays or survivors, whatever their markers say.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,9 +13,10 @@ use serde::Serialize;
 use crate::config::{Config, graph};
 use crate::contain::{AnyContainment, Containment, ScopeHandle, cgroup};
 use crate::discover::classify;
+use crate::discover::trail::Trail;
 use crate::escalate::{self, Force, ForceSwitch, Grace, KILL_WAIT};
 use crate::proc::markers;
-use crate::proc::{ProcFs, ProcessIdentity};
+use crate::proc::{LivenessProbe, ProcFs, ProcessIdentity};
 use crate::registry::{ProcessFilter, Registry};
 
 #[derive(Debug, Clone)]
@@ -100,11 +103,14 @@ pub struct Survivor {
     pub where_: String,
 }
 
-/// The project's marked processes, except ours.
+/// The project's marked processes, except this process and its ancestors, and except another
+/// user's: those carry the name of a project of theirs, and are never ours to wait on.
 fn marked(project: &str, protected: &BTreeSet<i32>) -> Vec<markers::MarkedProcess> {
+    let me = crate::proc::sys::euid();
     markers::scan(Path::new("/proc"))
         .into_iter()
         .filter(|p| p.markers.project == project && !protected.contains(&p.identity.pid))
+        .filter(|p| classify::pid_owned_by(p.identity.pid, me))
         .collect()
 }
 
@@ -186,6 +192,9 @@ pub async fn stop(
         .map(|(_, s)| (s.clone(), seen[&s.display_name()].clone()))
         .chain(spared_scopes)
         .collect();
+    // The services' output pipes, read from their forwarders now, before anything is
+    // signalled: a killed forwarder leaves no trail to follow to an escaped process.
+    let trail = Trail::read(Path::new("/proc"), &listed);
     let mut services: Vec<ServiceStop> = by_rank
         .values()
         .flatten()
@@ -225,7 +234,7 @@ pub async fn stop(
     };
     let strays = if services.is_empty() || options.dry_run {
         let snapshot = scan.await.unwrap_or_default();
-        let found = find_strays(&snapshot, config, &listed, &protected);
+        let found = find_strays(&snapshot, config, &listed, &trail, &protected);
         if services.is_empty() && found.is_empty() && registered.is_empty() {
             report.warnings = warnings;
             return report.finish(Outcome::NothingToStop, started);
@@ -278,7 +287,7 @@ pub async fn stop(
         };
         let strays = async {
             let snapshot = scan.await.unwrap_or_default();
-            let found = find_strays(&snapshot, config, &listed, &protected);
+            let found = find_strays(&snapshot, config, &listed, &trail, &protected);
             tracing::debug!(
                 ms = started.elapsed().as_millis() as u64,
                 "stop: strays found"
@@ -317,7 +326,16 @@ pub async fn stop(
         ms = started.elapsed().as_millis() as u64,
         "stop: registry done"
     );
-    report.survivors = survivors(project, &protected, &report.spared, backends, &parents).await;
+    let stray_ids = identities(&strays);
+    report.survivors = survivors(
+        project,
+        &protected,
+        &report.spared,
+        backends,
+        &parents,
+        &stray_ids,
+    )
+    .await;
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: verified");
     report.services = services;
     report.strays = strays;
@@ -334,13 +352,15 @@ pub async fn stop(
 }
 
 /// What the discovery engine counts as the project's outside every scope: its markers, its
-/// services' discover rules, their descendants; never another user's, never ours.
-/// A stray is found by its markers, its command line, its executable or its parent, never by
-/// a port: `snapshot` needs no socket tables.
+/// services' discover rules, the holders of its services' output pipes (`trail`), their
+/// descendants; never another user's, never ours.
+/// A stray is found by its markers, its command line, its executable, the pipes it holds or
+/// its parent, never by a port: `snapshot` needs no socket tables.
 fn find_strays(
     snapshot: &crate::discover::scan::Snapshot,
     config: &Config,
     listed: &[(ScopeHandle, Vec<i32>)],
+    trail: &Trail,
     protected: &BTreeSet<i32>,
 ) -> Vec<StrayStop> {
     let mount = cgroup::v2_mount().ok().flatten();
@@ -348,7 +368,7 @@ fn find_strays(
         scopes: listed,
         v2_mount: mount.as_deref(),
     };
-    classify::classify(snapshot, config, &scopes)
+    classify::classify_traced(snapshot, config, &scopes, trail)
         .into_iter()
         .filter(|c| c.class == classify::Class::Stray && !protected.contains(&c.pid))
         .map(|c| StrayStop {
@@ -379,7 +399,9 @@ fn mark_killed(mut strays: Vec<StrayStop>, ends: &[escalate::ProcessEnd]) -> Vec
     strays
 }
 
-/// Everything of the project still alive: in a scope, or marked anywhere. A killed process
+/// Everything of the project still alive: in a scope, marked anywhere, or a stray the stop
+/// found, looked for by its identity (one found by the pipe it held carries no marker to be
+/// found again by). A killed process
 /// can take a moment to leave: what is seen is waited on (its cgroup's `populated 0`, its
 /// pidfd) for up to [`KILL_WAIT`], and then looked at again.
 async fn survivors(
@@ -388,8 +410,9 @@ async fn survivors(
     spared: &[String],
     backends: &[AnyContainment],
     parents: &[BTreeSet<std::path::PathBuf>],
+    strays: &[ProcessIdentity],
 ) -> Vec<Survivor> {
-    let first = look(project, protected, spared, backends, parents).await;
+    let first = look(project, protected, spared, backends, parents, strays).await;
     if first.is_empty() {
         return Vec::new();
     }
@@ -408,7 +431,7 @@ async fn survivors(
         }
     });
     futures_util::future::join_all(waits).await;
-    look(project, protected, spared, backends, parents)
+    look(project, protected, spared, backends, parents, strays)
         .await
         .into_iter()
         .flat_map(|(_, _, left)| left)
@@ -416,13 +439,14 @@ async fn survivors(
 }
 
 /// One look for what is left, by where it is: each scope's processes, then marked processes
-/// outside every scope.
+/// and the strays found earlier, outside every scope.
 async fn look<'a>(
     project: &str,
     protected: &BTreeSet<i32>,
     spared: &[String],
     backends: &'a [AnyContainment],
     parents: &[BTreeSet<std::path::PathBuf>],
+    strays: &[ProcessIdentity],
 ) -> Vec<(
     Option<&'a AnyContainment>,
     Option<ScopeHandle>,
@@ -457,7 +481,7 @@ async fn look<'a>(
             }
         }
     }
-    let marked: Vec<Survivor> = marked(project, protected)
+    let mut marked: Vec<Survivor> = marked(project, protected)
         .into_iter()
         .filter(|p| seen.insert(p.identity.pid))
         .map(|p| Survivor {
@@ -466,6 +490,16 @@ async fn look<'a>(
             where_: "outside every scope (marked)".into(),
         })
         .collect();
+    marked.extend(
+        strays
+            .iter()
+            .filter(|id| procfs.is_alive(**id) && seen.insert(id.pid))
+            .map(|id| Survivor {
+                pid: id.pid,
+                command_line: procfs.cmdline(id.pid).unwrap_or_default(),
+                where_: "outside every scope (stray)".into(),
+            }),
+    );
     if !marked.is_empty() {
         found.push((None, None, marked));
     }
