@@ -183,7 +183,8 @@ fn escape_then(stop_args: &[&str], tag: &str) {
 struct Theirs(Vec<Child>);
 
 impl Theirs {
-    fn start(project: &str, service: Option<&str>, seconds: u32) -> Child {
+    /// A `sleep` of ccscope-other's carrying `project`'s markers, down to the run id when given.
+    fn start(project: &str, service: Option<&str>, run_id: Option<&str>, seconds: u32) -> Child {
         let mut cmd = Command::new("setpriv");
         cmd.args([
             "--reuid=ccscope-other",
@@ -200,6 +201,9 @@ impl Theirs {
             Some(s) => cmd.env("CCSCOPE_SERVICE", s),
             None => cmd.env_remove("CCSCOPE_SERVICE"),
         };
+        if let Some(id) = run_id {
+            cmd.env("CCSCOPE_RUN_ID", id);
+        }
         cmd.spawn().expect("run setpriv")
     }
 
@@ -224,11 +228,33 @@ fn owner(pid: i32) -> Option<u32> {
         .map(|m| m.uid())
 }
 
+/// The run id in the environment of `pid` (one of our service's processes).
+fn run_id_of(pid: i32) -> String {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"CCSCOPE_RUN_ID="))
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("our service carries a run id")
+}
+
 #[test]
 #[ignore = "system test: needs root, the user manager and the user ccscope-other (scripts/test.sh)"]
 fn another_users_project_of_the_same_name_is_foreign_to_our_stop_and_ps() {
+    another_users_project_is_foreign("theirs", "systemd");
+}
+
+/// The process-group backend finds its members by markers alone: another user's process
+/// carrying the very same markers (run id included) is still not one of them.
+#[test]
+#[ignore = "system test: needs root and the user ccscope-other (scripts/test.sh)"]
+fn another_users_marked_processes_are_no_members_of_our_process_groups() {
+    another_users_project_is_foreign("theirpg", "pgroup");
+}
+
+fn another_users_project_is_foreign(tag: &str, backend: &str) {
     require_test_env();
-    let project = project("theirs");
+    let project = project(tag);
     let sb = Sandbox::new();
     sb.write(
         "ccscope.toml",
@@ -236,11 +262,19 @@ fn another_users_project_of_the_same_name_is_foreign_to_our_stop_and_ps() {
             "[project]\nname = \"{project}\"\n[services.web]\ncommand = [\"sleep\", \"300\"]\n"
         ),
     );
-    sb.run(&["run", "--detach"]).expect_code(0);
+    sb.run(&["run", "--detach", "--backend", backend])
+        .expect_code(0);
     let _stop = StopAtEnd(&sb);
+    let ours = sb.run(&["ps", "--json"]).expect_code(0).json();
+    let web = rows(&ours)
+        .iter()
+        .find(|p| p["service"] == "web")
+        .and_then(|p| p["pid"].as_i64())
+        .expect("ps lists our web") as i32;
+    let run_id = run_id_of(web);
     let theirs = Theirs(vec![
-        Theirs::start(&project, Some("web"), 303),
-        Theirs::start(&project, None, 304),
+        Theirs::start(&project, Some("web"), Some(&run_id), 303),
+        Theirs::start(&project, None, None, 304),
     ]);
     let me = ccscope::proc::sys::euid();
     let mut identities: Vec<ProcessIdentity> = Vec::new();
@@ -260,7 +294,8 @@ fn another_users_project_of_the_same_name_is_foreign_to_our_stop_and_ps() {
     assert!(
         rows(&ps)
             .iter()
-            .any(|p| p["service"] == "web" && p["inside_scope"] == true),
+            .any(|p| p["service"] == "web"
+                && (p["inside_scope"] == true || backend == "pgroup")),
         "our own service is listed: {ps}"
     );
     for pid in theirs.pids() {

@@ -72,7 +72,7 @@ impl ProcessGroups {
                 continue;
             }
             let member = Some(stat.pgrp) == group || self.carries_markers(pid, scope);
-            if member {
+            if member && self.owned_by_us(pid) {
                 found.push(ProcessIdentity {
                     pid,
                     start_time: stat.start_time,
@@ -82,8 +82,19 @@ impl ProcessGroups {
         found
     }
 
-    /// Whether `pid` carries the markers of exactly this service instance.
+    /// Whether `pid` is our user's: another user's process is never a member, whatever its
+    /// group or markers say (root can read anyone's environment, and a marker is only text).
+    fn owned_by_us(&self, pid: i32) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(self.proc_root.join(pid.to_string()))
+            .is_ok_and(|m| m.uid() == sys::euid())
+    }
+
+    /// Whether `pid` carries the markers of exactly this service instance (and is ours).
     fn carries_markers(&self, pid: i32, scope: &ScopeHandle) -> bool {
+        if !self.owned_by_us(pid) {
+            return false;
+        }
         let environ =
             std::fs::read(self.proc_root.join(pid.to_string()).join("environ")).unwrap_or_default();
         markers::parse_environ(&environ).is_some_and(|m| {
@@ -209,6 +220,7 @@ impl Containment for ProcessGroups {
         let marked: Vec<markers::MarkedProcess> = markers::scan(Path::new(&self.proc_root))
             .into_iter()
             .filter(|p| p.markers.project == project && p.markers.service.is_some())
+            .filter(|p| self.owned_by_us(p.identity.pid))
             .collect();
         let mut seen = std::collections::BTreeMap::new();
         for p in &marked {
