@@ -9,7 +9,7 @@ use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
 use crate::config::duration::{HumanDuration, parse_duration};
 use crate::contain::{all_available, detect};
-use crate::control::stand_down_project;
+use crate::control::{ProjectStandDown, stand_down_project};
 use crate::escalate::Force;
 use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
 
@@ -46,30 +46,58 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         force: args.force,
         dry_run: args.dry_run,
     };
+    let rt = runtime()?;
+    let backends = rt.block_on(async {
+        Ok::<_, CliError>(match args.contain.backend {
+            Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],
+            None => all_available(args.contain.bus()).await,
+        })
+    })?;
+    tracing::debug!("stop: backends ready");
     // Step 1: a live supervisor stands down first, so it restarts nothing while we stop. The
     // connection stays open until the stop is done; then the supervisor exits.
     let stand_down = if args.dry_run {
         None
     } else {
-        let state_dir = ctx.state_dir(Some(&config))?.path;
+        let state_dir = crate::control::canonical_state_dir(&ctx.state_dir(Some(&config))?.path);
         let project = &config.project.name;
-        let holder = crate::supervise::lock::holder(&state_dir, project);
-        stand_down_project(&state_dir, project, &registry, holder)?
+        let in_scopes = rt.block_on(async {
+            let mut pids = Vec::new();
+            for backend in &backends {
+                for (_, in_scope) in crate::contain::scopes_with_processes(backend, project).await {
+                    pids.extend(in_scope);
+                }
+            }
+            pids
+        });
+        Some(stand_down_project(&ProjectStandDown {
+            state_dir: &state_dir,
+            project,
+            registry: &registry,
+            lock_holder: crate::supervise::lock::holder(&state_dir, project),
+            in_scopes: &in_scopes,
+            lock_path: &|dir| crate::supervise::lock::lock_path(dir, project),
+            force: args.force,
+        })?)
     };
     tracing::debug!("stop: stand-down done");
-    if let Some(warning) = stand_down.as_ref().and_then(|s| s.report.warning()) {
-        ctx.warn(&warning);
+    for warning in stand_down.iter().flat_map(|s| &s.warnings) {
+        ctx.warn(warning);
     }
-    let mut report = runtime()?.block_on(async {
-        let backends = match args.contain.backend {
-            Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],
-            None => all_available(args.contain.bus()).await,
-        };
-        tracing::debug!("stop: backends ready");
-        Ok::<_, CliError>(stop(&config, &backends, &registry, &options, &Force::never()).await)
-    })?;
-    report.supervisor = stand_down.as_ref().map(|s| s.report.clone());
-    drop(stand_down);
+    let mut report = rt.block_on(stop(
+        &config,
+        &backends,
+        &registry,
+        &options,
+        &Force::never(),
+    ));
+    report.supervisor = stand_down.as_ref().and_then(|s| s.report.clone());
+    if let Some(stand_down) = stand_down {
+        let empty = report.outcome != Outcome::Incomplete;
+        for warning in stand_down.finish(empty) {
+            ctx.warn(&warning);
+        }
+    }
     for warning in &report.warnings {
         ctx.warn(warning);
     }
