@@ -149,7 +149,8 @@ enum Asked {
 }
 
 /// Connects to `project`'s control socket in `dir` and asks it to stand down, all of it by
-/// `deadline`. The server must be this user's and, when `expected` is known, that process.
+/// `deadline`. The server must be this user's and, when `expected` is known, that process;
+/// when it is not, a ccscope: nothing else is even asked.
 fn ask(dir: &RunDir, project: &str, expected: Option<i32>, deadline: Instant) -> Asked {
     let name = socket_file_name(project);
     let path = dir.path_of(&name);
@@ -183,6 +184,14 @@ fn ask(dir: &RunDir, project: &str, expected: Option<i32>, deadline: Instant) ->
     };
     if let Some(why) = refusal(peer, expected, sys::euid()) {
         return Asked::NotBelieved(format!("the control socket {} {why}", path.display()));
+    }
+    if expected.is_none() && !is_ccscope(peer.pid) {
+        return Asked::NotBelieved(format!(
+            "the control socket {} is served by pid {} ({}), which is no ccscope: not believed",
+            path.display(),
+            peer.pid,
+            ProcFs::default().cmdline(peer.pid).unwrap_or_default()
+        ));
     }
     match exchange(stream, deadline) {
         Exchange::Answered(connection, pid) if pid == peer.pid => {
@@ -432,26 +441,23 @@ pub fn stand_down_unnamed(state_dir: &Path, project: &str, timeout: Duration) ->
         }
     };
     match ask(&dir, project, None, Instant::now() + timeout) {
-        Asked::Confirmed { connection, peer } => {
-            let identity = ProcFs::default().identity(peer.pid).ok();
-            match identity.filter(|_| is_ccscope(peer.pid)) {
-                Some(identity) => {
-                    done.report = Some(StandDownReport {
-                        pid: peer.pid,
-                        how: "control socket",
-                        acknowledged: true,
-                        resumed: false,
-                    });
-                    done.supervisor = Some(identity);
-                    done.connection = Some(connection);
-                }
-                None => done.warnings.push(format!(
-                    "pid {} answered on the control socket {} but is no ccscope supervisor: not believed",
-                    peer.pid,
-                    dir.path_of(&socket_file_name(project)).display()
-                )),
+        Asked::Confirmed { connection, peer } => match ProcFs::default().identity(peer.pid).ok() {
+            Some(identity) => {
+                done.report = Some(StandDownReport {
+                    pid: peer.pid,
+                    how: "control socket",
+                    acknowledged: true,
+                    resumed: false,
+                });
+                done.supervisor = Some(identity);
+                done.connection = Some(connection);
             }
-        }
+            None => done.warnings.push(format!(
+                "pid {} answered on the control socket {} and was gone at once: not believed",
+                peer.pid,
+                dir.path_of(&socket_file_name(project)).display()
+            )),
+        },
         Asked::NotBelieved(why) => done.warnings.push(why),
         Asked::Absent | Asked::Silent => {}
     }
