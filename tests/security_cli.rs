@@ -92,7 +92,8 @@ elif mode == "serve":
     import threading
     def answer(c):
         try:
-            c.recv(100)
+            if not c.recv(100):
+                return
             say("asked")
             if how == "ok1":
                 c.sendall(b"ok 1\n")
@@ -471,6 +472,8 @@ fn stop_from(tag: &str, state: impl Fn(&Sandbox) -> PathBuf) {
     let doc = stop.json();
     assert_eq!(doc["outcome"], "complete", "{doc}");
     assert_eq!(doc["supervisor"]["pid"], supervisor, "{doc}");
+    // Over its own control socket, found through the state directory it runs with.
+    assert_eq!(doc["supervisor"]["acknowledged"], true, "{doc}");
     // The event: the supervisor's exit. A supervisor left running would restart the services
     // (2 s after they died); once it is gone, nothing can.
     assert!(
@@ -554,4 +557,60 @@ fn a_sigstopped_supervisor_is_resumed_or_killed_and_the_project_is_free_again() 
         .expect_stdout_contains("stack ready");
     ran(&sb, &state, &["stop"]).expect_code(0);
     assert_eq!(marked(&project), Vec::<i32>::new());
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn a_detached_run_beside_a_supervisor_of_another_state_directory_is_refused_clearly() {
+    require_test_env();
+    let project = project("twodirs");
+    let sb = stack(&project, SLEEPER);
+    let _cleanup = Cleanup(&sb);
+    ran(&sb, &sb.state_dir(), &["run", "--detach"])
+        .expect_code(0)
+        .expect_stdout_contains("stack ready");
+    let other = sb.path().join("other-state");
+    let second = ran(&sb, &other, &["run", "--detach"]);
+    second
+        .expect_code(5)
+        .expect_stderr_contains("is already running: this project has a supervisor started from another state directory")
+        .expect_stderr_contains("`ccscope stop`");
+    assert!(
+        !second.stderr().contains("org.freedesktop"),
+        "{}",
+        second.stderr()
+    );
+    ran(&sb, &other, &["stop"]).expect_code(0);
+    assert_eq!(marked(&project), Vec::<i32>::new());
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn a_fake_in_place_of_a_live_supervisors_control_socket_is_not_believed() {
+    require_test_env();
+    let project = project("impostor");
+    let sb = stack(&project, SLEEPER);
+    let _cleanup = Cleanup(&sb);
+    ran(&sb, &sb.state_dir(), &["run", "--detach"])
+        .expect_code(0)
+        .expect_stdout_contains("stack ready");
+    let supervisor = supervisor_pid(&sb);
+    // The socket file is replaced by a process of this same user that answers `ok 1`.
+    let (file, _) = control_addresses(&sb, &project);
+    let fake = Fake::start(None, &["serve", "ok1", &file]);
+    fake.wait_said("listening");
+    let stop = ran(&sb, &sb.state_dir(), &["stop", "--json"]);
+    stop.expect_code(0).expect_stderr_contains(&format!(
+        "not by the supervisor (pid {supervisor}): not believed"
+    ));
+    let doc = stop.json();
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    assert_eq!(doc["supervisor"]["pid"], supervisor, "{doc}");
+    assert_eq!(doc["supervisor"]["how"], "SIGUSR1", "{doc}");
+    assert!(
+        !fake.said().iter().any(|l| l == "asked"),
+        "the impostor was asked"
+    );
+    assert!(wait_gone(supervisor, Duration::from_secs(15)));
+    assert_eq!(marked(&project), Vec::<i32>::new(), "nothing was restarted");
 }
