@@ -122,16 +122,28 @@ pub(super) fn print_human(r: &ShutdownReport) {
     }
     let dry = r.outcome == Outcome::DryRun;
     if let Some(s) = &r.supervisor {
-        println!(
-            "  supervisor pid {} stood down ({}{})",
-            s.pid,
-            s.how,
-            if s.acknowledged {
-                ", confirmed"
-            } else {
-                ", unconfirmed"
-            }
-        );
+        let resumed = if s.resumed {
+            ", resumed from SIGSTOP"
+        } else {
+            ""
+        };
+        if s.how == "SIGKILL" {
+            println!(
+                "  supervisor pid {} killed (it could not stand down{resumed})",
+                s.pid
+            );
+        } else {
+            println!(
+                "  supervisor pid {} stood down ({}{}{resumed})",
+                s.pid,
+                s.how,
+                if s.acknowledged {
+                    ", confirmed"
+                } else {
+                    ", unconfirmed"
+                }
+            );
+        }
     }
     for s in &r.services {
         let what = if dry {
