@@ -603,3 +603,38 @@ fn a_fake_in_place_of_a_live_supervisors_control_socket_is_not_believed() {
     assert!(wait_gone(supervisor, Duration::from_secs(15)));
     assert_eq!(marked(&project), Vec::<i32>::new(), "nothing was restarted");
 }
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn stop_from_another_state_directory_finds_a_supervisor_that_adopted_its_services() {
+    require_test_env();
+    let project = project("adopted");
+    let sb = stack(&project, SLEEPER);
+    let _cleanup = Cleanup(&sb);
+    let state = sb.state_dir();
+    ran(&sb, &state, &["run", "--detach"])
+        .expect_code(0)
+        .expect_stdout_contains("stack ready");
+    let first = supervisor_pid(&sb);
+    ccscope::proc::sys::kill(first, libc::SIGKILL).unwrap();
+    assert!(wait_gone(first, DEADLINE));
+    // The second supervisor takes the services over: it is not their parent.
+    ran(&sb, &state, &["run", "--detach"])
+        .expect_code(0)
+        .expect_stdout_contains("stack ready");
+    let supervisor = supervisor_pid(&sb);
+    let services = marked(&project);
+    assert!(!services.is_empty());
+    for pid in &services {
+        let parent = ccscope::proc::read_stat(Path::new("/proc"), *pid)
+            .unwrap()
+            .ppid;
+        assert_ne!(parent, supervisor, "pid {pid} was adopted, not spawned");
+    }
+    let other = sb.path().join("other-state");
+    let doc = ran(&sb, &other, &["stop", "--json"]).expect_code(0).json();
+    assert_eq!(doc["supervisor"]["pid"], supervisor, "{doc}");
+    assert_eq!(doc["supervisor"]["acknowledged"], true, "{doc}");
+    assert!(wait_gone(supervisor, Duration::from_secs(15)));
+    assert_eq!(marked(&project), Vec::<i32>::new(), "nothing was restarted");
+}

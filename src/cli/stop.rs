@@ -61,14 +61,26 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     } else {
         let state_dir = crate::control::canonical_state_dir(&ctx.state_dir(Some(&config))?.path);
         let project = &config.project.name;
-        let in_scopes = rt.block_on(async {
-            let mut pids = Vec::new();
-            for backend in &backends {
-                for (_, in_scope) in crate::contain::scopes_with_processes(backend, project).await {
-                    pids.extend(in_scope);
+        // The processes in the project's scopes, and in the detached supervisor's unit beside
+        // them in the project's slice: where a supervisor started from anywhere is found.
+        let unit = format!(
+            "ccscope-{}.service",
+            crate::contain::escape_unit_part(project)
+        );
+        let (in_scopes, in_unit) = rt.block_on(async {
+            let (mut pids, mut in_unit) = (Vec::new(), Vec::new());
+            for (scope, in_scope) in
+                crate::contain::scopes_with_processes_in(&backends, project).await
+            {
+                pids.extend(in_scope);
+                if let Some(slice) = scope.cgroup.as_deref().and_then(std::path::Path::parent) {
+                    let unit = crate::contain::cgroup::Cgroup::at(slice.join(&unit));
+                    in_unit.extend(unit.procs().unwrap_or_default());
                 }
             }
-            pids
+            in_unit.sort_unstable();
+            in_unit.dedup();
+            (pids, in_unit)
         });
         Some(stand_down_project(&ProjectStandDown {
             state_dir: &state_dir,
@@ -76,6 +88,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
             registry: &registry,
             lock_holder: crate::supervise::lock::holder(&state_dir, project),
             in_scopes: &in_scopes,
+            in_unit: &in_unit,
             lock_path: &|dir| crate::supervise::lock::lock_path(dir, project),
             force: args.force,
         })?)

@@ -61,11 +61,13 @@ pub fn is_ccscope(pid: i32) -> bool {
 }
 
 /// The project's supervisor found by its work, however it was started (another state
-/// directory, another spelling of it): the parent of processes in the project's scopes (it
-/// spawns them, and is their subreaper), if it is this user's ccscope. With its identity, the
+/// directory, another spelling of it): a process of the detached supervisor's unit
+/// (`in_unit`), else the parent of processes in the project's scopes (it spawns them, and is
+/// their subreaper), if it is this user's ccscope. With its identity, the
 /// state directory whose lock it holds open (`lock_path` maps a state directory to the
 /// project's lock file), where its control socket is. Never this process or its ancestors.
 pub fn find_by_scopes(
+    in_unit: &[i32],
     in_scopes: &[i32],
     lock_path: &dyn Fn(&Path) -> PathBuf,
 ) -> Option<(ProcessIdentity, Option<PathBuf>)> {
@@ -80,7 +82,11 @@ pub fn find_by_scopes(
     parents.sort_unstable();
     parents.dedup();
     let procfs = ProcFs::default();
-    parents.into_iter().find_map(|pid| {
+    let unit = in_unit
+        .iter()
+        .copied()
+        .filter(|pid| !protected.contains(pid));
+    unit.chain(parents).find_map(|pid| {
         let identity = procfs.identity(pid).ok()?;
         if !is_ccscope(pid) {
             return None;
@@ -113,6 +119,8 @@ pub struct ProjectStandDown<'a> {
     pub lock_holder: Option<i32>,
     /// The processes in the project's scopes now.
     pub in_scopes: &'a [i32],
+    /// The processes in the detached supervisor's unit (`ccscope-<project>.service`).
+    pub in_unit: &'a [i32],
     /// The project's lock file in a state directory.
     pub lock_path: &'a dyn Fn(&Path) -> PathBuf,
     /// `stop --force`.
@@ -136,13 +144,15 @@ pub fn stand_down_project(request: &ProjectStandDown<'_>) -> Result<StandDown, R
     {
         return Ok(stand_down(asking(Some(request.state_dir)), supervisor).unwrap_or_default());
     }
-    if let Some((supervisor, state_dir)) = find_by_scopes(request.in_scopes, request.lock_path) {
+    if let Some((supervisor, state_dir)) =
+        find_by_scopes(request.in_unit, request.in_scopes, request.lock_path)
+    {
         let mut done = stand_down(asking(state_dir.as_deref()), supervisor).unwrap_or_default();
         if done.report.is_some() {
             done.warnings.insert(
                 0,
                 format!(
-                    "the supervisor (pid {}) was found as the parent of the project's processes: it runs with {}",
+                    "the supervisor (pid {}) was found by the project's processes: it runs with {}",
                     supervisor.pid,
                     state_dir.map_or("a state directory it holds no lock in".to_string(), |d| {
                         format!("the state directory {}", d.display())
