@@ -638,3 +638,36 @@ fn stop_from_another_state_directory_finds_a_supervisor_that_adopted_its_service
     assert!(wait_gone(supervisor, Duration::from_secs(15)));
     assert_eq!(marked(&project), Vec::<i32>::new(), "nothing was restarted");
 }
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn ccscope_exec_the_parent_of_a_scopes_process_is_not_taken_for_a_supervisor() {
+    require_test_env();
+    let project = project("exec");
+    let sb = stack(&project, SLEEPER);
+    let _cleanup = Cleanup(&sb);
+    let mut exec = sb
+        .command(&["exec", "--", "sleep", "300"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ccscope exec");
+    let exec_pid = exec.id() as i32;
+    wait_for("the exec'd process", DEADLINE, || {
+        marked(&project).iter().any(|pid| {
+            ccscope::proc::read_stat(Path::new("/proc"), *pid).is_ok_and(|s| s.ppid == exec_pid)
+        })
+    });
+    let other = sb.path().join("other-state");
+    let doc = ran(&sb, &other, &["stop", "--json"]).expect_code(0).json();
+    assert!(doc["supervisor"].is_null(), "{doc}");
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    // It ends because its command was stopped, not by a stand-down signal.
+    let status = exec.wait().unwrap();
+    assert_ne!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGUSR1),
+        "ccscope exec was sent SIGUSR1"
+    );
+    assert_eq!(marked(&project), Vec::<i32>::new());
+}

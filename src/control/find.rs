@@ -63,36 +63,37 @@ pub fn is_ccscope(pid: i32) -> bool {
 /// The project's supervisor found by its work, however it was started (another state
 /// directory, another spelling of it): a process of the detached supervisor's unit
 /// (`in_unit`), else the parent of processes in the project's scopes (it spawns them, and is
-/// their subreaper), if it is this user's ccscope. With its identity, the
-/// state directory whose lock it holds open (`lock_path` maps a state directory to the
-/// project's lock file), where its control socket is. Never this process or its ancestors.
+/// their subreaper), if it is this user's ccscope and holds the project's lock open (a
+/// supervisor does from its start; `ccscope exec`, also the parent of a scope's process,
+/// does not). With its identity, the state directory of that lock (`lock_path` maps a state
+/// directory to the project's lock file), where its control socket is. Never this process
+/// or its ancestors.
 pub fn find_by_scopes(
     in_unit: &[i32],
     in_scopes: &[i32],
     lock_path: &dyn Fn(&Path) -> PathBuf,
-) -> Option<(ProcessIdentity, Option<PathBuf>)> {
+) -> Option<(ProcessIdentity, PathBuf)> {
     let proc_root = Path::new("/proc");
     let protected = crate::proc::ancestry::self_and_ancestors(proc_root);
     let mut parents: Vec<i32> = in_scopes
         .iter()
         .filter_map(|pid| crate::proc::read_stat(proc_root, *pid).ok())
         .map(|s| s.ppid)
-        .filter(|ppid| *ppid > 1 && !protected.contains(ppid) && !in_scopes.contains(ppid))
+        .filter(|ppid| *ppid > 1 && !in_scopes.contains(ppid))
         .collect();
     parents.sort_unstable();
     parents.dedup();
     let procfs = ProcFs::default();
-    let unit = in_unit
-        .iter()
-        .copied()
-        .filter(|pid| !protected.contains(pid));
-    unit.chain(parents).find_map(|pid| {
-        let identity = procfs.identity(pid).ok()?;
-        if !is_ccscope(pid) {
-            return None;
-        }
-        Some((identity, held_state_dir(pid, lock_path)))
-    })
+    let unit = in_unit.iter().copied();
+    unit.chain(parents)
+        .filter(|pid| !protected.contains(pid))
+        .find_map(|pid| {
+            let identity = procfs.identity(pid).ok()?;
+            if !is_ccscope(pid) {
+                return None;
+            }
+            Some((identity, held_state_dir(pid, lock_path)?))
+        })
 }
 
 /// The state directory whose project lock `pid` holds open.
@@ -147,16 +148,14 @@ pub fn stand_down_project(request: &ProjectStandDown<'_>) -> Result<StandDown, R
     if let Some((supervisor, state_dir)) =
         find_by_scopes(request.in_unit, request.in_scopes, request.lock_path)
     {
-        let mut done = stand_down(asking(state_dir.as_deref()), supervisor).unwrap_or_default();
+        let mut done = stand_down(asking(Some(&state_dir)), supervisor).unwrap_or_default();
         if done.report.is_some() {
             done.warnings.insert(
                 0,
                 format!(
-                    "the supervisor (pid {}) was found by the project's processes: it runs with {}",
+                    "the supervisor (pid {}) was found by the project's processes: it runs with the state directory {}",
                     supervisor.pid,
-                    state_dir.map_or("a state directory it holds no lock in".to_string(), |d| {
-                        format!("the state directory {}", d.display())
-                    })
+                    state_dir.display()
                 ),
             );
         }
