@@ -266,6 +266,7 @@ impl From<crate::supervise::detach::DetachError> for CliError {
                 (exit_codes::FAILURE, "io", e.hint())
             }
             DetachError::Silent { .. } => (exit_codes::START_FAILED, "start", e.hint()),
+            DetachError::UnitExists { .. } => (exit_codes::REFUSED, "locked", e.hint()),
         };
         let mut err = CliError::new(code, kind, e.to_string());
         err.hint = hint;

@@ -269,6 +269,9 @@ fn run_detached(
     config: &Config,
     state_dir: &std::path::Path,
 ) -> Result<i32, CliError> {
+    // The state directory is made (and checked) as every command makes it: the report socket
+    // is a file in it.
+    drop(ctx.open_registry(Some(config))?);
     let request = DetachRequest {
         project: config.project.name.clone(),
         state_dir: state_dir.to_path_buf(),

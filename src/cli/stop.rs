@@ -9,7 +9,7 @@ use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
 use crate::config::duration::{HumanDuration, parse_duration};
 use crate::contain::{all_available, detect};
-use crate::control::stand_down_project;
+use crate::control::{ProjectStandDown, stand_down_project};
 use crate::escalate::{Force, WaitNotice};
 use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
 
@@ -46,37 +46,72 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         force: args.force,
         dry_run: args.dry_run,
     };
+    let rt = runtime()?;
+    let backends = rt.block_on(async {
+        Ok::<_, CliError>(match args.contain.backend {
+            Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],
+            None => all_available(args.contain.bus()).await,
+        })
+    })?;
+    tracing::debug!("stop: backends ready");
     // Step 1: a live supervisor stands down first, so it restarts nothing while we stop. The
     // connection stays open until the stop is done; then the supervisor exits.
     let stand_down = if args.dry_run {
         None
     } else {
-        let state_dir = ctx.state_dir(Some(&config))?.path;
+        let state_dir = crate::control::canonical_state_dir(&ctx.state_dir(Some(&config))?.path);
         let project = &config.project.name;
-        let holder = crate::supervise::lock::holder(&state_dir, project);
-        stand_down_project(&state_dir, project, &registry, holder)?
+        // The processes in the project's scopes, and in the detached supervisor's unit beside
+        // them in the project's slice: where a supervisor started from anywhere is found.
+        let unit = format!(
+            "ccscope-{}.service",
+            crate::contain::escape_unit_part(project)
+        );
+        let (in_scopes, in_unit) = rt.block_on(async {
+            let (mut pids, mut in_unit) = (Vec::new(), Vec::new());
+            for (scope, in_scope) in
+                crate::contain::scopes_with_processes_in(&backends, project).await
+            {
+                pids.extend(in_scope);
+                if let Some(slice) = scope.cgroup.as_deref().and_then(std::path::Path::parent) {
+                    let unit = crate::contain::cgroup::Cgroup::at(slice.join(&unit));
+                    in_unit.extend(unit.procs().unwrap_or_default());
+                }
+            }
+            in_unit.sort_unstable();
+            in_unit.dedup();
+            (pids, in_unit)
+        });
+        Some(stand_down_project(&ProjectStandDown {
+            state_dir: &state_dir,
+            project,
+            registry: &registry,
+            lock_holder: crate::supervise::lock::holder(&state_dir, project),
+            in_scopes: &in_scopes,
+            in_unit: &in_unit,
+            lock_path: &|dir| crate::supervise::lock::lock_path(dir, project),
+            force: args.force,
+        })?)
     };
     tracing::debug!("stop: stand-down done");
-    if let Some(warning) = stand_down.as_ref().and_then(|s| s.report.warning()) {
-        ctx.warn(&warning);
+    for warning in stand_down.iter().flat_map(|s| &s.warnings) {
+        ctx.warn(warning);
     }
-    let mut report = runtime()?.block_on(async {
-        let backends = match args.contain.backend {
-            Some(_) => vec![detect(args.contain.choice(), args.contain.bus()).await?.0],
-            None => all_available(args.contain.bus()).await,
-        };
-        tracing::debug!("stop: backends ready");
-        // A long grace is told on stderr, for people; --json's report stays alone on stdout.
-        let force = match ctx.global.quiet {
-            true => Force::never(),
-            false => Force::never().with_notice(WaitNotice::stderr(
-                "`ccscope stop --force` (from another terminal) kills it now",
-            )),
-        };
-        Ok::<_, CliError>(stop(&config, &backends, &registry, &options, &force).await)
-    })?;
-    report.supervisor = stand_down.as_ref().map(|s| s.report.clone());
-    drop(stand_down);
+    // A long grace is told on stderr, for people; --json's report stays alone on stdout.
+    let force = match ctx.global.quiet {
+        true => Force::never(),
+        false => Force::never().with_notice(WaitNotice::stderr(
+            "`ccscope stop --force` (from another terminal) kills it now",
+        )),
+    };
+    let mut report = rt.block_on(stop(&config, &backends, &registry, &options, &force));
+    report.supervisor = stand_down.as_ref().and_then(|s| s.report.clone());
+    if let Some(stand_down) = stand_down {
+        let empty = report.outcome != Outcome::Incomplete;
+        for warning in stand_down.finish(empty) {
+            ctx.warn(&warning);
+        }
+    }
     for warning in &report.warnings {
         ctx.warn(warning);
     }
@@ -101,16 +136,28 @@ pub(super) fn print_human(r: &ShutdownReport) {
     }
     let dry = r.outcome == Outcome::DryRun;
     if let Some(s) = &r.supervisor {
-        println!(
-            "  supervisor pid {} stood down ({}{})",
-            s.pid,
-            s.how,
-            if s.acknowledged {
-                ", confirmed"
-            } else {
-                ", unconfirmed"
-            }
-        );
+        let resumed = if s.resumed {
+            ", resumed from SIGSTOP"
+        } else {
+            ""
+        };
+        if s.how == "SIGKILL" {
+            println!(
+                "  supervisor pid {} killed (it could not stand down{resumed})",
+                s.pid
+            );
+        } else {
+            println!(
+                "  supervisor pid {} stood down ({}{}{resumed})",
+                s.pid,
+                s.how,
+                if s.acknowledged {
+                    ", confirmed"
+                } else {
+                    ", unconfirmed"
+                }
+            );
+        }
     }
     for s in &r.services {
         let what = if dry {

@@ -1,42 +1,53 @@
 //! The supervisor's control socket: how `ccscope stop` tells a live supervisor to stand down
 //! before it stops anything, so nothing is restarted behind its back.
 //!
-//! The socket is abstract (`@ccscope-control/<uid>/<state dir hash>/<project>`): no file to
-//! go stale, no path length limit. Abstract sockets have no permissions, so the supervisor
-//! checks the peer's uid (its own, or root). The protocol is lines:
-//! the client sends `stand-down`; the supervisor finishes any launch in flight, stops probing
-//! and restarting, and answers `ok <pid>`; the client stops the project and then closes the
-//! connection, and the supervisor exits.
-//! Without the socket (an older or wedged supervisor), `SIGUSR1` to its verified pid asks the
-//! same, unacknowledged.
+//! The socket is the file `<state>/run/<project>.control` ([`sockets`]): inside the state
+//! directory, which only its user can enter, so no other user can take the name first or
+//! connect. Both ends still check who is on the other end (SO_PEERCRED): the supervisor hears
+//! only its own user or root; the client believes only a server of its own user whose pid is
+//! the supervisor's, as the run record, the lock or the project's processes name it.
+//!
+//! The protocol is lines: the client sends `stand-down`; the supervisor finishes any launch in
+//! flight, stops probing and restarting, and answers `ok <pid>`; the client stops the project
+//! and then closes the connection, and the supervisor exits. The whole exchange has one
+//! deadline, and an answer is read up to [`MAX_ANSWER`] bytes.
+//! Without the socket (an older supervisor, another state directory's), `SIGUSR1` to its
+//! verified pid asks the same, unacknowledged. A supervisor that was stopped (SIGSTOP) is
+//! resumed first; one that still does not answer by the deadline is killed.
 
+mod client;
 mod find;
+pub mod sockets;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixStream};
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+pub use client::{Asking, StandDown, StandDownReport, stand_down, stand_down_unnamed};
 
-pub use find::{STAND_DOWN_DEADLINE, find_supervisor, stand_down_project};
-
-use crate::proc::ProcessIdentity;
-use crate::proc::sys::{Signalled, signal_identified};
+pub use find::{
+    ProjectStandDown, STAND_DOWN_DEADLINE, find_by_scopes, find_supervisor, is_ccscope,
+    stand_down_project,
+};
+pub use sockets::{RunDir, SocketError, SocketFile, canonical_state_dir, user_label};
 
 pub const STAND_DOWN: &str = "stand-down";
 
 /// The signal that asks a supervisor to stand down when its socket does not answer.
 pub const STAND_DOWN_SIGNAL: i32 = libc::SIGUSR1;
 
-/// The socket's abstract name for a project in a state directory.
-pub fn socket_name(state_dir: &Path, project: &str) -> String {
-    format!(
-        "ccscope-control/{}/{:016x}/{project}",
-        crate::proc::sys::euid(),
-        fnv1a(state_dir.as_os_str().as_encoded_bytes())
-    )
+/// The longest answer a client reads (`ok <pid>\n` is at most 14 bytes).
+pub const MAX_ANSWER: usize = 64;
+
+/// How long `--force` waits for a supervisor's answer before it kills it.
+pub const FORCE_DEADLINE: Duration = Duration::from_secs(2);
+
+/// How long a supervisor gets to exit once the stop it stood down for is done, and a killed
+/// one to be gone.
+pub const EXIT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The control socket's file name in `<state>/run`.
+pub fn socket_file_name(project: &str) -> String {
+    format!("{project}.control")
 }
 
 /// FNV-1a, 64 bit: a stable short name for a path or a config.
@@ -46,113 +57,23 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// Binds the control socket (for the supervisor).
-pub fn listen(state_dir: &Path, project: &str) -> std::io::Result<tokio::net::UnixListener> {
-    let addr = SocketAddr::from_abstract_name(socket_name(state_dir, project).as_bytes())?;
-    let listener = std::os::unix::net::UnixListener::bind_addr(&addr)?;
-    listener.set_nonblocking(true)?;
-    tokio::net::UnixListener::from_std(listener)
-}
-
-/// How a supervisor was asked to stand down.
-#[derive(Debug, Clone, Serialize)]
-pub struct StandDownReport {
-    pub pid: i32,
-    /// `control socket` or `SIGUSR1`.
-    pub how: &'static str,
-    /// Whether it confirmed that it stopped starting and restarting services.
-    pub acknowledged: bool,
-}
-
-impl StandDownReport {
-    /// What a person should be told about it: nothing when the supervisor confirmed.
-    pub fn warning(&self) -> Option<String> {
-        (!self.acknowledged).then(|| {
-            format!(
-                "the supervisor (pid {}) did not answer on its control socket; it was sent SIGUSR1 to stand down",
-                self.pid
-            )
-        })
-    }
-}
-
-/// An open stand-down: keep it until the stop is done, then drop it (the supervisor exits when
-/// the connection closes).
-pub struct StandDown {
-    pub report: StandDownReport,
-    _connection: Option<UnixStream>,
-}
-
-/// Asks the supervisor `supervisor` of `project` to stand down and waits up to `timeout` for
-/// its answer. None when it is no longer running.
-pub fn stand_down(
+/// Binds the control socket (for the supervisor, which holds the project's lock: a file left
+/// there is a dead supervisor's, and is replaced). Keep the [`SocketFile`] as long as the
+/// listener: dropping it removes the file.
+pub fn listen(
     state_dir: &Path,
     project: &str,
-    supervisor: ProcessIdentity,
-    timeout: Duration,
-) -> Option<StandDown> {
-    if let Some(connection) = ask(state_dir, project, timeout) {
-        return Some(StandDown {
-            report: StandDownReport {
-                pid: supervisor.pid,
-                how: "control socket",
-                acknowledged: true,
-            },
-            _connection: Some(connection),
-        });
-    }
-    match signal_identified(supervisor, STAND_DOWN_SIGNAL) {
-        Ok(Signalled::Sent) => Some(StandDown {
-            report: StandDownReport {
-                pid: supervisor.pid,
-                how: "SIGUSR1",
-                acknowledged: false,
-            },
-            _connection: None,
-        }),
-        _ => None,
-    }
-}
-
-/// Asks whatever supervisor answers on the project's control socket, when neither the
-/// registry nor the lock names one (both gone with their state directory's files). Its pid
-/// comes from its answer.
-pub fn stand_down_unnamed(state_dir: &Path, project: &str, timeout: Duration) -> Option<StandDown> {
-    let (connection, pid) = ask_with_pid(state_dir, project, timeout)?;
-    Some(StandDown {
-        report: StandDownReport {
-            pid,
-            how: "control socket",
-            acknowledged: true,
-        },
-        _connection: Some(connection),
-    })
-}
-
-fn ask(state_dir: &Path, project: &str, timeout: Duration) -> Option<UnixStream> {
-    ask_with_pid(state_dir, project, timeout).map(|(c, _)| c)
-}
-
-fn ask_with_pid(state_dir: &Path, project: &str, timeout: Duration) -> Option<(UnixStream, i32)> {
-    let addr = SocketAddr::from_abstract_name(socket_name(state_dir, project).as_bytes()).ok()?;
-    let mut stream = UnixStream::connect_addr(&addr).ok()?;
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    writeln!(stream, "{STAND_DOWN}").ok()?;
-    let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer).ok()?;
-    let pid = answer.strip_prefix("ok")?.trim().parse().unwrap_or(0);
-    Some((stream, pid))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_differ_by_state_dir_and_project() {
-        let a = socket_name(Path::new("/s/a"), "demo");
-        assert_ne!(a, socket_name(Path::new("/s/b"), "demo"));
-        assert_ne!(a, socket_name(Path::new("/s/a"), "other"));
-        assert_eq!(a, socket_name(Path::new("/s/a"), "demo"));
-    }
+) -> Result<(tokio::net::UnixListener, SocketFile), SocketError> {
+    let dir = RunDir::open(state_dir)?;
+    let name = socket_file_name(project);
+    let path = dir.path_of(&name);
+    let io = |source| SocketError::Io {
+        action: "listen on",
+        path: path.clone(),
+        source,
+    };
+    let listener = dir.bind(&name)?;
+    listener.set_nonblocking(true).map_err(io)?;
+    let listener = tokio::net::UnixListener::from_std(listener).map_err(io)?;
+    Ok((listener, SocketFile::new(dir, name)))
 }

@@ -488,6 +488,97 @@ fn clean_read_only_file_mappings(smaps: &str) -> Vec<(usize, usize)> {
     found
 }
 
+/// Who is on the other end of a connected Unix socket, as the kernel recorded it when the
+/// connection was made (SO_PEERCRED): neither end can claim another's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCred {
+    pub pid: i32,
+    pub uid: u32,
+}
+
+/// SO_PEERCRED of a connected Unix socket.
+pub fn peer_cred(socket: impl AsFd) -> io::Result<PeerCred> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a local ucred the kernel writes at most `len` bytes into, and `len`
+    // says its size; the descriptor is borrowed for the call, so it is open.
+    let r = unsafe {
+        libc::getsockopt(
+            socket.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(PeerCred {
+        pid: cred.pid,
+        uid: cred.uid,
+    })
+}
+
+/// Opens the directory `path` itself, never through a symlink in its last component
+/// (O_DIRECTORY | O_NOFOLLOW): a link or anything else that is no directory fails with
+/// `ENOTDIR` (or `ELOOP`).
+pub fn open_dir_nofollow(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens the directory `name` inside `dir`, never through a symlink.
+pub fn open_dir_at(dir: impl AsFd, name: &str) -> io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// mkdirat(2): creates the directory `name` inside `dir` with `mode` (less the umask).
+pub fn mkdir_at(dir: impl AsFd, name: &str, mode: u32) -> io::Result<()> {
+    Ok(rustix::fs::mkdirat(
+        dir,
+        name,
+        rustix::fs::Mode::from_raw_mode(mode),
+    )?)
+}
+
+/// unlinkat(2) of a non-directory `name` inside `dir` (a link itself, never its target).
+pub fn unlink_at(dir: impl AsFd, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(
+        dir,
+        name,
+        rustix::fs::AtFlags::empty(),
+    )?)
+}
+
+/// The owner and the permission bits of an open file or directory (fstat).
+pub fn owner_and_mode(fd: impl AsFd) -> io::Result<(u32, u32)> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok((st.st_uid, st.st_mode & 0o7777))
+}
+
+/// The owner of the file `name` inside `dir`, and whether it is a socket (not followed).
+pub fn socket_owner_at(dir: impl AsFd, name: &str) -> io::Result<(u32, bool)> {
+    let st = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    let kind = rustix::fs::FileType::from_raw_mode(st.st_mode);
+    Ok((st.st_uid, kind == rustix::fs::FileType::Socket))
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::fd::AsRawFd;
@@ -558,5 +649,31 @@ Anonymous:             0 kB
         assert!(e.to_string().contains("was not inherited"), "{e}");
         let e = claim_inherited(&[1]).unwrap_err();
         assert!(e.to_string().contains("standard stream"), "{e}");
+    }
+
+    #[test]
+    fn a_socketpair_names_this_process_as_its_peer() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let cred = peer_cred(&a).unwrap();
+        assert_eq!(cred.pid, std::process::id() as i32);
+        assert_eq!(cred.uid, euid());
+    }
+
+    #[test]
+    fn a_symlinked_directory_is_not_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        open_dir_nofollow(&real).unwrap();
+        let refused = |e: io::Error| matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR));
+        assert!(refused(
+            open_dir_nofollow(&dir.path().join("link")).unwrap_err()
+        ));
+        let top = open_dir_nofollow(dir.path()).unwrap();
+        assert!(refused(open_dir_at(&top, "link").unwrap_err()));
+        mkdir_at(&top, "made", 0o700).unwrap();
+        let made = open_dir_at(&top, "made").unwrap();
+        assert_eq!(owner_and_mode(&made).unwrap().0, euid());
     }
 }

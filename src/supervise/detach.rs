@@ -6,23 +6,29 @@
 //! The detached supervisor is the same command line minus `--detach`, plus the hidden
 //! `--report-to <socket>`: it parses exactly the options the foreground half parsed (with the
 //! same working directory and environment), so no second serialiser of the flags can drift
-//! from clap's. The report is JSON lines on an abstract Unix socket, typed both ways
-//! ([`ReportLine`]): the supervisor's [`Progress`] lines, or one `failed` line saying why it
-//! could not start at all.
+//! from clap's. The report is JSON lines on a Unix socket, typed both ways ([`ReportLine`]):
+//! the supervisor's [`Progress`] lines, or one `failed` line saying why it could not start at
+//! all.
+//!
+//! The socket is the file `<state>/run/detach-<run id>.sock`, in a directory only this user
+//! can enter, and each end checks the other (SO_PEERCRED): the foreground half hears only
+//! the process it started (the daemon's pid, or a process in the transient unit) of its own
+//! user, and ignores any other connection until its deadline; the supervisor reports only to
+//! a listener of its own user. The file is removed once the report is read.
 
 use std::ffi::{OsStr, OsString};
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsRawFd;
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use super::lock::{self, LockError};
 use super::progress::{Progress, ProgressEvent};
 use crate::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, ContainError, detect};
+use crate::control::{RunDir, SocketError, SocketFile, user_label};
+use crate::proc::sys;
 
 /// The flag that asks for a detached run, removed from the detached supervisor's argv.
 pub const DETACH_FLAG: &str = "--detach";
@@ -30,6 +36,8 @@ pub const DETACH_FLAG: &str = "--detach";
 pub const REPORT_TO_FLAG: &str = "--report-to";
 /// How long the detached supervisor has to connect back (it does so as its first action).
 pub const REPORT_DEADLINE: Duration = Duration::from_secs(30);
+/// The longest report line read; a longer one is skipped.
+pub const MAX_REPORT_LINE: usize = 64 * 1024;
 
 /// One line on the report socket.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -66,10 +74,22 @@ pub struct FailedStart {
 pub struct ReportSocket(UnixStream);
 
 impl ReportSocket {
-    /// Connects to the foreground half; None when it is gone (or the name is no socket).
-    pub fn connect(name: &str) -> Option<ReportSocket> {
-        let addr = SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
-        UnixStream::connect_addr(&addr).ok().map(ReportSocket)
+    /// Connects to the foreground half at the socket file `path`; None when it is gone, the
+    /// path is no socket in a private directory of ours, or the listener is another user's.
+    pub fn connect(path: &str) -> Option<ReportSocket> {
+        let (dir, name) = RunDir::of_socket(Path::new(path))
+            .map_err(|e| tracing::debug!("report socket not used: {e}"))
+            .ok()?;
+        let stream = dir.connect(&name).ok()?;
+        let peer = sys::peer_cred(&stream).ok()?;
+        if peer.uid != sys::euid() {
+            tracing::debug!(
+                "report socket {path} is held by {}: not reported to",
+                user_label(peer.uid)
+            );
+            return None;
+        }
+        Some(ReportSocket(stream))
     }
 
     /// Sends one progress line. False when the foreground half is gone, or has what it
@@ -111,8 +131,12 @@ pub struct DetachRequest {
 pub enum DetachError {
     #[error(transparent)]
     Locked(#[from] LockError),
-    #[error("could not open a report socket: {}", crate::proc::describe_io(.0))]
-    ReportSocket(std::io::Error),
+    #[error("could not open a report socket: {0}")]
+    ReportSocket(SocketError),
+    #[error(
+        "the supervisor's unit {unit} is already running: this project has a supervisor started from another state directory"
+    )]
+    UnitExists { unit: String },
     #[error("could not find the running ccscope binary: {}", crate::proc::describe_io(.0))]
     Launcher(std::io::Error),
     #[error("could not start the supervisor as a user service: {0}")]
@@ -138,9 +162,43 @@ impl DetachError {
                 "its own output says why: `journalctl --user -u ccscope-<project>.service`, or the daemon's log file".into(),
             ),
             DetachError::Log { .. } => Some("check the state directory's owner and mode".into()),
+            DetachError::UnitExists { unit } => Some(format!(
+                "`ccscope stop` stands it down and stops the project from any state directory (or `systemctl --user stop {unit}`)"
+            )),
+            DetachError::ReportSocket(e) => e.hint(),
             _ => None,
         }
     }
+}
+
+/// Who may report: the process that was started.
+#[derive(Debug, Clone)]
+enum Expected {
+    /// The daemon's pid.
+    Pid(i32),
+    /// A process in this transient unit's cgroup.
+    Unit(String),
+}
+
+impl Expected {
+    fn admits(&self, pid: i32) -> bool {
+        match self {
+            Expected::Pid(expected) => *expected == pid,
+            Expected::Unit(unit) => in_unit(pid, unit),
+        }
+    }
+}
+
+/// Whether `pid`'s cgroup (v2) is the unit `unit`'s (its last component is the unit's name).
+fn in_unit(pid: i32, unit: &str) -> bool {
+    let mut text = String::new();
+    let read = std::fs::File::open(format!("/proc/{pid}/cgroup"))
+        .and_then(|f| f.take(64 * 1024).read_to_string(&mut text));
+    read.is_ok()
+        && text
+            .lines()
+            .filter_map(|l| l.strip_prefix("0::"))
+            .any(|path| path.rsplit('/').next() == Some(unit))
 }
 
 /// A detached supervisor, started, whose report is still to be read.
@@ -148,29 +206,86 @@ pub struct Detached {
     /// How it runs, for people: the unit's name, or the daemon's pid and log file.
     pub how: String,
     listener: UnixListener,
+    expected: Expected,
+    file: SocketFile,
 }
 
 impl Detached {
     /// Its report lines, once it has connected (within [`REPORT_DEADLINE`]); lines that
-    /// cannot be read are skipped, and the lines end when it closes the socket.
+    /// cannot be read are skipped, and the lines end when it closes the socket. A connection
+    /// from any other process, or another user, is closed and the wait goes on.
     pub fn reports(self) -> Result<impl Iterator<Item = ReportLine>, DetachError> {
         let silent = || DetachError::Silent {
             how: self.how.clone(),
         };
-        let stream =
-            match crate::proc::sys::poll_readable(self.listener.as_raw_fd(), REPORT_DEADLINE) {
-                Ok(true) => self
-                    .listener
-                    .accept()
-                    .map(|(s, _)| s)
-                    .map_err(|_| silent())?,
-                _ => return Err(silent()),
+        let deadline = Instant::now() + REPORT_DEADLINE;
+        let me = sys::euid();
+        let stream = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !sys::wait_readable(&self.listener, left).unwrap_or(false) {
+                return Err(silent());
+            }
+            let Ok((stream, _)) = self.listener.accept() else {
+                continue;
             };
-        Ok(BufReader::new(stream)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| serde_json::from_str(&line).ok()))
+            match sys::peer_cred(&stream) {
+                Ok(peer) if peer.uid == me && self.expected.admits(peer.pid) => break stream,
+                Ok(peer) => tracing::debug!(
+                    "report socket {}: pid {} of {} is not the supervisor that was started: closed",
+                    self.file.path().display(),
+                    peer.pid,
+                    user_label(peer.uid)
+                ),
+                Err(e) => tracing::debug!("report socket: no peer credentials ({e}): closed"),
+            }
+        };
+        // Heard from: nobody else is to connect.
+        drop(self.file);
+        Ok(bounded_lines(stream).filter_map(|line| serde_json::from_str(&line).ok()))
     }
+}
+
+/// The lines of `stream`, each read up to [`MAX_REPORT_LINE`] bytes; a longer one is skipped
+/// whole. They end with the stream (or a read error).
+fn bounded_lines(stream: UnixStream) -> impl Iterator<Item = String> {
+    let mut reader = BufReader::new(stream);
+    std::iter::from_fn(move || {
+        loop {
+            let mut line = Vec::new();
+            let n = (&mut reader)
+                .take(MAX_REPORT_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .ok()?;
+            if n == 0 {
+                return None;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
+            if n <= MAX_REPORT_LINE {
+                // The stream ended inside the line.
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
+            // Too long: skip to its end.
+            loop {
+                let buf = reader.fill_buf().ok()?;
+                if buf.is_empty() {
+                    return None;
+                }
+                match buf.iter().position(|b| *b == b'\n') {
+                    Some(i) => {
+                        reader.consume(i + 1);
+                        break;
+                    }
+                    None => {
+                        let len = buf.len();
+                        reader.consume(len);
+                    }
+                }
+            }
+        }
+    })
 }
 
 /// Starts the detached supervisor of `request.project`, unless one runs already.
@@ -182,24 +297,25 @@ pub async fn start(request: &DetachRequest) -> Result<Detached, DetachError> {
             path: lock::lock_path(&request.state_dir, &request.project),
         }));
     }
-    let name = format!(
-        "ccscope-detach/{}/{}",
-        std::process::id(),
-        crate::registry::new_run_id()
-    );
-    let listener = SocketAddr::from_abstract_name(name.as_bytes())
-        .and_then(|a| UnixListener::bind_addr(&a))
-        .map_err(DetachError::ReportSocket)?;
+    let dir = RunDir::open(&request.state_dir).map_err(DetachError::ReportSocket)?;
+    let name = format!("detach-{}.sock", crate::registry::new_run_id());
+    let listener = dir.bind(&name).map_err(DetachError::ReportSocket)?;
+    let file = SocketFile::new(dir, name);
     let exe = crate::launch::current_launcher().map_err(DetachError::Launcher)?;
-    let argv = detached_argv(exe.as_os_str(), &request.args, &name);
-    let how = spawn(request, &argv).await?;
-    Ok(Detached { how, listener })
+    let argv = detached_argv(exe.as_os_str(), &request.args, file.path().as_os_str());
+    let (how, expected) = spawn(request, &argv).await?;
+    Ok(Detached {
+        how,
+        listener,
+        expected,
+        file,
+    })
 }
 
 /// The detached supervisor's command line: `exe`, then the foreground one's arguments
 /// without `--detach` (a flag that takes no value, so no value can be mistaken for it),
-/// then `--report-to <name>`.
-pub fn detached_argv(exe: &OsStr, args: &[OsString], report_to: &str) -> Vec<OsString> {
+/// then `--report-to <socket file>`.
+pub fn detached_argv(exe: &OsStr, args: &[OsString], report_to: &OsStr) -> Vec<OsString> {
     std::iter::once(exe.to_os_string())
         .chain(args.iter().skip(1).filter(|a| *a != DETACH_FLAG).cloned())
         .chain([REPORT_TO_FLAG.into(), report_to.into()])
@@ -208,7 +324,10 @@ pub fn detached_argv(exe: &OsStr, args: &[OsString], report_to: &str) -> Vec<OsS
 
 /// Starts `argv`: a transient user service where systemd is (or may be) the backend, else a
 /// daemon (its own session, stdin on /dev/null, output appended to its log file).
-async fn spawn(request: &DetachRequest, argv: &[OsString]) -> Result<String, DetachError> {
+async fn spawn(
+    request: &DetachRequest,
+    argv: &[OsString],
+) -> Result<(String, Expected), DetachError> {
     let wants_systemd = matches!(
         request.choice,
         BackendChoice::Auto | BackendChoice::Forced(BackendKind::Systemd)
@@ -224,16 +343,30 @@ async fn spawn(request: &DetachRequest, argv: &[OsString]) -> Result<String, Det
                 .iter()
                 .map(|a| a.to_string_lossy().into_owned())
                 .collect();
-            return systemd
+            return match systemd
                 .start_supervisor_service(&request.project, &argv, &env, &request.cwd)
                 .await
-                .map_err(DetachError::Service);
+            {
+                Ok(unit) => Ok((unit.clone(), Expected::Unit(unit))),
+                Err(ContainError::Bus(e)) if is_unit_exists(&e) => Err(DetachError::UnitExists {
+                    unit: format!(
+                        "ccscope-{}.service",
+                        crate::contain::escape_unit_part(&request.project)
+                    ),
+                }),
+                Err(e) => Err(DetachError::Service(e)),
+            };
         }
     }
     daemon(request, argv)
 }
 
-fn daemon(request: &DetachRequest, argv: &[OsString]) -> Result<String, DetachError> {
+/// Whether systemd refused a unit because one of its name exists.
+fn is_unit_exists(e: &zbus::Error) -> bool {
+    matches!(e, zbus::Error::MethodError(name, _, _) if name.as_str() == "org.freedesktop.systemd1.UnitExists")
+}
+
+fn daemon(request: &DetachRequest, argv: &[OsString]) -> Result<(String, Expected), DetachError> {
     let log = crate::launch::log_file_path(&request.state_dir, &request.project, "supervisor");
     let log_error = |source| DetachError::Log {
         path: log.clone(),
@@ -261,10 +394,10 @@ fn daemon(request: &DetachRequest, argv: &[OsString]) -> Result<String, DetachEr
         program: Path::new(&argv[0]).to_path_buf(),
         source,
     })?;
-    Ok(format!(
-        "a daemon, pid {} (its output: {})",
-        child.id(),
-        log.display()
+    let pid = child.id() as i32;
+    Ok((
+        format!("a daemon, pid {pid} (its output: {})", log.display()),
+        Expected::Pid(pid),
     ))
 }
 
@@ -280,7 +413,7 @@ mod tests {
             .chain(["--only", "web", "--backend", "cgroupfs"])
             .map(OsString::from)
             .collect();
-        let argv = detached_argv(OsStr::new("/usr/bin/ccscope"), &given, "sock");
+        let argv = detached_argv(OsStr::new("/usr/bin/ccscope"), &given, OsStr::new("sock"));
         assert_eq!(
             argv,
             [

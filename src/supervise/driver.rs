@@ -740,7 +740,7 @@ impl Driver<'_> {
 fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Report>) {
     let me = crate::proc::sys::euid();
     tokio::task::spawn_local(async move {
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
         let allowed = stream
             .peer_cred()
             .is_ok_and(|c| c.uid() == me || c.uid() == 0);
@@ -748,7 +748,8 @@ fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Repor
             return;
         }
         let (read, mut write) = stream.into_split();
-        let mut lines = BufReader::new(read).lines();
+        // A request is one short line; a peer that sends more is read no further.
+        let mut lines = BufReader::new(read.take(4096)).lines();
         let Ok(Some(line)) = lines.next_line().await else {
             return;
         };

@@ -100,12 +100,10 @@ pub async fn run(
     // Handled from here on: a Ctrl-C or a stand-down during preflight waits for the loop.
     let signals = driver::Signals::listen()
         .map_err(|e| RunError::Io(format!("could not handle signals: {}", describe_io(&e))))?;
-    let control = control::listen(&options.state_dir, &project).map_err(|e| {
-        RunError::Io(format!(
-            "could not open the control socket: {}",
-            describe_io(&e)
-        ))
-    })?;
+    // Dropped before the lock (declared after it): the file goes while no other supervisor
+    // can have bound it.
+    let (control, _control_file) =
+        control::listen(&options.state_dir, &project).map_err(|e| RunError::Io(e.to_string()))?;
     let reaper = Reaper::start()
         .map_err(|e| RunError::Io(format!("could not become a subreaper: {}", describe_io(&e))))?;
     let containment = Rc::new(containment);

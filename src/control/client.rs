@@ -1,0 +1,489 @@
+//! The client side of the control socket: asking a verified supervisor to stand down, and
+//! believing only the right answer from the right process, all under one deadline.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::find::is_ccscope;
+use super::sockets::{RunDir, user_label};
+use super::{
+    EXIT_DEADLINE, FORCE_DEADLINE, MAX_ANSWER, STAND_DOWN, STAND_DOWN_SIGNAL, socket_file_name,
+};
+use crate::proc::sys::{self, PeerCred, Signalled, signal_identified};
+use crate::proc::{ProcFs, ProcessIdentity, describe_io};
+
+/// How a supervisor was asked to stand down.
+#[derive(Debug, Clone, Serialize)]
+pub struct StandDownReport {
+    pub pid: i32,
+    /// `control socket`, `SIGUSR1` or `SIGKILL`.
+    pub how: &'static str,
+    /// Whether it confirmed that it stopped starting and restarting services.
+    pub acknowledged: bool,
+    /// It was stopped (SIGSTOP) and was sent SIGCONT.
+    pub resumed: bool,
+}
+
+/// A stand-down under way: keep it until the stop is done, then [`StandDown::finish`] it (the
+/// supervisor exits when the connection closes).
+#[derive(Debug, Default)]
+pub struct StandDown {
+    /// The supervisor asked, if one was found.
+    pub report: Option<StandDownReport>,
+    /// What a person should be told: an impostor not believed, a supervisor resumed or killed.
+    pub warnings: Vec<String>,
+    supervisor: Option<ProcessIdentity>,
+    connection: Option<UnixStream>,
+}
+
+impl StandDown {
+    /// Ends the stand-down once the stop is done: the connection closes and the supervisor is
+    /// waited on to exit. When the stop left the stack empty, a supervisor that has not
+    /// exited within [`EXIT_DEADLINE`] is killed (it would keep the project's lock); else it
+    /// finishes the stop itself and is not waited on. Returns what a person should be told.
+    pub fn finish(mut self, stack_empty: bool) -> Vec<String> {
+        drop(self.connection.take());
+        let mut said = Vec::new();
+        let (Some(supervisor), Some(report)) = (self.supervisor, &self.report) else {
+            return said;
+        };
+        if report.how == "SIGKILL" || !stack_empty {
+            return said;
+        }
+        if !wait_gone(supervisor, EXIT_DEADLINE) {
+            let _ = signal_identified(supervisor, libc::SIGKILL);
+            wait_gone(supervisor, EXIT_DEADLINE);
+            said.push(format!(
+                "the supervisor (pid {}) did not exit within {} s of the stop: it was killed",
+                supervisor.pid,
+                EXIT_DEADLINE.as_secs()
+            ));
+        }
+        said
+    }
+}
+
+/// What the control socket said.
+enum Asked {
+    /// Nobody serves it.
+    Absent,
+    /// The supervisor confirmed: keep the connection.
+    Confirmed {
+        connection: UnixStream,
+        peer: PeerCred,
+    },
+    /// Someone else answered: why it was not believed.
+    NotBelieved(String),
+    /// The right process, but no answer by the deadline.
+    Silent,
+}
+
+/// Connects to `project`'s control socket in `dir` and asks it to stand down, all of it by
+/// `deadline`. The server must be this user's and, when `expected` is known, that process;
+/// when it is not, a ccscope: nothing else is even asked.
+fn ask(dir: &RunDir, project: &str, expected: Option<i32>, deadline: Instant) -> Asked {
+    let name = socket_file_name(project);
+    let path = dir.path_of(&name);
+    let stream = match dir.connect(&name) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Asked::Absent;
+        }
+        Err(e) => {
+            return Asked::NotBelieved(format!(
+                "could not connect to the control socket {}: {}",
+                path.display(),
+                describe_io(&e)
+            ));
+        }
+    };
+    let peer = match sys::peer_cred(&stream) {
+        Ok(p) => p,
+        Err(e) => {
+            return Asked::NotBelieved(format!(
+                "could not tell who serves the control socket {}: {}",
+                path.display(),
+                describe_io(&e)
+            ));
+        }
+    };
+    if let Some(why) = refusal(peer, expected, sys::euid()) {
+        return Asked::NotBelieved(format!("the control socket {} {why}", path.display()));
+    }
+    if expected.is_none() && !is_ccscope(peer.pid) {
+        return Asked::NotBelieved(format!(
+            "the control socket {} is served by pid {} ({}), which is no ccscope: not believed",
+            path.display(),
+            peer.pid,
+            ProcFs::default().cmdline(peer.pid).unwrap_or_default()
+        ));
+    }
+    match exchange(stream, deadline) {
+        Exchange::Answered(connection, pid) if pid == peer.pid => {
+            Asked::Confirmed { connection, peer }
+        }
+        Exchange::Answered(_, pid) => Asked::NotBelieved(format!(
+            "the control socket {} answered `ok {pid}` from pid {}: not believed",
+            path.display(),
+            peer.pid
+        )),
+        Exchange::Garbled(text) => Asked::NotBelieved(format!(
+            "the control socket {} answered {text:?}, not `ok <pid>`: not believed",
+            path.display()
+        )),
+        Exchange::Silent => Asked::Silent,
+    }
+}
+
+/// Why a server whose credentials are `peer` is not believed, if it is not.
+fn refusal(peer: PeerCred, expected: Option<i32>, me: u32) -> Option<String> {
+    if peer.uid != me {
+        return Some(format!(
+            "is held by {}, not by this user (uid {me}): not believed",
+            user_label(peer.uid)
+        ));
+    }
+    match expected {
+        Some(pid) if pid != peer.pid => Some(format!(
+            "is served by pid {}, not by the supervisor (pid {pid}): not believed",
+            peer.pid
+        )),
+        _ => None,
+    }
+}
+
+/// How an exchange ended.
+enum Exchange {
+    Answered(UnixStream, i32),
+    /// Something that is not `ok <pid>` (shown escaped, cut to [`MAX_ANSWER`] bytes).
+    Garbled(String),
+    /// No whole answer by the deadline (or the connection closed first).
+    Silent,
+}
+
+/// Sends `stand-down` and reads the answer, every step within the one `deadline`: a server
+/// that trickles bytes gets no more time for each one.
+fn exchange(mut stream: UnixStream, deadline: Instant) -> Exchange {
+    let left = || Some(deadline.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero());
+    let Some(time) = left() else {
+        return Exchange::Silent;
+    };
+    if stream.set_write_timeout(Some(time)).is_err()
+        || stream
+            .write_all(format!("{STAND_DOWN}\n").as_bytes())
+            .is_err()
+    {
+        return Exchange::Silent;
+    }
+    let mut answer = [0u8; MAX_ANSWER];
+    let mut len = 0;
+    while len < MAX_ANSWER {
+        let Some(time) = left() else {
+            return Exchange::Silent;
+        };
+        if stream.set_read_timeout(Some(time)).is_err() {
+            return Exchange::Silent;
+        }
+        match stream.read(&mut answer[len..]) {
+            Ok(0) => return Exchange::Silent,
+            Ok(n) => len += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Exchange::Silent,
+        }
+        if let Some(end) = answer[..len].iter().position(|b| *b == b'\n') {
+            let line = String::from_utf8_lossy(&answer[..end]).into_owned();
+            return match parse_answer(&line) {
+                Some(pid) => Exchange::Answered(stream, pid),
+                None => Exchange::Garbled(line),
+            };
+        }
+    }
+    Exchange::Garbled(String::from_utf8_lossy(&answer[..len]).into_owned())
+}
+
+/// `ok <pid>` → the pid.
+fn parse_answer(line: &str) -> Option<i32> {
+    let pid = line.strip_prefix("ok ")?;
+    (!pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| pid.parse().ok())
+        .flatten()
+        .filter(|pid| *pid > 0)
+}
+
+/// How a supervisor is asked.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking<'a> {
+    pub project: &'a str,
+    /// Its state directory, where its control socket is, when known.
+    pub state_dir: Option<&'a Path>,
+    /// `stop --force`: a stopped supervisor is killed at once, a silent one after
+    /// [`FORCE_DEADLINE`].
+    pub force: bool,
+    pub deadline: Duration,
+}
+
+/// Asks the verified supervisor `supervisor` to stand down: over its control socket when
+/// it has one, else by SIGUSR1; one that was stopped is resumed first (or, with `--force`,
+/// killed); one that does not answer by the deadline is killed. None when it is gone.
+pub fn stand_down(asking: Asking<'_>, supervisor: ProcessIdentity) -> Option<StandDown> {
+    let given = match asking.force {
+        true => asking.deadline.min(FORCE_DEADLINE),
+        false => asking.deadline,
+    };
+    let deadline = Instant::now() + given;
+    let stat = crate::proc::read_stat(Path::new("/proc"), supervisor.pid).ok()?;
+    if stat.start_time != supervisor.start_time || stat.is_zombie() {
+        return None;
+    }
+    let mut done = StandDown {
+        supervisor: Some(supervisor),
+        ..StandDown::default()
+    };
+    let pid = supervisor.pid;
+    let stopped = matches!(stat.state, 'T' | 't');
+    if stopped && asking.force {
+        return kill(
+            done,
+            supervisor,
+            false,
+            format!("the supervisor (pid {pid}) was stopped (SIGSTOP): --force killed it"),
+        );
+    }
+    let resumed = stopped && signal_identified(supervisor, libc::SIGCONT).is_ok();
+    if resumed {
+        done.warnings.push(format!(
+            "the supervisor (pid {pid}) was stopped (SIGSTOP): it was resumed with SIGCONT"
+        ));
+    }
+    let dir = match asking.state_dir.map(RunDir::existing) {
+        Some(Ok(dir)) => dir,
+        Some(Err(e)) => {
+            done.warnings
+                .push(format!("its control socket was not used: {e}"));
+            None
+        }
+        None => None,
+    };
+    let asked = match &dir {
+        Some(dir) => ask(dir, asking.project, Some(pid), deadline),
+        None => Asked::Absent,
+    };
+    match asked {
+        Asked::Confirmed { connection, .. } => {
+            done.report = Some(StandDownReport {
+                pid,
+                how: "control socket",
+                acknowledged: true,
+                resumed,
+            });
+            done.connection = Some(connection);
+            return Some(done);
+        }
+        Asked::Silent => {
+            return kill(
+                done,
+                supervisor,
+                resumed,
+                format!(
+                    "the supervisor (pid {pid}) did not answer on its control socket within {} s: it was killed",
+                    given.as_secs()
+                ),
+            );
+        }
+        Asked::NotBelieved(why) => done.warnings.push(why),
+        Asked::Absent => {}
+    }
+    match signal_identified(supervisor, STAND_DOWN_SIGNAL) {
+        Ok(Signalled::Sent) => {
+            done.warnings.push(format!(
+                "the supervisor (pid {pid}) did not answer on a control socket; it was sent SIGUSR1 to stand down"
+            ));
+            done.report = Some(StandDownReport {
+                pid,
+                how: "SIGUSR1",
+                acknowledged: false,
+                resumed,
+            });
+            Some(done)
+        }
+        _ => None,
+    }
+}
+
+/// Kills the supervisor (by its identity) and waits for it to be gone.
+fn kill(
+    mut done: StandDown,
+    supervisor: ProcessIdentity,
+    resumed: bool,
+    why: String,
+) -> Option<StandDown> {
+    match signal_identified(supervisor, libc::SIGKILL) {
+        Ok(Signalled::Sent) => {}
+        _ => return None,
+    }
+    if !wait_gone(supervisor, EXIT_DEADLINE) {
+        done.warnings.push(format!(
+            "the supervisor (pid {}) was killed but had not gone within {} s",
+            supervisor.pid,
+            EXIT_DEADLINE.as_secs()
+        ));
+    }
+    done.warnings.push(why);
+    done.report = Some(StandDownReport {
+        pid: supervisor.pid,
+        how: "SIGKILL",
+        acknowledged: false,
+        resumed,
+    });
+    Some(done)
+}
+
+/// Waits (on its pidfd) until the process `id` is gone, for up to `timeout`.
+fn wait_gone(id: ProcessIdentity, timeout: Duration) -> bool {
+    let Ok(pidfd) = sys::pidfd_open(id.pid) else {
+        return true;
+    };
+    // Opened first, checked after: the pidfd is of this very process, or it is gone.
+    match ProcFs::default().identity(id.pid) {
+        Ok(now) if now == id => {}
+        _ => return true,
+    }
+    sys::wait_readable(&pidfd, timeout).unwrap_or(false)
+}
+
+/// Asks whatever supervisor answers on the project's control socket in `state_dir`, when
+/// neither the registry, nor the lock, nor the project's processes name one. It is believed
+/// only if it is this user's ccscope and its answer names its own pid.
+pub fn stand_down_unnamed(state_dir: &Path, project: &str, timeout: Duration) -> StandDown {
+    let mut done = StandDown::default();
+    let dir = match RunDir::existing(state_dir) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return done,
+        Err(e) => {
+            done.warnings
+                .push(format!("the control socket was not used: {e}"));
+            return done;
+        }
+    };
+    match ask(&dir, project, None, Instant::now() + timeout) {
+        Asked::Confirmed { connection, peer } => match ProcFs::default().identity(peer.pid).ok() {
+            Some(identity) => {
+                done.report = Some(StandDownReport {
+                    pid: peer.pid,
+                    how: "control socket",
+                    acknowledged: true,
+                    resumed: false,
+                });
+                done.supervisor = Some(identity);
+                done.connection = Some(connection);
+            }
+            None => done.warnings.push(format!(
+                "pid {} answered on the control socket {} and was gone at once: not believed",
+                peer.pid,
+                dir.path_of(&socket_file_name(project)).display()
+            )),
+        },
+        Asked::NotBelieved(why) => done.warnings.push(why),
+        Asked::Absent | Asked::Silent => {}
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_well_formed_answer_names_a_pid() {
+        assert_eq!(parse_answer("ok 4100"), Some(4100));
+        for bad in [
+            "ok",
+            "ok ",
+            "ok -1",
+            "ok 0",
+            "ok 1 2",
+            "OK 5",
+            "ok 99999999999",
+            "no 5",
+        ] {
+            assert_eq!(parse_answer(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_server_of_another_user_or_another_pid_is_not_believed() {
+        let me = PeerCred { pid: 10, uid: 0 };
+        assert_eq!(refusal(me, Some(10), 0), None);
+        assert_eq!(refusal(me, None, 0), None);
+        let other = refusal(
+            PeerCred {
+                pid: 10,
+                uid: 4_000_000_000,
+            },
+            Some(10),
+            0,
+        )
+        .unwrap();
+        assert!(
+            other.contains("held by uid 4000000000, not by this user"),
+            "{other}"
+        );
+        let impostor = refusal(PeerCred { pid: 1, uid: 0 }, Some(10), 0).unwrap();
+        assert!(
+            impostor.contains("served by pid 1, not by the supervisor (pid 10)"),
+            "{impostor}"
+        );
+    }
+
+    #[test]
+    fn a_server_that_trickles_bytes_is_given_one_deadline_in_all() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        let trickler = std::thread::spawn(move || {
+            let mut request = [0u8; 16];
+            let _ = server.read(&mut request);
+            // One byte at a time, never a whole line: each read would wait less than a
+            // per-read timeout.
+            for _ in 0..40 {
+                if server.write_all(b"o").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        assert!(matches!(exchange(client, deadline), Exchange::Silent));
+        let took = started.elapsed();
+        assert!(took < Duration::from_millis(1000), "took {took:?}");
+        trickler.join().unwrap();
+    }
+
+    #[test]
+    fn an_endless_answer_is_cut_and_refused() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        server.write_all(&[b'x'; 4 * MAX_ANSWER]).unwrap();
+        match exchange(client, Instant::now() + Duration::from_secs(10)) {
+            Exchange::Garbled(text) => assert_eq!(text.len(), MAX_ANSWER),
+            _ => panic!("not refused as garbled"),
+        }
+    }
+
+    #[test]
+    fn a_well_formed_answer_keeps_the_connection() {
+        let (client, mut server) = UnixStream::pair().unwrap();
+        server.write_all(b"ok 77\n").unwrap();
+        match exchange(client, Instant::now() + Duration::from_secs(10)) {
+            Exchange::Answered(_, pid) => assert_eq!(pid, 77),
+            _ => panic!("not answered"),
+        }
+    }
+}
