@@ -262,7 +262,7 @@ impl From<crate::supervise::detach::DetachError> for CliError {
                 return CliError::io("find", std::path::Path::new("/proc/self/exe"), &io);
             }
             DetachError::Service(ref c) => (exit_codes::CONTAIN, "contain", contain_hint(c)),
-            DetachError::ReportSocket(_) | DetachError::Log { .. } | DetachError::Spawn { .. } => {
+            DetachError::ReportSocket(_) | DetachError::Log(_) | DetachError::Spawn { .. } => {
                 (exit_codes::FAILURE, "io", e.hint())
             }
             DetachError::Silent { .. } => (exit_codes::START_FAILED, "start", e.hint()),

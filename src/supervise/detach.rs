@@ -141,11 +141,8 @@ pub enum DetachError {
     Launcher(std::io::Error),
     #[error("could not start the supervisor as a user service: {0}")]
     Service(ContainError),
-    #[error("could not open the supervisor's log {}: {}", .path.display(), crate::proc::describe_io(.source))]
-    Log {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error("could not open the supervisor's log: {0}")]
+    Log(crate::registry::RegistryError),
     #[error("could not start the supervisor {}: {}", .program.display(), crate::proc::describe_io(.source))]
     Spawn {
         program: PathBuf,
@@ -161,7 +158,7 @@ impl DetachError {
             DetachError::Silent { .. } => Some(
                 "its own output says why: `journalctl --user -u ccscope-<project>.service`, or the daemon's log file".into(),
             ),
-            DetachError::Log { .. } => Some("check the state directory's owner and mode".into()),
+            DetachError::Log(e) => e.hint(),
             DetachError::UnitExists { unit } => Some(format!(
                 "`ccscope stop` stands it down and stops the project from any state directory (or `systemctl --user stop {unit}`)"
             )),
@@ -290,7 +287,9 @@ fn bounded_lines(stream: UnixStream) -> impl Iterator<Item = String> {
 
 /// Starts the detached supervisor of `request.project`, unless one runs already.
 pub async fn start(request: &DetachRequest) -> Result<Detached, DetachError> {
-    if let Some(pid) = lock::holder(&request.state_dir, &request.project) {
+    // Refused before any unit is started: a lock that cannot be taken safely (a planted
+    // link, another user's directory) would otherwise fail only inside the started service.
+    if let Some(pid) = lock::probe(&request.state_dir, &request.project)? {
         return Err(DetachError::Locked(LockError::Held {
             project: request.project.clone(),
             holder: Some(pid),
@@ -368,19 +367,15 @@ fn is_unit_exists(e: &zbus::Error) -> bool {
 
 fn daemon(request: &DetachRequest, argv: &[OsString]) -> Result<(String, Expected), DetachError> {
     let log = crate::launch::log_file_path(&request.state_dir, &request.project, "supervisor");
-    let log_error = |source| DetachError::Log {
-        path: log.clone(),
-        source,
-    };
-    if let Some(dir) = log.parent() {
-        std::fs::create_dir_all(dir).map_err(log_error)?;
-    }
-    let out = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(log_error)?;
-    let err = out.try_clone().map_err(log_error)?;
+    let out = crate::launch::open_log_file(&request.state_dir, &request.project, "supervisor")
+        .map_err(DetachError::Log)?;
+    let err = out.try_clone().map_err(|source| {
+        DetachError::Log(crate::registry::RegistryError::Io {
+            action: "duplicate the descriptor of",
+            path: log.clone(),
+            source,
+        })
+    })?;
     let mut command = std::process::Command::new(&argv[0]);
     command
         .args(&argv[1..])
