@@ -5,7 +5,9 @@
 //! in scopes of that manager; `ps` and `status` show it; `stop` leaves nothing; `exec` runs in a
 //! scope of theirs; a stray the user started is discovered and adopted. And each refusal of
 //! another user's processes: the user's commands never touch root's processes of a project of
-//! the same name, and root's `stop` of that name leaves the user's alone.
+//! the same name, and root's `stop` of that name leaves the user's alone. One test starts
+//! `run` as the user outside their terminal (from the test's own cgroup, out of the manager's
+//! tree) on purpose: it fails, and says why and what to do.
 
 mod common;
 
@@ -17,7 +19,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use ccscope::proc::{ProcFs, ProcessIdentity};
-use common::{OtherSandbox, Sandbox, marked, marked_by, wait_for};
+use common::{OtherSandbox, Ran, Sandbox, marked, marked_by, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -595,4 +597,66 @@ fn roots_stop_ps_discover_and_adopt_of_the_same_name_leave_the_users_processes_a
     wait_for("the user's stack to be gone", DEADLINE, || {
         marked_by(&project, uid).is_empty()
     });
+}
+
+/// The user's session environment without their terminal: `ccscope run` as the user, started
+/// straight from the test's own (root's) cgroup, outside the user manager's tree.
+fn outside_the_users_tree(sb: &OtherSandbox, args: &[&str]) -> Command {
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={}", sb.user.uid))
+        .arg(format!("--regid={}", sb.user.gid))
+        .args(["--clear-groups", "env", "-i"]);
+    for (k, v) in sb.user.session_env() {
+        cmd.arg(format!("{k}={v}"));
+    }
+    cmd.arg(format!("CCSCOPE_STATE_DIR={}", sb.state_dir().display()))
+        .arg(sb.user.ccscope())
+        .args(args)
+        .current_dir(sb.path())
+        .stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+#[ignore = "system test: needs ccscope-other's user manager of scripts/test-env.sh, as root (run scripts/test.sh)"]
+fn run_as_the_user_outside_their_managers_tree_says_why_the_scope_failed_and_what_to_do() {
+    let project = project("outside");
+    let tag = format!("tag-{project}");
+    let sb = other_sandbox(&project, &tag);
+    let own = cgroup_of(std::process::id() as i32);
+    let manager = format!("user@{}.service", sb.user.uid);
+    assert!(
+        !own.split('/').any(|part| part == manager),
+        "the test itself runs outside the user's manager: {own}"
+    );
+    let args = ["run", "--backend", "systemd"];
+
+    let outside = Ran::of(outside_the_users_tree(&sb, &args));
+    outside
+        .expect_code(9)
+        .expect_stderr_contains(&format!(
+            "the user manager ({manager}) cannot move a process out of cgroup {own}, which it \
+             does not own"
+        ))
+        .expect_stderr_contains("run ccscope from a terminal of your desktop session")
+        .expect_stderr_contains("systemd-run --user --pty")
+        .expect_stderr_contains("--backend cgroupfs");
+    assert!(
+        !outside.stderr().contains("job failed"),
+        "systemd's bare words are explained, not repeated:\n{}",
+        outside.stderr()
+    );
+    assert_eq!(marked(&project), Vec::<i32>::new(), "nothing was left");
+
+    // The same command from a terminal of the user's, inside their manager's tree, starts.
+    let mut run = Foreground::start(sb.command(&args));
+    run.wait_line("stack ready");
+    assert_in_the_users_tree(&sb, &project, &tag);
+    assert_stop_leaves_nothing(&sb, &project, &tag);
+    let (code, output) = run.wait_exit();
+    assert_eq!(
+        code, 0,
+        "the run from the terminal exits 0 once stopped:\n{output}"
+    );
+    assert_eq!(marked(&project), Vec::<i32>::new());
 }

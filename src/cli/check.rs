@@ -1,4 +1,6 @@
-//! `ccscope check`: validate the stack definition and print its start plan.
+//! `ccscope check`: validate the stack definition and print its start plan. The services' env
+//! files are read and parsed too, as `run` will (other commands load the configuration without
+//! them: a broken `.env` must not stop `stop`).
 
 use clap::Args;
 use serde::Serialize;
@@ -6,7 +8,10 @@ use serde::Serialize;
 use super::{Context, print_json};
 use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
-use crate::config::{Config, ConfigSource, Launch, ProbeCheck, graph};
+use crate::config::{
+    Config, ConfigError, ConfigSource, Diagnostic, EnvFileError, Launch, ProbeCheck, graph,
+    read_env_file,
+};
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {}
@@ -22,7 +27,10 @@ struct CheckReport<'a> {
 }
 
 pub fn run(ctx: &Context, _args: &CheckArgs) -> Result<i32, CliError> {
-    let config = match ctx.load_config() {
+    let config = match ctx
+        .load_config()
+        .and_then(|c| check_env_files(&c).map(|()| c))
+    {
         Ok(c) => c,
         Err(err) if ctx.global.json && !err.diagnostics.is_empty() => {
             print_json(&serde_json::json!({ "valid": false, "diagnostics": err.diagnostics }))?;
@@ -43,6 +51,49 @@ pub fn run(ctx: &Context, _args: &CheckArgs) -> Result<i32, CliError> {
         print_human(&config, &layers, ctx.global.verbose > 0);
     }
     Ok(exit_codes::SUCCESS)
+}
+
+/// Every env file of the services, read and parsed as `run` does, each once though several
+/// services name it. A line that does not parse is a diagnostic at the file's line and column;
+/// a file that cannot be read at all (missing, not a regular file, too large) has no line to
+/// point at and is an error of its own, said once the lines of the others are right.
+fn check_env_files(config: &Config) -> Result<(), CliError> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut diagnostics = Vec::new();
+    let mut unreadable = None;
+    for (name, service) in &config.services {
+        for path in &service.env_files {
+            if !seen.insert(path) {
+                continue;
+            }
+            let Err(e) = read_env_file(path) else {
+                continue;
+            };
+            let hint = e.hint();
+            match e {
+                EnvFileError::Syntax { location, reason } => diagnostics.push(Diagnostic {
+                    location,
+                    message: format!("{reason} (an env_file of service `{name}`)"),
+                    hint: Some(hint),
+                }),
+                other => {
+                    unreadable.get_or_insert((name, other, hint));
+                }
+            }
+        }
+    }
+    if !diagnostics.is_empty() {
+        return Err(ConfigError::Invalid { diagnostics }.into());
+    }
+    match unreadable {
+        Some((name, e, hint)) => Err(CliError::new(
+            exit_codes::CONFIG,
+            "env_file_unreadable",
+            format!("service `{name}`: {e}"),
+        )
+        .with_hint(hint)),
+        None => Ok(()),
+    }
 }
 
 fn print_human(config: &Config, layers: &[Vec<String>], verbose: bool) {

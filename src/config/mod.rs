@@ -8,6 +8,7 @@
 
 mod diagnostic;
 pub mod duration;
+mod env_file;
 pub mod graph;
 pub mod init;
 mod model;
@@ -20,6 +21,9 @@ use std::path::{Path, PathBuf};
 
 pub use crate::proc::signal::{SIGNALS, TERM as DEFAULT_STOP_SIGNAL};
 pub use diagnostic::{ConfigError, Diagnostic, Location};
+pub use env_file::{
+    EnvFileError, EnvSyntaxError, MAX_ENV_FILE_BYTES, parse_env_file, read_env_file,
+};
 pub use model::*;
 pub use read::MAX_CONFIG_BYTES;
 pub use validate::{RESERVED_ENV, check_unit_name_part, parse_config};

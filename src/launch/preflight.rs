@@ -1,11 +1,15 @@
 //! What is checked before anything is created: the program exists and may be executed, the
-//! working directory exists, the env files are readable. A failure here leaves nothing behind.
+//! working directory exists, the env files are readable and parse. A failure here leaves nothing
+//! behind.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::LaunchSpec;
+// Re-exported where it always was; the one parser is the configuration's.
+pub use crate::config::parse_env_file;
+use crate::config::{EnvFileError, read_env_file};
 
 /// What makes a service impossible to start. The messages do not name the service: whoever
 /// shows one says which service it is about, once.
@@ -17,18 +21,12 @@ pub enum PreflightError {
     NotExecutable { service: String, path: PathBuf },
     #[error("working directory {} does not exist", path.display())]
     NoCwd { service: String, path: PathBuf },
-    #[error("could not read env file {}: {reason}", path.display())]
+    /// Read and parsed as `ccscope check` does.
+    #[error("{source}")]
     EnvFile {
         service: String,
-        path: PathBuf,
-        reason: String,
-    },
-    #[error("env file {}:{line}: {reason}", path.display())]
-    EnvFileSyntax {
-        service: String,
-        path: PathBuf,
-        line: usize,
-        reason: String,
+        #[source]
+        source: EnvFileError,
     },
 }
 
@@ -39,8 +37,7 @@ impl PreflightError {
             PreflightError::NotFound { service, .. }
             | PreflightError::NotExecutable { service, .. }
             | PreflightError::NoCwd { service, .. }
-            | PreflightError::EnvFile { service, .. }
-            | PreflightError::EnvFileSyntax { service, .. } => service,
+            | PreflightError::EnvFile { service, .. } => service,
         }
     }
 
@@ -55,12 +52,7 @@ impl PreflightError {
             PreflightError::NoCwd { .. } => {
                 "create the directory or fix `cwd` in the configuration".into()
             }
-            PreflightError::EnvFile { .. } => {
-                "check the path (relative to the configuration file) and its permissions".into()
-            }
-            PreflightError::EnvFileSyntax { .. } => {
-                "write one KEY=value per line; # starts a comment".into()
-            }
+            PreflightError::EnvFile { source, .. } => source.hint(),
         })
     }
 }
@@ -82,18 +74,10 @@ pub(super) fn prepare(spec: &LaunchSpec) -> Result<Prepared, PreflightError> {
     // vars_os: a variable that is not UTF-8 is passed on as it is, never a panic.
     let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
     for file in &spec.env_files {
-        let text = std::fs::read_to_string(file).map_err(|e| PreflightError::EnvFile {
+        let parsed = read_env_file(file).map_err(|source| PreflightError::EnvFile {
             service: spec.service.clone(),
-            path: file.clone(),
-            reason: crate::proc::describe_io(&e),
+            source,
         })?;
-        let parsed =
-            parse_env_file(&text).map_err(|(line, reason)| PreflightError::EnvFileSyntax {
-                service: spec.service.clone(),
-                path: file.clone(),
-                line,
-                reason,
-            })?;
         env.extend(parsed.into_iter().map(|(k, v)| (k.into(), v.into())));
     }
     env.extend(spec.env.iter().map(|(k, v)| (k.into(), v.into())));
@@ -156,51 +140,4 @@ fn resolve(
 
 fn is_executable(path: &Path) -> bool {
     path.is_file() && rustix::fs::access(path, rustix::fs::Access::EXEC_OK).is_ok()
-}
-
-/// `KEY=value` lines; blank lines and `#` comments skipped; an `export ` prefix and matching
-/// surrounding quotes are removed. Errors carry the 1-based line number.
-pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, (usize, String)> {
-    let mut vars = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = raw.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((key, value)) = line.split_once('=') else {
-            return Err((i + 1, format!("`{line}` has no `=`")));
-        };
-        let key = key.trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err((i + 1, format!("`{key}` is not a variable name")));
-        }
-        let value = value.trim();
-        let unquoted = [('"', '"'), ('\'', '\'')]
-            .iter()
-            .find_map(|(a, b)| value.strip_prefix(*a)?.strip_suffix(*b))
-            .unwrap_or(value);
-        vars.push((key.to_string(), unquoted.to_string()));
-    }
-    Ok(vars)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_files_read_like_dotenv() {
-        let text = "# comment\nA=1\nexport B = \"two words\"\n\nC='x=y'\n";
-        assert_eq!(
-            parse_env_file(text).unwrap(),
-            vec![
-                ("A".into(), "1".into()),
-                ("B".into(), "two words".into()),
-                ("C".into(), "x=y".into())
-            ]
-        );
-        assert_eq!(parse_env_file("A=1\nnonsense\n").unwrap_err().0, 2);
-        assert_eq!(parse_env_file("BAD-NAME=1\n").unwrap_err().0, 1);
-    }
 }
