@@ -255,7 +255,7 @@ fn a_long_stop_says_what_it_waits_for_and_stop_force_cuts_it_short() {
         "{notice}"
     );
     assert!(
-        notice.ends_with("`ccscope stop --force` (from another terminal) kills it now"),
+        notice.ends_with("`ccscope stop --force` (from another terminal) kills what is left now"),
         "{notice}"
     );
     sb.run(&["stop", "--force"]).expect_code(0);

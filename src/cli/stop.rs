@@ -101,7 +101,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let force = match ctx.global.quiet {
         true => Force::never(),
         false => Force::never().with_notice(WaitNotice::stderr(
-            "`ccscope stop --force` (from another terminal) kills it now",
+            "`ccscope stop --force` (from another terminal) kills what is left now",
         )),
     };
     let mut report = rt.block_on(stop(&config, &backends, &registry, &options, &force));

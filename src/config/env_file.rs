@@ -5,12 +5,10 @@
 //! block, a device or a huge file never end), and a NUL, a byte that is not UTF-8 or a line
 //! that is not `KEY=value` is refused with the file's path, line and column.
 
-use std::fs::OpenOptions;
-use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::Location;
+use super::read::{Unreadable, read_regular};
 
 /// The largest env file ccscope reads: 1 MiB, far beyond a real one.
 pub const MAX_ENV_FILE_BYTES: u64 = 1 << 20;
@@ -92,60 +90,21 @@ pub fn read_env_file(path: &Path) -> Result<Vec<(String, String)>, EnvFileError>
 }
 
 fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, EnvFileError> {
-    let read_error = |e: std::io::Error| EnvFileError::Read {
-        path: path.to_path_buf(),
-        reason: crate::proc::describe_io(&e),
-    };
-    // Non-blocking, so that opening a FIFO returns at once (to be refused below) instead of
-    // waiting for a writer; a regular file ignores the flag.
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(read_error)?;
-    let meta = file.metadata().map_err(read_error)?;
-    if !meta.is_file() {
-        return Err(EnvFileError::NotAFile {
+    read_regular(path, limit).map_err(|e| match e {
+        Unreadable::Io(e) => EnvFileError::Read {
             path: path.to_path_buf(),
-            what: describe(meta.file_type()),
-        });
-    }
-    if meta.len() > limit {
-        return Err(EnvFileError::TooLarge {
+            reason: crate::proc::describe_io(&e),
+        },
+        Unreadable::NotAFile(what) => EnvFileError::NotAFile {
             path: path.to_path_buf(),
-            size: Some(meta.len()),
+            what,
+        },
+        Unreadable::TooLarge { size } => EnvFileError::TooLarge {
+            path: path.to_path_buf(),
+            size,
             limit,
-        });
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // One byte more than the limit tells a file that grew past it since the fstat.
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > limit {
-        return Err(EnvFileError::TooLarge {
-            path: path.to_path_buf(),
-            size: None,
-            limit,
-        });
-    }
-    Ok(bytes)
-}
-
-fn describe(kind: std::fs::FileType) -> &'static str {
-    if kind.is_dir() {
-        "a directory"
-    } else if kind.is_fifo() {
-        "a FIFO (named pipe)"
-    } else if kind.is_char_device() {
-        "a character device"
-    } else if kind.is_block_device() {
-        "a block device"
-    } else if kind.is_socket() {
-        "a socket"
-    } else {
-        "of an unknown type"
-    }
+        },
+    })
 }
 
 /// `KEY=value` lines; blank lines and `#` comments skipped; an `export ` prefix and matching

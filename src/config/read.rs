@@ -37,42 +37,60 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, ConfigError> {
 }
 
 fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ConfigError> {
-    let read_error = |source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    read_regular(path, limit).map_err(|e| match e {
+        Unreadable::Io(source) => ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        },
+        Unreadable::NotAFile(what) => ConfigError::NotAFile {
+            path: path.to_path_buf(),
+            what,
+        },
+        Unreadable::TooLarge { size } => ConfigError::TooLarge {
+            path: path.to_path_buf(),
+            size,
+            limit,
+        },
+    })
+}
+
+/// Why [`read_regular`] read nothing; each reader of a file words it for its own kind of file.
+#[derive(Debug)]
+pub(crate) enum Unreadable {
+    Io(std::io::Error),
+    /// Not a regular file: what it is, in words ("a FIFO (named pipe)").
+    NotAFile(&'static str),
+    /// Larger than the limit: its size when the fstat saw it, None when it grew while read.
+    TooLarge { size: Option<u64> },
+}
+
+/// The bytes of the regular file at `path`, at most `limit` of them. Anything but a regular
+/// file is refused without reading from it (a FIFO cannot block: it is opened non-blocking),
+/// and so is a file larger than `limit`, even one that grows while it is read.
+pub(crate) fn read_regular(path: &Path, limit: u64) -> Result<Vec<u8>, Unreadable> {
     // Non-blocking, so that opening a FIFO returns at once (to be refused below) instead of
     // waiting for a writer; a regular file ignores the flag.
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(path)
-        .map_err(read_error)?;
-    let meta = file.metadata().map_err(read_error)?;
+        .map_err(Unreadable::Io)?;
+    let meta = file.metadata().map_err(Unreadable::Io)?;
     if !meta.is_file() {
-        return Err(ConfigError::NotAFile {
-            path: path.to_path_buf(),
-            what: describe(meta.file_type()),
-        });
+        return Err(Unreadable::NotAFile(describe(meta.file_type())));
     }
     if meta.len() > limit {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
+        return Err(Unreadable::TooLarge {
             size: Some(meta.len()),
-            limit,
         });
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     // One byte more than the limit tells a file that grew past it since the fstat.
     file.take(limit + 1)
         .read_to_end(&mut bytes)
-        .map_err(read_error)?;
+        .map_err(Unreadable::Io)?;
     if bytes.len() as u64 > limit {
-        return Err(ConfigError::TooLarge {
-            path: path.to_path_buf(),
-            size: None,
-            limit,
-        });
+        return Err(Unreadable::TooLarge { size: None });
     }
     Ok(bytes)
 }

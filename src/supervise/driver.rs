@@ -127,7 +127,7 @@ pub async fn drive<'a>(
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (force_switch, force) = ForceSwitch::new();
     let force = force.with_notice(escalate::WaitNotice::stderr(
-        "Ctrl-C again or `ccscope stop --force` kills it now",
+        "Ctrl-C again or `ccscope stop --force` kills what is left now",
     ));
     let Parts {
         config,
