@@ -7,17 +7,15 @@
 //! which names the same directory without spelling its path.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use crate::proc::sys;
+use crate::registry::{RegistryError, VerifiedDir};
 
 /// The sub-directory of the state directory that holds the sockets.
 pub const RUN_DIR: &str = "run";
-
-/// `sun_path` holds 108 bytes, the last one the terminating NUL.
-const MAX_SOCKET_PATH: usize = 107;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -27,22 +25,16 @@ pub enum SocketError {
         path: PathBuf,
         source: io::Error,
     },
-    #[error("{} belongs to {}, not to this user (uid {me})", .path.display(), user_label(*.owner))]
-    NotOurs { path: PathBuf, owner: u32, me: u32 },
-    #[error("{} is open to other users (mode {mode:04o}; it must be 0700)", .path.display())]
-    Open { path: PathBuf, mode: u32 },
-    #[error("{} is a symbolic link or no directory: ccscope follows no link in its state directory", .path.display())]
-    NotADirectory { path: PathBuf },
+    /// The directory itself: a link, another user's, open to others (the state directory's
+    /// own rules, [`VerifiedDir`]).
+    #[error(transparent)]
+    Dir(#[from] RegistryError),
 }
 
 impl SocketError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            SocketError::NotOurs { .. }
-            | SocketError::Open { .. }
-            | SocketError::NotADirectory { .. } => Some(
-                "what another user could reach there is not trusted: remove that directory (ccscope recreates it), or use a --state-dir of your own".into(),
-            ),
+            SocketError::Dir(e) => e.hint(),
             SocketError::Io { .. } => None,
         }
     }
@@ -78,64 +70,24 @@ pub fn canonical_state_dir(state_dir: &Path) -> PathBuf {
     std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf())
 }
 
-/// An error opening the directory `path`: a link (or a file) in its place is said so.
-fn open_error(action: &'static str, path: &Path, source: io::Error) -> SocketError {
-    match source.raw_os_error() {
-        Some(libc::ELOOP | libc::ENOTDIR) => SocketError::NotADirectory {
-            path: path.to_path_buf(),
-        },
-        _ => SocketError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        },
-    }
-}
-
-/// `<state>/run`, open: every socket is bound and connected relative to it.
+/// `<state>/run`, open and verified as the state directory is (ours, no link, nobody else
+/// may write): every socket is bound and connected relative to it.
 #[derive(Debug)]
-pub struct RunDir {
-    fd: OwnedFd,
-    path: PathBuf,
-}
+pub struct RunDir(VerifiedDir);
 
 impl RunDir {
     /// Opens `<state>/run`, creating it 0700; refuses one that is a symlink, another user's,
     /// or open to others.
     pub fn open(state_dir: &Path) -> Result<RunDir, SocketError> {
-        let state = canonical_state_dir(state_dir);
-        let io = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SocketError::Io {
-                action,
-                path,
-                source,
-            }
-        };
-        let top = sys::open_dir_nofollow(&state).map_err(io("open the state directory", &state))?;
-        let path = state.join(RUN_DIR);
-        match sys::mkdir_at(&top, RUN_DIR, 0o700) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(io("create", &path)(e)),
-        }
-        let fd = sys::open_dir_at(&top, RUN_DIR).map_err(|e| open_error("open", &path, e))?;
-        let dir = RunDir { fd, path };
-        dir.check()?;
-        Ok(dir)
+        Ok(RunDir(VerifiedDir::create_state(state_dir)?.child_dir(RUN_DIR)?))
     }
 
     /// Opens an existing `<state>/run` (for a client): None when there is none.
     pub fn existing(state_dir: &Path) -> Result<Option<RunDir>, SocketError> {
-        let path = canonical_state_dir(state_dir).join(RUN_DIR);
-        let fd = match sys::open_dir_nofollow(&path) {
-            Ok(fd) => fd,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(open_error("open", &path, source)),
+        let Some(state) = VerifiedDir::existing_state(state_dir)? else {
+            return Ok(None);
         };
-        let dir = RunDir { fd, path };
-        dir.check()?;
-        Ok(Some(dir))
+        Ok(state.existing_child_dir(RUN_DIR)?.map(RunDir))
     }
 
     /// The directory holding the socket file `path` (as `--report-to` names it), opened and
@@ -152,68 +104,24 @@ impl RunDir {
             .ok_or_else(invalid)?
             .to_string();
         let parent = path.parent().ok_or_else(invalid)?;
-        let fd = sys::open_dir_nofollow(parent).map_err(|e| open_error("open", parent, e))?;
-        let dir = RunDir {
-            fd,
+        let dir = VerifiedDir::existing_state(parent)?.ok_or_else(|| SocketError::Io {
+            action: "open",
             path: parent.to_path_buf(),
-        };
-        dir.check()?;
-        Ok((dir, name))
-    }
-
-    fn check(&self) -> Result<(), SocketError> {
-        let (owner, mode) = sys::owner_and_mode(&self.fd).map_err(|source| SocketError::Io {
-            action: "inspect",
-            path: self.path.clone(),
-            source,
+            source: io::ErrorKind::NotFound.into(),
         })?;
-        let me = sys::euid();
-        if owner != me {
-            return Err(SocketError::NotOurs {
-                path: self.path.clone(),
-                owner,
-                me,
-            });
-        }
-        if mode & 0o077 != 0 {
-            return Err(SocketError::Open {
-                path: self.path.clone(),
-                mode,
-            });
-        }
-        Ok(())
+        Ok((RunDir(dir), name))
     }
 
     /// The socket file's path, as people (and `--report-to`) see it.
     pub fn path_of(&self, name: &str) -> PathBuf {
-        self.path.join(name)
-    }
-
-    /// The address the kernel is given: the full path when it fits, else the path through
-    /// this directory's descriptor.
-    fn address(&self, name: &str) -> PathBuf {
-        let full = self.path_of(name);
-        if full.as_os_str().len() <= MAX_SOCKET_PATH {
-            return full;
-        }
-        PathBuf::from(format!("/proc/self/fd/{}/{name}", self.fd.as_raw_fd()))
+        self.0.join(name)
     }
 
     /// Binds the socket file `name`, replacing a file left there (the caller makes sure no
     /// live peer can be serving it: it holds the project's lock, or the name is new).
     pub fn bind(&self, name: &str) -> Result<UnixListener, SocketError> {
-        match sys::unlink_at(&self.fd, name) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(SocketError::Io {
-                    action: "remove the stale socket",
-                    path: self.path_of(name),
-                    source,
-                });
-            }
-        }
-        UnixListener::bind(self.address(name)).map_err(|source| SocketError::Io {
+        self.0.remove_file(name)?;
+        UnixListener::bind(self.0.socket_path(name)).map_err(|source| SocketError::Io {
             action: "bind the socket",
             path: self.path_of(name),
             source,
@@ -223,25 +131,25 @@ impl RunDir {
     /// Connects to the socket file `name`. `NotFound` or `ConnectionRefused` when nobody
     /// serves it.
     pub fn connect(&self, name: &str) -> io::Result<UnixStream> {
-        UnixStream::connect(self.address(name))
+        UnixStream::connect(self.0.socket_path(name))
     }
 
     /// The owner of the socket file `name`, if there is one (not followed).
     pub fn owner_of(&self, name: &str) -> Option<u32> {
-        sys::socket_owner_at(&self.fd, name)
+        sys::socket_owner_at(&self.0, name)
             .ok()
             .map(|(uid, _)| uid)
     }
 
     /// Removes the socket file `name` (nothing when it is gone already).
     pub fn remove(&self, name: &str) {
-        let _ = sys::unlink_at(&self.fd, name);
+        let _ = self.0.remove_file(name);
     }
 }
 
 impl AsFd for RunDir {
     fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.0.as_fd()
     }
 }
 
@@ -299,7 +207,7 @@ mod tests {
         .unwrap();
         let e = RunDir::open(open.path()).unwrap_err();
         assert!(
-            e.to_string().contains("open to other users (mode 0777"),
+            matches!(e, SocketError::Dir(RegistryError::OthersCanWrite { .. })),
             "{e}"
         );
 
@@ -307,7 +215,10 @@ mod tests {
         std::os::unix::fs::symlink(state.path().join(RUN_DIR), linked.path().join(RUN_DIR))
             .unwrap();
         let e = RunDir::open(linked.path()).unwrap_err();
-        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        assert!(
+            matches!(e, SocketError::Dir(RegistryError::Symlink { .. })),
+            "{e}"
+        );
     }
 
     #[test]
@@ -316,7 +227,7 @@ mod tests {
         let state = top.path().join("d".repeat(100));
         std::fs::create_dir(&state).unwrap();
         let dir = RunDir::open(&state).unwrap();
-        assert!(dir.path_of("x.sock").as_os_str().len() > MAX_SOCKET_PATH);
+        assert!(dir.path_of("x.sock").as_os_str().len() > 107);
         let listener = dir.bind("x.sock").unwrap();
         assert!(state.join(RUN_DIR).join("x.sock").exists());
         let _client = dir.connect("x.sock").unwrap();
