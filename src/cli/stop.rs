@@ -57,6 +57,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         stand_down_project(&state_dir, project, &registry, holder)?
     };
     tracing::debug!("stop: stand-down done");
+    crate::proc::fault::point(crate::proc::fault::STOP_STOOD_DOWN);
     if let Some(warning) = stand_down.as_ref().and_then(|s| s.report.warning()) {
         ctx.warn(&warning);
     }
