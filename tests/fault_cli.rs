@@ -1,0 +1,510 @@
+//! The fault suite: ccscope killed, its registry broken, its disk full, its commands raced, its
+//! records lying — and each case ends the same way: nothing of the project is left (no live
+//! process carries its markers), every command exited with the code it should, and the
+//! registry passes `PRAGMA quick_check`.
+//!
+//! The kills go through the test-only hook `CCSCOPE_TEST_ABORT_AT=<point>`
+//! (`ccscope::proc::fault`): the supervisor or `stop` SIGKILLs itself at that named point.
+
+mod common;
+
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ccscope::proc::fault;
+use common::{Ran, Sandbox, marked, require_test_env};
+
+/// How long a start or a stop may take here: generous, the machine is shared.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn project(tag: &str) -> String {
+    format!("f{}-{tag}", std::process::id())
+}
+
+/// Two layers (`web` depends on `db`), `web` with a double-forked helper that leaves its
+/// process group; with `crasher`, a third service that crashes once and is restarted.
+fn stack(project: &str, crasher: bool) -> Sandbox {
+    let sb = Sandbox::new();
+    let mut text = format!(
+        "[project]\nname = \"{project}\"\n[defaults]\nstop_timeout = \"1s\"\n\
+         [services.db]\ncommand = [\"sleep\", \"300\"]\n\
+         [services.web]\nshell = \"( setsid sh -c 'exec sleep 301' & ); exec sleep 302\"\n\
+         depends_on = [\"db\"]\n"
+    );
+    if crasher {
+        let once = sb.path().join("crashed-once");
+        text.push_str(&format!(
+            "[services.crasher]\nshell = \"test -e {0} || {{ touch {0}; exit 3; }}; exec sleep 303\"\n\
+             restart = {{ policy = \"on-failure\", initial_backoff = \"100ms\" }}\n",
+            once.display()
+        ));
+    }
+    sb.write("ccscope.toml", &text);
+    sb
+}
+
+/// A command in the background, its output in files (never pipes: a service that inherited a
+/// pipe would keep a reader waiting for its end long after the command exited).
+struct Bg {
+    child: Child,
+    description: String,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+impl Bg {
+    fn spawn(mut cmd: Command, dir: &Path, name: &str) -> Bg {
+        let out = dir.join(format!("{name}.out"));
+        let err = dir.join(format!("{name}.err"));
+        cmd.stdin(Stdio::null())
+            .stdout(File::create(&out).unwrap())
+            .stderr(File::create(&err).unwrap());
+        let description = format!("{cmd:?}");
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not run {description}: {e}"));
+        Bg {
+            child,
+            description,
+            out,
+            err,
+        }
+    }
+
+    fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.out).unwrap_or_default()
+    }
+
+    /// Waits until stdout or stderr holds `needle`.
+    fn wait_output(&mut self, needle: &str, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            let said = format!(
+                "{}{}",
+                self.stdout(),
+                std::fs::read_to_string(&self.err).unwrap_or_default()
+            );
+            if said.contains(needle) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{} exited ({status}) before saying {needle:?}:\n{said}",
+                    self.description
+                );
+            }
+            assert!(
+                start.elapsed() < deadline,
+                "{} did not say {needle:?} within {deadline:?}:\n{said}",
+                self.description
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for the command to exit; its output as a [`Ran`].
+    fn wait(mut self, deadline: Duration) -> Ran {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if start.elapsed() > deadline {
+                let _ = self.child.kill();
+                let status = self.child.wait().unwrap();
+                let ran = self.ran(status);
+                panic!(
+                    "{} did not exit within {deadline:?}:\n{}\n{}",
+                    ran.description,
+                    ran.stdout(),
+                    ran.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.ran(status)
+    }
+
+    fn ran(&self, status: std::process::ExitStatus) -> Ran {
+        Ran {
+            description: self.description.clone(),
+            output: Output {
+                status,
+                stdout: std::fs::read(&self.out).unwrap_or_default(),
+                stderr: std::fs::read(&self.err).unwrap_or_default(),
+            },
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// However a test ends, what it started is stopped (by `ccscope stop --force`, with the
+/// sandbox's state directory).
+struct StopOnDrop<'a> {
+    sb: &'a Sandbox,
+    state_dir: Option<String>,
+}
+
+impl<'a> StopOnDrop<'a> {
+    fn new(sb: &'a Sandbox) -> StopOnDrop<'a> {
+        StopOnDrop {
+            sb,
+            state_dir: None,
+        }
+    }
+}
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        let mut args = Vec::new();
+        if let Some(dir) = &self.state_dir {
+            args.extend(["--state-dir", dir.as_str()]);
+        }
+        args.extend(["stop", "--force"]);
+        let _ = self
+            .sb
+            .command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// `command` ran to its end by SIGKILL from the armed fault point `point`.
+fn assert_killed_at(ran: &Ran, point: &str) {
+    assert_eq!(
+        ran.output.status.signal(),
+        Some(libc::SIGKILL),
+        "{} was to die by SIGKILL at {point}: exit {:?}\n{}\n{}",
+        ran.description,
+        ran.output.status,
+        ran.stdout(),
+        ran.stderr()
+    );
+    assert!(
+        ran.stderr().contains(&format!("{}={point}", fault::ENV)),
+        "it died at its point: {}",
+        ran.stderr()
+    );
+}
+
+/// `PRAGMA quick_check` of the registry in `state_dir`.
+fn quick_check(state_dir: &Path) -> String {
+    let path = state_dir.join("registry.db");
+    let conn = rusqlite::Connection::open_with_flags(
+        &path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    conn.query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .unwrap_or_else(|e| panic!("quick_check {}: {e}", path.display()))
+}
+
+/// The end every case comes to: no live process carries the project's markers, and the
+/// registry is sound.
+fn assert_nothing_left(project: &str, state_dir: &Path) {
+    // A killed process may take a moment to be reaped by its parent: wait for the event.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marked(project).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let left = marked(project);
+    let described: Vec<String> = left
+        .iter()
+        .map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            format!(
+                "{pid}: {}",
+                String::from_utf8_lossy(&cmdline).replace('\0', " ")
+            )
+        })
+        .collect();
+    assert!(left.is_empty(), "0 left expected, found {described:#?}");
+    assert_eq!(quick_check(state_dir), "ok", "the registry is sound");
+}
+
+/// The stop that cleans up after a fault: exit 0, and nothing survived.
+fn stop_cleans_up(sb: &Sandbox, extra: &[&str]) -> serde_json::Value {
+    let ran = Ran::of(sb.command(&[extra, &["stop", "--json"]].concat()));
+    ran.expect_code(0);
+    let doc = ran.json();
+    assert!(
+        doc["outcome"] == "complete" || doc["outcome"] == "nothing_to_stop",
+        "{doc}"
+    );
+    assert_eq!(doc["survivors"].as_array().map_or(0, Vec::len), 0, "{doc}");
+    doc
+}
+
+/// After a fault, the project is not wedged: a detached run comes up and a stop ends it.
+fn runs_again(sb: &Sandbox, project: &str) {
+    Ran::of(sb.command(&["run", "--detach"]))
+        .expect_code(0)
+        .expect_stdout_contains("stack ready");
+    assert!(!marked(project).is_empty(), "the new run started the stack");
+    stop_cleans_up(sb, &[]);
+    assert_nothing_left(project, &sb.state_dir());
+}
+
+// ---- the supervisor killed at each point of start-up and supervision ---------------------------
+
+/// `ccscope run`, armed at `point`, dies there; then `stop` leaves nothing and exits 0, and
+/// the next run works.
+fn supervisor_killed_at(point: &'static str, tag: &str) {
+    require_test_env();
+    let project = project(tag);
+    let crasher = point == fault::SUPERVISOR_RESTARTING;
+    let sb = stack(&project, crasher);
+    let _cleanup = StopOnDrop::new(&sb);
+    let mut run = sb.command(&["-v", "run"]);
+    run.env(fault::ENV, point);
+    let ran = Bg::spawn(run, sb.path(), "run").wait(DEADLINE);
+    assert_killed_at(&ran, point);
+    let started_something =
+        point != fault::SUPERVISOR_LOCKED && point != fault::SUPERVISOR_RUN_RECORDED;
+    if started_something {
+        assert!(
+            !marked(&project).is_empty(),
+            "the services outlive their supervisor"
+        );
+    }
+    let doc = stop_cleans_up(&sb, &[]);
+    if started_something {
+        assert_eq!(doc["outcome"], "complete", "{doc}");
+    }
+    assert_nothing_left(&project, &sb.state_dir());
+    runs_again(&sb, &project);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn supervisor_killed_after_taking_the_lock() {
+    supervisor_killed_at(fault::SUPERVISOR_LOCKED, "locked");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn supervisor_killed_after_recording_the_run() {
+    supervisor_killed_at(fault::SUPERVISOR_RUN_RECORDED, "recorded");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn supervisor_killed_after_making_the_first_scope() {
+    supervisor_killed_at(fault::SUPERVISOR_FIRST_SCOPE, "scope");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn supervisor_killed_before_reporting_ready() {
+    supervisor_killed_at(fault::SUPERVISOR_BEFORE_READY, "ready");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn supervisor_killed_while_restarting_a_crashed_service() {
+    supervisor_killed_at(fault::SUPERVISOR_RESTARTING, "restart");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn a_detached_supervisor_killed_before_ready_fails_the_run_and_stop_leaves_nothing() {
+    require_test_env();
+    let project = project("detach-ready");
+    let sb = stack(&project, false);
+    let _cleanup = StopOnDrop::new(&sb);
+    let mut run = sb.command(&["run", "--detach"]);
+    run.env(fault::ENV, fault::SUPERVISOR_BEFORE_READY);
+    let ran = Ran::of(run);
+    // Its supervisor died: the run did not succeed, and does not claim the stack was stopped.
+    ran.expect_code(9);
+    assert!(!marked(&project).is_empty(), "the services outlive it");
+    assert!(
+        !ran.stderr().contains("stopped it again"),
+        "the supervisor died; nobody stopped the stack: {}",
+        ran.stderr()
+    );
+    stop_cleans_up(&sb, &[]);
+    assert_nothing_left(&project, &sb.state_dir());
+    runs_again(&sb, &project);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn supervisor_killed_half_way_through_its_own_stop() {
+    require_test_env();
+    let project = project("ownstop");
+    let sb = stack(&project, false);
+    let _cleanup = StopOnDrop::new(&sb);
+    let mut run = sb.command(&["-v", "run"]);
+    run.env(fault::ENV, fault::STOP_LAYER_DONE);
+    let mut run = Bg::spawn(run, sb.path(), "run");
+    run.wait_output("stack ready", DEADLINE);
+    ccscope::proc::sys::kill(run.child.id() as i32, libc::SIGTERM).unwrap();
+    let ran = run.wait(DEADLINE);
+    assert_killed_at(&ran, fault::STOP_LAYER_DONE);
+    assert!(!marked(&project).is_empty(), "db outlives the half stop");
+    let doc = stop_cleans_up(&sb, &[]);
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    assert_nothing_left(&project, &sb.state_dir());
+    runs_again(&sb, &project);
+}
+
+// ---- `stop` killed at each of its points, then run again ---------------------------------------
+
+fn stop_killed_at(point: &'static str, tag: &str) {
+    require_test_env();
+    let project = project(tag);
+    let sb = stack(&project, false);
+    let _cleanup = StopOnDrop::new(&sb);
+    let mut run = Bg::spawn(sb.command(&["-v", "run"]), sb.path(), "run");
+    run.wait_output("stack ready", DEADLINE);
+    let mut stop = sb.command(&["stop", "--json"]);
+    stop.env(fault::ENV, point);
+    let ran = Bg::spawn(stop, sb.path(), "stop-killed").wait(DEADLINE);
+    assert_killed_at(&ran, point);
+    stop_cleans_up(&sb, &[]);
+    // The supervisor stood down for the first stop: it ends once the stack is gone, by the
+    // second stop or by finishing the stop itself.
+    let supervisor = run.wait(DEADLINE);
+    supervisor.expect_code(0);
+    assert_nothing_left(&project, &sb.state_dir());
+    runs_again(&sb, &project);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn stop_killed_after_the_stand_down_then_stop_again() {
+    stop_killed_at(fault::STOP_STOOD_DOWN, "stop-stood");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn stop_killed_after_its_first_layer_then_stop_again() {
+    stop_killed_at(fault::STOP_LAYER_DONE, "stop-layer");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn stop_killed_before_updating_the_registry_then_stop_again() {
+    stop_killed_at(fault::STOP_BEFORE_REGISTRY, "stop-registry");
+}
+
+// ---- the registry broken while a stack runs ----------------------------------------------------
+
+/// How the registry is broken under a running supervisor.
+#[derive(Debug, Clone, Copy)]
+enum Corruption {
+    Truncated,
+    Garbage,
+    Empty,
+    Deleted,
+    GarbageWal,
+}
+
+/// Bytes no SQLite file has: a fixed pseudo-random stream.
+fn garbage(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn corrupt(state_dir: &Path, how: Corruption) {
+    let db = state_dir.join("registry.db");
+    let wal = state_dir.join("registry.db-wal");
+    match how {
+        Corruption::Truncated => {
+            // Cut mid-page, as a torn write or a full disk leaves it; the log goes with it.
+            for file in [&db, &wal] {
+                if let Ok(meta) = std::fs::metadata(file) {
+                    let f = File::options().write(true).open(file).unwrap();
+                    f.set_len(meta.len() / 2 + 100).unwrap();
+                }
+            }
+        }
+        Corruption::Garbage => {
+            let len = std::fs::metadata(&db).unwrap().len() as usize;
+            std::fs::write(&db, garbage(len.max(8192))).unwrap();
+        }
+        Corruption::Empty => {
+            File::options()
+                .write(true)
+                .open(&db)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        }
+        Corruption::Deleted => {
+            for file in ["registry.db", "registry.db-wal", "registry.db-shm"] {
+                let _ = std::fs::remove_file(state_dir.join(file));
+            }
+        }
+        Corruption::GarbageWal => {
+            std::fs::write(&wal, garbage(64 * 1024)).unwrap();
+        }
+    }
+}
+
+fn registry_broken_while_running(how: Corruption, tag: &str) {
+    require_test_env();
+    let project = project(tag);
+    let sb = stack(&project, false);
+    let _cleanup = StopOnDrop::new(&sb);
+    let mut run = Bg::spawn(sb.command(&["-v", "run"]), sb.path(), "run");
+    run.wait_output("stack ready", DEADLINE);
+    corrupt(&sb.state_dir(), how);
+    let doc = stop_cleans_up(&sb, &[]);
+    assert_eq!(doc["outcome"], "complete", "{how:?}: {doc}");
+    let supervisor = run.wait(DEADLINE);
+    supervisor.expect_code(0);
+    assert_nothing_left(&project, &sb.state_dir());
+    runs_again(&sb, &project);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn registry_truncated_while_running() {
+    registry_broken_while_running(Corruption::Truncated, "reg-trunc");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn registry_overwritten_with_garbage_while_running() {
+    registry_broken_while_running(Corruption::Garbage, "reg-garbage");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn registry_emptied_while_running() {
+    registry_broken_while_running(Corruption::Empty, "reg-empty");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn registry_deleted_while_running() {
+    registry_broken_while_running(Corruption::Deleted, "reg-deleted");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn registry_wal_overwritten_with_garbage_while_running() {
+    registry_broken_while_running(Corruption::GarbageWal, "reg-wal");
+}
