@@ -24,13 +24,14 @@ fn project(tag: &str) -> String {
     format!("f{}-{tag}", std::process::id())
 }
 
-/// Two layers (`web` depends on `db`), `web` with a double-forked helper that leaves its
-/// process group; with `crasher`, a third service that crashes once and is restarted.
+/// Two layers (`web` depends on `db`, which is restarted when it fails), `web` with a
+/// double-forked helper that leaves its process group; with `crasher`, a third service that crashes once and is restarted.
 fn stack(project: &str, crasher: bool) -> Sandbox {
     let sb = Sandbox::new();
     let mut text = format!(
         "[project]\nname = \"{project}\"\n[defaults]\nstop_timeout = \"1s\"\n\
          [services.db]\ncommand = [\"sleep\", \"300\"]\n\
+         restart = {{ policy = \"on-failure\", initial_backoff = \"100ms\" }}\n\
          [services.web]\nshell = \"( setsid sh -c 'exec sleep 301' & ); exec sleep 302\"\n\
          depends_on = [\"db\"]\n"
     );
@@ -80,6 +81,11 @@ impl Bg {
 
     /// Waits until stdout or stderr holds `needle`.
     fn wait_output(&mut self, needle: &str, deadline: Duration) {
+        self.wait_output_times(needle, 1, deadline);
+    }
+
+    /// Waits until stdout and stderr hold `needle` `times` times.
+    fn wait_output_times(&mut self, needle: &str, times: usize, deadline: Duration) {
         let start = Instant::now();
         loop {
             let said = format!(
@@ -87,7 +93,7 @@ impl Bg {
                 self.stdout(),
                 std::fs::read_to_string(&self.err).unwrap_or_default()
             );
-            if said.contains(needle) {
+            if said.matches(needle).count() >= times {
                 return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -507,4 +513,304 @@ fn registry_deleted_while_running() {
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn registry_wal_overwritten_with_garbage_while_running() {
     registry_broken_while_running(Corruption::GarbageWal, "reg-wal");
+}
+
+// ---- a full state disk -------------------------------------------------------------------------
+
+/// A small tmpfs of its own as the state directory, unmounted when dropped (lazily if
+/// something still holds it), even when the test fails.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(at: PathBuf) -> SmallDisk {
+        std::fs::create_dir_all(&at).unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "size=2m,mode=0700",
+                "ccscope-test-faults",
+            ])
+            .arg(&at)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount a tmpfs at {}", at.display());
+        SmallDisk(at)
+    }
+
+    /// Writes one file until the disk says it is full.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut f = File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 16 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while f.write_all(&small).is_ok() {}
+        let _ = f.sync_all();
+    }
+
+    fn free(&self) {
+        std::fs::remove_file(self.0.join("filler")).unwrap();
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let done = Command::new("umount")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !done {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// The pid of `service`'s registered main process, as `ps` lists it.
+fn main_pid(sb: &Sandbox, service: &str) -> i32 {
+    let doc = Ran::of(sb.command(&["ps", "--json"])).expect_code(0).json();
+    doc["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["service"] == service && p["registered"] == true)
+        .unwrap_or_else(|| panic!("{service} has a registered process: {doc}"))["pid"]
+        .as_i64()
+        .unwrap() as i32
+}
+
+#[test]
+#[ignore = "system test: needs the user manager, session bus and mount(8) (scripts/test.sh)"]
+fn with_the_state_disk_full_before_the_start_run_says_so_and_stop_still_works() {
+    require_test_env();
+    let project = project("fullstart");
+    let sb = stack(&project, false);
+    let _cleanup = StopOnDrop::new(&sb);
+    let disk = SmallDisk::mount(sb.state_dir());
+    disk.fill();
+    let ran = Bg::spawn(sb.command(&["run"]), sb.path(), "run-full").wait(DEADLINE);
+    if ran.code() != 0 {
+        assert!(
+            ["no space left", "disk is full"]
+                .iter()
+                .any(|s| ran.stderr().to_lowercase().contains(s)),
+            "a refused run names the full disk:\n{}",
+            ran.stderr()
+        );
+        assert!(!ran.stderr().contains("panicked"), "{}", ran.stderr());
+    }
+    // Nothing to stop, and nothing to record: the stop says so and exits 0.
+    stop_cleans_up(&sb, &[]);
+    assert!(marked(&project).is_empty(), "{:?}", marked(&project));
+    disk.free();
+    runs_again(&sb, &project);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager, session bus and mount(8) (scripts/test.sh)"]
+fn with_the_state_disk_full_while_running_the_supervisor_and_stop_say_what_they_could_not_record() {
+    require_test_env();
+    let project = project("fullrun");
+    let sb = stack(&project, false);
+    let _cleanup = StopOnDrop::new(&sb);
+    let disk = SmallDisk::mount(sb.state_dir());
+    // A crash makes the supervisor restart and record on the full disk, and the stop records
+    // its end there.
+    let mut run = Bg::spawn(sb.command(&["-v", "run"]), sb.path(), "run");
+    run.wait_output("stack ready", DEADLINE);
+    let db = main_pid(&sb, "db");
+    disk.fill();
+    ccscope::proc::sys::kill(db, libc::SIGKILL).unwrap();
+    run.wait_output("restarting", DEADLINE);
+    // Back up: db restarted, and web (which depends on it) started again.
+    run.wait_output_times("web                  running", 2, DEADLINE);
+    let ran = Ran::of(sb.command(&["stop", "--json"]));
+    ran.expect_code(0);
+    let doc = ran.json();
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    assert_eq!(doc["services"].as_array().unwrap().len(), 2, "{doc}");
+    // Whether SQLite needs new room for a write depends on how much of its write-ahead log
+    // is free: when it does, what could not be recorded is said, and only that.
+    for warning in doc["warnings"].as_array().unwrap() {
+        assert!(
+            warning.as_str().unwrap().contains("registry"),
+            "only registry trouble is warned about: {doc}"
+        );
+    }
+    let supervisor = run.wait(DEADLINE);
+    supervisor.expect_code(0);
+    let said = supervisor.stdout() + &supervisor.stderr();
+    assert!(!said.contains("panicked"), "{said}");
+    // What could not be recorded is said, with why.
+    for line in said.lines().filter(|l| l.contains("could not")) {
+        assert!(line.contains("disk is full"), "{line}\n{said}");
+    }
+    assert!(
+        !said.contains("os error"),
+        "no bare os error from the supervisor:\n{said}"
+    );
+    assert_nothing_left(&project, &sb.state_dir());
+    disk.free();
+    runs_again(&sb, &project);
+}
+
+// ---- 20 concurrent mixed commands --------------------------------------------------------------
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn twenty_concurrent_mixed_commands_leave_nothing_and_a_sound_registry() {
+    require_test_env();
+    // Three projects in one state directory: one registry for all of them.
+    let projects = [project("race-a"), project("race-b"), project("race-c")];
+    let boxes: Vec<Sandbox> = projects.iter().map(|p| stack(p, false)).collect();
+    let shared = boxes[0].state_dir().display().to_string();
+    let cleanups: Vec<StopOnDrop> = boxes
+        .iter()
+        .map(|sb| StopOnDrop {
+            sb,
+            state_dir: Some(shared.clone()),
+        })
+        .collect();
+    let plan: &[(usize, &[&str])] = &[
+        (0, &["run", "--detach"]),
+        (0, &["status", "--json"]),
+        (0, &["ps", "--json"]),
+        (0, &["run", "--detach"]),
+        (0, &["discover", "--json"]),
+        (0, &["status", "--json"]),
+        (0, &["stop", "--json"]),
+        (0, &["ps", "--json"]),
+        (0, &["discover", "--json"]),
+        (0, &["status", "--json"]),
+        (0, &["ps", "--json"]),
+        (0, &["stop", "--json"]),
+        (1, &["run", "--detach"]),
+        (1, &["status", "--json"]),
+        (1, &["ps", "--json"]),
+        (1, &["stop", "--json"]),
+        (2, &["run", "--detach"]),
+        (2, &["discover", "--json"]),
+        (2, &["ps", "--json"]),
+        (2, &["stop", "--json"]),
+    ];
+    assert_eq!(plan.len(), 20);
+    let started: Vec<(usize, &[&str], Bg)> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, (which, args))| {
+            let sb = &boxes[*which];
+            let cmd = sb.command(&[&["--state-dir", shared.as_str()], *args].concat());
+            (*which, *args, Bg::spawn(cmd, sb.path(), &format!("cmd{i}")))
+        })
+        .collect();
+    // Every command is judged, and all that went wrong said at the end, after the clean-up.
+    let mut codes = Vec::new();
+    let mut wrong = Vec::new();
+    for (which, args, bg) in started {
+        let ran = bg.wait(DEADLINE);
+        let said = ran.stderr();
+        let what = format!("{args:?} of {} exited {}", projects[which], ran.code());
+        codes.push(what.clone());
+        if said.contains("panicked") || ran.code() == 101 {
+            wrong.push(format!("{what}, a panic:\n{said}"));
+        }
+        if said.contains("os error") {
+            wrong.push(format!("{what}, a bare os error:\n{said}"));
+        }
+        // A run may find the project taken (5) or stopped under it while it started (9); a
+        // stop racing a start may see what the start is still making (8). Anything else is
+        // a failure of its own.
+        let allowed: &[i32] = match args[0] {
+            "run" => &[0, 5, 9],
+            "stop" => &[0, 8],
+            _ => &[0],
+        };
+        if !allowed.contains(&ran.code()) {
+            wrong.push(format!("{what}:\n{}\n{said}", ran.stdout()));
+        }
+    }
+    eprintln!("exit codes: {codes:#?}");
+    assert_eq!(quick_check(Path::new(&shared)), "ok", "{codes:?}");
+    // What the race left running, a plain stop ends.
+    for (sb, project) in boxes.iter().zip(&projects) {
+        stop_cleans_up(sb, &["--state-dir", &shared]);
+        assert_nothing_left(project, Path::new(&shared));
+    }
+    drop(cleanups);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n---\n"));
+}
+
+// ---- a record whose pid a bystander now has ----------------------------------------------------
+
+/// Whether `pid` is alive with `start_time` and not stopped.
+fn alive_and_running(pid: i32, start_time: u64) -> bool {
+    ccscope::proc::read_stat(Path::new("/proc"), pid)
+        .is_ok_and(|s| s.start_time == start_time && s.state != 'T' && s.state != 'Z')
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn a_record_whose_pid_a_bystander_now_has_never_gets_the_bystander_signalled() {
+    require_test_env();
+    let project = project("reuse");
+    let sb = stack(&project, false);
+    let _cleanup = StopOnDrop::new(&sb);
+    let mut run = Bg::spawn(sb.command(&["-v", "run"]), sb.path(), "run");
+    run.wait_output("stack ready", DEADLINE);
+    // The supervisor dies (its records stay), and a process that is none of ccscope's
+    // business now has the pid of a recorded service and of the recorded supervisor.
+    ccscope::proc::sys::kill(run.child.id() as i32, libc::SIGKILL).unwrap();
+    let _ = run.wait(DEADLINE);
+    let mut bystander = Command::new("setsid");
+    bystander
+        .args(["sleep", "300"])
+        .env_remove("CCSCOPE_PROJECT")
+        .stdin(Stdio::null());
+    let mut bystander = bystander.spawn().unwrap();
+    let pid = bystander.id() as i32;
+    let start_time = ccscope::proc::read_stat(Path::new("/proc"), pid)
+        .unwrap()
+        .start_time;
+    let db = sb.state_dir().join("registry.db");
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.busy_timeout(Duration::from_secs(10)).unwrap();
+        // The service's record keeps its own start time: the pid is the bystander's, the
+        // process is not.
+        let moved = conn
+            .execute(
+                "UPDATE processes SET pid = ?1 WHERE project = ?2 AND service = 'db'",
+                rusqlite::params![pid, project],
+            )
+            .unwrap();
+        assert!(moved >= 1, "db was registered");
+        conn.execute(
+            "UPDATE runs SET supervisor_pid = ?1 WHERE project = ?2",
+            rusqlite::params![pid, project],
+        )
+        .unwrap();
+    }
+    let doc = Ran::of(sb.command(&["ps", "--json"])).expect_code(0).json();
+    assert!(
+        doc["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["pid"] != pid),
+        "ps never lists the bystander as the project's: {doc}"
+    );
+    let doc = stop_cleans_up(&sb, &[]);
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    assert!(
+        alive_and_running(pid, start_time),
+        "the bystander was not signalled: {doc}"
+    );
+    assert_nothing_left(&project, &sb.state_dir());
+    runs_again(&sb, &project);
+    assert!(alive_and_running(pid, start_time), "nor by the next run");
+    bystander.kill().unwrap();
+    let _ = bystander.wait();
 }
