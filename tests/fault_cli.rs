@@ -218,14 +218,44 @@ fn quick_check(state_dir: &Path) -> String {
         .unwrap_or_else(|e| panic!("quick_check {}: {e}", path.display()))
 }
 
-/// The end every case comes to: no live process carries the project's markers, and the
-/// registry is sound.
+/// The project's scopes and services the user manager still has active (its slice may stay).
+fn active_units(project: &str) -> Vec<String> {
+    let escaped = ccscope::contain::escape_unit_part(project);
+    let out = Command::new("systemctl")
+        .args([
+            "--user",
+            "list-units",
+            "--plain",
+            "--no-legend",
+            "--state=active",
+        ])
+        .args(["ccscope-*.scope", "ccscope-*.service"])
+        .output()
+        .expect("run systemctl --user list-units");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|unit| unit.contains(&format!("ccscope-{escaped}")))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The end every case comes to: no live process carries the project's markers, the user
+/// manager runs no scope or service of it, and the registry is sound.
 fn assert_nothing_left(project: &str, state_dir: &Path) {
-    // A killed process may take a moment to be reaped by its parent: wait for the event.
+    // A killed process may take a moment to be reaped by its parent, and a unit to go
+    // inactive once its last process is gone: wait for it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !marked(project).is_empty() && Instant::now() < deadline {
+    while (!marked(project).is_empty() || !active_units(project).is_empty())
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(20));
     }
+    assert_eq!(
+        active_units(project),
+        Vec::<String>::new(),
+        "no unit is left"
+    );
     let left = marked(project);
     let described: Vec<String> = left
         .iter()
