@@ -298,13 +298,13 @@ fn runs_again(sb: &Sandbox, project: &str) {
 
 /// `ccscope run`, armed at `point`, dies there; then `stop` leaves nothing and exits 0, and
 /// the next run works.
-fn supervisor_killed_at(point: &'static str, tag: &str) {
+fn supervisor_killed_at(point: &'static str, tag: &str, backend: &str) {
     require_test_env();
     let project = project(tag);
     let crasher = point == fault::SUPERVISOR_RESTARTING;
     let sb = stack(&project, crasher);
     let _cleanup = StopOnDrop::new(&sb);
-    let mut run = sb.command(&["-v", "run"]);
+    let mut run = sb.command(&["-v", "run", "--backend", backend]);
     run.env(fault::ENV, point);
     let ran = Bg::spawn(run, sb.path(), "run").wait(DEADLINE);
     assert_killed_at(&ran, point);
@@ -327,31 +327,49 @@ fn supervisor_killed_at(point: &'static str, tag: &str) {
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn supervisor_killed_after_taking_the_lock() {
-    supervisor_killed_at(fault::SUPERVISOR_LOCKED, "locked");
+    supervisor_killed_at(fault::SUPERVISOR_LOCKED, "locked", "systemd");
 }
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn supervisor_killed_after_recording_the_run() {
-    supervisor_killed_at(fault::SUPERVISOR_RUN_RECORDED, "recorded");
+    supervisor_killed_at(fault::SUPERVISOR_RUN_RECORDED, "recorded", "systemd");
 }
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn supervisor_killed_after_making_the_first_scope() {
-    supervisor_killed_at(fault::SUPERVISOR_FIRST_SCOPE, "scope");
+    supervisor_killed_at(fault::SUPERVISOR_FIRST_SCOPE, "scope", "systemd");
+}
+
+#[test]
+#[ignore = "system test: needs a writable cgroup v2 tree (scripts/test.sh)"]
+fn supervisor_killed_after_making_the_first_scope_cgroupfs() {
+    supervisor_killed_at(fault::SUPERVISOR_FIRST_SCOPE, "scope-cg", "cgroupfs");
 }
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn supervisor_killed_before_reporting_ready() {
-    supervisor_killed_at(fault::SUPERVISOR_BEFORE_READY, "ready");
+    supervisor_killed_at(fault::SUPERVISOR_BEFORE_READY, "ready", "systemd");
+}
+
+#[test]
+#[ignore = "system test: needs a writable cgroup v2 tree (scripts/test.sh)"]
+fn supervisor_killed_before_reporting_ready_cgroupfs() {
+    supervisor_killed_at(fault::SUPERVISOR_BEFORE_READY, "ready-cg", "cgroupfs");
 }
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn supervisor_killed_while_restarting_a_crashed_service() {
-    supervisor_killed_at(fault::SUPERVISOR_RESTARTING, "restart");
+    supervisor_killed_at(fault::SUPERVISOR_RESTARTING, "restart", "systemd");
+}
+
+#[test]
+#[ignore = "system test: needs a writable cgroup v2 tree (scripts/test.sh)"]
+fn supervisor_killed_while_restarting_a_crashed_service_cgroupfs() {
+    supervisor_killed_at(fault::SUPERVISOR_RESTARTING, "restart-cg", "cgroupfs");
 }
 
 #[test]
@@ -400,22 +418,34 @@ fn supervisor_killed_half_way_through_its_own_stop() {
 
 // ---- `stop` killed at each of its points, then run again ---------------------------------------
 
-fn stop_killed_at(point: &'static str, tag: &str) {
+/// `stop`, armed at `point`, dies there; a second `stop` leaves nothing and exits 0. The
+/// supervisor runs in the foreground of the test, or `detached` as a user service.
+fn stop_killed_at(point: &'static str, tag: &str, detached: bool) {
     require_test_env();
     let project = project(tag);
     let sb = stack(&project, false);
     let _cleanup = StopOnDrop::new(&sb);
-    let mut run = Bg::spawn(sb.command(&["-v", "run"]), sb.path(), "run");
-    run.wait_output("stack ready", DEADLINE);
+    let run = if detached {
+        Ran::of(sb.command(&["run", "--detach"]))
+            .expect_code(0)
+            .expect_stdout_contains("stack ready");
+        None
+    } else {
+        let mut run = Bg::spawn(sb.command(&["-v", "run"]), sb.path(), "run");
+        run.wait_output("stack ready", DEADLINE);
+        Some(run)
+    };
     let mut stop = sb.command(&["stop", "--json"]);
     stop.env(fault::ENV, point);
     let ran = Bg::spawn(stop, sb.path(), "stop-killed").wait(DEADLINE);
     assert_killed_at(&ran, point);
     stop_cleans_up(&sb, &[]);
     // The supervisor stood down for the first stop: it ends once the stack is gone, by the
-    // second stop or by finishing the stop itself.
-    let supervisor = run.wait(DEADLINE);
-    supervisor.expect_code(0);
+    // second stop or by finishing the stop itself (a detached one's unit goes inactive,
+    // which the end of the case checks).
+    if let Some(run) = run {
+        run.wait(DEADLINE).expect_code(0);
+    }
     assert_nothing_left(&project, &sb.state_dir());
     runs_again(&sb, &project);
 }
@@ -423,19 +453,37 @@ fn stop_killed_at(point: &'static str, tag: &str) {
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn stop_killed_after_the_stand_down_then_stop_again() {
-    stop_killed_at(fault::STOP_STOOD_DOWN, "stop-stood");
+    stop_killed_at(fault::STOP_STOOD_DOWN, "stop-stood", false);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn stop_killed_after_the_stand_down_of_a_detached_supervisor_then_stop_again() {
+    stop_killed_at(fault::STOP_STOOD_DOWN, "stop-stood-d", true);
 }
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn stop_killed_after_its_first_layer_then_stop_again() {
-    stop_killed_at(fault::STOP_LAYER_DONE, "stop-layer");
+    stop_killed_at(fault::STOP_LAYER_DONE, "stop-layer", false);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn stop_killed_after_its_first_layer_of_a_detached_supervisor_then_stop_again() {
+    stop_killed_at(fault::STOP_LAYER_DONE, "stop-layer-d", true);
 }
 
 #[test]
 #[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
 fn stop_killed_before_updating_the_registry_then_stop_again() {
-    stop_killed_at(fault::STOP_BEFORE_REGISTRY, "stop-registry");
+    stop_killed_at(fault::STOP_BEFORE_REGISTRY, "stop-registry", false);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn stop_killed_before_updating_the_registry_of_a_detached_supervisor_then_stop_again() {
+    stop_killed_at(fault::STOP_BEFORE_REGISTRY, "stop-registry-d", true);
 }
 
 // ---- the registry broken while a stack runs ----------------------------------------------------
