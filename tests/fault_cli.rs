@@ -218,6 +218,22 @@ fn quick_check(state_dir: &Path) -> String {
         .unwrap_or_else(|e| panic!("quick_check {}: {e}", path.display()))
 }
 
+/// What the registry in `state_dir` still holds of `project`: process records and service
+/// states. (A killed supervisor's run stays "running": every reader checks its pid and start
+/// time before believing it.)
+fn records_of(project: &str, state_dir: &Path) -> (i64, i64) {
+    let conn = rusqlite::Connection::open(state_dir.join("registry.db")).unwrap();
+    conn.busy_timeout(Duration::from_secs(10)).unwrap();
+    let count = |sql: &str| -> i64 {
+        conn.query_row(sql, [project], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    (
+        count("SELECT count(*) FROM processes WHERE project = ?1"),
+        count("SELECT count(*) FROM service_states WHERE project = ?1"),
+    )
+}
+
 /// The project's scopes and services the user manager still has active (its slice may stay).
 fn active_units(project: &str) -> Vec<String> {
     let escaped = ccscope::contain::escape_unit_part(project);
@@ -240,9 +256,21 @@ fn active_units(project: &str) -> Vec<String> {
         .collect()
 }
 
-/// The end every case comes to: no live process carries the project's markers, the user
-/// manager runs no scope or service of it, and the registry is sound.
+/// The end every case comes to: nothing of the project runs, and the registry is sound and
+/// holds nothing of it.
 fn assert_nothing_left(project: &str, state_dir: &Path) {
+    assert_nothing_running(project);
+    assert_eq!(quick_check(state_dir), "ok", "the registry is sound");
+    assert_eq!(
+        records_of(project, state_dir),
+        (0, 0),
+        "the registry holds no process record or service state of a stopped project"
+    );
+}
+
+/// No live process carries the project's markers, and the user manager runs no scope or
+/// service of it.
+fn assert_nothing_running(project: &str) {
     // A killed process may take a moment to be reaped by its parent, and a unit to go
     // inactive once its last process is gone: wait for it.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -268,7 +296,6 @@ fn assert_nothing_left(project: &str, state_dir: &Path) {
         })
         .collect();
     assert!(left.is_empty(), "0 left expected, found {described:#?}");
-    assert_eq!(quick_check(state_dir), "ok", "the registry is sound");
 }
 
 /// The stop that cleans up after a fault: exit 0, and nothing survived.
@@ -730,7 +757,9 @@ fn with_the_state_disk_full_while_running_the_supervisor_and_stop_say_what_they_
         !said.contains("os error"),
         "no bare os error from the supervisor:\n{said}"
     );
-    assert_nothing_left(&project, &sb.state_dir());
+    // What could not be removed from the registry stays there until there is room again.
+    assert_nothing_running(&project);
+    assert_eq!(quick_check(&sb.state_dir()), "ok");
     disk.free();
     runs_again(&sb, &project);
 }
@@ -845,10 +874,10 @@ fn a_record_whose_pid_a_bystander_now_has_never_gets_the_bystander_signalled() {
     let mut bystander = Command::new("setsid");
     bystander
         .args(["sleep", "300"])
-        .env_remove("CCSCOPE_PROJECT")
-        .stdin(Stdio::null());
-    let mut bystander = bystander.spawn().unwrap();
-    let pid = bystander.id() as i32;
+        .env_remove("CCSCOPE_PROJECT");
+    // Killed by its pid however the test ends (a Bg is killed when dropped).
+    let bystander = Bg::spawn(bystander, sb.path(), "bystander");
+    let pid = bystander.child.id() as i32;
     let start_time = ccscope::proc::read_stat(Path::new("/proc"), pid)
         .unwrap()
         .start_time;
@@ -889,6 +918,5 @@ fn a_record_whose_pid_a_bystander_now_has_never_gets_the_bystander_signalled() {
     assert_nothing_left(&project, &sb.state_dir());
     runs_again(&sb, &project);
     assert!(alive_and_running(pid, start_time), "nor by the next run");
-    bystander.kill().unwrap();
-    let _ = bystander.wait();
+    drop(bystander);
 }
