@@ -25,7 +25,8 @@ fn project(tag: &str) -> String {
 }
 
 /// Two layers (`web` depends on `db`, which is restarted when it fails), `web` with a
-/// double-forked helper that leaves its process group; with `crasher`, a third service that crashes once and is restarted.
+/// double-forked helper that leaves its process group; with `crasher`, a third service that
+/// crashes once and is restarted.
 fn stack(project: &str, crasher: bool) -> Sandbox {
     let sb = Sandbox::new();
     let mut text = format!(
@@ -251,7 +252,12 @@ fn active_units(project: &str) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
-        .filter(|unit| unit.contains(&format!("ccscope-{escaped}")))
+        // `ccscope-<project>.service` (a detached supervisor), `ccscope-<project>-<service>.scope`:
+        // the project's dashes are escaped, so another project's units never match.
+        .filter(|unit| {
+            *unit == format!("ccscope-{escaped}.service")
+                || unit.starts_with(&format!("ccscope-{escaped}-"))
+        })
         .map(str::to_string)
         .collect()
 }
@@ -783,7 +789,7 @@ fn twenty_concurrent_mixed_commands_leave_nothing_and_a_sound_registry() {
         .collect();
     let plan: &[(usize, &[&str])] = &[
         (0, &["run", "--detach"]),
-        (0, &["status", "--json"]),
+        (0, &["run", "--detach"]),
         (0, &["ps", "--json"]),
         (0, &["run", "--detach"]),
         (0, &["discover", "--json"]),
