@@ -449,6 +449,25 @@ fn supervisor_killed_half_way_through_its_own_stop() {
     runs_again(&sb, &project);
 }
 
+#[test]
+#[ignore = "system test: needs the user manager and session bus (scripts/test.sh)"]
+fn supervisor_killed_while_standing_down_for_a_stop() {
+    require_test_env();
+    let project = project("standing");
+    let sb = stack(&project, false);
+    let _cleanup = StopOnDrop::new(&sb);
+    let mut run = sb.command(&["-v", "run"]);
+    run.env(fault::ENV, fault::SUPERVISOR_STANDING_DOWN);
+    let mut run = Bg::spawn(run, sb.path(), "run");
+    run.wait_output("stack ready", DEADLINE);
+    // The stop asks, the supervisor dies before it answers: the stop goes on without it.
+    let doc = stop_cleans_up(&sb, &[]);
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    assert_killed_at(&run.wait(DEADLINE), fault::SUPERVISOR_STANDING_DOWN);
+    assert_nothing_left(&project, &sb.state_dir());
+    runs_again(&sb, &project);
+}
+
 // ---- `stop` killed at each of its points, then run again ---------------------------------------
 
 /// `stop`, armed at `point`, dies there; a second `stop` leaves nothing and exits 0. The

@@ -24,6 +24,8 @@ pub const SUPERVISOR_FIRST_SCOPE: &str = "supervisor.first-scope";
 pub const SUPERVISOR_BEFORE_READY: &str = "supervisor.before-ready";
 /// A crashed service is about to be launched again.
 pub const SUPERVISOR_RESTARTING: &str = "supervisor.restarting";
+/// The supervisor has stood down for a `stop`, and is about to tell it so.
+pub const SUPERVISOR_STANDING_DOWN: &str = "supervisor.standing-down";
 /// `stop`: the supervisor has stood down (it holds the connection, waiting for the stop).
 pub const STOP_STOOD_DOWN: &str = "stop.stood-down";
 /// `stop` (or the supervisor's own stop): one layer of scopes is stopped, the next not yet.
@@ -38,6 +40,7 @@ pub const POINTS: &[&str] = &[
     SUPERVISOR_FIRST_SCOPE,
     SUPERVISOR_BEFORE_READY,
     SUPERVISOR_RESTARTING,
+    SUPERVISOR_STANDING_DOWN,
     STOP_STOOD_DOWN,
     STOP_LAYER_DONE,
     STOP_BEFORE_REGISTRY,

@@ -448,6 +448,7 @@ impl Driver<'_> {
                 (self.progress)(&p);
             }
             Effect::AckStandDown(id) => {
+                crate::proc::fault::point(crate::proc::fault::SUPERVISOR_STANDING_DOWN);
                 if let Some(ack) = self.acks.remove(&id) {
                     let _ = ack.send(());
                 }
