@@ -94,6 +94,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         })?)
     };
     tracing::debug!("stop: stand-down done");
+    crate::proc::fault::point(crate::proc::fault::STOP_STOOD_DOWN);
     for warning in stand_down.iter().flat_map(|s| &s.warnings) {
         ctx.warn(warning);
     }

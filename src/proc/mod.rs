@@ -5,6 +5,7 @@
 pub mod age;
 pub mod ancestry;
 pub mod error;
+pub mod fault;
 mod identity;
 pub mod markers;
 pub mod signal;

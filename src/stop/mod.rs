@@ -281,6 +281,7 @@ pub async fn stop(
                     })
                     .collect();
                 done.extend(escalate::end_and_release_all(&stops, layer_start, force).await);
+                crate::proc::fault::point(crate::proc::fault::STOP_LAYER_DONE);
             }
             layers_done.force();
             done
@@ -310,6 +311,7 @@ pub async fn stop(
     );
 
     // Registry cleanup, then a fresh look.
+    crate::proc::fault::point(crate::proc::fault::STOP_BEFORE_REGISTRY);
     let ids: Vec<ProcessIdentity> = registered.iter().map(|r| r.identity()).collect();
     let removed = registry.unregister_all(&ids).unwrap_or_else(|e| {
         warnings.push(format!(

@@ -357,6 +357,7 @@ impl Driver<'_> {
                 };
             }
         };
+        crate::proc::fault::point(crate::proc::fault::SUPERVISOR_FIRST_SCOPE);
         let mut warnings: Vec<String> = launched
             .limits
             .unenforceable
@@ -443,10 +444,14 @@ impl Driver<'_> {
             }
             .record(note.priority),
             Effect::Progress(p) => {
+                if p.event == super::ProgressEvent::Ready {
+                    crate::proc::fault::point(crate::proc::fault::SUPERVISOR_BEFORE_READY);
+                }
                 tracing::debug!(service = p.service, "{}: {}", p.event.as_str(), p.message);
                 (self.progress)(&p);
             }
             Effect::AckStandDown(id) => {
+                crate::proc::fault::point(crate::proc::fault::SUPERVISOR_STANDING_DOWN);
                 if let Some(ack) = self.acks.remove(&id) {
                     let _ = ack.send(());
                 }
@@ -469,6 +474,9 @@ impl Driver<'_> {
     }
 
     fn launch(&mut self, name: &str, generation: u64) {
+        if generation > 1 {
+            crate::proc::fault::point(crate::proc::fault::SUPERVISOR_RESTARTING);
+        }
         let cfg = &self.config.services[name];
         let instance = self.instances.entry(name.to_string()).or_default();
         for watcher in instance.watchers.drain(..) {

@@ -97,6 +97,7 @@ pub async fn run(
         }
     }
     let _lock = lock::acquire(&options.state_dir, &project)?;
+    crate::proc::fault::point(crate::proc::fault::SUPERVISOR_LOCKED);
     // Handled from here on: a Ctrl-C or a stand-down during preflight waits for the loop.
     let signals = driver::Signals::listen()
         .map_err(|e| RunError::Io(format!("could not handle signals: {}", describe_io(&e))))?;
@@ -135,6 +136,7 @@ pub async fn run(
         supervisor: me,
         config_hash: Some(config_hash(config)),
     })?;
+    crate::proc::fault::point(crate::proc::fault::SUPERVISOR_RUN_RECORDED);
     let machine = machine::Machine::new(
         config,
         &selected,
