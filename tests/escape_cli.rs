@@ -294,8 +294,7 @@ fn another_users_project_is_foreign(tag: &str, backend: &str) {
     assert!(
         rows(&ps)
             .iter()
-            .any(|p| p["service"] == "web"
-                && (p["inside_scope"] == true || backend == "pgroup")),
+            .any(|p| p["service"] == "web" && (p["inside_scope"] == true || backend == "pgroup")),
         "our own service is listed: {ps}"
     );
     for pid in theirs.pids() {

@@ -81,7 +81,46 @@ impl Context {
     /// that was corrupt (and moved aside) is rebuilt for the configured project from its live
     /// scopes and discovery (`ccscope registry rebuild`).
     pub fn open_registry(&self, config: Option<&Config>) -> Result<Registry, CliError> {
-        let (registry, moved_aside) = self.open_registry_reporting(config)?;
+        self.open_registry_with(config, None)
+    }
+
+    /// Opens the registry for a command that must do its work without one (`stop`): a
+    /// registry that cannot be opened or read (a full disk, a lock held by a wedged writer, a
+    /// file SQLite cannot use) is warned about and stood in for by an empty one in memory, so
+    /// that the stop goes by what the scopes and /proc show. The state directory's own
+    /// refusals (a planted link, another user's directory) still stop the command.
+    /// True beside it when it is the stand-in.
+    pub fn open_registry_or_memory(
+        &self,
+        config: Option<&Config>,
+    ) -> Result<(Registry, bool), CliError> {
+        let mut stood_in = false;
+        let registry = self.open_registry_with(config, Some(&mut stood_in))?;
+        Ok((registry, stood_in))
+    }
+
+    fn open_registry_with(
+        &self,
+        config: Option<&Config>,
+        or_memory: Option<&mut bool>,
+    ) -> Result<Registry, CliError> {
+        let (registry, moved_aside) = match self.open_registry_reporting(config) {
+            Ok(opened) => opened,
+            Err(Unopened::Registry(
+                e @ (crate::registry::RegistryError::Sqlite { .. }
+                | crate::registry::RegistryError::Io { .. }),
+            )) if or_memory.is_some() => {
+                self.warn(&format!(
+                    "{e}: going on without it, by what the scopes and /proc show"
+                ));
+                if let Some(stood_in) = or_memory {
+                    *stood_in = true;
+                }
+                return Ok(Registry::open_in_memory()?);
+            }
+            Err(Unopened::Registry(e)) => return Err(e.into()),
+            Err(Unopened::Cli(e)) => return Err(e),
+        };
         if let (true, Some(config)) = (moved_aside, config) {
             let rebuilt = super::contain_args::runtime()?.block_on(
                 super::registry_cmd::rebuild(config, &registry, crate::contain::BusKind::Session),
@@ -95,17 +134,27 @@ impl Context {
     }
 
     /// Opens the registry without rebuilding it (for `registry rebuild` itself).
+    /// Opens the registry without rebuilding it and without a word: None when it cannot be.
+    pub fn try_open_registry(&self, config: Option<&Config>) -> Option<Registry> {
+        let dir = self.state_dir(config).ok()?;
+        Registry::open(&dir).ok().map(|(registry, _)| registry)
+    }
+
     pub fn open_registry_plain(&self, config: Option<&Config>) -> Result<Registry, CliError> {
-        Ok(self.open_registry_reporting(config)?.0)
+        match self.open_registry_reporting(config) {
+            Ok((registry, _)) => Ok(registry),
+            Err(Unopened::Registry(e)) => Err(e.into()),
+            Err(Unopened::Cli(e)) => Err(e),
+        }
     }
 
     fn open_registry_reporting(
         &self,
         config: Option<&Config>,
-    ) -> Result<(Registry, bool), CliError> {
-        let dir = self.state_dir(config)?;
+    ) -> Result<(Registry, bool), Unopened> {
+        let dir = self.state_dir(config).map_err(Unopened::Cli)?;
         tracing::info!(path = %dir.path.display(), from = dir.origin.as_str(), "state directory");
-        let (registry, report) = Registry::open(&dir)?;
+        let (registry, report) = Registry::open(&dir).map_err(Unopened::Registry)?;
         if let Some(aside) = &report.moved_aside {
             self.warn(&format!(
                 "the registry {} was corrupt; it was moved to {} and a fresh one created",
@@ -127,4 +176,11 @@ impl Context {
             eprintln!("warning: {message}");
         }
     }
+}
+
+/// Why the registry was not opened: the state directory (already a CLI error), or the
+/// registry itself (kept typed, so that `stop` can go on without it).
+enum Unopened {
+    Cli(CliError),
+    Registry(crate::registry::RegistryError),
 }

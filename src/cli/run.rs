@@ -286,6 +286,7 @@ fn run_detached(
         println!("supervisor started as {}", detached.how);
     }
     let mut reporter = Reporter::new(ctx, None);
+    let mut stopped = false;
     for line in detached.reports()? {
         let progress = match line {
             ReportLine::Failed { error, .. } => {
@@ -304,20 +305,33 @@ fn run_detached(
                 }
                 return Ok(exit_codes::SUCCESS);
             }
-            ProgressEvent::Stopped => break,
+            ProgressEvent::Stopped => {
+                stopped = true;
+                break;
+            }
             _ => {}
         }
     }
     reporter.finish_live();
+    let foreground = foreground_command(ctx, args);
+    // The report ended without a word of the stack's end: the supervisor died (killed, or it
+    // crashed) with its services perhaps still running.
+    if !stopped {
+        return Err(CliError::new(
+            exit_codes::START_FAILED,
+            "start",
+            "the detached supervisor ended before the stack was ready, without stopping it: its services may still run",
+        )
+        .with_hint(format!(
+            "`ccscope stop` stops whatever is left; then `{foreground}` in the foreground shows why"
+        )));
+    }
     Err(CliError::new(
         exit_codes::START_FAILED,
         "start",
         "the stack did not start; the detached supervisor stopped it again",
     )
-    .with_hint(format!(
-        "run it in the foreground to see why: {}",
-        foreground_command(ctx, args)
-    )))
+    .with_hint(format!("run it in the foreground to see why: {foreground}")))
 }
 
 /// The `ccscope run` that starts the same stack in the foreground: the same configuration,

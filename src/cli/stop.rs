@@ -39,7 +39,7 @@ fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
 
 pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let config = ctx.load_config()?;
-    let registry = ctx.open_registry(Some(&config))?;
+    let (registry, stood_in) = ctx.open_registry_or_memory(Some(&config))?;
     tracing::debug!("stop: configuration and registry open");
     let options = StopOptions {
         timeout: args.timeout.map(|t| t.0),
@@ -112,6 +112,9 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         for warning in stand_down.finish(empty) {
             ctx.warn(&warning);
         }
+    }
+    if stood_in && !args.dry_run {
+        report.warnings.push(tidy_registry(ctx, &config));
     }
     for warning in &report.warnings {
         ctx.warn(warning);
@@ -215,5 +218,26 @@ pub(super) fn print_human(r: &ShutdownReport) {
                 println!("  pid {} in {}: {}", s.pid, s.where_, s.command_line);
             }
         }
+    }
+}
+
+/// After a stop that went on without the registry: with the supervisor gone (and its hold on
+/// the database with it) the registry may open again, and the records of what ended leave
+/// it then. Says which it was.
+fn tidy_registry(ctx: &Context, config: &crate::config::Config) -> String {
+    let Some(registry) = ctx.try_open_registry(Some(config)) else {
+        return "the registry is still unusable: the stop is not recorded there; `ccscope doctor` says why".into();
+    };
+    let procfs = crate::proc::ProcFs::default();
+    let tidied = registry.cleanup_stale(&procfs).and_then(|removed| {
+        registry.clear_service_states(&config.project.name)?;
+        registry.cleanup_stale_runs(&procfs)?;
+        Ok(removed)
+    });
+    match tidied {
+        Ok(removed) => format!(
+            "the registry opened again after the stop: {removed} record(s) of ended processes removed"
+        ),
+        Err(e) => format!("the registry opened again after the stop, but could not be tidied: {e}"),
     }
 }

@@ -61,7 +61,9 @@ pub(crate) enum Unreadable {
     /// Not a regular file: what it is, in words ("a FIFO (named pipe)").
     NotAFile(&'static str),
     /// Larger than the limit: its size when the fstat saw it, None when it grew while read.
-    TooLarge { size: Option<u64> },
+    TooLarge {
+        size: Option<u64>,
+    },
 }
 
 /// The bytes of the regular file at `path`, at most `limit` of them. Anything but a regular

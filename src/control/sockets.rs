@@ -79,7 +79,9 @@ impl RunDir {
     /// Opens `<state>/run`, creating it 0700; refuses one that is a symlink, another user's,
     /// or open to others.
     pub fn open(state_dir: &Path) -> Result<RunDir, SocketError> {
-        Ok(RunDir(VerifiedDir::create_state(state_dir)?.child_dir(RUN_DIR)?))
+        Ok(RunDir(
+            VerifiedDir::create_state(state_dir)?.child_dir(RUN_DIR)?,
+        ))
     }
 
     /// Opens an existing `<state>/run` (for a client): None when there is none.
@@ -136,9 +138,7 @@ impl RunDir {
 
     /// The owner of the socket file `name`, if there is one (not followed).
     pub fn owner_of(&self, name: &str) -> Option<u32> {
-        sys::socket_owner_at(&self.0, name)
-            .ok()
-            .map(|(uid, _)| uid)
+        sys::socket_owner_at(&self.0, name).ok().map(|(uid, _)| uid)
     }
 
     /// Removes the socket file `name` (nothing when it is gone already).
