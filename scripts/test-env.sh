@@ -3,7 +3,9 @@
 # `systemd --user` manager in its own cgroup, and that manager's session bus; and, as root, a
 # second user manager and session bus for the unprivileged test user ccscope-other, in a cgroup
 # tree that user owns, with a terminal-like scope (user@UID.service/app.slice/term.scope) for
-# the tests to run that user's commands from, as a desktop terminal sits in app-*.scope.
+# the tests to run that user's commands from, as a desktop terminal sits in app-*.scope; and a
+# Docker daemon (Debian's docker.io, started by hand where none answers) with an offline test
+# image, ccscope-test/busybox:latest (no registry can be reached: a busybox rootfs, imported).
 #
 #   scripts/test-env.sh up          bring them up (idempotent: adds only what is missing);
 #                                   prints the environment to export
@@ -12,6 +14,10 @@
 #   scripts/test-env.sh down        stop what `up` started (idempotent); leaves no process or cgroup
 #   scripts/test-env.sh down-other  stop only ccscope-other's manager, bus and cgroups (root's
 #                                   manager, bus and journald stay up); `up` brings it back
+#   scripts/test-env.sh up-docker   bring up only dockerd and the test image
+#   scripts/test-env.sh down-docker stop only the dockerd `up` started and remove what it left
+#                                   (docker0, its iptables chains, /run/docker, its cgroups);
+#                                   the rest stays up; `up` brings it back
 #
 # On a host that already has a user manager and a session bus (a real workstation), `up`
 # uses them and changes nothing; `down` then changes nothing either.
@@ -83,6 +89,7 @@ print_env() {
     fi
     printf 'export CCSCOPE_TEST_ENV=1\n'
     print_other_env
+    print_docker_env
 }
 
 # The unprivileged user the tests run "another user's" processes as (never adopted, never
@@ -249,13 +256,188 @@ down_other() {
     if [ "$stopped" = 1 ]; then say "$OTHER_USER's user manager down"; else say "$OTHER_USER's user manager already down"; fi
 }
 
+# --- Docker -------------------------------------------------------------------------------
+# A daemon answering on $DOCKER_HOST (default unix:///var/run/docker.sock) is used as it is and
+# never stopped. Where none answers, Debian's dockerd is started by hand (PID 1 is not systemd
+# here), recorded in $ENV_DIR/dockerd.pid; `down` stops exactly that one and removes what a
+# daemon leaves behind: docker0, its iptables chains and the rules that reach them, /run/docker
+# and its socket and pid file, the empty `docker` cgroups, /var/lib/docker when `up` made it,
+# and net.ipv4.ip_forward when the daemon turned it on.
+DOCKER_IMAGE=ccscope-test/busybox:latest
+DOCKERD=${CCSCOPE_TEST_DOCKERD:-/usr/sbin/dockerd}
+DOCKER_DATA_ROOT=/var/lib/docker
+
+docker_answers() { docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
+
+dockerd_is_ours() { [ -f "$ENV_DIR/dockerd.pid" ] && alive "$(cat "$ENV_DIR/dockerd.pid")"; }
+
+# The offline test image: /bin/busybox (static) and a link per applet (sh, httpd, nc, sleep,
+# wget, ...), a passwd/group naming root and nobody (for `user = "nobody"`), and /tmp.
+build_test_image() {
+    if docker image inspect "$DOCKER_IMAGE" >/dev/null 2>&1; then return 0; fi
+    local busybox rootfs
+    busybox=$(command -v busybox) || die "busybox is missing (the test image is made of it): apt-get install busybox-static"
+    file -L "$busybox" 2>/dev/null | grep -q 'statically linked' \
+        || ldd "$busybox" 2>&1 | grep -q 'not a dynamic executable' \
+        || die "$busybox is not statically linked (the test image has no libc): apt-get install busybox-static"
+    rootfs=$(mktemp -d "$ENV_DIR/rootfs.XXXXXX")
+    mkdir -p "$rootfs"/{bin,sbin,etc,tmp,proc,sys,dev,root,var/www,usr/bin,usr/sbin}
+    chmod 1777 "$rootfs/tmp"
+    cp "$busybox" "$rootfs/bin/busybox"
+    # Links to /bin/busybox, where it sits inside the image (`busybox --install -s DIR` would
+    # point them at the host path it ran from).
+    local applet
+    for applet in $("$busybox" --list); do
+        [ "$applet" = busybox ] || ln -s /bin/busybox "$rootfs/bin/$applet"
+    done
+    [ -L "$rootfs/bin/sh" ] && [ -L "$rootfs/bin/httpd" ] && [ -L "$rootfs/bin/nc" ] \
+        || die "$busybox --list names no sh/httpd/nc applets (the tests need them)"
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$rootfs/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$rootfs/etc/group"
+    tar -C "$rootfs" -c . | docker import \
+        -c 'ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin' -c 'CMD ["/bin/sh"]' \
+        -m 'ccscope test image: busybox, built offline by scripts/test-env.sh' \
+        - "$DOCKER_IMAGE" >/dev/null \
+        || { rm -rf "$rootfs"; die "docker import of the test image $DOCKER_IMAGE failed"; }
+    rm -rf "$rootfs"
+    # The image must run what the tests run in it.
+    docker run --rm --network none --label ccscope.test=1 "$DOCKER_IMAGE" \
+        sh -c 'for a in sh httpd nc sleep wget cat echo trap; do command -v $a >/dev/null || { echo "no $a"; exit 1; }; done' \
+        || { docker image rm "$DOCKER_IMAGE" >/dev/null 2>&1 || true; die "the test image $DOCKER_IMAGE does not run sh/httpd/nc/sleep/wget"; }
+    say "built the test image $DOCKER_IMAGE"
+}
+
+up_docker() {
+    mkdir -p "$ENV_DIR"
+    chmod 0700 "$ENV_DIR"
+    if dockerd_is_ours && docker_answers; then
+        say "dockerd already up (pid $(cat "$ENV_DIR/dockerd.pid"), ours)"
+    elif ! dockerd_is_ours && docker_answers; then
+        say "using the Docker daemon answering at ${DOCKER_HOST:-unix:///var/run/docker.sock}; not started by us"
+    else
+        # Ours but not answering (wedged), or dead: stop and tidy, then start afresh.
+        if [ -f "$ENV_DIR/dockerd.pid" ]; then down_docker; fi
+        [ "$(id -u)" = 0 ] || die "no Docker daemon answers and only root can start one here (or set DOCKER_HOST to a daemon that runs)"
+        [ -x "$DOCKERD" ] || die "no Docker daemon answers and $DOCKERD is missing: apt-get install docker.io"
+        command -v docker >/dev/null || die "the docker CLI is missing: apt-get install docker.io"
+        # A daemon of someone else's that holds the socket but does not answer is not ours to replace.
+        [ ! -S /var/run/docker.sock ] || [ -n "${DOCKER_HOST:-}" ] \
+            || die "/var/run/docker.sock exists but no daemon answers on it; a dockerd not started by $0 may be starting or wedged (see /var/run/docker.pid)"
+        [ -d "$DOCKER_DATA_ROOT" ] || : >"$ENV_DIR/created-docker-data-root"
+        cat /proc/sys/net/ipv4/ip_forward >"$ENV_DIR/ip-forward-before" 2>/dev/null || true
+        ip link show docker0 >/dev/null 2>&1 && : >"$ENV_DIR/docker0-before"
+        setsid "$DOCKERD" </dev/null >"$ENV_DIR/dockerd.log" 2>&1 &
+        echo $! >"$ENV_DIR/dockerd.pid"
+        local pid end=$((SECONDS + DEADLINE_SECONDS))
+        pid=$(cat "$ENV_DIR/dockerd.pid")
+        until docker_answers; do
+            alive "$pid" || die "dockerd (pid $pid) exited before answering; its log: $ENV_DIR/dockerd.log: $(tail -3 "$ENV_DIR/dockerd.log" | tr '\n' ' ')"
+            ((SECONDS < end)) || die "timed out after ${DEADLINE_SECONDS}s waiting for dockerd (pid $pid) to answer (log: $ENV_DIR/dockerd.log)"
+            sleep 0.05
+        done
+        say "started dockerd (pid $pid; log $ENV_DIR/dockerd.log)"
+    fi
+    build_test_image
+    echo "$DOCKER_IMAGE" >"$ENV_DIR/docker-image"
+}
+
+# Rules in the built-in chains of table $2 (for iptables binary $1) that jump to a DOCKER*
+# chain or name docker0, deleted one by one; then the DOCKER* chains flushed and deleted.
+# Nothing else in the tables is touched.
+remove_docker_chains() {
+    local ipt=$1 table=$2 rule chain
+    "$ipt" -t "$table" -S >/dev/null 2>&1 || return 0
+    "$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ' \
+        | grep -E -- '-j DOCKER[-A-Z0-9]*( |$)|-g DOCKER[-A-Z0-9]*( |$)|(-i|-o) docker0( |$)' \
+        | while IFS= read -r rule; do
+            # `-S` prints rules quoted as `-A` takes them back; eval splits them the same way.
+            eval "\"\$ipt\" -t \"\$table\" -D ${rule#-A }" 2>/dev/null \
+                || say "could not delete $ipt -t $table rule: $rule"
+        done
+    for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ { print $2 }'); do
+        "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ { print $2 }'); do
+        "$ipt" -t "$table" -X "$chain" 2>/dev/null || say "could not delete $ipt -t $table chain $chain"
+    done
+}
+
+# Empty `docker` cgroups (and their empty children) under every mounted hierarchy; a populated
+# one (another daemon's containers) stays.
+remove_docker_cgroups() {
+    local mnt
+    for mnt in $(awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountinfo); do
+        [ -d "$mnt/docker" ] || continue
+        find "$mnt/docker" -depth -type d -exec rmdir {} + 2>/dev/null || true
+        [ ! -d "$mnt/docker" ] || say "left $mnt/docker: not empty"
+    done
+}
+
+down_docker() {
+    [ -f "$ENV_DIR/dockerd.pid" ] || { rm -f "$ENV_DIR/docker-image"; return 0; }
+    local pid
+    pid=$(cat "$ENV_DIR/dockerd.pid")
+    if alive "$pid"; then
+        # SIGTERM: dockerd stops its containers (10 s each at most, in parallel), its
+        # containerd, unmounts, and exits.
+        kill -TERM "$pid" 2>/dev/null || true
+        local DEADLINE_SECONDS=$((DEADLINE_SECONDS + 15))
+        if ! wait_gone "$pid"; then
+            say "dockerd $pid did not stop after SIGTERM; killing it"
+            kill -KILL "$pid" 2>/dev/null || true
+            wait_gone "$pid" || die "dockerd $pid did not die"
+        fi
+    fi
+    # The containerd and shims it ran exit with it; a shim of a container killed mid-stop may
+    # linger a moment: wait for the daemon's own socket directory's processes by pid file.
+    local cpid
+    cpid=$(cat /run/docker/containerd/containerd.pid 2>/dev/null || true)
+    if [ -n "$cpid" ] && alive "$cpid" && [ "$(cat "/proc/$cpid/comm" 2>/dev/null)" = containerd ]; then
+        kill -TERM "$cpid" 2>/dev/null || true
+        wait_gone "$cpid" || { kill -KILL "$cpid" 2>/dev/null || true; wait_gone "$cpid" || true; }
+    fi
+    if [ ! -f "$ENV_DIR/docker0-before" ] && ip link show docker0 >/dev/null 2>&1; then
+        ip link delete docker0 || say "could not delete the docker0 link"
+    fi
+    local ipt table
+    for ipt in iptables ip6tables iptables-legacy ip6tables-legacy iptables-nft ip6tables-nft; do
+        command -v "$ipt" >/dev/null || continue
+        for table in filter nat; do remove_docker_chains "$ipt" "$table"; done
+    done
+    if [ "$(cat "$ENV_DIR/ip-forward-before" 2>/dev/null)" = 0 ]; then
+        echo 0 >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
+    fi
+    # What the daemon keeps in /run; /var/run is a link to /run on Debian.
+    if mountpoint -q /run/docker/netns 2>/dev/null; then umount /run/docker/netns 2>/dev/null || true; fi
+    rm -rf /run/docker /run/docker.sock /run/docker.pid /var/run/docker.sock /var/run/docker.pid
+    remove_docker_cgroups
+    if [ -f "$ENV_DIR/created-docker-data-root" ] && [ -d "$DOCKER_DATA_ROOT" ]; then
+        # Only when nothing is still mounted under it (overlay layers of a daemon that died).
+        if awk -v r="$DOCKER_DATA_ROOT/" 'index($5, r) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+            say "left $DOCKER_DATA_ROOT: something is still mounted under it"
+        else
+            rm -rf "$DOCKER_DATA_ROOT"
+        fi
+    fi
+    rm -f "$ENV_DIR/dockerd.pid" "$ENV_DIR/dockerd.log" "$ENV_DIR/docker-image" \
+        "$ENV_DIR/ip-forward-before" "$ENV_DIR/docker0-before" "$ENV_DIR/created-docker-data-root"
+    say "dockerd (pid $pid) down"
+}
+
+print_docker_env() {
+    [ -f "$ENV_DIR/docker-image" ] || return 0
+    [ -z "${DOCKER_HOST:-}" ] || printf 'export DOCKER_HOST=%q\n' "$DOCKER_HOST"
+    printf 'export CCSCOPE_TEST_DOCKER_IMAGE=%q\n' "$(cat "$ENV_DIR/docker-image")"
+}
+
 up() {
     ensure_other_user
-    if [ -f "$ENV_DIR/external" ]; then print_env; return; fi
+    if [ -f "$ENV_DIR/external" ]; then up_docker; print_env; return; fi
     if [ ! -d "$ENV_DIR" ] && host_has_user_manager && journald_works; then
         mkdir -p "$ENV_DIR"
         : >"$ENV_DIR/external"
         say "using the host's own user manager, session bus and journald; nothing started"
+        up_docker
         print_env
         return
     fi
@@ -308,6 +490,7 @@ up() {
         say "session bus up at $RUNTIME_DIR/bus"
     fi
     up_other
+    up_docker
     print_env
 }
 
@@ -327,12 +510,14 @@ remove_cgroup_tree() {
 }
 
 down() {
+    if [ ! -d "$ENV_DIR" ]; then say "already down"; return; fi
+    # The daemon first: its containers may hold processes of the tests.
+    down_docker
     if [ -f "$ENV_DIR/external" ]; then
         rm -f "$ENV_DIR/external"; rmdir "$ENV_DIR" 2>/dev/null || true
-        say "host components were not ours; nothing stopped"
+        say "host components were not ours; nothing else stopped"
         return
     fi
-    if [ ! -d "$ENV_DIR" ]; then say "already down"; return; fi
     # The other user's manager first, by its own pid: it lives inside the slice killed below.
     down_other
     local pid
@@ -371,8 +556,23 @@ down() {
     say "down"
 }
 
+docker_status() {
+    local d
+    d=$(cat "$ENV_DIR/dockerd.pid" 2>/dev/null || true)
+    if [ -n "$d" ]; then
+        if alive "$d"; then echo "dockerd: running (pid $d, ours)"; else echo "dockerd: not running (pid $d recorded)"; fi
+    elif docker_answers; then
+        echo "dockerd: the host's, answering at ${DOCKER_HOST:-unix:///var/run/docker.sock}"
+    else
+        echo "dockerd: not answering"
+    fi
+    if docker_answers && docker image inspect "$DOCKER_IMAGE" >/dev/null 2>&1; then
+        echo "test image: $DOCKER_IMAGE"
+    fi
+}
+
 status() {
-    if [ -f "$ENV_DIR/external" ]; then echo "up (the host's own components)"; return; fi
+    if [ -f "$ENV_DIR/external" ]; then echo "up (the host's own components)"; docker_status; return; fi
     if [ ! -d "$ENV_DIR" ]; then echo "down"; return 3; fi
     local m j
     m=$(cat "$ENV_DIR/manager.pid" 2>/dev/null || true)
@@ -392,13 +592,16 @@ status() {
     else
         echo "$OTHER_USER's user manager: not running"
     fi
+    docker_status
 }
 
 case "${1:-}" in
     up) up ;;
     down) down ;;
     down-other) down_other ;;
+    up-docker) up_docker; print_docker_env ;;
+    down-docker) down_docker ;;
     env) print_env ;;
     status) status ;;
-    *) echo "usage: $0 up|down|down-other|env|status" >&2; exit 2 ;;
+    *) echo "usage: $0 up|down|down-other|up-docker|down-docker|env|status" >&2; exit 2 ;;
 esac
