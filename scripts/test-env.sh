@@ -325,7 +325,12 @@ up_docker() {
             || die "/var/run/docker.sock exists but no daemon answers on it; a dockerd not started by $0 may be starting or wedged (see /var/run/docker.pid)"
         [ -d "$DOCKER_DATA_ROOT" ] || : >"$ENV_DIR/created-docker-data-root"
         cat /proc/sys/net/ipv4/ip_forward >"$ENV_DIR/ip-forward-before" 2>/dev/null || true
-        ip link show docker0 >/dev/null 2>&1 && : >"$ENV_DIR/docker0-before"
+        if ip link show docker0 >/dev/null 2>&1; then : >"$ENV_DIR/docker0-before"; fi
+        { mounts_under "$DOCKER_DATA_ROOT"; mounts_under /run/docker; } >"$ENV_DIR/docker-mounts-before"
+        local mnt
+        for mnt in $(cgroup_mounts); do [ ! -d "$mnt/docker" ] || echo "$mnt/docker"; done >"$ENV_DIR/docker-cgroups-before"
+        # The shims' socket directory, when no containerd of the host's made it.
+        [ -e /run/containerd ] || : >"$ENV_DIR/created-run-containerd"
         setsid "$DOCKERD" </dev/null >"$ENV_DIR/dockerd.log" 2>&1 &
         echo $! >"$ENV_DIR/dockerd.pid"
         local pid end=$((SECONDS + DEADLINE_SECONDS))
@@ -345,15 +350,16 @@ up_docker() {
 # chain or name docker0, deleted one by one; then the DOCKER* chains flushed and deleted.
 # Nothing else in the tables is touched.
 remove_docker_chains() {
-    local ipt=$1 table=$2 rule chain
-    "$ipt" -t "$table" -S >/dev/null 2>&1 || return 0
-    "$ipt" -t "$table" -S 2>/dev/null | grep -E '^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ' \
-        | grep -E -- '-j DOCKER[-A-Z0-9]*( |$)|-g DOCKER[-A-Z0-9]*( |$)|(-i|-o) docker0( |$)' \
-        | while IFS= read -r rule; do
-            # `-S` prints rules quoted as `-A` takes them back; eval splits them the same way.
-            eval "\"\$ipt\" -t \"\$table\" -D ${rule#-A }" 2>/dev/null \
-                || say "could not delete $ipt -t $table rule: $rule"
-        done
+    local ipt=$1 table=$2 rules rule chain
+    rules=$("$ipt" -t "$table" -S 2>/dev/null) || return 0
+    rules=$(grep -E '^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ' <<<"$rules" \
+        | grep -E -- '-[jg] DOCKER[-A-Z0-9]*( |$)|(-i|-o) docker0( |$)' || true)
+    while IFS= read -r rule; do
+        [ -n "$rule" ] || continue
+        # `-S` prints a rule quoted the way `-A` takes it back; eval splits it the same way.
+        eval "\"\$ipt\" -t \"\$table\" -D ${rule#-A }" 2>/dev/null \
+            || say "could not delete $ipt -t $table rule: $rule"
+    done <<<"$rules"
     for chain in $("$ipt" -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ { print $2 }'); do
         "$ipt" -t "$table" -F "$chain" 2>/dev/null || true
     done
@@ -362,12 +368,46 @@ remove_docker_chains() {
     done
 }
 
-# Empty `docker` cgroups (and their empty children) under every mounted hierarchy; a populated
-# one (another daemon's containers) stays.
+# Empty `docker` cgroups (and their empty children) our daemon made, under every mounted
+# hierarchy, and those of the containers in $1 (ids); a populated one stays.
+# Mounts at or under $1 as "ID PATH", deepest (then newest) first.
+mounts_under() {
+    awk -v r="$1" '$5 == r || index($5, r "/") == 1 { print length($5), $1, $5 }' /proc/self/mountinfo \
+        | sort -k1,1rn -k2,2rn | cut -d' ' -f2-
+}
+
+# Unmounts what the daemon mounted at or under $1 (its bind of the data root on itself, which
+# it leaves when it exits; overlay layers and network namespaces of a daemon that died); a
+# mount that was there before `up` started the daemon (its id recorded in $2) stays.
+umount_docker_mounts() {
+    local id m
+    while read -r id m; do
+        [ -n "$id" ] || continue
+        umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || say "could not unmount $m"
+    done <<<"$(new_mounts_under "$1" "$2")"
+}
+
+# mounts_under $1 without those whose id is listed in file $2.
+new_mounts_under() {
+    local id m
+    mounts_under "$1" | while read -r id m; do
+        if [ -f "$2" ] && grep -q "^$id " "$2"; then continue; fi
+        echo "$id $m"
+    done
+}
+
+cgroup_mounts() { awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountinfo; }
+
 remove_docker_cgroups() {
-    local mnt
-    for mnt in $(awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountinfo); do
+    local mnt id
+    for mnt in $(cgroup_mounts); do
         [ -d "$mnt/docker" ] || continue
+        # Those of our containers that died with the daemon (runc removes the others).
+        for id in $1; do
+            [ ! -d "$mnt/docker/$id" ] || rmdir "$mnt/docker/$id" 2>/dev/null || say "left $mnt/docker/$id: not empty"
+        done
+        # A `docker` cgroup that was there before our daemon started is another daemon's.
+        if grep -qxF "$mnt/docker" "$ENV_DIR/docker-cgroups-before" 2>/dev/null; then continue; fi
         find "$mnt/docker" -depth -type d -exec rmdir {} + 2>/dev/null || true
         [ ! -d "$mnt/docker" ] || say "left $mnt/docker: not empty"
     done
@@ -388,11 +428,27 @@ down_docker() {
             wait_gone "$pid" || die "dockerd $pid did not die"
         fi
     fi
-    # The containerd and shims it ran exit with it; a shim of a container killed mid-stop may
-    # linger a moment: wait for the daemon's own socket directory's processes by pid file.
-    local cpid
+    # A daemon that stopped cleanly took its containerd, containers and shims with it. One that
+    # died (or was killed above) leaves them: each by the pid files the daemon's containerd
+    # keeps, the container's PID 1 (its pid namespace goes with it), the shim that is its
+    # parent, and containerd itself.
+    local cpid ipid spid f f_dir ids=""
     cpid=$(cat /run/docker/containerd/containerd.pid 2>/dev/null || true)
-    if [ -n "$cpid" ] && alive "$cpid" && [ "$(cat "/proc/$cpid/comm" 2>/dev/null)" = containerd ]; then
+    for f in /run/docker/containerd/daemon/io.containerd.runtime.v2.task/*/*/init.pid; do
+        [ -f "$f" ] || continue
+        f_dir=${f%/init.pid}
+        ids="$ids ${f_dir##*/}"
+        ipid=$(cat "$f" 2>/dev/null || true)
+        alive "$ipid" || continue
+        spid=$(awk '$1 == "PPid:" { print $2 }' "/proc/$ipid/status" 2>/dev/null || true)
+        kill -KILL "$ipid" 2>/dev/null || true
+        wait_gone "$ipid" || say "container process $ipid (from $f) did not die"
+        if alive "$spid" && [ "$(cat "/proc/$spid/comm" 2>/dev/null)" = containerd-shim ]; then
+            kill -TERM "$spid" 2>/dev/null || true
+            wait_gone "$spid" || { kill -KILL "$spid" 2>/dev/null || true; wait_gone "$spid" || true; }
+        fi
+    done
+    if alive "$cpid" && [ "$(cat "/proc/$cpid/comm" 2>/dev/null)" = containerd ]; then
         kill -TERM "$cpid" 2>/dev/null || true
         wait_gone "$cpid" || { kill -KILL "$cpid" 2>/dev/null || true; wait_gone "$cpid" || true; }
     fi
@@ -400,27 +456,40 @@ down_docker() {
         ip link delete docker0 || say "could not delete the docker0 link"
     fi
     local ipt table
-    for ipt in iptables ip6tables iptables-legacy ip6tables-legacy iptables-nft ip6tables-nft; do
+    for ipt in iptables ip6tables iptables-nft ip6tables-nft iptables-legacy ip6tables-legacy; do
         command -v "$ipt" >/dev/null || continue
-        for table in filter nat; do remove_docker_chains "$ipt" "$table"; done
+        for table in filter nat; do
+            # Listing a legacy table the kernel does not hold yet would create it.
+            case $ipt in
+                iptables-legacy) grep -qx "$table" /proc/net/ip_tables_names 2>/dev/null || continue ;;
+                ip6tables-legacy) grep -qx "$table" /proc/net/ip6_tables_names 2>/dev/null || continue ;;
+            esac
+            remove_docker_chains "$ipt" "$table"
+        done
     done
     if [ "$(cat "$ENV_DIR/ip-forward-before" 2>/dev/null)" = 0 ]; then
         echo 0 >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
     fi
-    # What the daemon keeps in /run; /var/run is a link to /run on Debian.
-    if mountpoint -q /run/docker/netns 2>/dev/null; then umount /run/docker/netns 2>/dev/null || true; fi
-    rm -rf /run/docker /run/docker.sock /run/docker.pid /var/run/docker.sock /var/run/docker.pid
-    remove_docker_cgroups
+    # What the daemon keeps in /run (/var/run is a link to /run on Debian) and its mounts: it
+    # bind-mounts its data root on itself and leaves that behind when it exits.
+    umount_docker_mounts /run/docker "$ENV_DIR/docker-mounts-before"
+    umount_docker_mounts "$DOCKER_DATA_ROOT" "$ENV_DIR/docker-mounts-before"
+    rm -rf /run/docker /run/docker.sock /run/docker.pid || say "could not remove /run/docker"
+    if [ -f "$ENV_DIR/created-run-containerd" ] && [ -d /run/containerd ]; then
+        find /run/containerd -depth -type d -empty -delete 2>/dev/null || true
+        [ ! -e /run/containerd ] || say "left /run/containerd: not empty"
+    fi
+    remove_docker_cgroups "$ids"
     if [ -f "$ENV_DIR/created-docker-data-root" ] && [ -d "$DOCKER_DATA_ROOT" ]; then
-        # Only when nothing is still mounted under it (overlay layers of a daemon that died).
-        if awk -v r="$DOCKER_DATA_ROOT/" 'index($5, r) == 1 { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+        if [ -n "$(new_mounts_under "$DOCKER_DATA_ROOT" "$ENV_DIR/docker-mounts-before")" ]; then
             say "left $DOCKER_DATA_ROOT: something is still mounted under it"
         else
-            rm -rf "$DOCKER_DATA_ROOT"
+            rm -rf "$DOCKER_DATA_ROOT" || say "could not remove $DOCKER_DATA_ROOT"
         fi
     fi
-    rm -f "$ENV_DIR/dockerd.pid" "$ENV_DIR/dockerd.log" "$ENV_DIR/docker-image" \
-        "$ENV_DIR/ip-forward-before" "$ENV_DIR/docker0-before" "$ENV_DIR/created-docker-data-root"
+    rm -f "$ENV_DIR/dockerd.pid" "$ENV_DIR/dockerd.log" "$ENV_DIR/docker-image" "$ENV_DIR/ip-forward-before" \
+        "$ENV_DIR/docker0-before" "$ENV_DIR/created-docker-data-root" "$ENV_DIR/docker-mounts-before" \
+        "$ENV_DIR/docker-cgroups-before" "$ENV_DIR/created-run-containerd"
     say "dockerd (pid $pid) down"
 }
 
