@@ -576,3 +576,161 @@ impl Drop for OtherSandbox {
         }
     }
 }
+
+// --- Docker ---------------------------------------------------------------------------------
+// The tests drive their own containers with the docker CLI (ccscope itself speaks the Engine
+// API): a container a test starts by hand stands for one started outside ccscope.
+
+/// The offline image scripts/test-env.sh builds (no registry can be reached): a busybox
+/// rootfs with `sh`, `httpd`, `nc`, `sleep`, `wget`, ...; `CMD ["/bin/sh"]`.
+pub const TEST_IMAGE: &str = "ccscope-test/busybox:latest";
+
+/// The label every container a test starts carries, beside the test's own.
+pub const TEST_LABEL: (&str, &str) = ("ccscope.test", "1");
+
+/// The test image: $CCSCOPE_TEST_DOCKER_IMAGE (printed by scripts/test-env.sh) or TEST_IMAGE.
+pub fn test_image() -> String {
+    std::env::var("CCSCOPE_TEST_DOCKER_IMAGE")
+        .ok()
+        .filter(|image| !image.is_empty())
+        .unwrap_or_else(|| TEST_IMAGE.to_owned())
+}
+
+/// Where the docker CLI looks for the daemon, for messages.
+fn docker_socket() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned())
+}
+
+/// `docker ARGS`, run and waited for (not checked: see `Ran::expect_code`).
+pub fn docker(args: &[&str]) -> Ran {
+    let mut cmd = Command::new("docker");
+    cmd.args(args);
+    Ran::of(cmd)
+}
+
+/// Container tests need a Docker daemon and the test image. Like `require_test_env`, this
+/// fails (never skips) and says how to get them.
+pub fn require_docker() {
+    let how = "run the tests through scripts/test.sh, or `eval \"$(scripts/test-env.sh up)\"` \
+               first (it starts dockerd where none answers and builds the image offline; \
+               `apt-get install docker.io busybox-static` if they are missing)";
+    let version = Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .output();
+    match version {
+        Err(e) => panic!("this test needs the docker CLI, which could not be run ({e}): {how}"),
+        Ok(out) if !out.status.success() => panic!(
+            "this test needs a Docker daemon answering at {}, and none does ({}): {how}",
+            docker_socket(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Ok(_) => {}
+    }
+    let image = test_image();
+    let inspect = docker(&["image", "inspect", "--format", "{{.Id}}", &image]);
+    assert!(
+        inspect.code() == 0,
+        "this test needs the image {image} in the daemon at {}, which lacks it: {how}",
+        docker_socket()
+    );
+}
+
+/// Ids (full) of every container, in any state, carrying `label` (`key` or `key=value`).
+pub fn containers_labelled(label: &str) -> Vec<String> {
+    let filter = format!("label={label}");
+    let ran = docker(&["ps", "--all", "--quiet", "--no-trunc", "--filter", &filter]);
+    ran.expect_code(0);
+    ran.stdout()
+        .lines()
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A container a test started with `docker run --detach`, labelled `ccscope.test=1` plus the
+/// test's own labels; removed (by id, with its anonymous volumes) when dropped.
+pub struct TestContainer {
+    pub id: String,
+}
+
+impl TestContainer {
+    /// `docker run --detach --label ... OPTIONS IMAGE COMMAND...` of the test image;
+    /// `options` are `docker run` options (`--name`, `-p`, `--init`, ...).
+    pub fn run(labels: &[(&str, &str)], options: &[&str], command: &[&str]) -> TestContainer {
+        TestContainer::run_image(&test_image(), labels, options, command)
+    }
+
+    /// As `run`, of another image.
+    pub fn run_image(
+        image: &str,
+        labels: &[(&str, &str)],
+        options: &[&str],
+        command: &[&str],
+    ) -> TestContainer {
+        let mut args: Vec<String> = vec!["run".into(), "--detach".into()];
+        for (key, value) in std::iter::once(&TEST_LABEL).chain(labels) {
+            args.push("--label".into());
+            args.push(format!("{key}={value}"));
+        }
+        args.extend(options.iter().map(|o| (*o).to_owned()));
+        args.push(image.to_owned());
+        args.extend(command.iter().map(|c| (*c).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let ran = docker(&args);
+        ran.expect_code(0);
+        let id = ran.stdout().trim().to_owned();
+        assert!(
+            id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "docker run printed no container id: {}",
+            ran.explain()
+        );
+        TestContainer { id }
+    }
+
+    /// `docker inspect` of the container, or None once it is gone.
+    pub fn inspect(&self) -> Option<serde_json::Value> {
+        let ran = docker(&["container", "inspect", &self.id]);
+        if ran.code() != 0 {
+            return None;
+        }
+        let mut all: serde_json::Value = serde_json::from_str(&ran.stdout())
+            .unwrap_or_else(|e| panic!("docker inspect printed no JSON: {e}\n{}", ran.explain()));
+        all.get_mut(0).map(serde_json::Value::take)
+    }
+
+    /// Whether the container still exists (in any state).
+    pub fn exists(&self) -> bool {
+        self.inspect().is_some()
+    }
+
+    /// Whether it is running.
+    pub fn running(&self) -> bool {
+        self.inspect()
+            .is_some_and(|c| c["State"]["Running"].as_bool() == Some(true))
+    }
+
+    /// The host pid of its PID 1 while it runs.
+    pub fn pid(&self) -> Option<i32> {
+        let pid = self.inspect()?["State"]["Pid"].as_i64()?;
+        i32::try_from(pid).ok().filter(|p| *p > 0)
+    }
+
+    /// Waits (with `deadline`) until it runs.
+    pub fn wait_running(&self, deadline: Duration) {
+        wait_for(&format!("container {} to run", self.id), deadline, || {
+            self.running()
+        });
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        // By id, never by name or label: only what this test started.
+        let _ = Command::new("docker")
+            .args(["rm", "--force", "--volumes", &self.id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
