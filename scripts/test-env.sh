@@ -269,6 +269,11 @@ DOCKER_DATA_ROOT=/var/lib/docker
 
 docker_answers() { docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
 
+# In this network namespace (sysfs may show another's); /sys/class/net without iproute2.
+docker0_exists() {
+    if command -v ip >/dev/null; then ip link show docker0 >/dev/null 2>&1; else [ -e /sys/class/net/docker0 ]; fi
+}
+
 dockerd_is_ours() { [ -f "$ENV_DIR/dockerd.pid" ] && alive "$(cat "$ENV_DIR/dockerd.pid")"; }
 
 # The offline test image: /bin/busybox (static) and a link per applet (sh, httpd, nc, sleep,
@@ -320,12 +325,17 @@ up_docker() {
         [ "$(id -u)" = 0 ] || die "no Docker daemon answers and only root can start one here (or set DOCKER_HOST to a daemon that runs)"
         [ -x "$DOCKERD" ] || die "no Docker daemon answers and $DOCKERD is missing: apt-get install docker.io"
         command -v docker >/dev/null || die "the docker CLI is missing: apt-get install docker.io"
+        # We start a daemon on the default socket only; one named elsewhere is the caller's.
+        case ${DOCKER_HOST:-unix:///var/run/docker.sock} in
+            unix:///var/run/docker.sock | unix:///run/docker.sock) ;;
+            *) die "DOCKER_HOST=$DOCKER_HOST does not answer; start that daemon, or unset DOCKER_HOST to let $0 start one on /var/run/docker.sock" ;;
+        esac
         # A daemon of someone else's that holds the socket but does not answer is not ours to replace.
-        [ ! -S /var/run/docker.sock ] || [ -n "${DOCKER_HOST:-}" ] \
-            || die "/var/run/docker.sock exists but no daemon answers on it; a dockerd not started by $0 may be starting or wedged (see /var/run/docker.pid)"
+        [ ! -S /var/run/docker.sock ] \
+            || die "/var/run/docker.sock exists but no daemon answers on it: a dockerd not started by $0 may be starting or wedged (see /var/run/docker.pid); if none runs, remove the socket and run $0 up again"
         [ -d "$DOCKER_DATA_ROOT" ] || : >"$ENV_DIR/created-docker-data-root"
         cat /proc/sys/net/ipv4/ip_forward >"$ENV_DIR/ip-forward-before" 2>/dev/null || true
-        if ip link show docker0 >/dev/null 2>&1; then : >"$ENV_DIR/docker0-before"; fi
+        if docker0_exists; then : >"$ENV_DIR/docker0-before"; fi
         { mounts_under "$DOCKER_DATA_ROOT"; mounts_under /run/docker; } >"$ENV_DIR/docker-mounts-before"
         local mnt
         for mnt in $(cgroup_mounts); do [ ! -d "$mnt/docker" ] || echo "$mnt/docker"; done >"$ENV_DIR/docker-cgroups-before"
@@ -368,8 +378,6 @@ remove_docker_chains() {
     done
 }
 
-# Empty `docker` cgroups (and their empty children) our daemon made, under every mounted
-# hierarchy, and those of the containers in $1 (ids); a populated one stays.
 # Mounts at or under $1 as "ID PATH", deepest (then newest) first.
 mounts_under() {
     awk -v r="$1" '$5 == r || index($5, r "/") == 1 { print length($5), $1, $5 }' /proc/self/mountinfo \
@@ -398,6 +406,8 @@ new_mounts_under() {
 
 cgroup_mounts() { awk '$9 == "cgroup" || $9 == "cgroup2" { print $5 }' /proc/self/mountinfo; }
 
+# Empty `docker` cgroups (and their empty children) our daemon made, under every mounted
+# hierarchy, and those of the containers in $1 (ids); a populated one stays.
 remove_docker_cgroups() {
     local mnt id
     for mnt in $(cgroup_mounts); do
@@ -452,8 +462,12 @@ down_docker() {
         kill -TERM "$cpid" 2>/dev/null || true
         wait_gone "$cpid" || { kill -KILL "$cpid" 2>/dev/null || true; wait_gone "$cpid" || true; }
     fi
-    if [ ! -f "$ENV_DIR/docker0-before" ] && ip link show docker0 >/dev/null 2>&1; then
-        ip link delete docker0 || say "could not delete the docker0 link"
+    if [ ! -f "$ENV_DIR/docker0-before" ] && docker0_exists; then
+        if command -v ip >/dev/null; then
+            ip link delete docker0 || say "could not delete the docker0 link"
+        else
+            say "left the docker0 link: no \`ip\` to delete it with (apt-get install iproute2)"
+        fi
     fi
     local ipt table
     for ipt in iptables ip6tables iptables-nft ip6tables-nft iptables-legacy ip6tables-legacy; do
