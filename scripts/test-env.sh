@@ -260,7 +260,8 @@ down_other() {
 # A daemon answering on $DOCKER_HOST (default unix:///var/run/docker.sock) is used as it is and
 # never stopped. Where none answers, Debian's dockerd is started by hand (PID 1 is not systemd
 # here), recorded in $ENV_DIR/dockerd.pid; `down` stops exactly that one and removes what a
-# daemon leaves behind: docker0, its iptables chains and the rules that reach them, /run/docker
+# daemon leaves behind: docker0 and its networks' bridges, its iptables chains and the rules
+# that reach them, /run/docker
 # and its socket and pid file, the empty `docker` cgroups, /var/lib/docker when `up` made it,
 # and net.ipv4.ip_forward when the daemon turned it on.
 DOCKER_IMAGE=ccscope-test/busybox:latest
@@ -269,9 +270,34 @@ DOCKER_DATA_ROOT=/var/lib/docker
 
 docker_answers() { docker version --format '{{.Server.APIVersion}}' >/dev/null 2>&1; }
 
-# In this network namespace (sysfs may show another's); /sys/class/net without iproute2.
-docker0_exists() {
-    if command -v ip >/dev/null; then ip link show docker0 >/dev/null 2>&1; else [ -e /sys/class/net/docker0 ]; fi
+# The daemon's bridges in this network namespace (sysfs may show another's; it is the
+# fallback without iproute2): docker0 and br-<12 hex> of its user-defined networks (compose's).
+docker_bridges() {
+    if command -v ip >/dev/null; then
+        ip -o link show type bridge 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'
+    else
+        ls /sys/class/net 2>/dev/null
+    fi | grep -E '^(docker0|br-[0-9a-f]{12})$' || true
+}
+
+# Dotted IPv4 address $1 as an integer.
+ipv4_int() { local IFS=.; set -- $1; echo $((($1 << 24) + ($2 << 16) + ($3 << 8) + $4)); }
+
+# Whether IPv4 address $1 lies in one of the CIDRs $2 (space-separated).
+in_any_cidr() {
+    local cidr
+    for cidr in $2; do
+        if in_cidr "$1" "$cidr"; then return 0; fi
+    done
+    return 1
+}
+
+# Whether IPv4 address $1 (optionally /32) lies in CIDR $2.
+in_cidr() {
+    local ip=${1%/*} net=${2%/*} bits=${2#*/}
+    [[ $ip =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] || return 1
+    local mask=$(((0xffffffff << (32 - bits)) & 0xffffffff))
+    (($(($(ipv4_int "$ip") & mask)) == $(($(ipv4_int "$net") & mask))))
 }
 
 dockerd_is_ours() { [ -f "$ENV_DIR/dockerd.pid" ] && alive "$(cat "$ENV_DIR/dockerd.pid")"; }
@@ -335,7 +361,7 @@ up_docker() {
             || die "/var/run/docker.sock exists but no daemon answers on it: a dockerd not started by $0 may be starting or wedged (see /var/run/docker.pid); if none runs, remove the socket and run $0 up again"
         [ -d "$DOCKER_DATA_ROOT" ] || : >"$ENV_DIR/created-docker-data-root"
         cat /proc/sys/net/ipv4/ip_forward >"$ENV_DIR/ip-forward-before" 2>/dev/null || true
-        if docker0_exists; then : >"$ENV_DIR/docker0-before"; fi
+        docker_bridges >"$ENV_DIR/docker-bridges-before"
         { mounts_under "$DOCKER_DATA_ROOT"; mounts_under /run/docker; } >"$ENV_DIR/docker-mounts-before"
         local mnt
         for mnt in $(cgroup_mounts); do [ ! -d "$mnt/docker" ] || echo "$mnt/docker"; done >"$ENV_DIR/docker-cgroups-before"
@@ -357,15 +383,26 @@ up_docker() {
 }
 
 # Rules in the built-in chains of table $2 (for iptables binary $1) that jump to a DOCKER*
-# chain or name docker0, deleted one by one; then the DOCKER* chains flushed and deleted.
-# Nothing else in the tables is touched.
+# chain, name one of the bridges $3 (space-separated), or masquerade from inside one of their
+# subnets $4 (the hairpin rule of a published port, which a daemon that died leaves), deleted
+# one by one; then the DOCKER* chains flushed and deleted. Nothing else is touched.
 remove_docker_chains() {
-    local ipt=$1 table=$2 rules rule chain
+    local ipt=$1 table=$2 bridges=${3:-} subnets=${4:-} rules rule chain names src
     rules=$("$ipt" -t "$table" -S 2>/dev/null) || return 0
-    rules=$(grep -E '^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ' <<<"$rules" \
-        | grep -E -- '-[jg] DOCKER[-A-Z0-9]*( |$)|(-i|-o) docker0( |$)' || true)
+    names=$(tr ' ' '\n' <<<"$bridges" | grep -v '^$' | paste -sd'|' || true)
+    rules=$(grep -E '^-A (INPUT|FORWARD|OUTPUT|PREROUTING|POSTROUTING) ' <<<"$rules" || true)
     while IFS= read -r rule; do
         [ -n "$rule" ] || continue
+        if grep -qE -- '-[jg] DOCKER[-A-Z0-9]*( |$)' <<<"$rule"; then
+            :
+        elif [ -n "$names" ] && grep -qE -- "(-i|-o) ($names)( |\$)" <<<"$rule"; then
+            :
+        elif [[ $rule =~ -s\ ([0-9.]+)(/[0-9]+)?\ .*-j\ MASQUERADE ]]; then
+            src=${BASH_REMATCH[1]}
+            in_any_cidr "$src" "$subnets" || continue
+        else
+            continue
+        fi
         # `-S` prints a rule quoted the way `-A` takes it back; eval splits it the same way.
         eval "\"\$ipt\" -t \"\$table\" -D ${rule#-A }" 2>/dev/null \
             || say "could not delete $ipt -t $table rule: $rule"
@@ -462,13 +499,16 @@ down_docker() {
         kill -TERM "$cpid" 2>/dev/null || true
         wait_gone "$cpid" || { kill -KILL "$cpid" 2>/dev/null || true; wait_gone "$cpid" || true; }
     fi
-    if [ ! -f "$ENV_DIR/docker0-before" ] && docker0_exists; then
+    # Its bridges (docker0 unless it was there before, and its networks'), with their subnets
+    # for the rules below; the links go after the rules.
+    local bridges="" subnets="" b
+    for b in $(docker_bridges); do
+        if grep -qxF "$b" "$ENV_DIR/docker-bridges-before" 2>/dev/null; then continue; fi
+        bridges="$bridges $b"
         if command -v ip >/dev/null; then
-            ip link delete docker0 || say "could not delete the docker0 link"
-        else
-            say "left the docker0 link: no \`ip\` to delete it with (apt-get install iproute2)"
+            subnets="$subnets $(ip -o -4 addr show dev "$b" 2>/dev/null | awk '{ print $4 }' | tr '\n' ' ')"
         fi
-    fi
+    done
     local ipt table
     for ipt in iptables ip6tables iptables-nft ip6tables-nft iptables-legacy ip6tables-legacy; do
         command -v "$ipt" >/dev/null || continue
@@ -478,8 +518,15 @@ down_docker() {
                 iptables-legacy) grep -qx "$table" /proc/net/ip_tables_names 2>/dev/null || continue ;;
                 ip6tables-legacy) grep -qx "$table" /proc/net/ip6_tables_names 2>/dev/null || continue ;;
             esac
-            remove_docker_chains "$ipt" "$table"
+            remove_docker_chains "$ipt" "$table" "$bridges" "$subnets"
         done
+    done
+    for b in $bridges; do
+        if command -v ip >/dev/null; then
+            ip link delete "$b" || say "could not delete the $b link"
+        else
+            say "left the $b link: no \`ip\` to delete it with (apt-get install iproute2)"
+        fi
     done
     if [ "$(cat "$ENV_DIR/ip-forward-before" 2>/dev/null)" = 0 ]; then
         echo 0 >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
@@ -502,7 +549,7 @@ down_docker() {
         fi
     fi
     rm -f "$ENV_DIR/dockerd.pid" "$ENV_DIR/dockerd.log" "$ENV_DIR/docker-image" "$ENV_DIR/ip-forward-before" \
-        "$ENV_DIR/docker0-before" "$ENV_DIR/created-docker-data-root" "$ENV_DIR/docker-mounts-before" \
+        "$ENV_DIR/docker-bridges-before" "$ENV_DIR/created-docker-data-root" "$ENV_DIR/docker-mounts-before" \
         "$ENV_DIR/docker-cgroups-before" "$ENV_DIR/created-run-containerd"
     say "dockerd (pid $pid) down"
 }
