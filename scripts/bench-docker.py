@@ -306,8 +306,10 @@ def main():
         if args.compose and shutil.which(args.compose):
             results["docker-compose"] = bench_compose(args, names, cmds, free_ports(n), tag,
                                                       work)
+        elif args.compose:
+            results["docker-compose"] = f"{args.compose} is not there"
         else:
-            results["docker-compose"] = "no docker-compose could be installed"
+            results["docker-compose"] = "no docker-compose (bench-docker.sh could not install one)"
         try:
             results["ccscope"] = bench_ccscope(args, names, cmds, free_ports(n), tag, work)
         except Refused as refused:
