@@ -516,7 +516,8 @@ impl Validator<'_> {
                     // A path (it has a `/` or starts with `.`) is bound, relative to the
                     // configuration's directory; a bare word is a named volume, kept as is.
                     let host = if host.contains('/') || host.starts_with('.') {
-                        self.path(host).display().to_string()
+                        let relative = host.strip_prefix("./").unwrap_or(host);
+                        self.path(relative).display().to_string()
                     } else {
                         host.to_string()
                     };
