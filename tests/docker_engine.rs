@@ -502,3 +502,40 @@ async fn a_daemon_that_is_not_there_is_named_with_what_to_do() {
         other => panic!("expected Unreachable, got {:?}", other.map(|_| ())),
     }
 }
+
+#[tokio::test]
+#[ignore = "system test: needs dockerd (scripts/test.sh)"]
+async fn a_container_that_cannot_start_is_not_left_behind() {
+    let engine = engine().await;
+    let mut cleanup = Cleanup::new();
+    let p = project();
+    // A port held on the loopback address: docker cannot publish it.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let mut docker = docker_spec(&["sleep", "1000"]);
+    docker.ports = vec![ccscope::config::PortMapping {
+        host: port,
+        container: 80,
+    }];
+    let spec = ContainerSpec::of(&p, "web", &docker, "run-1");
+    cleanup.spec(&spec);
+    match engine.run(&spec).await {
+        Err(e @ DockerError::Api { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with(&format!("start container {}", spec.name)),
+                "{msg}"
+            );
+        }
+        Ok((info, _)) => {
+            cleanup.ids.push(info.id.clone());
+            panic!("it started although port {port} is held: {info:?}");
+        }
+        Err(other) => panic!("expected a start failure, got {other}"),
+    }
+    assert!(
+        engine.list(Selector::Project(&p)).await.unwrap().is_empty(),
+        "the created container is removed"
+    );
+    drop(holder);
+}

@@ -173,10 +173,11 @@ impl Engine {
             other => other,
         }
         .map_err(|e| api(&format!("create container {}", spec.name), &e))?;
-        self.docker
-            .start_container(&id, None)
-            .await
-            .map_err(|e| api(&format!("start container {}", spec.name), &e))?;
+        if let Err(e) = self.docker.start_container(&id, None).await {
+            // Created but never started (a port taken, a bind missing): nothing to keep.
+            let _ = self.remove(&id).await;
+            return Err(api(&format!("start container {}", spec.name), &e));
+        }
         let info = self.inspect(&id).await?.ok_or_else(|| DockerError::Api {
             action: format!("start container {}", spec.name),
             reason: "it was removed as soon as it started".into(),
