@@ -473,7 +473,9 @@ impl Engine {
         let id_after = id.to_string();
         let catch_up = futures_util::stream::once(async move {
             let after = last_seen.lock().map(|l| l.clone()).unwrap_or_default();
-            let recent = SystemTime::now() - CATCH_UP;
+            let recent = SystemTime::now()
+                .checked_sub(CATCH_UP)
+                .unwrap_or(UNIX_EPOCH);
             let options = LogsOptionsBuilder::new()
                 .follow(false)
                 .stdout(true)
