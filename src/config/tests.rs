@@ -583,3 +583,148 @@ fn a_project_table_that_does_not_fit_is_not_also_missing() {
     );
     assert_eq!(errors[2], "5:11: the command of service `a` is empty");
 }
+
+fn docker_of(text: &str) -> DockerSpec {
+    let config = parse(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    match &config.services["a"].launch {
+        Launch::Docker(d) => d.clone(),
+        other => panic!("not a docker service: {other:?}"),
+    }
+}
+
+#[test]
+fn docker_options_have_their_defaults() {
+    let d = docker_of(&format!("{HEAD}[services.a.docker]\nimage = \"i\"\n"));
+    assert!(d.init, "init is on unless turned off");
+    assert_eq!(d.pull, PullPolicy::Missing);
+    assert_eq!(d.name, None);
+    assert_eq!((d.network, d.workdir, d.user), (None, None, None));
+    assert_eq!(d.entrypoint, None);
+}
+
+#[test]
+fn docker_options_are_read() {
+    let d = docker_of(&format!(
+        "{HEAD}[services.a.docker]\nimage = \"i\"\ncommand = [\"serve\", \"--x\"]\n\
+         entrypoint = [\"/init\"]\nname = \"clickhouse-otel\"\nnetwork = \"stack_net\"\n\
+         workdir = \"/srv\"\nuser = \"1000:1000\"\ninit = false\npull = \"never\"\n\
+         volumes = [\"./data:/var/lib/x\", \"/etc/x:/etc/x:ro\", \"named:/cache\"]\n"
+    ));
+    assert_eq!(d.command.unwrap(), ["serve", "--x"]);
+    assert_eq!(d.entrypoint.unwrap(), ["/init"]);
+    assert_eq!(d.name.as_deref(), Some("clickhouse-otel"));
+    assert_eq!(d.network.as_deref(), Some("stack_net"));
+    assert_eq!(d.workdir.as_deref(), Some("/srv"));
+    assert_eq!(d.user.as_deref(), Some("1000:1000"));
+    assert!(!d.init);
+    assert_eq!(d.pull, PullPolicy::Never);
+    assert_eq!(
+        d.volumes,
+        ["/stack/data:/var/lib/x", "/etc/x:/etc/x:ro", "named:/cache"],
+        "a relative bind is the config's directory's; a named volume is kept"
+    );
+}
+
+#[test]
+fn bad_docker_options_point_at_themselves() {
+    let cases = [
+        ("pull = \"sometimes\"", "unknown pull policy \"sometimes\""),
+        (
+            "name = \"bad name\"",
+            "invalid container name \"bad name\": ` ` is not allowed in it",
+        ),
+        (
+            "workdir = \"srv\"",
+            "invalid docker `workdir` \"srv\" of service `a`: it is not an absolute path",
+        ),
+        (
+            "user = \"a b\"",
+            "invalid docker `user` \"a b\" of service `a`: it holds a space or a control character",
+        ),
+        (
+            "network = \"\"",
+            "invalid docker `network` \"\" of service `a`: it is empty",
+        ),
+        (
+            "entrypoint = []",
+            "the docker `entrypoint` of service `a` is empty",
+        ),
+        (
+            "volumes = [\"/x\"]",
+            "invalid docker volume \"/x\": it is not `host:container` or `host:container:mode`",
+        ),
+        (
+            "volumes = [\"/x:rel\"]",
+            "invalid docker volume \"/x:rel\": the container side \"rel\" is not an absolute path",
+        ),
+        (
+            "volumes = [\"/x:/y:rx\"]",
+            "invalid docker volume \"/x:/y:rx\": unknown mode \"rx\" (it takes \"ro\" or \"rw\")",
+        ),
+    ];
+    for (line, expected) in cases {
+        let text = format!("{HEAD}[services.a.docker]\nimage = \"i\"\n{line}\n");
+        let (l, col, msg, _) = only_error(&text);
+        assert_eq!(msg, expected, "{line}");
+        assert_eq!(l, 5, "{line}: points at its own line");
+        assert!(col > 1, "{line}: points at the value, column {col}");
+    }
+}
+
+#[test]
+fn ccscope_labels_stay_refused() {
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a.docker]\nimage = \"i\"\nlabels = {{ \"ccscope.project\" = \"x\" }}\n"
+    ));
+    assert_eq!(
+        msg,
+        "label `ccscope.project` is reserved: ccscope sets the `ccscope.*` labels itself"
+    );
+}
+
+#[test]
+fn the_docker_healthy_probe_is_for_containers_only() {
+    let config = parse(&format!(
+        "{HEAD}[services.a]\nready = {{ docker = \"healthy\" }}\n[services.a.docker]\nimage = \"i\"\n"
+    ))
+    .unwrap();
+    assert!(matches!(
+        config.services["a"].ready.as_ref().unwrap().check,
+        ProbeCheck::DockerHealthy
+    ));
+    let (l, _, msg, hint) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nready = {{ docker = \"healthy\" }}\n"
+    ));
+    assert_eq!(
+        msg,
+        "the ready probe of service `a` waits for a docker HEALTHCHECK, but the service is not a container"
+    );
+    assert_eq!(l, 5);
+    assert!(hint.unwrap().contains("[docker]"));
+    let (_, _, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\nready = {{ docker = \"up\" }}\n[services.a.docker]\nimage = \"i\"\n"
+    ));
+    assert_eq!(msg, "unknown docker probe \"up\"");
+}
+
+#[test]
+fn compose_projects_are_listed_and_checked() {
+    let config = parse(
+        "[project]\nname = \"demo\"\ndocker_compose_projects = [\"otel\", \"ch_2\"]\n\
+         [services.a]\ncommand = [\"x\"]\n",
+    )
+    .unwrap();
+    assert_eq!(config.project.docker_compose_projects, ["otel", "ch_2"]);
+    let (l, _, msg, _) = only_error(
+        "[project]\nname = \"demo\"\ndocker_compose_projects = [\"Otel\"]\n[services.a]\ncommand = [\"x\"]\n",
+    );
+    assert_eq!(
+        msg,
+        "invalid compose project name \"Otel\": it does not start with a lowercase letter or digit"
+    );
+    assert_eq!(l, 3);
+    let (_, _, msg, _) = only_error(
+        "[project]\nname = \"demo\"\ndocker_compose_projects = [\"a\", \"a\"]\n[services.a]\ncommand = [\"x\"]\n",
+    );
+    assert_eq!(msg, "compose project \"a\" is listed twice");
+}
