@@ -118,7 +118,7 @@ struct Stream {
 
 /// Which of a service's streams a line came on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OutputStream {
+pub enum OutputStream {
     Stdout,
     Stderr,
 }
@@ -144,7 +144,7 @@ impl OutputStream {
 /// service's fields (a line in pieces of at most [`MAX_LINE`] bytes, each but the last marked
 /// [`LINE_BREAK`]), or its log file byte for byte. Also used by the supervisor for the output
 /// of a container service, which has no forwarder of its own.
-pub(crate) struct Sink {
+pub struct Sink {
     writer: Option<Writer>,
     file: Option<std::fs::File>,
     project: String,
@@ -156,7 +156,7 @@ pub(crate) struct Sink {
 impl Sink {
     /// journald, each entry tagged with the service's fields and `SYSLOG_PID=pid`. Without a
     /// journal socket the lines are dropped.
-    pub(crate) fn to_journald(project: &str, service: &str, run_id: &str, pid: i32) -> Sink {
+    pub fn to_journald(project: &str, service: &str, run_id: &str, pid: i32) -> Sink {
         Sink {
             writer: Writer::new().ok(),
             file: None,
@@ -168,7 +168,7 @@ impl Sink {
     }
 
     /// The service's log file, appended to.
-    pub(crate) fn to_file(file: std::fs::File) -> Sink {
+    pub fn to_file(file: std::fs::File) -> Sink {
         Sink {
             writer: None,
             file: Some(file),
@@ -180,7 +180,7 @@ impl Sink {
     }
 
     /// One whole line (without its newline), in as many pieces as it takes.
-    pub(crate) fn line(&mut self, stream: OutputStream, line: &[u8]) {
+    pub fn line(&mut self, stream: OutputStream, line: &[u8]) {
         let mut pieces = Vec::new();
         split_line(line, MAX_LINE, true, &mut pieces);
         for piece in &pieces {

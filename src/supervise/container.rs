@@ -279,7 +279,9 @@ impl Docker {
                 Err(e) => Err(e.to_string()),
             },
             _ => match tokio::time::timeout(timeout, engine.inspect(id)).await {
-                Err(_) => Err(format!("the docker daemon did not answer within {timeout:?}")),
+                Err(_) => Err(format!(
+                    "the docker daemon did not answer within {timeout:?}"
+                )),
                 Ok(Err(e)) => Err(e.to_string()),
                 Ok(Ok(None)) => Err("the container is gone".into()),
                 Ok(Ok(Some(info))) => health(&info),

@@ -20,12 +20,12 @@ use tokio::task::AbortHandle;
 
 use crate::audit::Event as AuditEvent;
 use crate::config::{Config, DockerSpec, Launch, Probe, ProbeCheck};
-use crate::docker::ContainerSpec;
-use crate::launch::forward::Sink;
-use crate::proc::ProcessIdentity;
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
+use crate::docker::ContainerSpec;
 use crate::escalate::{self, Force, ForceSwitch, Grace};
+use crate::launch::forward::Sink;
 use crate::launch::{LaunchError, LaunchSpec, Launched, OutputTarget, launch};
+use crate::proc::ProcessIdentity;
 use crate::registry::{NewProcess, ProcessFilter, Registry};
 use crate::stop::{ShutdownReport, StopOptions};
 
@@ -779,10 +779,7 @@ impl Driver<'_> {
             });
             return;
         };
-        let removing = self
-            .instances
-            .get_mut(name)
-            .and_then(|i| i.removing.take());
+        let removing = self.instances.get_mut(name).and_then(|i| i.removing.take());
         let container = ContainerSpec::of(&self.config.project.name, name, &spec, &self.run_id);
         tokio::task::spawn_local(async move {
             if let Some(removing) = removing {
