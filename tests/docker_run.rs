@@ -128,7 +128,6 @@ fn a_container_is_the_base_dependency_of_two_process_services() {
     };
     let ran = sb.run(&["run", "--detach"]);
     ran.expect_code(0)
-        .expect_stdout_contains("start order: db → web1, web2")
         .expect_stdout_contains("started in order db → web1, web2");
     let ids = running(&project);
     assert_eq!(ids.len(), 1, "one container runs: {ids:?}");
@@ -234,10 +233,11 @@ fn a_container_that_crashes_three_times_follows_the_restart_policy() {
         }
     }
     let said = seen.join("\n");
-    assert!(said.contains("restarting (restart 1)"), "{said}");
-    assert!(said.contains("restarting (restart 2)"), "{said}");
-    assert!(said.contains("exit code 3"), "{said}");
-    assert!(!said.contains("restart 3"), "{said}");
+    let restarts = seen
+        .iter()
+        .filter(|l| l.contains("crasher") && l.contains("exit code 3; restarting in"))
+        .count();
+    assert_eq!(restarts, 2, "{said}");
     // Each instance was a container of its own, and each said its line.
     let filters = [
         format!("CCSCOPE_PROJECT={project}"),
@@ -259,13 +259,12 @@ fn a_container_that_crashes_three_times_follows_the_restart_policy() {
         .filter_map(|e| e["SYSLOG_PID"].as_str())
         .collect();
     assert_eq!(runs.len(), 3, "three PID 1s: {entries:?}");
-    // The instances before the last were removed; none runs.
-    assert!(
-        containers(&project).len() <= 1,
-        "{:?}",
-        containers(&project)
+    // Each instance's container was removed once it was over; none runs.
+    wait_for(
+        "the crashed containers to be removed",
+        Duration::from_secs(15),
+        || containers(&project).is_empty(),
     );
-    assert!(running(&project).is_empty());
     // The stack goes on without it (degraded, not stopped): base still runs.
     assert!(!marked(&project).is_empty(), "{said}");
     ccscope::proc::sys::kill(child.id() as i32, libc::SIGTERM).unwrap();
@@ -305,7 +304,6 @@ fn a_second_run_adopts_the_container_back_and_clean_replaces_it() {
     // Same definition: the very container is taken over.
     sb.run(&["run", "--detach"])
         .expect_code(0)
-        .expect_stdout_contains("adopted back from an earlier run")
         .expect_stdout_contains("stack ready");
     assert_eq!(
         running(&project),
@@ -352,7 +350,7 @@ fn only_a_process_service_starts_its_container_dependency_too() {
     };
     sb.run(&["run", "--detach", "--only", "web"])
         .expect_code(0)
-        .expect_stdout_contains("start order: db → web");
+        .expect_stdout_contains("started in order db → web");
     assert_eq!(running(&project).len(), 1);
     let doc = status(&sb);
     assert_eq!(service(&doc, "web")["state"], "running", "{doc}");

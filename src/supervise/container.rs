@@ -200,24 +200,42 @@ impl Docker {
     }
 
     /// Ensures the image (as its pull policy says) and creates and starts the container.
+    /// A container that exited before its PID 1 could be seen was an instance all the same
+    /// (its restart policy applies, as to a command that exits at once): its main is then
+    /// the placeholder pid 0, and its exit code comes back as `Some`.
     pub async fn launch(
         &self,
         spec: &ContainerSpec,
         docker: &DockerSpec,
-    ) -> Result<(Container, ProcessIdentity), String> {
+    ) -> Result<(Container, ProcessIdentity, Option<i64>), String> {
         let engine = self.engine()?;
         engine
             .ensure_image(&spec.image, docker.pull)
             .await
             .map_err(|e| with_hint(&e))?;
-        let (info, main) = engine.run(spec).await.map_err(|e| with_hint(&e))?;
-        Ok((
-            Container {
-                id: info.id,
-                name: info.name,
-            },
-            main,
-        ))
+        match engine.run(spec).await {
+            Ok((info, main)) => Ok((
+                Container {
+                    id: info.id,
+                    name: info.name,
+                },
+                main,
+                None,
+            )),
+            Err(DockerError::Exited {
+                id,
+                name,
+                exit_code,
+            }) => Ok((
+                Container { id, name },
+                ProcessIdentity {
+                    pid: 0,
+                    start_time: 0,
+                },
+                Some(exit_code),
+            )),
+            Err(e) => Err(with_hint(&e)),
+        }
     }
 
     /// Ends the container: `signal`, `timeout` for it to exit, then SIGKILL; a force cuts the
@@ -289,16 +307,19 @@ impl Docker {
         })
     }
 
-    /// Follows the container's output from its start until it ends: each line to `sink`, and
-    /// to `line` (the driver's last lines and `log` readiness).
+    /// Follows the container's output from its start (or from `since`, for one adopted back,
+    /// whose earlier output went out already) until it ends: each line to `sink`, and to
+    /// `line` (the driver's last lines and `log` readiness). The task ends with the stream,
+    /// once the container is over and its last line passed on.
     pub fn follow_logs(
         &self,
         id: &str,
+        since: Option<std::time::SystemTime>,
         mut sink: Sink,
         mut line: impl FnMut(&[u8]) + 'static,
-    ) -> Option<tokio::task::AbortHandle> {
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let engine = self.engine.as_ref().ok()?;
-        let logs = engine.logs(id);
+        let logs = engine.logs_since(id, since);
         let id = id.to_string();
         let task = tokio::task::spawn_local(async move {
             let mut logs = std::pin::pin!(logs);
@@ -319,7 +340,7 @@ impl Docker {
                 }
             }
         });
-        Some(task.abort_handle())
+        Some(task)
     }
 }
 

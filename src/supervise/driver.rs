@@ -46,6 +46,9 @@ const CGROUP_FALLBACK_POLL: Duration = Duration::from_secs(1);
 /// for what the last reports of the start touched again.
 const TRIM_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a container's removal waits for its last output lines to be passed on.
+const LAST_LINES_WAIT: Duration = Duration::from_secs(2);
+
 /// What the tasks tell the loop, beyond plain machine inputs.
 enum Report {
     Input(Input),
@@ -105,6 +108,9 @@ struct Instance {
     container: Option<Container>,
     /// The removal of the service's last container: the next one (same name) waits for it.
     removing: Option<tokio::task::JoinHandle<()>>,
+    /// The task passing the container's output on; it ends with the container's output,
+    /// which its removal waits for.
+    logs: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub struct Driver<'a> {
@@ -744,9 +750,16 @@ impl Driver<'_> {
         if !release {
             return;
         }
+        let logs = instance.logs.take();
         if let (Some(docker), Some(container)) = (self.docker.clone(), container) {
-            // Removed in the background; the next launch of the service (same name) waits.
-            let task = tokio::task::spawn_local(async move { docker.remove(&container.id).await });
+            // Removed in the background once its last lines are passed on; the next launch
+            // of the service (same name) waits.
+            let task = tokio::task::spawn_local(async move {
+                if let Some(logs) = logs {
+                    let _ = tokio::time::timeout(LAST_LINES_WAIT, logs).await;
+                }
+                docker.remove(&container.id).await;
+            });
             instance.removing = Some(task);
         }
         if let Some(scope) = scope {
@@ -785,13 +798,16 @@ impl Driver<'_> {
             if let Some(removing) = removing {
                 let _ = removing.await;
             }
-            let result = docker.launch(&container, &spec).await;
+            let launched = docker.launch(&container, &spec).await;
             // No await from the claim to the report: the machine hears of the launch before
             // any death the event stream tells.
-            let early = result
-                .as_ref()
-                .ok()
-                .and_then(|(c, _)| docker.claim(&c.id, &service, generation));
+            let (result, early) = match launched {
+                Ok((container, main, exited)) => {
+                    let seen = docker.claim(&container.id, &service, generation);
+                    (Ok((container, main)), seen.or(exited))
+                }
+                Err(why) => (Err(why), None),
+            };
             let _ = tx.send(Report::ContainerLaunched {
                 service,
                 generation,
@@ -823,7 +839,7 @@ impl Driver<'_> {
         let instance = self.instances.entry(service.clone()).or_default();
         if instance.generation == generation {
             instance.container = Some(container.clone());
-            self.follow(&service, &container, main.pid);
+            self.follow(&service, &container, main.pid, None);
         }
         if let (Some(code), Some(docker)) = (early, &self.docker) {
             // Queued behind this launch's input, which the loop hands the machine first.
@@ -860,7 +876,12 @@ impl Driver<'_> {
                 ..Instance::default()
             },
         );
-        self.follow(&service, &container, main.pid);
+        self.follow(
+            &service,
+            &container,
+            main.pid,
+            Some(std::time::SystemTime::now()),
+        );
         machine.adopt_back(
             Instant::now(),
             AdoptedBack {
@@ -877,7 +898,13 @@ impl Driver<'_> {
 
     /// Follows a container's output to journald (or its log file) as the forwarder would,
     /// keeping its last lines and watching for its `log` readiness line.
-    fn follow(&mut self, name: &str, container: &Container, pid: i32) {
+    fn follow(
+        &mut self,
+        name: &str,
+        container: &Container,
+        pid: i32,
+        since: Option<std::time::SystemTime>,
+    ) {
         let (Some(docker), Some(instance)) = (&self.docker, self.instances.get_mut(name)) else {
             return;
         };
@@ -907,7 +934,7 @@ impl Driver<'_> {
         let tx = self.tx.clone();
         let service = name.to_string();
         let generation = instance.generation;
-        let task = docker.follow_logs(&container.id, sink, move |line| {
+        let task = docker.follow_logs(&container.id, since, sink, move |line| {
             let text = String::from_utf8_lossy(line).into_owned();
             if pattern.as_ref().is_some_and(|p| p.is_match(&text)) {
                 if let Some(p) = pattern.take() {
@@ -920,7 +947,7 @@ impl Driver<'_> {
             }
             tap::keep(&output, text);
         });
-        instance.watchers.extend(task);
+        instance.logs = task;
     }
 
     /// Ends a container instance: the Engine's stop with the service's signal and timeout
