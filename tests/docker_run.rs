@@ -321,7 +321,7 @@ fn a_second_run_adopts_the_container_back_and_clean_replaces_it() {
     });
     sb.run(&["run", "--detach", "--clean"])
         .expect_code(0)
-        .expect_stdout_contains("--clean: stopping and removing container")
+        .expect_stdout_contains("--clean: stopping")
         .expect_stdout_contains("stack ready");
     let second = running(&project);
     assert_eq!(second.len(), 1, "{second:?}");
@@ -378,4 +378,38 @@ fn an_unreachable_daemon_fails_the_start_naming_its_socket() {
         .expect_stderr_contains("unix:///nonexistent");
     assert_eq!(marked(&project), Vec::<i32>::new(), "web never started");
     assert!(containers(&project).is_empty());
+}
+
+#[test]
+#[ignore = "system test: needs dockerd and the user manager (scripts/test.sh)"]
+fn exec_and_log_probes_look_inside_the_container() {
+    require_test_env();
+    let project = project("probes");
+    let port = free_port();
+    // `inside` is ready once wget inside it gets its page (the Engine's exec); `said` once
+    // its output has the line (the container's logs).
+    let sb = stack(
+        &project,
+        &format!(
+            "[services.inside]\n\
+             ready = {{ exec = [\"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:8080/\"], interval = \"100ms\", start_timeout = \"20s\" }}\n\
+             [services.inside.docker]\nimage = \"{IMAGE}\"\nports = [\"{port}:8080\"]\n\
+             command = [\"sh\", \"-c\", \"mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n\
+             [services.said]\ndepends_on = [\"inside\"]\n\
+             ready = {{ log = \"^listening on [0-9]+$\", start_timeout = \"20s\" }}\n\
+             [services.said.docker]\nimage = \"{IMAGE}\"\n\
+             command = [\"sh\", \"-c\", \"sleep 0.5; echo listening on 42; exec sleep 300\"]\n"
+        ),
+    );
+    let _cleanup = Cleanup {
+        sb: &sb,
+        project: project.clone(),
+    };
+    let ran = sb.run(&["-v", "run", "--detach"]);
+    ran.expect_code(0)
+        .expect_stdout_contains("exec `wget -q -O /dev/null http://127.0.0.1:8080/` passed")
+        .expect_stdout_contains("log line matched /^listening on [0-9]+$/")
+        .expect_stdout_contains("started in order inside → said");
+    assert_eq!(running(&project).len(), 2);
+    sb.run(&["stop"]).expect_code(0);
 }

@@ -466,6 +466,39 @@ mod tests {
         }
     }
 
+    fn info(state: &str, health: Option<&str>) -> ContainerInfo {
+        ContainerInfo {
+            id: "3f2a".into(),
+            name: "ccscope-demo-db".into(),
+            image: "img".into(),
+            state: state.into(),
+            health: health.map(str::to_string),
+            labels: Default::default(),
+            ports: Vec::new(),
+            pid: None,
+            started_at: None,
+            exit_code: None,
+            restart_count: 0,
+        }
+    }
+
+    #[test]
+    fn only_a_healthy_healthcheck_passes_and_a_missing_one_is_named() {
+        assert_eq!(health(&info("running", Some("healthy"))), Ok(()));
+        assert_eq!(
+            health(&info("running", Some("starting"))),
+            Err("its health is starting".into())
+        );
+        assert_eq!(
+            health(&info("running", None)),
+            Err("its image has no HEALTHCHECK".into())
+        );
+        assert_eq!(
+            health(&info("exited", None)),
+            Err("the container is exited".into())
+        );
+    }
+
     #[test]
     fn docker_exit_codes_become_exit_statuses() {
         assert_eq!(exit_status(0).code(), Some(0));
