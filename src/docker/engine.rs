@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::error::Error as _;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -33,6 +34,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// bollard's bound on one request's answer (headers; streams run on). Pulling an image or
 /// creating a container can take a while on a busy daemon.
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// How far back the read after a follow looks for entries the follow missed.
+const CATCH_UP: Duration = Duration::from_secs(5);
 /// How long a SIGKILLed container may take to be reported dead.
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
@@ -380,6 +383,16 @@ impl Engine {
         &self,
         project: &str,
     ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + Send + 'static {
+        self.events_since(project, None)
+    }
+
+    /// As [`Engine::events`], also those since `since` (the daemon keeps recent events):
+    /// subscribed from just before a `run`, nothing between the two is missed.
+    pub fn events_since(
+        &self,
+        project: &str,
+        since: Option<SystemTime>,
+    ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + Send + 'static {
         let filters = HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
             (
@@ -391,7 +404,12 @@ impl Engine {
                 vec!["die".into(), "start".into(), "health_status".into()],
             ),
         ]);
-        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        let mut options = EventsOptionsBuilder::new().filters(&filters);
+        if let Some(since) = since {
+            let at = since.duration_since(UNIX_EPOCH).unwrap_or_default();
+            options = options.since(&format!("{}.{:09}", at.as_secs(), at.subsec_nanos()));
+        }
+        let options = options.build();
         self.docker
             .events(Some(options))
             .map_err(|e| api("follow the docker daemon's events", &e))
@@ -414,6 +432,11 @@ impl Engine {
 
     /// As [`Engine::logs`], from `since` on (an adopted container's earlier output is not
     /// sent again).
+    ///
+    /// The Engine can close a follow as the container exits before its last entries are
+    /// read (the copier writes a final partial line only at exit): when the follow ends,
+    /// the last seconds are read once more and what comes after the last entry seen is
+    /// sent too. Entries are matched by their timestamps, which are stripped.
     pub fn logs_since(
         &self,
         id: &str,
@@ -423,15 +446,57 @@ impl Engine {
             .follow(true)
             .stdout(true)
             .stderr(true)
+            .timestamps(true)
             .tail("all");
         if let Some(since) = since {
-            let secs = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-            options = options.since(i32::try_from(secs).unwrap_or(i32::MAX));
+            options = options.since(epoch_secs(since));
         }
         let action = format!("follow the output of container {id}");
-        let frames = self
+        // The last timestamp seen on each stream (stdout, stderr): each stream is copied in
+        // order, but the two are not ordered between them.
+        let last_seen: Arc<Mutex<[Option<String>; 2]>> = Arc::default();
+        let seen = Arc::clone(&last_seen);
+        let follow = self
             .docker
             .logs(id, Some(options.build()))
+            .map(move |frame| {
+                let frame = frame.map(untimestamp);
+                if let Ok((Some(ts), f)) = &frame {
+                    if let Ok(mut last) = seen.lock() {
+                        last[stream_slot(f)] = Some(ts.clone());
+                    }
+                }
+                frame.map(|(_, f)| f)
+            });
+        let docker = self.docker.clone();
+        let id_after = id.to_string();
+        let catch_up = futures_util::stream::once(async move {
+            let after = last_seen.lock().map(|l| l.clone()).unwrap_or_default();
+            let recent = SystemTime::now() - CATCH_UP;
+            let options = LogsOptionsBuilder::new()
+                .follow(false)
+                .stdout(true)
+                .stderr(true)
+                .timestamps(true)
+                .since(epoch_secs(recent))
+                .build();
+            docker
+                .logs(&id_after, Some(options))
+                // Best effort: a container removed meanwhile has nothing more to say.
+                .filter_map(move |frame| {
+                    let after = after.clone();
+                    async move {
+                        let (ts, frame) = untimestamp(frame.ok()?);
+                        match (ts, &after[stream_slot(&frame)]) {
+                            (Some(ts), Some(after)) if ts <= *after => None,
+                            _ => Some(Ok(frame)),
+                        }
+                    }
+                })
+        })
+        .flatten();
+        let frames = follow
+            .chain(catch_up)
             .map(Some)
             .chain(futures_util::stream::iter([None]));
         let mut splitter = LineSplitter::new();
@@ -677,6 +742,56 @@ fn event_of(
     })
 }
 
+/// Which stream's last timestamp an entry updates: 0 stdout (and a tty), 1 stderr.
+fn stream_slot(frame: &bollard::container::LogOutput) -> usize {
+    usize::from(matches!(
+        frame,
+        bollard::container::LogOutput::StdErr { .. }
+    ))
+}
+
+/// Seconds since the epoch, as the logs endpoint's `since` takes them.
+fn epoch_secs(t: SystemTime) -> i32 {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    i32::try_from(secs).unwrap_or(i32::MAX)
+}
+
+/// Splits the Engine's `2026-12-01T20:05:01.12345Z ` prefix off an entry: the timestamp in
+/// a form that sorts as it should (the fraction padded to nine digits), and the entry.
+fn untimestamp(
+    frame: bollard::container::LogOutput,
+) -> (Option<String>, bollard::container::LogOutput) {
+    use bollard::container::LogOutput;
+    let (message, rebuild): (&bytes::Bytes, fn(bytes::Bytes) -> LogOutput) = match &frame {
+        LogOutput::StdOut { message } => (message, |m| LogOutput::StdOut { message: m }),
+        LogOutput::StdErr { message } => (message, |m| LogOutput::StdErr { message: m }),
+        LogOutput::Console { message } => (message, |m| LogOutput::Console { message: m }),
+        LogOutput::StdIn { message } => (message, |m| LogOutput::StdIn { message: m }),
+    };
+    let Some(space) = message.iter().position(|&b| b == b' ') else {
+        return (None, frame);
+    };
+    let Some(key) = std::str::from_utf8(&message[..space])
+        .ok()
+        .and_then(sortable_timestamp)
+    else {
+        return (None, frame);
+    };
+    let rest = message.slice(space + 1..);
+    (Some(key), rebuild(rest))
+}
+
+/// `2026-12-01T20:05:01.12345Z` → `2026-12-01T20:05:01.123450000`; not a timestamp → None.
+fn sortable_timestamp(ts: &str) -> Option<String> {
+    let ts = ts.strip_suffix('Z')?;
+    let (whole, fraction) = ts.split_once('.').unwrap_or((ts, ""));
+    let looks_right = whole.len() == 19
+        && whole.as_bytes().get(10) == Some(&b'T')
+        && fraction.len() <= 9
+        && fraction.bytes().all(|b| b.is_ascii_digit());
+    looks_right.then(|| format!("{whole}.{fraction:0<9}"))
+}
+
 /// `name=rootless` among the daemon's security options.
 fn is_rootless_option(option: &str) -> bool {
     option.split(',').any(|kv| kv == "name=rootless")
@@ -804,6 +919,32 @@ mod tests {
             Some(ContainerEvent::Started { id: "a".into() })
         );
         assert_eq!(event_of("a".into(), "attach", &HashMap::new()), None);
+    }
+
+    #[test]
+    fn log_timestamps_are_split_off_and_sort_as_times() {
+        use bollard::container::LogOutput;
+        let frame = LogOutput::StdOut {
+            message: bytes::Bytes::from_static(b"2026-12-01T20:05:01.12345Z hello world\n"),
+        };
+        let (ts, rest) = untimestamp(frame);
+        assert_eq!(ts.as_deref(), Some("2026-12-01T20:05:01.123450000"));
+        assert_eq!(rest.into_bytes().as_ref(), b"hello world\n");
+        // Nine digits sort after five that are smaller, whatever their length.
+        assert!(
+            sortable_timestamp("2026-12-01T20:05:01.9Z").unwrap()
+                > sortable_timestamp("2026-12-01T20:05:01.123456789Z").unwrap()
+        );
+        assert_eq!(
+            sortable_timestamp("2026-12-01T20:05:01Z").as_deref(),
+            Some("2026-12-01T20:05:01.000000000")
+        );
+        let plain = LogOutput::StdErr {
+            message: bytes::Bytes::from_static(b"no stamp here"),
+        };
+        let (ts, rest) = untimestamp(plain);
+        assert_eq!(ts, None);
+        assert_eq!(rest.into_bytes().as_ref(), b"no stamp here");
     }
 
     #[test]
