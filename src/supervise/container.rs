@@ -31,6 +31,9 @@ use super::machine::Input;
 /// container's PID 1 after the container already died.
 const UNCLAIMED_DEATHS_KEPT: usize = 32;
 
+/// How far back the event stream asks for events it may have missed.
+const EVENTS_MARGIN: Duration = Duration::from_secs(2);
+
 /// How long the event stream waits before it subscribes again after it broke.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
@@ -109,8 +112,12 @@ impl Docker {
         let me = Rc::clone(self);
         tokio::task::spawn_local(async move {
             let mut first = true;
+            // From a little before now (the daemon counts in seconds), and again from a
+            // little before a break: a death between subscribing and a launch's claim, or in
+            // the gap, is replayed (and told once: `died` forgets what it told).
+            let mut since = std::time::SystemTime::now() - EVENTS_MARGIN;
             loop {
-                let events = engine.events(&me.project);
+                let events = engine.events_since(&me.project, Some(since));
                 let mut events = std::pin::pin!(events);
                 if !first {
                     me.reconcile().await;
@@ -129,6 +136,7 @@ impl Docker {
                 if !me.send(None) {
                     return;
                 }
+                since = std::time::SystemTime::now() - EVENTS_MARGIN;
                 tokio::time::sleep(RESUBSCRIBE_AFTER).await;
             }
         });
