@@ -413,3 +413,26 @@ fn exec_and_log_probes_look_inside_the_container() {
     assert_eq!(running(&project).len(), 2);
     sb.run(&["stop"]).expect_code(0);
 }
+
+#[test]
+#[ignore = "system test: needs dockerd and the user manager (scripts/test.sh)"]
+fn a_missing_image_offline_fails_the_start_naming_the_image_and_the_pull() {
+    require_test_env();
+    let project = project("noimage");
+    let sb = stack(
+        &project,
+        "[services.db.docker]\nimage = \"ccscope-test/not-there:1\"\n\
+         [services.web]\nshell = \"exec sleep 300\"\ndepends_on = [\"db\"]\n",
+    );
+    let _cleanup = Cleanup {
+        sb: &sb,
+        project: project.clone(),
+    };
+    sb.run(&["run"])
+        .expect_code(9)
+        .expect_stderr_contains("service `db`")
+        .expect_stderr_contains("ccscope-test/not-there:1")
+        .expect_stderr_contains("docker pull ccscope-test/not-there:1");
+    assert_eq!(marked(&project), Vec::<i32>::new(), "web never started");
+    assert!(containers(&project).is_empty());
+}
