@@ -436,3 +436,71 @@ fn a_missing_image_offline_fails_the_start_naming_the_image_and_the_pull() {
     assert_eq!(marked(&project), Vec::<i32>::new(), "web never started");
     assert!(containers(&project).is_empty());
 }
+
+/// An image of the offline busybox with a HEALTHCHECK, made here (`docker commit`, no
+/// registry); removed on drop.
+struct HealthyImage(String);
+
+impl HealthyImage {
+    fn new(project: &str) -> HealthyImage {
+        let tag = format!("ccscope-test/healthy:{project}");
+        let created = Command::new("docker")
+            .args(["create", "--label", "ccscope.test=1", IMAGE, "true"])
+            .output()
+            .expect("run docker create");
+        assert!(created.status.success(), "{created:?}");
+        let id = String::from_utf8_lossy(&created.stdout).trim().to_string();
+        let committed = Command::new("docker")
+            .args([
+                "commit",
+                "--change",
+                "HEALTHCHECK --interval=1s --timeout=1s CMD wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1",
+                &id,
+                &tag,
+            ])
+            .output()
+            .expect("run docker commit");
+        let _ = Command::new("docker").args(["rm", "-f", &id]).output();
+        assert!(committed.status.success(), "{committed:?}");
+        HealthyImage(tag)
+    }
+}
+
+impl Drop for HealthyImage {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+#[ignore = "system test: needs dockerd and the user manager (scripts/test.sh)"]
+fn ready_docker_healthy_waits_for_the_images_healthcheck() {
+    require_test_env();
+    let project = project("healthy");
+    let image = HealthyImage::new(&project);
+    let sb = stack(
+        &project,
+        &format!(
+            "[services.db]\nready = {{ docker = \"healthy\", interval = \"200ms\", start_timeout = \"30s\" }}\n\
+             [services.db.docker]\nimage = \"{}\"\n\
+             command = [\"sh\", \"-c\", \"mkdir -p /www && echo ok > /www/index.html && sleep 1 && exec httpd -f -p 8080 -h /www\"]\n\
+             [services.web]\nshell = \"exec sleep 300\"\ndepends_on = [\"db\"]\n",
+            image.0
+        ),
+    );
+    let _cleanup = Cleanup {
+        sb: &sb,
+        project: project.clone(),
+    };
+    sb.run(&["-v", "run", "--detach"])
+        .expect_code(0)
+        .expect_stdout_contains("docker HEALTHCHECK healthy passed")
+        .expect_stdout_contains("started in order db → web");
+    let health = Command::new("docker")
+        .args(["inspect", "-f", "{{.State.Health.Status}}"])
+        .args(running(&project))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "healthy");
+    sb.run(&["stop"]).expect_code(0);
+}
