@@ -111,10 +111,110 @@ fn take_pieces(pending: &mut Vec<u8>, max: usize, eof: bool) -> Vec<Piece> {
 
 struct Stream {
     fd: OwnedFd,
-    priority: u8,
-    name: &'static str,
+    name: OutputStream,
     pending: Vec<u8>,
     open: bool,
+}
+
+/// Which of a service's streams a line came on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl OutputStream {
+    fn name(self) -> &'static str {
+        match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        }
+    }
+
+    /// Its journald priority: info for stdout, error for stderr.
+    fn priority(self) -> u8 {
+        match self {
+            OutputStream::Stdout => 6,
+            OutputStream::Stderr => 3,
+        }
+    }
+}
+
+/// Where a service's output lines go, as the forwarder writes them: journald with the
+/// service's fields (a line in pieces of at most [`MAX_LINE`] bytes, each but the last marked
+/// [`LINE_BREAK`]), or its log file byte for byte. Also used by the supervisor for the output
+/// of a container service, which has no forwarder of its own.
+pub struct Sink {
+    writer: Option<Writer>,
+    file: Option<std::fs::File>,
+    project: String,
+    service: String,
+    run_id: String,
+    pid: String,
+}
+
+impl Sink {
+    /// journald, each entry tagged with the service's fields and `SYSLOG_PID=pid`. Without a
+    /// journal socket the lines are dropped.
+    pub fn to_journald(project: &str, service: &str, run_id: &str, pid: i32) -> Sink {
+        Sink {
+            writer: Writer::new().ok(),
+            file: None,
+            project: project.to_string(),
+            service: service.to_string(),
+            run_id: run_id.to_string(),
+            pid: pid.to_string(),
+        }
+    }
+
+    /// The service's log file, appended to.
+    pub fn to_file(file: std::fs::File) -> Sink {
+        Sink {
+            writer: None,
+            file: Some(file),
+            project: String::new(),
+            service: String::new(),
+            run_id: String::new(),
+            pid: String::new(),
+        }
+    }
+
+    /// One whole line (without its newline), in as many pieces as it takes.
+    pub fn line(&mut self, stream: OutputStream, line: &[u8]) {
+        let mut pieces = Vec::new();
+        split_line(line, MAX_LINE, true, &mut pieces);
+        for piece in &pieces {
+            self.piece(stream, piece);
+        }
+    }
+
+    fn piece(&mut self, stream: OutputStream, piece: &Piece) {
+        if let Some(w) = &self.writer {
+            let text = String::from_utf8_lossy(&piece.bytes);
+            let mut fields = vec![
+                ("SYSLOG_IDENTIFIER", self.service.as_str()),
+                ("SYSLOG_PID", self.pid.as_str()),
+                ("CCSCOPE_PROJECT", self.project.as_str()),
+                ("CCSCOPE_SERVICE", self.service.as_str()),
+                ("CCSCOPE_RUN_ID", self.run_id.as_str()),
+                ("CCSCOPE_STREAM", stream.name()),
+            ];
+            // A `\r` before the newline is the line's end, not its text; inside a long line
+            // it is.
+            let message = if piece.continued {
+                fields.push(LINE_BREAK);
+                &text[..]
+            } else {
+                text.trim_end_matches('\r')
+            };
+            // journald being away loses lines, never the service.
+            let _ = w.send(stream.priority(), message, &fields);
+        }
+        if let Some(f) = &mut self.file {
+            let newline: &[u8] = if piece.continued { b"" } else { b"\n" };
+            let _ = f.write_all(&[&piece.bytes[..], newline].concat());
+        }
+    }
 }
 
 /// Runs the forwarder. Never returns.
@@ -144,7 +244,7 @@ pub fn main(args: &[OsString]) -> ! {
     let (Some(out), Some(err)) = (claimed.next(), claimed.next()) else {
         std::process::exit(2);
     };
-    let mut file = file.and_then(|_| claimed.next()).map(std::fs::File::from);
+    let file = file.and_then(|_| claimed.next()).map(std::fs::File::from);
     let mut tap = tap.and_then(|_| claimed.next()).map(std::fs::File::from);
     if let Some(t) = &tap {
         let _ = sys::set_nonblocking(t);
@@ -162,55 +262,28 @@ pub fn main(args: &[OsString]) -> ! {
         env(markers::SERVICE),
         env(markers::RUN_ID),
     );
-    let pid_text = service_pid.to_string();
     // Without a journal socket the lines are drained and dropped: the service must never
     // block on, or be killed by, a pipe nobody reads.
-    let writer = if file.is_some() {
-        None
-    } else {
-        Writer::new().ok()
+    let mut sink = match file {
+        Some(file) => Sink::to_file(file),
+        None => Sink::to_journald(&project, &service, &run_id, service_pid),
     };
     let mut streams = [
         Stream {
             fd: out,
-            priority: 6,
-            name: "stdout",
+            name: OutputStream::Stdout,
             pending: Vec::new(),
             open: true,
         },
         Stream {
             fd: err,
-            priority: 3,
-            name: "stderr",
+            name: OutputStream::Stderr,
             pending: Vec::new(),
             open: true,
         },
     ];
     let mut emit = |stream: &Stream, piece: &Piece| {
-        let text = String::from_utf8_lossy(&piece.bytes);
-        let mut fields = vec![
-            ("SYSLOG_IDENTIFIER", service.as_str()),
-            ("SYSLOG_PID", pid_text.as_str()),
-            ("CCSCOPE_PROJECT", project.as_str()),
-            ("CCSCOPE_SERVICE", service.as_str()),
-            ("CCSCOPE_RUN_ID", run_id.as_str()),
-            ("CCSCOPE_STREAM", stream.name),
-        ];
-        // A `\r` before the newline is the line's end, not its text; inside a long line it is.
-        let message = if piece.continued {
-            fields.push(LINE_BREAK);
-            &text[..]
-        } else {
-            text.trim_end_matches('\r')
-        };
-        // journald being away loses lines, never the service.
-        if let Some(w) = &writer {
-            let _ = w.send(stream.priority, message, &fields);
-        }
-        if let Some(f) = &mut file {
-            let newline: &[u8] = if piece.continued { b"" } else { b"\n" };
-            let _ = f.write_all(&[&piece.bytes[..], newline].concat());
-        }
+        sink.piece(stream.name, piece);
         // A full tap drops the piece; a closed one (the supervisor is gone) is closed here.
         // The supervisor reads the tap by lines: each piece is one.
         if let Some(t) = &mut tap {

@@ -19,15 +19,21 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::audit::Event as AuditEvent;
-use crate::config::{Config, Launch, ProbeCheck};
+use crate::config::{Config, DockerSpec, Launch, Probe, ProbeCheck};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
+use crate::docker::ContainerSpec;
 use crate::escalate::{self, Force, ForceSwitch, Grace};
+use crate::launch::forward::Sink;
 use crate::launch::{LaunchError, LaunchSpec, Launched, OutputTarget, launch};
+use crate::proc::ProcessIdentity;
 use crate::registry::{NewProcess, ProcessFilter, Registry};
 use crate::stop::{ShutdownReport, StopOptions};
 
-use super::machine::{AdoptedBack, Effect, Finish, Input, LaunchedInstance, Machine, SignalInput};
-use super::preflight::LeftBehind;
+use super::container::{self, Container, Docker};
+use super::machine::{
+    AdoptedBack, Effect, Finish, Input, LaunchedInstance, Machine, ProbeKind, SignalInput,
+};
+use super::preflight::{ContainerLeft, LeftBehind};
 use super::reaper::Reaper;
 use super::tap::{self, LastLines};
 use super::{Ended, Progress, RunOptions, notify, probe};
@@ -40,6 +46,9 @@ const CGROUP_FALLBACK_POLL: Duration = Duration::from_secs(1);
 /// for what the last reports of the start touched again.
 const TRIM_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
+/// How long a container's removal waits for its last output lines to be passed on.
+const LAST_LINES_WAIT: Duration = Duration::from_secs(2);
+
 /// What the tasks tell the loop, beyond plain machine inputs.
 enum Report {
     Input(Input),
@@ -50,6 +59,14 @@ enum Report {
         /// Its registry record, made from the spec it was launched with.
         record: Option<NewProcess>,
         exit: Option<oneshot::Receiver<ExitStatus>>,
+    },
+    /// A container instance was created and started (or why not); `early` is the exit code
+    /// of a death the event stream saw before the launch could claim it.
+    ContainerLaunched {
+        service: String,
+        generation: u64,
+        result: Result<(Container, ProcessIdentity), String>,
+        early: Option<i64>,
     },
     /// Some process was reaped (the process-group backend rechecks its groups).
     Reaped,
@@ -87,10 +104,18 @@ struct Instance {
     /// Watchers of the instance (cgroup, notify socket): stopped when it is forgotten.
     watchers: Vec<AbortHandle>,
     output: LastLines,
+    /// A container service's container, while it is the instance.
+    container: Option<Container>,
+    /// The removal of the service's last container: the next one (same name) waits for it.
+    removing: Option<tokio::task::JoinHandle<()>>,
+    /// The task passing the container's output on; it ends with the container's output,
+    /// which its removal waits for.
+    logs: Option<tokio::task::JoinHandle<()>>,
 }
 
 pub struct Driver<'a> {
     config: &'a Config,
+    docker: Option<Rc<Docker>>,
     run_id: String,
     containment: Rc<AnyContainment>,
     registry: &'a Registry,
@@ -108,6 +133,8 @@ pub struct Driver<'a> {
 /// Everything the driver needs to run, made by [`super::run`].
 pub struct Parts<'a> {
     pub config: &'a Config,
+    /// The Engine, when the run has container services.
+    pub docker: Option<Rc<Docker>>,
     pub run_id: String,
     pub containment: Rc<AnyContainment>,
     pub registry: &'a Registry,
@@ -118,11 +145,13 @@ pub struct Parts<'a> {
     pub progress: &'a mut dyn FnMut(&Progress),
 }
 
-/// Runs `machine` until it finishes. `left_behind` are the scopes the preflight adopted back.
+/// Runs `machine` until it finishes. `left_behind` are the scopes and containers the
+/// preflight adopted back.
 pub async fn drive<'a>(
     mut machine: Machine,
     parts: Parts<'a>,
     left_behind: Vec<LeftBehind>,
+    containers_left: Vec<ContainerLeft>,
 ) -> Ended {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (force_switch, force) = ForceSwitch::new();
@@ -131,6 +160,7 @@ pub async fn drive<'a>(
     ));
     let Parts {
         config,
+        docker,
         run_id,
         containment,
         registry,
@@ -140,8 +170,13 @@ pub async fn drive<'a>(
         control,
         progress,
     } = parts;
+    if let Some(docker) = &docker {
+        let tx = tx.clone();
+        docker.watch_events(move |input| tx.send(Report::Input(input)).is_ok());
+    }
     let mut driver = Driver {
         config,
+        docker,
         run_id,
         containment,
         registry,
@@ -181,6 +216,9 @@ pub async fn drive<'a>(
                 main: left.main,
             },
         );
+    }
+    for left in containers_left {
+        driver.adopt_container(&mut machine, left);
     }
     machine.start(Instant::now());
 
@@ -310,6 +348,12 @@ impl Driver<'_> {
                 record,
                 exit,
             } => Some(self.launched(service, generation, *result, record, exit)),
+            Report::ContainerLaunched {
+                service,
+                generation,
+                result,
+                early,
+            } => Some(self.container_launched(service, generation, result, early)),
             Report::Reaped => {
                 self.recheck_groups().await;
                 None
@@ -406,19 +450,7 @@ impl Driver<'_> {
                 generation,
                 kind,
                 probe,
-            } => {
-                let tx = self.tx.clone();
-                let reaper = self.reaper.clone();
-                tokio::task::spawn_local(async move {
-                    let result = probe::attempt(&probe.check, probe.timeout.0, &reaper).await;
-                    let _ = tx.send(Report::Input(Input::ProbeResult {
-                        service,
-                        generation,
-                        kind,
-                        result,
-                    }));
-                });
-            }
+            } => self.probe(service, generation, kind, probe),
             Effect::Forget {
                 service,
                 generation,
@@ -484,7 +516,12 @@ impl Driver<'_> {
         }
         instance.generation = generation;
         instance.scope = None;
+        instance.container = None;
         instance.output.borrow_mut().clear();
+        if let Launch::Docker(spec) = &cfg.launch {
+            self.launch_container(name, generation, spec.clone());
+            return;
+        }
         let uses_notify = [cfg.ready.as_ref(), cfg.liveness.as_ref()]
             .into_iter()
             .flatten()
@@ -512,7 +549,7 @@ impl Driver<'_> {
         let argv = match &cfg.launch {
             Launch::Command { argv } => argv.clone(),
             Launch::Shell { script } => vec!["/bin/sh".into(), "-c".into(), script.clone()],
-            Launch::Docker(_) => unreachable!("refused before the start"),
+            Launch::Docker(_) => unreachable!("launched as a container above"),
         };
         let spec = LaunchSpec {
             project: self.config.project.name.clone(),
@@ -659,6 +696,10 @@ impl Driver<'_> {
     /// Ends an instance through the one escalation: its stop signal and stop timeout first
     /// if `graceful`, then a kill; a forced stop cuts the grace short.
     fn end(&mut self, name: &str, generation: u64, graceful: bool) {
+        if let Launch::Docker(_) = self.config.services[name].launch {
+            self.end_container(name, generation, graceful);
+            return;
+        }
         let scope = self
             .instances
             .get(name)
@@ -702,8 +743,24 @@ impl Driver<'_> {
             watcher.abort();
         }
         let scope = instance.scope.take();
+        let container = instance.container.take();
+        if let (Some(docker), Some(container)) = (&self.docker, &container) {
+            docker.unclaim(&container.id);
+        }
         if !release {
             return;
+        }
+        let logs = instance.logs.take();
+        if let (Some(docker), Some(container)) = (self.docker.clone(), container) {
+            // Removed in the background once its last lines are passed on; the next launch
+            // of the service (same name) waits.
+            let task = tokio::task::spawn_local(async move {
+                if let Some(logs) = logs {
+                    let _ = tokio::time::timeout(LAST_LINES_WAIT, logs).await;
+                }
+                docker.remove(&container.id).await;
+            });
+            instance.removing = Some(task);
         }
         if let Some(scope) = scope {
             let _ = self.containment.release(&scope).await;
@@ -719,6 +776,242 @@ impl Driver<'_> {
             .map(|r| r.identity())
             .collect();
         let _ = self.registry.unregister_all(&ended);
+    }
+
+    /// Launches a container instance: the last container's removal first (same name), then
+    /// the image as its pull policy says, then create and start.
+    fn launch_container(&mut self, name: &str, generation: u64, spec: DockerSpec) {
+        let tx = self.tx.clone();
+        let service = name.to_string();
+        let Some(docker) = self.docker.clone() else {
+            let _ = tx.send(Report::ContainerLaunched {
+                service,
+                generation,
+                result: Err("no connection to the docker daemon was made".into()),
+                early: None,
+            });
+            return;
+        };
+        let removing = self.instances.get_mut(name).and_then(|i| i.removing.take());
+        let container = ContainerSpec::of(&self.config.project.name, name, &spec, &self.run_id);
+        tokio::task::spawn_local(async move {
+            if let Some(removing) = removing {
+                let _ = removing.await;
+            }
+            let launched = docker.launch(&container, &spec).await;
+            // No await from the claim to the report: the machine hears of the launch before
+            // any death the event stream tells.
+            let (result, early) = match launched {
+                Ok((container, main, exited)) => {
+                    let seen = docker.claim(&container.id, &service, generation);
+                    (Ok((container, main)), seen.or(exited))
+                }
+                Err(why) => (Err(why), None),
+            };
+            let _ = tx.send(Report::ContainerLaunched {
+                service,
+                generation,
+                result,
+                early,
+            });
+        });
+    }
+
+    fn container_launched(
+        &mut self,
+        service: String,
+        generation: u64,
+        result: Result<(Container, ProcessIdentity), String>,
+        early: Option<i64>,
+    ) -> Input {
+        let (container, main) = match result {
+            Ok(launched) => launched,
+            Err(why) => {
+                return Input::Launched {
+                    service,
+                    generation,
+                    outcome: Err(why),
+                };
+            }
+        };
+        crate::proc::fault::point(crate::proc::fault::SUPERVISOR_FIRST_SCOPE);
+        let scope = container.describe();
+        let instance = self.instances.entry(service.clone()).or_default();
+        if instance.generation == generation {
+            instance.container = Some(container.clone());
+            self.follow(&service, &container, main.pid, None);
+        }
+        if let (Some(code), Some(docker)) = (early, &self.docker) {
+            // Queued behind this launch's input, which the loop hands the machine first.
+            docker.died(&container.id, code);
+        }
+        Input::Launched {
+            service,
+            generation,
+            outcome: Ok(LaunchedInstance {
+                main,
+                scope,
+                warnings: Vec::new(),
+            }),
+        }
+    }
+
+    /// Takes over a running container an earlier run left (same definition), as its
+    /// service's instance 1.
+    fn adopt_container(&mut self, machine: &mut Machine, left: ContainerLeft) {
+        let ContainerLeft {
+            service,
+            container,
+            main,
+        } = left;
+        let early = self
+            .docker
+            .as_ref()
+            .and_then(|d| d.claim(&container.id, &service, 1));
+        self.instances.insert(
+            service.clone(),
+            Instance {
+                generation: 1,
+                container: Some(container.clone()),
+                ..Instance::default()
+            },
+        );
+        self.follow(
+            &service,
+            &container,
+            main.pid,
+            Some(std::time::SystemTime::now()),
+        );
+        machine.adopt_back(
+            Instant::now(),
+            AdoptedBack {
+                service,
+                scope: container.describe(),
+                processes: 1,
+                main: Some(main),
+            },
+        );
+        if let (Some(code), Some(docker)) = (early, &self.docker) {
+            docker.died(&container.id, code);
+        }
+    }
+
+    /// Follows a container's output to journald (or its log file) as the forwarder would,
+    /// keeping its last lines and watching for its `log` readiness line.
+    fn follow(
+        &mut self,
+        name: &str,
+        container: &Container,
+        pid: i32,
+        since: Option<std::time::SystemTime>,
+    ) {
+        let (Some(docker), Some(instance)) = (&self.docker, self.instances.get_mut(name)) else {
+            return;
+        };
+        let project = &self.config.project.name;
+        let sink = match OutputTarget::for_service(&self.options.state_dir, project, name) {
+            OutputTarget::StateLog {
+                state_dir,
+                project,
+                service,
+            } => match crate::launch::open_log_file(&state_dir, &project, &service) {
+                Ok(file) => Sink::to_file(file),
+                Err(e) => {
+                    tracing::warn!("could not open the log file of `{service}`: {e}");
+                    return;
+                }
+            },
+            _ => Sink::to_journald(project, name, &self.run_id, pid),
+        };
+        let mut pattern = self.config.services[name]
+            .ready
+            .as_ref()
+            .and_then(|p| match &p.check {
+                ProbeCheck::Log { pattern } => regex::Regex::new(pattern).ok(),
+                _ => None,
+            });
+        let output = instance.output.clone();
+        let tx = self.tx.clone();
+        let service = name.to_string();
+        let generation = instance.generation;
+        let task = docker.follow_logs(&container.id, since, sink, move |line| {
+            let text = String::from_utf8_lossy(line).into_owned();
+            if pattern.as_ref().is_some_and(|p| p.is_match(&text)) {
+                if let Some(p) = pattern.take() {
+                    let _ = tx.send(Report::Input(Input::LogMatched {
+                        service: service.clone(),
+                        generation,
+                        pattern: p.as_str().to_string(),
+                    }));
+                }
+            }
+            tap::keep(&output, text);
+        });
+        instance.logs = task;
+    }
+
+    /// Ends a container instance: the Engine's stop with the service's signal and timeout
+    /// (a kill at once when not graceful, or once forced).
+    fn end_container(&mut self, name: &str, generation: u64, graceful: bool) {
+        let container = self
+            .instances
+            .get(name)
+            .filter(|i| i.generation == generation)
+            .and_then(|i| i.container.clone());
+        let cfg = &self.config.services[name];
+        let (signal, timeout) = match graceful {
+            true => (cfg.stop_signal.number, cfg.stop_timeout.0),
+            false => (libc::SIGKILL, Duration::ZERO),
+        };
+        let docker = self.docker.clone();
+        let force = self.force.clone();
+        let tx = self.tx.clone();
+        let service = name.to_string();
+        tokio::task::spawn_local(async move {
+            if let (Some(docker), Some(container)) = (docker, container) {
+                docker.end(&container.id, signal, timeout, &force).await;
+            }
+            let _ = tx.send(Report::Input(Input::EndDone {
+                service,
+                generation,
+            }));
+        });
+    }
+
+    /// Runs one attempt of a probe: against a container itself (`exec`, its HEALTHCHECK), or
+    /// as for a process (a container's tcp and http go to its published ports).
+    fn probe(&mut self, service: String, generation: u64, kind: ProbeKind, probe: Probe) {
+        let tx = self.tx.clone();
+        let reaper = self.reaper.clone();
+        let mut check = probe.check.clone();
+        let mut inside = None;
+        if let Launch::Docker(spec) = &self.config.services[&service].launch {
+            check = container::published(&check, &spec.ports);
+            let id = self
+                .instances
+                .get(&service)
+                .filter(|i| i.generation == generation)
+                .and_then(|i| i.container.as_ref())
+                .map(|c| c.id.clone());
+            inside = self.docker.clone().zip(id);
+        }
+        let timeout = probe.timeout.0;
+        tokio::task::spawn_local(async move {
+            let inside = match &inside {
+                Some((docker, id)) => docker.probe(id, &check, timeout).await,
+                None => None,
+            };
+            let result = match inside {
+                Some(result) => result,
+                None => probe::attempt(&check, timeout, &reaper).await,
+            };
+            let _ = tx.send(Report::Input(Input::ProbeResult {
+                service,
+                generation,
+                kind,
+                result,
+            }));
+        });
     }
 
     /// The process-group backend has no cgroup events: each reaped orphan is its cue to look.

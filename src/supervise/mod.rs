@@ -3,11 +3,13 @@
 //! Its rules live in [`machine`], a state machine that does no I/O: it is fed what happened
 //! (with the time) and hands back what to do. [`driver`] is the one async executor around it,
 //! carrying effects out over the containment backend, the registry, the probes and the
-//! control socket. Beside them: [`preflight`] (ports, scopes left behind), [`tap`] (the
+//! control socket; [`container`] is its side of the Docker Engine for container services.
+//! Beside them: [`preflight`] (ports, scopes and containers left behind), [`tap`] (the
 //! services' output), [`progress`] (the typed lines a run reports), the single owner of
 //! `waitpid` ([`reaper`]), the project [`lock`], and sd_notify ([`notify`]).
 
 mod backoff;
+pub mod container;
 pub mod detach;
 pub mod driver;
 pub mod lock;
@@ -89,13 +91,6 @@ pub async fn run(
     let began = Instant::now();
     let project = config.project.name.clone();
     let selected = select(config, &options.only)?;
-    for name in &selected {
-        if let Launch::Docker(_) = config.services[name].launch {
-            return Err(RunError::Unsupported(format!(
-                "service `{name}` is a docker service; ccscope run starts host commands only for now"
-            )));
-        }
-    }
     let _lock = lock::acquire(&options.state_dir, &project)?;
     crate::proc::fault::point(crate::proc::fault::SUPERVISOR_LOCKED);
     // Handled from here on: a Ctrl-C or a stand-down during preflight waits for the loop.
@@ -117,10 +112,21 @@ pub async fn run(
             elapsed_ms: began.elapsed().as_millis() as u64,
         })
     };
+    // Connected once, when a selected service is a container; a daemon that does not answer
+    // fails each container service's launch with the reason (the start fails as for a
+    // command that cannot run).
+    let docker = match selected
+        .iter()
+        .any(|name| matches!(config.services[name].launch, Launch::Docker(_)))
+    {
+        true => Some(container::connect(&project).await),
+        false => None,
+    };
     let left_behind = preflight::preflight(
         config,
         &containment,
         registry,
+        docker.as_deref(),
         &selected,
         options.clean,
         &mut warn,
@@ -150,6 +156,7 @@ pub async fn run(
     );
     let parts = driver::Parts {
         config,
+        docker,
         run_id: run_id.clone(),
         containment,
         registry,
@@ -159,7 +166,7 @@ pub async fn run(
         control,
         progress,
     };
-    let ended = driver::drive(machine, parts, left_behind).await;
+    let ended = driver::drive(machine, parts, left_behind.scopes, left_behind.containers).await;
     let _ = registry.set_run_state(&run_id, RunState::Ended);
     Ok(ended)
 }

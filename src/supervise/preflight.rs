@@ -1,19 +1,22 @@
 //! Before anything starts: stale records and runs are cleaned up, scopes an earlier run left
-//! populated are adopted back (same stack definition), stopped (`--clean`) or refused, and
-//! every declared port must be free — a holder is named, and never touched.
+//! populated are adopted back (same stack definition), stopped (`--clean`) or refused, and so
+//! are the project's running containers (same `ccscope.definition` label: the same container,
+//! not a duplicate); every declared port must be free — a holder is named, and never touched.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::{Config, Launch};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle};
 use crate::discover::classify::{self, Class};
+use crate::docker::{Selector, definition_hash};
 use crate::escalate::Force;
 use crate::proc::{ProcFs, ProcessIdentity, human_age, process_age};
 use crate::registry::{ProcessFilter, Registry};
 use crate::stop::StopOptions;
 
 use super::RunError;
+use super::container::{Container, Docker};
 
 /// A scope of an earlier run the new run takes over.
 pub struct LeftBehind {
@@ -23,15 +26,30 @@ pub struct LeftBehind {
     pub main: Option<ProcessIdentity>,
 }
 
+/// A running container of an earlier run the new run takes over (same definition).
+pub struct ContainerLeft {
+    pub service: String,
+    pub container: Container,
+    /// The host identity of its PID 1.
+    pub main: ProcessIdentity,
+}
+
+/// What the preflight adopted back.
+pub struct Adopted {
+    pub scopes: Vec<LeftBehind>,
+    pub containers: Vec<ContainerLeft>,
+}
+
 /// Runs the preflight for the `selected` services. `warn` hears what it did on the way.
 pub async fn preflight(
     config: &Config,
     containment: &AnyContainment,
     registry: &Registry,
+    docker: Option<&Docker>,
     selected: &BTreeSet<String>,
     clean: bool,
     warn: &mut dyn FnMut(String),
-) -> Result<Vec<LeftBehind>, RunError> {
+) -> Result<Adopted, RunError> {
     let _ = registry.cleanup_stale(&ProcFs::default());
     let _ = registry.cleanup_stale_runs(&ProcFs::default());
     let project = &config.project.name;
@@ -57,9 +75,114 @@ pub async fn preflight(
         )
         .await?
     };
-    let adopted_services: BTreeSet<&str> =
-        adopted.iter().map(|a| a.scope.service.as_str()).collect();
+    let containers = match docker {
+        Some(docker) => containers_left(config, docker, selected, clean, warn).await?,
+        None => Vec::new(),
+    };
+    let adopted_services: BTreeSet<&str> = adopted
+        .iter()
+        .map(|a| a.scope.service.as_str())
+        .chain(containers.iter().map(|c| c.service.as_str()))
+        .collect();
     check_ports(config, selected, &adopted_services)?;
+    Ok(Adopted {
+        scopes: adopted,
+        containers,
+    })
+}
+
+/// The project's containers an earlier run (or a hand) left: a stopped one is removed; a
+/// running one is stopped and removed with `--clean`, adopted back when it is a selected
+/// service's with the same definition, refused otherwise. Never duplicated. Without a daemon
+/// there is nothing to look at (the launch of a container service says why).
+async fn containers_left(
+    config: &Config,
+    docker: &Docker,
+    selected: &BTreeSet<String>,
+    clean: bool,
+    warn: &mut dyn FnMut(String),
+) -> Result<Vec<ContainerLeft>, RunError> {
+    let Ok(engine) = docker.engine() else {
+        return Ok(Vec::new());
+    };
+    let project = &config.project.name;
+    let found = match engine.list(Selector::Project(project)).await {
+        Ok(found) => found,
+        Err(e) => {
+            warn(format!(
+                "could not list the project's containers: {}",
+                super::container::with_hint(&e)
+            ));
+            return Ok(Vec::new());
+        }
+    };
+    let mut adopted: Vec<ContainerLeft> = Vec::new();
+    let mut refused = Vec::new();
+    for info in found {
+        let container = Container {
+            id: info.id.clone(),
+            name: info.name.clone(),
+        };
+        if !info.is_running() {
+            docker.remove(&info.id).await;
+            continue;
+        }
+        let service = info.service().unwrap_or_default().to_string();
+        let configured = config.services.get(&service);
+        if clean {
+            warn(format!(
+                "--clean: stopping and removing {} an earlier run left",
+                container.describe()
+            ));
+            let (signal, timeout) = configured
+                .map_or((libc::SIGTERM, std::time::Duration::from_secs(10)), |s| {
+                    (s.stop_signal.number, s.stop_timeout.0)
+                });
+            docker.end(&info.id, signal, timeout, &Force::never()).await;
+            docker.remove(&info.id).await;
+            continue;
+        }
+        let spec = configured.and_then(|s| match &s.launch {
+            Launch::Docker(d) => Some(d),
+            _ => None,
+        });
+        let why = match spec {
+            _ if !selected.contains(&service) => Some("not a service this run starts"),
+            None => Some("its service is not a docker service any more"),
+            Some(spec) if info.definition() != Some(definition_hash(spec).as_str()) => {
+                Some("its definition changed since")
+            }
+            Some(_) if adopted.iter().any(|a| a.service == service) => {
+                Some("another container of the service is adopted")
+            }
+            Some(_) => None,
+        };
+        let main = info
+            .pid
+            .and_then(|pid| ProcFs::default().identity(pid).ok());
+        match (why, main) {
+            (None, Some(main)) => adopted.push(ContainerLeft {
+                service,
+                container,
+                main,
+            }),
+            (None, None) => refused.push(format!(
+                "{} (its main process cannot be read)",
+                container.describe()
+            )),
+            (Some(why), _) => refused.push(format!("{} ({why})", container.describe())),
+        }
+    }
+    if !refused.is_empty() {
+        return Err(RunError::Refused {
+            message: format!(
+                "an earlier run left containers running, and they cannot be adopted back: {}",
+                refused.join(", ")
+            ),
+            hint: "`ccscope run --clean` stops and removes them first; `ccscope stop` stops them"
+                .into(),
+        });
+    }
     Ok(adopted)
 }
 
@@ -164,7 +287,16 @@ fn check_ports(
     let wanted: Vec<(&String, u16)> = selected
         .iter()
         .filter(|name| !adopted.contains(name.as_str()))
-        .flat_map(|name| config.services[name].ports.iter().map(move |p| (name, *p)))
+        .flat_map(|name| {
+            let service = &config.services[name];
+            let published = match &service.launch {
+                Launch::Docker(d) => d.ports.iter().map(|m| m.host).collect(),
+                _ => Vec::new(),
+            };
+            let mut ports = service.ports.clone();
+            ports.extend(published.into_iter().filter(|p| !service.ports.contains(p)));
+            ports.into_iter().map(move |p| (name, p))
+        })
         .collect();
     if wanted.is_empty() {
         return Ok(());

@@ -1,5 +1,6 @@
 //! One attempt of a probe: TCP connect, HTTP GET, or a command. (`notify` and `log` probes are
-//! not attempts but events: the supervisor's notify socket and output tap deliver them.)
+//! not attempts but events: the supervisor's notify socket and output tap deliver them. A
+//! container's `exec` and HEALTHCHECK are asked of the Engine: see `container`.)
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -18,7 +19,7 @@ pub fn describe_check(check: &ProbeCheck) -> String {
         ProbeCheck::Exec { argv } => format!("exec `{}`", argv.join(" ")),
         ProbeCheck::Notify => "notify READY=1".to_string(),
         ProbeCheck::Log { pattern } => format!("log /{pattern}/"),
-        ProbeCheck::DockerHealthy => "docker healthcheck".to_string(),
+        ProbeCheck::DockerHealthy => "docker HEALTHCHECK healthy".to_string(),
     }
 }
 
@@ -26,7 +27,10 @@ pub fn describe_check(check: &ProbeCheck) -> String {
 pub fn is_polled(check: &ProbeCheck) -> bool {
     matches!(
         check,
-        ProbeCheck::Tcp { .. } | ProbeCheck::Http { .. } | ProbeCheck::Exec { .. }
+        ProbeCheck::Tcp { .. }
+            | ProbeCheck::Http { .. }
+            | ProbeCheck::Exec { .. }
+            | ProbeCheck::DockerHealthy
     )
 }
 

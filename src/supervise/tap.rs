@@ -44,11 +44,16 @@ pub async fn read(
                     matched(&p);
                 }
             }
-            let mut kept = output.borrow_mut();
-            if kept.len() == OUTPUT_KEPT {
-                kept.pop_front();
-            }
-            kept.push_back(text);
+            keep(&output, text);
         }
     }
+}
+
+/// Keeps `line` as the newest of the last [`OUTPUT_KEPT`] lines.
+pub fn keep(output: &LastLines, line: String) {
+    let mut kept = output.borrow_mut();
+    if kept.len() == OUTPUT_KEPT {
+        kept.pop_front();
+    }
+    kept.push_back(line);
 }
