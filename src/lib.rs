@@ -8,6 +8,7 @@ pub mod contain;
 pub mod control;
 pub mod demo;
 pub mod discover;
+pub mod docker;
 pub mod doctor;
 pub mod escalate;
 pub mod launch;

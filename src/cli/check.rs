@@ -167,5 +167,6 @@ fn describe_probe(check: &ProbeCheck) -> String {
         ProbeCheck::Exec { argv } => format!("exec {}", argv.join(" ")),
         ProbeCheck::Notify => "sd_notify READY=1".to_string(),
         ProbeCheck::Log { pattern } => format!("output matches /{pattern}/"),
+        ProbeCheck::DockerHealthy => "docker HEALTHCHECK healthy".to_string(),
     }
 }

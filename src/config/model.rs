@@ -38,6 +38,9 @@ pub struct Config {
 pub struct Project {
     pub name: String,
     pub state_dir: Option<PathBuf>,
+    /// Compose projects whose containers (`com.docker.compose.project=<name>`) belong to this
+    /// stack: `stop` sweeps them with ours.
+    pub docker_compose_projects: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -60,6 +63,10 @@ pub struct Service {
 }
 
 /// How a service's process is started.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per service, built once; boxing would only cost every match a deref"
+)]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Launch {
@@ -74,11 +81,39 @@ pub enum Launch {
 #[derive(Debug, Clone, Serialize)]
 pub struct DockerSpec {
     pub image: String,
+    /// Replaces the image's CMD.
     pub command: Option<Vec<String>>,
+    /// Replaces the image's ENTRYPOINT.
+    pub entrypoint: Option<Vec<String>>,
+    /// The container's name; `None` means `ccscope-<project>-<service>`.
+    pub name: Option<String>,
     pub ports: Vec<PortMapping>,
     pub env: BTreeMap<String, String>,
+    /// `host:container[:ro|:rw]`; a relative host path is already resolved against the
+    /// configuration file's directory, a named volume (no `/`, not starting with `.`) is kept.
     pub volumes: Vec<String>,
     pub labels: BTreeMap<String, String>,
+    /// A network to attach to instead of the default bridge.
+    pub network: Option<String>,
+    pub workdir: Option<String>,
+    /// `user`, `user:group`, `uid` or `uid:gid`, as docker takes it.
+    pub user: Option<String>,
+    /// An init process as PID 1 (docker's `--init`), so the stop signal reaches the service.
+    pub init: bool,
+    pub pull: PullPolicy,
+}
+
+/// When the image is pulled before the container is created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PullPolicy {
+    /// Only when the image is not there.
+    #[default]
+    Missing,
+    /// Never: a missing image is an error.
+    Never,
+    /// Before every start.
+    Always,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -110,11 +145,23 @@ pub struct Probe {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProbeCheck {
-    Tcp { host: String, port: u16 },
-    Http { url: String, status: u16 },
-    Exec { argv: Vec<String> },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    Http {
+        url: String,
+        status: u16,
+    },
+    Exec {
+        argv: Vec<String>,
+    },
     Notify,
-    Log { pattern: String },
+    Log {
+        pattern: String,
+    },
+    /// The container's own HEALTHCHECK reports healthy (docker services only).
+    DockerHealthy,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -25,6 +25,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawProject {
     pub name: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
+    pub docker_compose_projects: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// Project-wide defaults for every per-service setting that makes sense to share.
@@ -83,6 +84,8 @@ pub(crate) struct RawProbe {
     pub exec: Option<Spanned<Vec<String>>>,
     pub notify: Option<Spanned<bool>>,
     pub log: Option<Spanned<String>>,
+    /// `docker = "healthy"`: the container's own HEALTHCHECK.
+    pub docker: Option<Spanned<String>>,
     pub interval: Option<HumanDuration>,
     pub timeout: Option<HumanDuration>,
     pub retries: Option<u32>,
@@ -320,15 +323,22 @@ impl<'de> Deserialize<'de> for RawSize {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDocker {
     pub image: Option<Spanned<String>>,
-    pub command: Option<Vec<String>>,
+    pub command: Option<Spanned<Vec<String>>>,
+    pub entrypoint: Option<Spanned<Vec<String>>>,
+    pub name: Option<Spanned<String>>,
     #[serde(default)]
     pub ports: Vec<Spanned<RawPortMapping>>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
-    pub volumes: Vec<String>,
+    pub volumes: Vec<Spanned<String>>,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    pub network: Option<Spanned<String>>,
+    pub workdir: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub init: Option<bool>,
+    pub pull: Option<Spanned<String>>,
 }
 
 /// `8123` (same port on both sides) or `"18123:8123"` (host:container).

@@ -222,7 +222,32 @@ impl Validator<'_> {
             return None;
         };
         self.check_name("project", name.get_ref(), name.span());
+        let mut compose = Vec::new();
+        for c in raw
+            .get_ref()
+            .docker_compose_projects
+            .iter()
+            .flat_map(|l| l.get_ref())
+        {
+            match check_compose_project(c.get_ref()) {
+                Ok(()) if compose.contains(c.get_ref()) => self.error(
+                    c.span(),
+                    format!("compose project \"{}\" is listed twice", c.get_ref()),
+                    Some("remove the repeated name".into()),
+                ),
+                Ok(()) => compose.push(c.get_ref().clone()),
+                Err(why) => self.error(
+                    c.span(),
+                    format!(
+                        "invalid compose project name \"{}\": {why}",
+                        c.get_ref().escape_debug()
+                    ),
+                    Some("write the name `docker compose ls` shows".into()),
+                ),
+            }
+        }
         Some(Project {
+            docker_compose_projects: compose,
             name: name.get_ref().clone(),
             state_dir: raw
                 .get_ref()
@@ -272,14 +297,24 @@ impl Validator<'_> {
         }
         let cwd = cwd.map(|c| self.path(c.get_ref()));
         let depends_on = self.depends_on(s.depends_on.as_ref());
-        let ready = s
-            .ready
-            .as_ref()
-            .and_then(|p| self.probe(name, "ready", p, defaults.ready.as_ref()));
-        let liveness = s
-            .liveness
-            .as_ref()
-            .and_then(|p| self.probe(name, "liveness", p, defaults.liveness.as_ref()));
+        let ready = s.ready.as_ref().and_then(|p| {
+            self.probe(
+                name,
+                "ready",
+                p,
+                defaults.ready.as_ref(),
+                s.docker.is_some(),
+            )
+        });
+        let liveness = s.liveness.as_ref().and_then(|p| {
+            self.probe(
+                name,
+                "liveness",
+                p,
+                defaults.liveness.as_ref(),
+                s.docker.is_some(),
+            )
+        });
         let restart = self.restart(s.restart.as_ref(), defaults.restart.as_ref());
         let stop_signal = s
             .stop_signal
@@ -435,23 +470,154 @@ impl Validator<'_> {
             }
         }
         let what = format!("the docker section of service `{name}`");
-        let strings = raw
-            .command
-            .iter()
-            .flatten()
-            .chain(raw.env.keys())
-            .chain(raw.env.values());
+        let argvs = [("command", &raw.command), ("entrypoint", &raw.entrypoint)];
+        for (key, argv) in argvs {
+            if let Some(argv) = argv {
+                if argv.get_ref().is_empty() {
+                    self.error(
+                        argv.span(),
+                        format!("the docker `{key}` of service `{name}` is empty"),
+                        Some(format!(
+                            "write `{key} = [\"program\", \"arg\"]`, or remove it to keep the image's"
+                        )),
+                    );
+                }
+                let strings = argv.get_ref().iter().map(String::as_str);
+                if !self.refuse_nul(&what, strings, argv.span()) {
+                    return None;
+                }
+            }
+        }
+        let strings = raw.env.keys().chain(raw.env.values());
         if !self.refuse_nul(&what, strings.map(String::as_str), d.span()) {
             return None;
         }
+        let container_name = raw.name.as_ref().and_then(|n| {
+            let value = n.get_ref();
+            match check_container_name(value) {
+                Ok(()) => Some(value.clone()),
+                Err(why) => {
+                    self.error(
+                        n.span(),
+                        format!("invalid container name \"{}\": {why}", value.escape_debug()),
+                        Some(
+                            "use letters, digits, `_`, `.` or `-`, starting with a letter or digit"
+                                .into(),
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        let mut volumes = Vec::new();
+        for v in &raw.volumes {
+            match parse_volume(v.get_ref()) {
+                Ok((host, container, mode)) => {
+                    // A path (it has a `/` or starts with `.`) is bound, relative to the
+                    // configuration's directory; a bare word is a named volume, kept as is.
+                    let host = if host.contains('/') || host.starts_with('.') {
+                        self.path(host).display().to_string()
+                    } else {
+                        host.to_string()
+                    };
+                    volumes.push(match mode {
+                        Some(mode) => format!("{host}:{container}:{mode}"),
+                        None => format!("{host}:{container}"),
+                    });
+                }
+                Err(why) => self.error(
+                    v.span(),
+                    format!("invalid docker volume \"{}\": {why}", v.get_ref().escape_debug()),
+                    Some(
+                        "write \"host-path:/container/path\" (optionally with \":ro\"), or \"volume-name:/container/path\""
+                            .into(),
+                    ),
+                ),
+            }
+        }
+        let network = self.docker_word(name, "network", raw.network.as_ref(), |v| {
+            check_container_name(v)
+        });
+        let workdir = self.docker_word(name, "workdir", raw.workdir.as_ref(), |v| {
+            if v.starts_with('/') {
+                Ok(())
+            } else {
+                Err("it is not an absolute path".into())
+            }
+        });
+        let user = self.docker_word(name, "user", raw.user.as_ref(), |v| {
+            if v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                Err("it holds a space or a control character".into())
+            } else {
+                Ok(())
+            }
+        });
+        let pull = match raw.pull.as_ref() {
+            None => PullPolicy::Missing,
+            Some(p) => match p.get_ref().as_str() {
+                "missing" => PullPolicy::Missing,
+                "never" => PullPolicy::Never,
+                "always" => PullPolicy::Always,
+                other => {
+                    self.error(
+                        p.span(),
+                        format!("unknown pull policy \"{}\"", other.escape_debug()),
+                        Some("write \"missing\" (the default), \"never\" or \"always\"".into()),
+                    );
+                    PullPolicy::Missing
+                }
+            },
+        };
         Some(DockerSpec {
             image,
-            command: raw.command.clone(),
+            command: raw.command.as_ref().map(|c| c.get_ref().clone()),
+            entrypoint: raw.entrypoint.as_ref().map(|c| c.get_ref().clone()),
+            name: container_name,
             ports,
             env: raw.env.clone(),
-            volumes: raw.volumes.clone(),
+            volumes,
             labels: raw.labels.clone(),
+            network,
+            workdir,
+            user,
+            init: raw.init.unwrap_or(true),
+            pull,
         })
+    }
+
+    /// An optional docker setting that is one word: checked by `check`, bounded, no NUL.
+    fn docker_word(
+        &mut self,
+        service: &str,
+        key: &str,
+        value: Option<&Spanned<String>>,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> Option<String> {
+        let v = value?;
+        let text = v.get_ref();
+        let why = if text.is_empty() {
+            Some("it is empty".to_string())
+        } else if text.len() > MAX_DOCKER_WORD {
+            Some(format!("it is longer than {MAX_DOCKER_WORD} bytes"))
+        } else if text.contains('\0') {
+            Some("it holds a NUL".to_string())
+        } else {
+            check(text).err()
+        };
+        match why {
+            None => Some(text.clone()),
+            Some(why) => {
+                self.error(
+                    v.span(),
+                    format!(
+                        "invalid docker `{key}` \"{}\" of service `{service}`: {why}",
+                        text.escape_debug()
+                    ),
+                    None,
+                );
+                None
+            }
+        }
     }
 
     fn env(
@@ -528,9 +694,11 @@ impl Validator<'_> {
         which: &str,
         raw: &Spanned<RawProbe>,
         defaults: Option<&RawProbeTiming>,
+        is_docker: bool,
     ) -> Option<Probe> {
         let p = raw.get_ref();
         let kinds = [
+            p.docker.as_ref().map(|_| "docker"),
             p.tcp.as_ref().map(|_| "tcp"),
             p.http.as_ref().map(|_| "http"),
             p.exec.as_ref().map(|_| "exec"),
@@ -551,7 +719,9 @@ impl Validator<'_> {
             self.error(
                 raw.span(),
                 message,
-                Some("use exactly one of `tcp`, `http`, `exec`, `notify` or `log`".into()),
+                Some(
+                    "use exactly one of `tcp`, `http`, `exec`, `notify`, `log` or `docker`".into(),
+                ),
             );
             return None;
         }
@@ -612,6 +782,29 @@ impl Validator<'_> {
             ProbeCheck::Exec {
                 argv: argv.get_ref().clone(),
             }
+        } else if let Some(docker) = &p.docker {
+            if !is_docker {
+                self.error(
+                    docker.span(),
+                    format!(
+                        "the {which} probe of service `{service}` waits for a docker HEALTHCHECK, but the service is not a container"
+                    ),
+                    Some("use `tcp`, `http`, `exec`, `notify` or `log`, or give it a [docker] table".into()),
+                );
+                return None;
+            }
+            if docker.get_ref() != "healthy" {
+                self.error(
+                    docker.span(),
+                    format!(
+                        "unknown docker probe \"{}\"",
+                        docker.get_ref().escape_debug()
+                    ),
+                    Some("write `docker = \"healthy\"` to wait for the image's HEALTHCHECK".into()),
+                );
+                return None;
+            }
+            ProbeCheck::DockerHealthy
         } else if let Some(notify) = &p.notify {
             if !notify.get_ref() {
                 self.error(
@@ -1157,5 +1350,82 @@ mod duration_cap_tests {
             "invalid duration \"100000h\": it is longer than 24h, the longest wait ccscope \
              accepts; write at most \"24h\""
         );
+    }
+}
+
+/// The longest docker name, network, workdir or user accepted.
+const MAX_DOCKER_WORD: usize = 255;
+
+/// Docker's charset for container (and network) names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn check_container_name(name: &str) -> Result<(), String> {
+    if name.len() < 2 {
+        return Err("a name takes at least two characters".into());
+    }
+    if name.len() > MAX_DOCKER_WORD {
+        return Err(format!("it is longer than {MAX_DOCKER_WORD} bytes"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("it does not start with a letter or digit".into());
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        Some(c) => Err(format!("`{}` is not allowed in it", c.escape_debug())),
+        None => Ok(()),
+    }
+}
+
+/// `host:container[:ro|:rw]` → its parts; the container side is an absolute path.
+fn parse_volume(text: &str) -> Result<(&str, &str, Option<&str>), String> {
+    if text.contains('\0') {
+        return Err("it holds a NUL".into());
+    }
+    if text.len() > 4096 {
+        return Err("it is longer than 4096 bytes".into());
+    }
+    let parts: Vec<&str> = text.split(':').collect();
+    let (host, container, mode) = match parts.as_slice() {
+        [h, c] => (*h, *c, None),
+        [h, c, m] => (*h, *c, Some(*m)),
+        _ => return Err("it is not `host:container` or `host:container:mode`".into()),
+    };
+    if host.is_empty() {
+        return Err("the host side is empty".into());
+    }
+    if !container.starts_with('/') {
+        return Err(format!(
+            "the container side \"{container}\" is not an absolute path"
+        ));
+    }
+    if let Some(m) = mode {
+        if !matches!(m, "ro" | "rw") {
+            return Err(format!("unknown mode \"{m}\" (it takes \"ro\" or \"rw\")"));
+        }
+    }
+    let is_path = host.contains('/') || host.starts_with('.');
+    if !is_path && check_container_name(host).is_err() {
+        return Err(format!(
+            "\"{host}\" is neither a path nor a volume name (write \"./{host}\" for a directory)"
+        ));
+    }
+    Ok((host, container, mode))
+}
+
+/// Compose's project-name charset: lowercase letters, digits, `_` and `-`, first a letter
+/// or digit.
+fn check_compose_project(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_DOCKER_WORD {
+        return Err(format!("it takes 1 to {MAX_DOCKER_WORD} characters"));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        return Err("it does not start with a lowercase letter or digit".into());
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-')))
+    {
+        Some(c) => Err(format!("`{}` is not allowed in it", c.escape_debug())),
+        None => Ok(()),
     }
 }

@@ -18,6 +18,7 @@ pub fn describe_check(check: &ProbeCheck) -> String {
         ProbeCheck::Exec { argv } => format!("exec `{}`", argv.join(" ")),
         ProbeCheck::Notify => "notify READY=1".to_string(),
         ProbeCheck::Log { pattern } => format!("log /{pattern}/"),
+        ProbeCheck::DockerHealthy => "docker healthcheck".to_string(),
     }
 }
 
@@ -39,7 +40,9 @@ pub async fn attempt(check: &ProbeCheck, timeout: Duration, reaper: &Reaper) -> 
                 .map_err(|e| format!("connect to {host}:{port}: {}", crate::proc::describe_io(&e))),
             ProbeCheck::Http { url, status } => http_get(url, *status).await,
             ProbeCheck::Exec { argv } => exec(argv, reaper).await,
-            ProbeCheck::Notify | ProbeCheck::Log { .. } => Err("not an attempted probe".into()),
+            ProbeCheck::Notify | ProbeCheck::Log { .. } | ProbeCheck::DockerHealthy => {
+                Err("not an attempted probe".into())
+            }
         }
     };
     match tokio::time::timeout(timeout, work).await {
