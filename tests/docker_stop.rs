@@ -50,9 +50,7 @@ impl Containers {
 impl Drop for Containers {
     fn drop(&mut self) {
         for id in &self.0 {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", id])
-                .output();
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
         }
     }
 }
@@ -169,13 +167,22 @@ fn labelled_and_compose_containers_are_swept_and_nothing_else_is() {
     // adopt --all takes no container that is not the project's; ours is refused with a reason.
     let adopted = sb.run(&["--json", "adopt", "--all"]);
     for id in [&unlabelled, &other, &lookalike] {
-        assert_eq!(state(id).as_deref(), Some("running"), "{}", explain(&adopted));
+        assert_eq!(
+            state(id).as_deref(),
+            Some("running"),
+            "{}",
+            explain(&adopted)
+        );
     }
 
     let dry = sb.run(&["--json", "stop", "--dry-run"]);
     dry.expect_code(0);
     assert_eq!(container_entry(&dry.json(), &ours)["removed"], false);
-    assert_eq!(state(&ours).as_deref(), Some("running"), "--dry-run stopped it");
+    assert_eq!(
+        state(&ours).as_deref(),
+        Some("running"),
+        "--dry-run stopped it"
+    );
 
     let stopped = sb.run(&["--json", "stop"]);
     stopped.expect_code(0);
@@ -197,7 +204,11 @@ fn labelled_and_compose_containers_are_swept_and_nothing_else_is() {
     let forced = sb.run(&["--json", "stop", "--force"]);
     forced.expect_code(0);
     for id in [&unlabelled, &other, &lookalike] {
-        assert_eq!(state(id).as_deref(), Some("running"), "stop --force touched {id}");
+        assert_eq!(
+            state(id).as_deref(),
+            Some("running"),
+            "stop --force touched {id}"
+        );
     }
 }
 
@@ -221,7 +232,10 @@ fn a_container_deaf_to_sigterm_is_killed_after_its_stop_timeout() {
     assert_eq!(entry["removed"], true, "{report}");
     let ms = entry["time_to_stop_ms"].as_u64().unwrap();
     // Its service's stop timeout is 1 s: killed after it, and not much later.
-    assert!((1000..6000).contains(&ms), "stopped after {ms} ms: {report}");
+    assert!(
+        (1000..6000).contains(&ms),
+        "stopped after {ms} ms: {report}"
+    );
     assert_eq!(state(&deaf), None);
 }
 
@@ -250,9 +264,11 @@ fn keep_containers_stops_without_removing() {
     let again = sb.run(&["--json", "stop"]);
     again.expect_code(0);
     assert_eq!(container_entry(&again.json(), &kept)["removed"], true);
-    wait_for("the kept container to be removed", Duration::from_secs(5), || {
-        state(&kept).is_none()
-    });
+    wait_for(
+        "the kept container to be removed",
+        Duration::from_secs(5),
+        || state(&kept).is_none(),
+    );
 }
 
 #[test]

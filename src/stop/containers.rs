@@ -5,14 +5,13 @@
 //! labels select a container: anything else on the daemon, its networks, volumes and the
 //! daemon itself are never touched. No daemon is a notice, not a failure.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
 use super::Survivor;
 use crate::config::Config;
-use crate::docker::{ContainerInfo, DockerError, Engine, LABEL_COMPOSE_PROJECT, Selector};
+use crate::docker::{ContainerInfo, DockerError, Engine, LABEL_COMPOSE_PROJECT};
 use crate::escalate::{Force, Grace};
 
 /// What the sweep does once a container has stopped.
@@ -85,42 +84,7 @@ fn unreachable_notice(e: &DockerError) -> String {
     }
 }
 
-/// Lists by every label the stack owns; a listing that fails is a warning (the rest goes on).
-pub(crate) async fn list(engine: &Engine, config: &Config) -> (Vec<ContainerInfo>, Vec<String>) {
-    let project = config.project.name.as_str();
-    let mut selectors = vec![Selector::Project(project)];
-    selectors.extend(
-        config
-            .project
-            .docker_compose_projects
-            .iter()
-            .map(|c| Selector::Compose(c.as_str())),
-    );
-    let mut by_id: BTreeMap<String, ContainerInfo> = BTreeMap::new();
-    let mut warnings = Vec::new();
-    for selector in selectors {
-        match engine.list(selector).await {
-            Ok(found) => {
-                for c in found {
-                    by_id.entry(c.id.clone()).or_insert(c);
-                }
-            }
-            Err(e) => warnings.push(format!(
-                "could not list the containers of {}: {e}",
-                describe(selector)
-            )),
-        }
-    }
-    (by_id.into_values().collect(), warnings)
-}
-
-fn describe(selector: Selector<'_>) -> String {
-    match selector {
-        Selector::Project(p) => format!("project `{p}`"),
-        Selector::Service { project, service } => format!("service {service} of `{project}`"),
-        Selector::Compose(c) => format!("compose project `{c}`"),
-    }
-}
+pub(crate) use crate::discover::containers::{list, short_id};
 
 /// The configured service a container is part of: its `ccscope.service` label, when it is
 /// labelled with this project and names a service of the stack.
@@ -268,11 +232,6 @@ pub(crate) async fn survivors(
         .collect()
 }
 
-/// The 12 characters of a container id people see.
-pub fn short_id(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,7 +285,10 @@ stop_timeout = "7s"
             }
             Grace::None => panic!("expected a graceful stop"),
         }
-        assert_eq!(planned(&config, &c, grace(&config, &c, false, None)).signal, Some("SIGINT"));
+        assert_eq!(
+            planned(&config, &c, grace(&config, &c, false, None)).signal,
+            Some("SIGINT")
+        );
     }
 
     #[test]
@@ -367,7 +329,10 @@ stop_timeout = "7s"
             grace(&config, &c, false, Some(Duration::from_secs(1))),
             Grace::Signal { timeout, .. } if timeout == Duration::from_secs(1)
         ));
-        assert_eq!(planned(&config, &c, grace(&config, &c, false, None)).signal, None);
+        assert_eq!(
+            planned(&config, &c, grace(&config, &c, false, None)).signal,
+            None
+        );
         assert_eq!(short_id(&c.id), "0123456789ab");
     }
 }

@@ -308,7 +308,14 @@ pub async fn stop_with(
     let mut swept: Vec<ContainerStop> = Vec::new();
     let strays = if (services.is_empty() && containers_by_rank.is_empty()) || options.dry_run {
         let snapshot = scan.await.unwrap_or_default();
-        let found = find_strays(&snapshot, config, &listed, &trail, &protected, &container_ids);
+        let found = find_strays(
+            &snapshot,
+            config,
+            &listed,
+            &trail,
+            &protected,
+            &container_ids,
+        );
         if services.is_empty()
             && found.is_empty()
             && registered.is_empty()
@@ -393,7 +400,14 @@ pub async fn stop_with(
         };
         let strays = async {
             let snapshot = scan.await.unwrap_or_default();
-            let found = find_strays(&snapshot, config, &listed, &trail, &protected, &container_ids);
+            let found = find_strays(
+                &snapshot,
+                config,
+                &listed,
+                &trail,
+                &protected,
+                &container_ids,
+            );
             tracing::debug!(
                 ms = started.elapsed().as_millis() as u64,
                 "stop: strays found"
