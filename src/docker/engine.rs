@@ -1,20 +1,45 @@
-//! The client: one bollard connection, version negotiated, pinged once.
+//! The client: one bollard connection, version negotiated, pinged once. Exits are learned
+//! from the Engine (its wait and event endpoints), never by polling.
 
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::error::Error as _;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::Stream;
-
-use super::{
-    ContainerEvent, ContainerInfo, ContainerSpec, ContainerStats, DockerError, LogStream,
-    PullPolicy, Selector, StopOutcome,
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, HostConfig, PortBinding, PortMap, RestartPolicy,
+    RestartPolicyNameEnum,
 };
-use crate::proc::ProcessIdentity;
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, EventsOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StatsOptionsBuilder, WaitContainerOptionsBuilder,
+};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+
+use super::lines::LineSplitter;
+use super::{
+    ContainerEvent, ContainerInfo, ContainerSpec, ContainerStats, DockerError, LABEL_PROJECT,
+    LogStream, PUBLISH_ADDRESS, PortMapping, PullPolicy, Selector, StopOutcome,
+};
+use crate::proc::{ProcFs, ProcessIdentity, describe_io};
+
+/// Where the daemon listens when DOCKER_HOST says nothing.
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+/// How long connecting (version negotiation and ping) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// bollard's bound on one request's answer (headers; streams run on). Pulling an image or
+/// creating a container can take a while on a busy daemon.
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// How long a SIGKILLed container may take to be reported dead.
+const KILL_GRACE: Duration = Duration::from_secs(10);
 
 /// A connected Docker Engine.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    #[expect(dead_code, reason = "the API is committed before its bodies")]
-    docker: bollard::Docker,
+    docker: Docker,
     socket: String,
 }
 
@@ -22,13 +47,52 @@ impl Engine {
     /// Connects to `DOCKER_HOST`, else unix:///var/run/docker.sock; negotiates the API
     /// version and pings. No daemon there is [`DockerError::Unreachable`].
     pub async fn connect() -> Result<Engine, DockerError> {
-        unimplemented!()
+        let host = std::env::var("DOCKER_HOST")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_HOST.to_string());
+        Engine::connect_to(&host).await
     }
 
     /// Connects to `host` (`unix:///path`, `tcp://host:port`), as [`Engine::connect`].
     pub async fn connect_to(host: &str) -> Result<Engine, DockerError> {
-        let _ = host;
-        unimplemented!()
+        let unreachable = |reason: String| DockerError::Unreachable {
+            socket: host.to_string(),
+            reason,
+        };
+        let docker = match host {
+            h if h.starts_with("unix://") => {
+                Docker::connect_with_unix(h, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            }
+            h if h.starts_with("tcp://") || h.starts_with("http://") => {
+                Docker::connect_with_http(h, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            }
+            _ => {
+                return Err(unreachable(
+                    "only unix:// and tcp:// addresses are supported".into(),
+                ));
+            }
+        }
+        .map_err(|e| unreachable(reason(&e)))?;
+        let connected = async {
+            let docker = docker.negotiate_version().await?;
+            docker.ping().await?;
+            Ok::<_, BollardError>(docker)
+        };
+        let docker = match tokio::time::timeout(CONNECT_TIMEOUT, connected).await {
+            Ok(Ok(docker)) => docker,
+            Ok(Err(e)) => return Err(unreachable(reason(&e))),
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {}s",
+                    CONNECT_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        Ok(Engine {
+            docker,
+            socket: host.to_string(),
+        })
     }
 
     /// The address connected to, e.g. `unix:///var/run/docker.sock`.
@@ -36,93 +100,743 @@ impl Engine {
         &self.socket
     }
 
-    /// The negotiated API version, and whether the daemon runs rootless.
+    /// The daemon's API version, and whether the daemon runs rootless.
     pub async fn version(&self) -> Result<(String, bool), DockerError> {
-        unimplemented!()
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| api("ask the docker daemon its version", &e))?;
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| api("ask the docker daemon about itself", &e))?;
+        let rootless = info
+            .security_options
+            .iter()
+            .flatten()
+            .any(|o| is_rootless_option(o));
+        let api_version = version
+            .api_version
+            .unwrap_or_else(|| self.docker.client_version().to_string());
+        Ok((api_version, rootless))
     }
 
     /// Makes sure `image` is there, pulling it as `pull` says.
     pub async fn ensure_image(&self, image: &str, pull: PullPolicy) -> Result<(), DockerError> {
-        let _ = (image, pull);
-        unimplemented!()
+        let present = match self.docker.inspect_image(image).await {
+            Ok(_) => true,
+            Err(e) if status(&e) == Some(404) => false,
+            Err(e) => return Err(api(&format!("look up image {image}"), &e)),
+        };
+        match (pull, present) {
+            (PullPolicy::Missing, true) | (PullPolicy::Never, true) => Ok(()),
+            (PullPolicy::Never, false) => Err(DockerError::ImageMissing {
+                image: image.to_string(),
+                reason: "it is not on this host and the service says pull = \"never\"".into(),
+            }),
+            (PullPolicy::Missing, false) | (PullPolicy::Always, _) => self.pull(image).await,
+        }
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), DockerError> {
+        let options = CreateImageOptionsBuilder::new().from_image(image).build();
+        let mut progress = self.docker.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            if let Err(e) = step {
+                return Err(DockerError::ImageMissing {
+                    image: image.to_string(),
+                    reason: format!("pulling it failed: {}", reason(&e)),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Creates and starts the container; its state and the host identity of its PID 1, for
     /// the supervisor. A stopped container of ours holding the name is removed first; one
-    /// not ours is [`DockerError::NameTaken`].
+    /// not ours is [`DockerError::NameTaken`]. One that exits before its PID 1 is seen is
+    /// [`DockerError::Exited`] (and left, for its logs).
     pub async fn run(
         &self,
         spec: &ContainerSpec,
     ) -> Result<(ContainerInfo, ProcessIdentity), DockerError> {
-        let _ = spec;
-        unimplemented!()
+        let id = match self.create(spec).await {
+            Err(e) if status(&e) == Some(409) => {
+                self.clear_name(spec).await?;
+                self.create(spec).await
+            }
+            other => other,
+        }
+        .map_err(|e| api(&format!("create container {}", spec.name), &e))?;
+        self.docker
+            .start_container(&id, None)
+            .await
+            .map_err(|e| api(&format!("start container {}", spec.name), &e))?;
+        let info = self.inspect(&id).await?.ok_or_else(|| DockerError::Api {
+            action: format!("start container {}", spec.name),
+            reason: "it was removed as soon as it started".into(),
+        })?;
+        let Some(pid) = info.pid else {
+            return Err(DockerError::Exited {
+                id: info.id,
+                name: info.name,
+                exit_code: info.exit_code.unwrap_or(-1),
+            });
+        };
+        let identity = ProcFs::default().identity(pid).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                DockerError::Exited {
+                    id: info.id.clone(),
+                    name: info.name.clone(),
+                    exit_code: -1,
+                }
+            } else {
+                DockerError::Identity {
+                    id: info.id.clone(),
+                    pid,
+                    reason: describe_io(&e),
+                }
+            }
+        })?;
+        Ok((info, identity))
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, BollardError> {
+        let options = CreateContainerOptionsBuilder::new()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(options), create_body(spec))
+            .await?;
+        Ok(created.id)
+    }
+
+    /// The name is taken: a stopped container of the same service of ours goes; anything
+    /// else is the user's to sort out.
+    async fn clear_name(&self, spec: &ContainerSpec) -> Result<(), DockerError> {
+        let Some(holder) = self.inspect(&spec.name).await? else {
+            return Ok(()); // gone in between: the retry will tell
+        };
+        let ours = holder.project() == Some(spec.project.as_str())
+            && holder.service() == Some(spec.service.as_str());
+        if !ours {
+            return Err(DockerError::NameTaken {
+                name: spec.name.clone(),
+                id: short(&holder.id),
+                why: format!(
+                    "image {}, not ccscope's container for service {} of project {}",
+                    holder.image, spec.service, spec.project
+                ),
+            });
+        }
+        if holder.is_running() {
+            return Err(DockerError::NameTaken {
+                name: spec.name.clone(),
+                id: short(&holder.id),
+                why: "ccscope's own, still running from an earlier run; `ccscope stop` ends it"
+                    .into(),
+            });
+        }
+        self.remove(&holder.id).await
     }
 
     /// The container by id or name; `None` when there is none.
     pub async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>, DockerError> {
-        let _ = id;
-        unimplemented!()
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) => Ok(Some(info_of(c))),
+            Err(e) if status(&e) == Some(404) => Ok(None),
+            Err(e) => Err(api(&format!("inspect container {id}"), &e)),
+        }
     }
 
     /// The selected containers, in every state.
     pub async fn list(&self, which: Selector<'_>) -> Result<Vec<ContainerInfo>, DockerError> {
-        let _ = which;
-        unimplemented!()
+        let filters = HashMap::from([("label".to_string(), which.label_filters())]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let summaries = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| api("list containers", &e))?;
+        // The summary lacks the pid, start time and exit code: inspect each (a stack has few).
+        let ids: Vec<String> = summaries.into_iter().filter_map(|s| s.id).collect();
+        let inspected = futures_util::future::join_all(ids.iter().map(|id| self.inspect(id))).await;
+        let mut out = Vec::new();
+        for info in inspected {
+            // One removed between the list and its inspection is simply gone.
+            if let Some(info) = info? {
+                out.push(info);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
     }
 
-    /// Sends `signal`, gives the container up to `timeout` to exit, then SIGKILLs it.
+    /// Sends `signal`, gives the container up to `timeout` to exit, then SIGKILLs it. The
+    /// exit is the Engine's wait (condition not-running, so one that exits before the wait
+    /// is asked is seen too).
     pub async fn stop(
         &self,
         id: &str,
         signal: i32,
         timeout: Duration,
     ) -> Result<StopOutcome, DockerError> {
-        let _ = (id, signal, timeout);
-        unimplemented!()
+        let started = Instant::now();
+        let action = format!("stop container {id}");
+        match self.inspect(id).await? {
+            Some(c) if c.is_running() || c.state == "paused" || c.state == "restarting" => {}
+            _ => {
+                return Ok(StopOutcome {
+                    killed: false,
+                    took: started.elapsed(),
+                });
+            }
+        }
+        let mut exited = Box::pin(self.wait(id));
+        if !self.kill(id, signal).await.map_err(|e| api(&action, &e))? {
+            return Ok(StopOutcome {
+                killed: false,
+                took: started.elapsed(),
+            });
+        }
+        if let Ok(done) = tokio::time::timeout(timeout, &mut exited).await {
+            done.map_err(|e| api(&action, &e))?;
+            return Ok(StopOutcome {
+                killed: false,
+                took: started.elapsed(),
+            });
+        }
+        self.kill(id, libc::SIGKILL)
+            .await
+            .map_err(|e| api(&action, &e))?;
+        match tokio::time::timeout(KILL_GRACE, &mut exited).await {
+            Ok(done) => done.map_err(|e| api(&action, &e))?,
+            Err(_) => {
+                return Err(DockerError::Timeout {
+                    action: format!("{action} after SIGKILL"),
+                    after: KILL_GRACE,
+                });
+            }
+        }
+        Ok(StopOutcome {
+            killed: true,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Sends a signal; false when the container is no longer running (or gone).
+    async fn kill(&self, id: &str, signal: i32) -> Result<bool, BollardError> {
+        let options = KillContainerOptionsBuilder::new()
+            .signal(&signal.to_string())
+            .build();
+        match self.docker.kill_container(id, Some(options)).await {
+            Ok(()) => Ok(true),
+            Err(e) if matches!(status(&e), Some(404 | 409)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Resolves once the container is not running (or gone).
+    async fn wait(&self, id: &str) -> Result<(), BollardError> {
+        let options = WaitContainerOptionsBuilder::new()
+            .condition("not-running")
+            .build();
+        let mut stream = self.docker.wait_container(id, Some(options));
+        match stream.next().await {
+            // bollard turns a non-zero exit code into an error: an exit all the same.
+            None | Some(Ok(_)) | Some(Err(BollardError::DockerContainerWaitError { .. })) => Ok(()),
+            Some(Err(e)) if status(&e) == Some(404) => Ok(()),
+            Some(Err(e)) => Err(e),
+        }
     }
 
     /// Removes the container (forced; its anonymous volumes stay). A container already gone
     /// is fine.
     pub async fn remove(&self, id: &str) -> Result<(), DockerError> {
-        let _ = id;
-        unimplemented!()
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(false)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status(&e) == Some(404) => Ok(()),
+            // Already being removed (by docker or another stop): gone soon, not our failure.
+            Err(e) if status(&e) == Some(409) && reason(&e).contains("already in progress") => {
+                Ok(())
+            }
+            Err(e) => Err(api(&format!("remove container {id}"), &e)),
+        }
     }
 
-    /// Events of containers labelled ccscope.project=<project>, as they happen.
+    /// Events of containers labelled ccscope.project=<project>, as they happen: deaths
+    /// (with the exit code), health changes and starts.
     pub fn events(
         &self,
         project: &str,
     ) -> impl Stream<Item = Result<ContainerEvent, DockerError>> + Send + 'static {
-        let _ = project;
-        futures_util::stream::empty()
+        let filters = HashMap::from([
+            ("type".to_string(), vec!["container".to_string()]),
+            (
+                "label".to_string(),
+                vec![format!("{LABEL_PROJECT}={project}")],
+            ),
+            (
+                "event".to_string(),
+                vec!["die".into(), "start".into(), "health_status".into()],
+            ),
+        ]);
+        let options = EventsOptionsBuilder::new().filters(&filters).build();
+        self.docker
+            .events(Some(options))
+            .map_err(|e| api("follow the docker daemon's events", &e))
+            .try_filter_map(|m| async move {
+                let id = m.actor.as_ref().and_then(|a| a.id.clone());
+                let attributes = m.actor.and_then(|a| a.attributes).unwrap_or_default();
+                Ok(id.and_then(|id| event_of(id, m.action.as_deref()?, &attributes)))
+            })
     }
 
     /// Follows stdout and stderr from the container's start: each line (without its
     /// newline; a longer line in pieces of at most [`super::MAX_LOG_LINE`] bytes) with its
-    /// stream.
+    /// stream. Ends when the container stops.
     pub fn logs(
         &self,
         id: &str,
     ) -> impl Stream<Item = Result<(LogStream, Vec<u8>), DockerError>> + Send + 'static {
-        let _ = id;
-        futures_util::stream::empty()
+        self.logs_since(id, None)
+    }
+
+    /// As [`Engine::logs`], from `since` on (an adopted container's earlier output is not
+    /// sent again).
+    pub fn logs_since(
+        &self,
+        id: &str,
+        since: Option<SystemTime>,
+    ) -> impl Stream<Item = Result<(LogStream, Vec<u8>), DockerError>> + Send + 'static {
+        let mut options = LogsOptionsBuilder::new()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .tail("all");
+        if let Some(since) = since {
+            let secs = since.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            options = options.since(i32::try_from(secs).unwrap_or(i32::MAX));
+        }
+        let action = format!("follow the output of container {id}");
+        let frames = self
+            .docker
+            .logs(id, Some(options.build()))
+            .map(Some)
+            .chain(futures_util::stream::iter([None]));
+        let mut splitter = LineSplitter::new();
+        frames
+            .map(
+                move |frame| -> Vec<Result<(LogStream, Vec<u8>), DockerError>> {
+                    match frame {
+                        Some(Ok(bollard::container::LogOutput::StdErr { message })) => splitter
+                            .push(LogStream::Stderr, &message)
+                            .into_iter()
+                            .map(Ok)
+                            .collect(),
+                        Some(Ok(
+                            bollard::container::LogOutput::StdOut { message }
+                            | bollard::container::LogOutput::Console { message },
+                        )) => splitter
+                            .push(LogStream::Stdout, &message)
+                            .into_iter()
+                            .map(Ok)
+                            .collect(),
+                        Some(Ok(bollard::container::LogOutput::StdIn { .. })) => Vec::new(),
+                        Some(Err(e)) => {
+                            let mut out: Vec<_> = splitter.finish().into_iter().map(Ok).collect();
+                            out.push(Err(api(&action, &e)));
+                            out
+                        }
+                        None => splitter.finish().into_iter().map(Ok).collect(),
+                    }
+                },
+            )
+            .flat_map(futures_util::stream::iter)
     }
 
     /// Runs `argv` in the container; its exit code. Longer than `timeout` is
-    /// [`DockerError::Timeout`].
+    /// [`DockerError::Timeout`] (the command is left to end by itself: the Engine cannot
+    /// signal an exec).
     pub async fn exec(
         &self,
         id: &str,
         argv: &[String],
         timeout: Duration,
     ) -> Result<i64, DockerError> {
-        let _ = (id, argv, timeout);
-        unimplemented!()
+        let action = format!("run `{}` in container {id}", argv.join(" "));
+        let work = async {
+            let created = self
+                .docker
+                .create_exec(
+                    id,
+                    CreateExecOptions {
+                        cmd: Some(argv.to_vec()),
+                        attach_stdout: Some(true),
+                        attach_stderr: Some(true),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            // Attached, the output ends when the command does: that is the exit, unpolled.
+            // The output itself is drained and dropped, so it costs no memory.
+            if let StartExecResults::Attached { mut output, .. } = self
+                .docker
+                .start_exec(&created.id, Some(StartExecOptions::default()))
+                .await?
+            {
+                while let Some(chunk) = output.next().await {
+                    chunk?;
+                }
+            }
+            let done = self.docker.inspect_exec(&created.id).await?;
+            Ok::<_, BollardError>(done.exit_code)
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(Ok(Some(code))) => Ok(code),
+            Ok(Ok(None)) => Err(DockerError::Api {
+                action,
+                reason: "the daemon reported no exit code".into(),
+            }),
+            Ok(Err(e)) => Err(api(&action, &e)),
+            Err(_) => Err(DockerError::Timeout {
+                action,
+                after: timeout,
+            }),
+        }
     }
 
-    /// One sample of its CPU time and memory.
+    /// One sample of its CPU time and memory (memory as `docker stats` counts it: without
+    /// the inactive page cache).
     pub async fn stats(&self, id: &str) -> Result<ContainerStats, DockerError> {
-        let _ = id;
-        unimplemented!()
+        let action = format!("read the resource use of container {id}");
+        let options = StatsOptionsBuilder::new()
+            .stream(false)
+            .one_shot(true)
+            .build();
+        let sample = self
+            .docker
+            .stats(id, Some(options))
+            .next()
+            .await
+            .ok_or_else(|| DockerError::Api {
+                action: action.clone(),
+                reason: "the daemon sent no sample".into(),
+            })?
+            .map_err(|e| api(&action, &e))?;
+        let cpu_ns = sample
+            .cpu_stats
+            .and_then(|c| c.cpu_usage)
+            .and_then(|u| u.total_usage)
+            .unwrap_or(0);
+        let memory_bytes = sample.memory_stats.map_or(0, |m| {
+            let inactive = m
+                .stats
+                .as_ref()
+                .and_then(|s| {
+                    s.get("inactive_file")
+                        .or_else(|| s.get("total_inactive_file"))
+                })
+                .copied()
+                .unwrap_or(0);
+            m.usage.unwrap_or(0).saturating_sub(inactive)
+        });
+        Ok(ContainerStats {
+            cpu_ns,
+            memory_bytes,
+        })
+    }
+}
+
+/// The Engine's create body for `spec`: ports on [`PUBLISH_ADDRESS`], Docker's restart
+/// policy `no` (restarts are ccscope's).
+fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut bindings: PortMap = HashMap::new();
+    for p in &spec.ports {
+        bindings
+            .entry(format!("{}/tcp", p.container))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: Some(PUBLISH_ADDRESS.to_string()),
+                host_port: Some(p.host.to_string()),
+            });
+    }
+    let mut exposed: Vec<String> = bindings.keys().cloned().collect();
+    exposed.sort();
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
+        entrypoint: spec.entrypoint.clone(),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        working_dir: spec.workdir.clone(),
+        user: spec.user.clone(),
+        labels: Some(spec.labels.clone().into_iter().collect()),
+        host_config: Some(HostConfig {
+            binds: (!spec.volumes.is_empty()).then(|| spec.volumes.clone()),
+            port_bindings: (!bindings.is_empty()).then_some(bindings),
+            network_mode: spec.network.clone(),
+            init: Some(spec.init),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::NO),
+                maximum_retry_count: None,
+            }),
+            auto_remove: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn info_of(c: ContainerInspectResponse) -> ContainerInfo {
+    let state = c.state.unwrap_or_default();
+    let config = c.config.unwrap_or_default();
+    let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+    let running = state.running == Some(true);
+    let health = state
+        .health
+        .and_then(|h| h.status)
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty() && s != "none");
+    let labels: BTreeMap<String, String> = config.labels.unwrap_or_default().into_iter().collect();
+    let ports = ports_of(c.host_config.and_then(|h| h.port_bindings));
+    ContainerInfo {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .name
+            .map(|n| n.trim_start_matches('/').to_string())
+            .unwrap_or_default(),
+        image: config.image.or(c.image).unwrap_or_default(),
+        state: status,
+        health,
+        labels,
+        ports,
+        pid: state
+            .pid
+            .filter(|p| running && *p > 0)
+            .and_then(|p| i32::try_from(p).ok()),
+        started_at: state.started_at.filter(|s| !s.starts_with("0001-")),
+        exit_code: if running { None } else { state.exit_code },
+        restart_count: c.restart_count.map_or(0, |n| u64::try_from(n).unwrap_or(0)),
+    }
+}
+
+/// TCP bindings as host:container pairs, each once (docker lists IPv4 and IPv6 apart).
+fn ports_of(map: Option<PortMap>) -> Vec<PortMapping> {
+    let mut out: Vec<PortMapping> = Vec::new();
+    for (key, bindings) in map.unwrap_or_default() {
+        let Some(container) = key.strip_suffix("/tcp").and_then(|p| p.parse::<u16>().ok()) else {
+            continue;
+        };
+        for b in bindings.into_iter().flatten() {
+            if let Some(host) = b.host_port.and_then(|p| p.parse::<u16>().ok()) {
+                let m = PortMapping { host, container };
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
+        }
+    }
+    out.sort_by_key(|m| (m.host, m.container));
+    out
+}
+
+/// One event of the stream, if it is one we report.
+fn event_of(
+    id: String,
+    action: &str,
+    attributes: &HashMap<String, String>,
+) -> Option<ContainerEvent> {
+    if action == "die" {
+        let exit_code = attributes
+            .get("exitCode")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(-1);
+        return Some(ContainerEvent::Died { id, exit_code });
+    }
+    if action == "start" {
+        return Some(ContainerEvent::Started { id });
+    }
+    // "health_status: healthy" (the status after the colon).
+    let status = action.strip_prefix("health_status")?;
+    let status = status.trim_start_matches(':').trim();
+    Some(ContainerEvent::Health {
+        id,
+        status: status.to_string(),
+    })
+}
+
+/// `name=rootless` among the daemon's security options.
+fn is_rootless_option(option: &str) -> bool {
+    option.split(',').any(|kv| kv == "name=rootless")
+}
+
+/// The HTTP status of an answer from the daemon, if the error is one.
+fn status(e: &BollardError) -> Option<u16> {
+    match e {
+        BollardError::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+/// What went wrong, in words: the daemon's own message, or the I/O error at the bottom of
+/// the chain (with its errno named), never a bare Debug.
+fn reason(e: &BollardError) -> String {
+    match e {
+        BollardError::DockerResponseServerError { message, .. } => return message.clone(),
+        BollardError::SocketNotFoundError(path) => return format!("no socket at {path}"),
+        BollardError::RequestTimeoutError => {
+            return format!("no answer within {REQUEST_TIMEOUT_SECS}s");
+        }
+        _ => {}
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return describe_io(io);
+        }
+        source = s.source();
+    }
+    e.to_string()
+}
+
+fn api(action: &str, e: &BollardError) -> DockerError {
+    DockerError::Api {
+        action: action.to_string(),
+        reason: reason(e),
+    }
+}
+
+/// Docker's short id (12 hex digits), as `docker ps` shows it.
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DockerSpec;
+    use crate::docker::LABEL_SERVICE;
+
+    #[test]
+    fn the_create_body_publishes_on_loopback_with_no_docker_restarts() {
+        let docker = DockerSpec {
+            image: "img".into(),
+            command: Some(vec!["sleep".into(), "9".into()]),
+            entrypoint: None,
+            name: None,
+            ports: vec![
+                PortMapping {
+                    host: 18123,
+                    container: 8123,
+                },
+                PortMapping {
+                    host: 19000,
+                    container: 9000,
+                },
+            ],
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            volumes: vec!["/srv:/data:ro".into()],
+            labels: BTreeMap::new(),
+            network: Some("net".into()),
+            workdir: Some("/w".into()),
+            user: Some("1000:1000".into()),
+            init: true,
+            pull: PullPolicy::Missing,
+        };
+        let spec = ContainerSpec::of("p", "s", &docker, "r");
+        let body = create_body(&spec);
+        let host = body.host_config.clone().unwrap();
+        let b = &host.port_bindings.clone().unwrap()["8123/tcp"];
+        assert_eq!(
+            b.as_ref().unwrap()[0],
+            PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some("18123".into())
+            }
+        );
+        assert_eq!(
+            body.exposed_ports.clone().unwrap(),
+            ["8123/tcp", "9000/tcp"]
+        );
+        assert_eq!(
+            host.restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::NO)
+        );
+        assert_eq!(host.init, Some(true));
+        assert_eq!(host.binds.unwrap(), ["/srv:/data:ro"]);
+        assert_eq!(host.network_mode.as_deref(), Some("net"));
+        assert_eq!(body.env.unwrap(), ["A=1"]);
+        assert_eq!(body.labels.unwrap()[LABEL_SERVICE], "s");
+        assert_eq!(ports_of(host.port_bindings).len(), 2);
+    }
+
+    #[test]
+    fn events_are_read_from_their_action() {
+        let attrs = HashMap::from([("exitCode".to_string(), "137".to_string())]);
+        assert_eq!(
+            event_of("a".into(), "die", &attrs),
+            Some(ContainerEvent::Died {
+                id: "a".into(),
+                exit_code: 137
+            })
+        );
+        assert_eq!(
+            event_of("a".into(), "health_status: healthy", &HashMap::new()),
+            Some(ContainerEvent::Health {
+                id: "a".into(),
+                status: "healthy".into()
+            })
+        );
+        assert_eq!(
+            event_of("a".into(), "start", &HashMap::new()),
+            Some(ContainerEvent::Started { id: "a".into() })
+        );
+        assert_eq!(event_of("a".into(), "attach", &HashMap::new()), None);
+    }
+
+    #[test]
+    fn rootless_is_read_from_the_security_options() {
+        assert!(is_rootless_option("name=rootless"));
+        assert!(!is_rootless_option("name=seccomp,profile=builtin"));
+        assert!(!is_rootless_option("name=rootlessish"));
+    }
+
+    #[test]
+    fn ports_are_listed_once_per_pair() {
+        let map: PortMap = HashMap::from([
+            (
+                "80/tcp".to_string(),
+                Some(vec![
+                    PortBinding {
+                        host_ip: Some("0.0.0.0".into()),
+                        host_port: Some("8080".into()),
+                    },
+                    PortBinding {
+                        host_ip: Some("::".into()),
+                        host_port: Some("8080".into()),
+                    },
+                ]),
+            ),
+            ("53/udp".to_string(), None),
+        ]);
+        assert_eq!(
+            ports_of(Some(map)),
+            [PortMapping {
+                host: 8080,
+                container: 80
+            }]
+        );
     }
 }

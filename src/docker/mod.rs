@@ -8,6 +8,7 @@
 //! ClickHouse without a password should not answer the network.
 
 mod engine;
+mod lines;
 mod spec;
 
 use std::collections::BTreeMap;
@@ -49,6 +50,13 @@ pub enum DockerError {
         id: String,
         why: String,
     },
+    /// The container exited before its PID 1 could be seen (it is left, for its logs).
+    #[error("start container {name}: it exited at once with code {exit_code}")]
+    Exited {
+        id: String,
+        name: String,
+        exit_code: i64,
+    },
     /// The host identity of the container's PID 1 could not be read.
     #[error("read the host process of container {id} (pid {pid}): {reason}")]
     Identity {
@@ -67,7 +75,28 @@ pub enum DockerError {
 impl DockerError {
     /// What the user can do about it, when there is something to say.
     pub fn hint(&self) -> Option<String> {
-        unimplemented!()
+        match self {
+            DockerError::Unreachable { socket, reason } if reason.contains("permission denied") => {
+                Some(format!(
+                    "run as root or as a member of the group owning {socket} (usually `docker`)"
+                ))
+            }
+            DockerError::Unreachable { .. } => Some(
+                "is dockerd running? Start it, or set DOCKER_HOST to the socket it listens on"
+                    .into(),
+            ),
+            DockerError::ImageMissing { image, .. } => Some(format!(
+                "run `docker pull {image}` where a registry answers (or `docker load` it), then try again"
+            )),
+            DockerError::NameTaken { name, id, .. } => Some(format!(
+                "remove that container (`docker rm -f {id}`) if it is yours to remove, or give the service another `name` than {name} in its [docker] table"
+            )),
+            DockerError::Identity { .. } => Some(
+                "ccscope must see dockerd's processes in its own pid namespace (a rootless daemon is not supported)".into(),
+            ),
+            DockerError::Exited { id, .. } => Some(format!("see its output with `docker logs {id}`")),
+            DockerError::Timeout { .. } | DockerError::Api { .. } => None,
+        }
     }
 }
 
@@ -82,7 +111,14 @@ pub enum Selector<'a> {
 impl Selector<'_> {
     /// The Engine's `label` filters (`key=value`) that select exactly these containers.
     pub fn label_filters(&self) -> Vec<String> {
-        unimplemented!()
+        match self {
+            Selector::Project(p) => vec![format!("{LABEL_PROJECT}={p}")],
+            Selector::Service { project, service } => vec![
+                format!("{LABEL_PROJECT}={project}"),
+                format!("{LABEL_SERVICE}={service}"),
+            ],
+            Selector::Compose(c) => vec![format!("{LABEL_COMPOSE_PROJECT}={c}")],
+        }
     }
 }
 
@@ -159,4 +195,52 @@ pub struct ContainerStats {
     pub cpu_ns: u64,
     /// Memory in use, in bytes.
     pub memory_bytes: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_filter_by_exact_labels() {
+        assert_eq!(
+            Selector::Project("p").label_filters(),
+            ["ccscope.project=p"]
+        );
+        assert_eq!(
+            Selector::Service {
+                project: "p",
+                service: "s"
+            }
+            .label_filters(),
+            ["ccscope.project=p", "ccscope.service=s"]
+        );
+        assert_eq!(
+            Selector::Compose("otel").label_filters(),
+            ["com.docker.compose.project=otel"]
+        );
+    }
+
+    #[test]
+    fn errors_say_what_failed_and_what_to_do() {
+        let e = DockerError::Unreachable {
+            socket: "unix:///nowhere.sock".into(),
+            reason: "no socket there".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "reach the docker daemon at unix:///nowhere.sock: no socket there"
+        );
+        assert!(e.hint().unwrap().contains("DOCKER_HOST"));
+        let e = DockerError::ImageMissing {
+            image: "ccscope-test/none:1".into(),
+            reason: "it is not on this host and pull = \"never\"".into(),
+        };
+        assert!(e.to_string().contains("ccscope-test/none:1"));
+        assert!(
+            e.hint()
+                .unwrap()
+                .contains("docker pull ccscope-test/none:1")
+        );
+    }
 }
