@@ -68,7 +68,7 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
             containers: &boxes,
         })?;
     } else if !ctx.global.quiet {
-        if !(processes.is_empty() && !boxes.is_empty()) {
+        if !processes.is_empty() || boxes.is_empty() {
             print_table(project, &processes);
         }
         print_containers(&boxes);
