@@ -36,13 +36,26 @@ pub fn run(ctx: &Context, args: &DiscoverArgs) -> Result<i32, CliError> {
     let live_run = ctx
         .try_open_registry(Some(&config))
         .and_then(|r| containers::live_run_id(&r, &config.project.name));
-    let ((snapshot, _, classified), (boxes, docker)) = runtime()?.block_on(async {
+    let ((snapshot, _, mut classified), (boxes, docker)) = runtime()?.block_on(async {
         let backends = all_available(args.contain.bus()).await;
         futures_util::future::join(
             discover(&config, &backends),
             look_at_containers(&config, live_run.as_deref()),
         )
         .await
+    });
+    // Docker's userland proxy holding the port one of the project's own containers publishes
+    // is that container's, listed below: not a foreign process in the way.
+    let published: Vec<u16> = boxes
+        .iter()
+        .filter(|c| c.class != Class::Foreign)
+        .flat_map(|c| c.ports.iter().copied())
+        .collect();
+    classified.retain(|p| {
+        !(p.class == Class::Foreign
+            && p.command_line.contains("docker-proxy")
+            && !p.ports.is_empty()
+            && p.ports.iter().all(|port| published.contains(port)))
     });
     for warning in docker
         .iter()
