@@ -711,6 +711,30 @@ fn audit(report: &ShutdownReport) {
         }
         .record(Priority::Notice);
     }
+    for c in &report.containers {
+        let how = match (c.signal, c.killed) {
+            (Some(sig), false) => format!("stopped by {sig}"),
+            (Some(sig), true) => format!("did not exit after {sig}: killed"),
+            (None, true) => "killed (--force)".to_string(),
+            (None, false) => format!("was {}", c.state),
+        };
+        let removed = if c.removed { ", removed" } else { "" };
+        Event {
+            event: if c.killed {
+                "stop.container.kill"
+            } else {
+                "stop.container"
+            },
+            project: &report.project,
+            service: c.service.as_deref(),
+            message: format!("container {} ({}): {how}{removed}", c.name, c.image),
+            fields: vec![
+                ("CCSCOPE_CONTAINER_ID", c.id.clone()),
+                ("CCSCOPE_CALLER_PID", caller.clone()),
+            ],
+        }
+        .record(Priority::Notice);
+    }
     let (event, priority) = match report.outcome {
         Outcome::Incomplete => ("stop.incomplete", Priority::Error),
         _ => ("stop.complete", Priority::Notice),
@@ -720,10 +744,11 @@ fn audit(report: &ShutdownReport) {
         project: &report.project,
         service: None,
         message: format!(
-            "stop of `{}`: {} service(s), {} stray(s), {} survivor(s)",
+            "stop of `{}`: {} service(s), {} stray(s), {} container(s), {} survivor(s)",
             report.project,
             report.services.len(),
             report.strays.len(),
+            report.containers.len(),
             report.survivors.len()
         ),
         fields: vec![("CCSCOPE_CALLER_PID", caller)],
