@@ -1,7 +1,6 @@
 //! Before anything starts: stale records and runs are cleaned up, scopes an earlier run left
 //! populated are adopted back (same stack definition), stopped (`--clean`) or refused, and
-//! every declared port must be free — a holder is named (a process, or the container that
-//! publishes it), and never touched.
+//! every declared port must be free — a holder is named, and never touched.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -60,8 +59,7 @@ pub async fn preflight(
     };
     let adopted_services: BTreeSet<&str> =
         adopted.iter().map(|a| a.scope.service.as_str()).collect();
-    let published = published_by_ours(config).await;
-    check_ports(config, selected, &adopted_services, &published)?;
+    check_ports(config, selected, &adopted_services)?;
     Ok(adopted)
 }
 
@@ -156,37 +154,12 @@ async fn left_behind(
     Ok(adopted)
 }
 
-/// The host ports the project's own containers (its labels, its compose projects) publish,
-/// each with the container named; empty without a docker daemon.
-async fn published_by_ours(config: &Config) -> std::collections::BTreeMap<u16, String> {
-    let Ok(engine) = crate::docker::Engine::connect().await else {
-        return Default::default();
-    };
-    let (ours, _) = crate::discover::containers::list(&engine, config).await;
-    ours.iter()
-        .filter(|c| c.is_running())
-        .flat_map(|c| {
-            c.ports.iter().map(move |p| {
-                (
-                    p.host,
-                    format!(
-                        "container {} (image {}), a stray of this project",
-                        c.name, c.image
-                    ),
-                )
-            })
-        })
-        .collect()
-}
-
 /// Every declared port of a service about to start must be free; a holder is named, and
-/// never touched. An adopted-back service's port is its own. `published` names the
-/// project's containers by the host ports they publish.
+/// never touched. An adopted-back service's port is its own.
 fn check_ports(
     config: &Config,
     selected: &BTreeSet<String>,
     adopted: &BTreeSet<&str>,
-    published: &std::collections::BTreeMap<u16, String>,
 ) -> Result<(), RunError> {
     let wanted: Vec<(&String, u16)> = selected
         .iter()
@@ -208,17 +181,7 @@ fn check_ports(
     );
     let mut conflicts = Vec::new();
     let mut strays = Vec::new();
-    let mut containers = false;
     for (name, port) in wanted {
-        // A port one of the project's containers publishes: that container is named, whoever
-        // (docker-proxy, or no process at all) holds the socket.
-        if let Some(container) = published.get(&port) {
-            containers = true;
-            conflicts.push(format!(
-                "port {port} needed by {name} is published by {container}"
-            ));
-            continue;
-        }
         // The scan already joined the socket tables to the processes: no second walk.
         let Some((listener, holder)) = snapshot.tcp_holder(port) else {
             continue;
@@ -270,9 +233,7 @@ fn check_ports(
     if conflicts.is_empty() {
         return Ok(());
     }
-    let hint = if containers && strays.is_empty() {
-        "`ccscope stop` removes the project's containers".to_string()
-    } else if strays.is_empty() {
+    let hint = if strays.is_empty() {
         "stop that process, or change the port in the stack definition".to_string()
     } else {
         let pids: Vec<String> = strays.iter().map(i32::to_string).collect();
