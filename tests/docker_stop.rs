@@ -166,7 +166,29 @@ fn labelled_and_compose_containers_are_swept_and_nothing_else_is() {
 
     // adopt --all takes no container that is not the project's; ours is refused with a reason.
     let adopted = sb.run(&["--json", "adopt", "--all"]);
-    for id in [&unlabelled, &other, &lookalike] {
+    adopted.expect_code(5);
+    let refused: Vec<(String, String)> = adopted.json()["containers_refused"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", explain(&adopted)))
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().unwrap().to_string(),
+                c["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let ids: Vec<&str> = refused.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), 2, "{}", explain(&adopted));
+    assert!(ids.contains(&ours.as_str()) && ids.contains(&composed.as_str()));
+    assert!(
+        refused
+            .iter()
+            .all(|(_, r)| r.contains("needs a running supervisor")),
+        "{}",
+        explain(&adopted)
+    );
+    for id in [&ours, &composed, &unlabelled, &other, &lookalike] {
         assert_eq!(
             state(id).as_deref(),
             Some("running"),
@@ -174,6 +196,18 @@ fn labelled_and_compose_containers_are_swept_and_nothing_else_is() {
             explain(&adopted)
         );
     }
+    // Asked by id for a container that is not ours, adopt says so and touches nothing.
+    let asked = sb.run(&["--json", "adopt", "--container", &unlabelled]);
+    asked.expect_code(5);
+    assert!(
+        asked.json()["containers_refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not this project's"),
+        "{}",
+        explain(&asked)
+    );
+    assert_eq!(state(&unlabelled).as_deref(), Some("running"));
 
     let dry = sb.run(&["--json", "stop", "--dry-run"]);
     dry.expect_code(0);
@@ -306,4 +340,67 @@ fn without_docker_a_process_only_stop_exits_0_with_a_notice() {
         explain(&stopped)
     );
     assert!(common::marked(&project).is_empty());
+}
+
+#[test]
+#[ignore = "system test: needs dockerd and the user manager (scripts/test.sh)"]
+fn a_container_publishing_a_declared_port_is_foreign_and_named_by_runs_preflight() {
+    require_docker();
+    let port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port()
+    };
+    let project = project("port");
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n\
+             [services.web]\ncommand = [\"sleep\", \"300\"]\nports = [{port}]\n"
+        ),
+    );
+    let mut c = Containers::new();
+    let foreign = c.start(
+        &[],
+        &["-p", &format!("127.0.0.1:{port}:80")],
+        &["httpd", "-f", "-p", "80"],
+    );
+    wait_for(
+        "the container's port to answer",
+        Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+    );
+    let discovered = sb.run(&["--json", "discover"]);
+    discovered.expect_code(0);
+    let report = discovered.json();
+    let holder = report["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["class"] == "foreign" && p["ports"] == serde_json::json!([port]))
+        .unwrap_or_else(|| panic!("no foreign holder of {port}: {report}"));
+    assert!(
+        holder["command_line"]
+            .as_str()
+            .unwrap()
+            .contains("docker-proxy")
+    );
+    let ran = sb.run(&["run"]);
+    ran.expect_code(5)
+        .expect_stderr_contains(&format!("port {port} needed by web is published"))
+        .expect_stderr_contains("by a docker container at")
+        .expect_stderr_contains("not this project's");
+    assert!(common::marked(&project).is_empty(), "nothing was started");
+    assert_eq!(
+        state(&foreign).as_deref(),
+        Some("running"),
+        "run touched it"
+    );
+    let stopped = sb.run(&["stop"]);
+    stopped.expect_code(0);
+    assert_eq!(
+        state(&foreign).as_deref(),
+        Some("running"),
+        "stop touched it"
+    );
 }
