@@ -404,3 +404,94 @@ fn a_container_publishing_a_declared_port_is_foreign_and_named_by_runs_preflight
         "stop touched it"
     );
 }
+
+/// The ids of the containers labelled with `project`, in every state.
+fn labelled(project: &str) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "-q", "--no-trunc", "--filter"])
+        .arg(format!("label=ccscope.project={project}"))
+        .output()
+        .expect("run docker ps");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[ignore = "system test: needs dockerd and the user manager (scripts/test.sh)"]
+fn after_a_sigkilled_supervisor_a_fresh_stop_removes_its_containers() {
+    require_docker();
+    let project = project("killed");
+    let port = {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        free.local_addr().unwrap().port()
+    };
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n[defaults]\nstop_timeout = \"3s\"\n\
+             [services.db]\n\
+             ready = {{ http = \"http://127.0.0.1:{port}/\", interval = \"100ms\", start_timeout = \"20s\" }}\n\
+             [services.db.docker]\nimage = \"{IMAGE}\"\nports = [\"{port}:8080\"]\n\
+             labels = {{ \"ccscope-test\" = \"1\" }}\n\
+             command = [\"sh\", \"-c\", \"mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 8080 -h /www\"]\n\
+             [services.web]\nshell = \"exec sleep 300\"\ndepends_on = [\"db\"]\n"
+        ),
+    );
+    // Whatever happens, what carries the project's label goes (by id).
+    let mut c = Containers::new();
+    let ran = sb.run(&["run", "--detach"]);
+    c.0.extend(labelled(&project));
+    ran.expect_code(0);
+    let ids = labelled(&project);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    c.0.extend(ids.iter().cloned());
+
+    let ps = sb.run(&["--json", "ps"]);
+    ps.expect_code(0);
+    let rows = ps.json()["containers"].clone();
+    assert_eq!(rows.as_array().map(Vec::len), Some(1), "{rows}");
+    assert_eq!(rows[0]["service"], "db");
+    assert_eq!(rows[0]["state"], "running");
+    assert_eq!(
+        rows[0]["ports"],
+        serde_json::json!([format!("{port}:8080")])
+    );
+    assert!(rows[0]["memory_bytes"].as_u64().is_some(), "{rows}");
+    let status = sb.run(&["--json", "status"]);
+    status.expect_code(0);
+    let doc = status.json();
+    assert_eq!(doc["containers"].as_array().map(Vec::len), Some(1), "{doc}");
+    let supervisor = doc["supervisor_pid"].as_i64().expect("a live supervisor") as i32;
+    let discovered = sb.run(&["--json", "discover"]);
+    assert_eq!(
+        container_entry(&discovered.json(), &ids[0])["class"],
+        "managed"
+    );
+
+    ccscope::proc::sys::kill(supervisor, libc::SIGKILL).unwrap();
+    wait_for("the supervisor to die", Duration::from_secs(10), || {
+        !std::path::Path::new(&format!("/proc/{supervisor}")).exists()
+    });
+    let discovered = sb.run(&["--json", "discover"]);
+    assert_eq!(
+        container_entry(&discovered.json(), &ids[0])["class"],
+        "stray"
+    );
+
+    let stopped = sb.run(&["--json", "stop"]);
+    stopped.expect_code(0);
+    let report = stopped.json();
+    assert_eq!(report["outcome"], "complete", "{report}");
+    let entry = container_entry(&report, &ids[0]);
+    assert_eq!(entry["removed"], true, "{report}");
+    assert_eq!(entry["service"], "db");
+    assert_eq!(
+        labelled(&project),
+        Vec::<String>::new(),
+        "a container is left"
+    );
+    assert!(common::marked(&project).is_empty(), "a process is left");
+}
