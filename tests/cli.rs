@@ -195,12 +195,18 @@ fn ps_on_an_empty_registry() {
         .expect_code(0)
         .expect_stdout_contains("no processes of project `shop` run");
     let doc = sb.run(&["ps", "--json"]).expect_code(0).json();
-    assert_eq!(doc, serde_json::json!({"project": "shop", "processes": []}));
+    assert_eq!(
+        doc,
+        serde_json::json!({"project": "shop", "processes": [], "containers": []})
+    );
     let doc = sb
         .run(&["debug", "list-processes", "--all", "--json"])
         .expect_code(0)
         .json();
-    assert_eq!(doc, serde_json::json!({"project": null, "processes": []}));
+    assert_eq!(
+        doc,
+        serde_json::json!({"project": null, "processes": [], "containers": []})
+    );
     let state = sb.state_dir();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(

@@ -17,14 +17,19 @@ pub struct AdoptArgs {
     /// The processes to adopt (each with its descendants)
     #[arg(
         value_name = "PID",
-        required_unless_present = "all",
-        conflicts_with = "all"
+        required_unless_present_any = ["all", "container"],
+        conflicts_with_all = ["all", "container"]
     )]
     pub pids: Vec<i32>,
 
-    /// Adopt every stray of the project
-    #[arg(long)]
+    /// Adopt every stray of the project (its stray containers are named, and refused)
+    #[arg(long, conflicts_with = "container")]
     pub all: bool,
+
+    /// A stray container of the project to adopt, by id or name (refused with the reason
+    /// while no supervisor can take one over)
+    #[arg(long, value_name = "ID")]
+    pub container: Vec<String>,
 
     /// The service they belong to [default: the one discovery names]
     #[arg(long, value_name = "NAME")]
@@ -39,6 +44,8 @@ pub fn run(ctx: &Context, args: &AdoptArgs) -> Result<i32, CliError> {
     let request = AdoptRequest {
         targets: if args.all {
             AdoptTargets::AllStrays
+        } else if !args.container.is_empty() {
+            AdoptTargets::Containers(args.container.clone())
         } else {
             AdoptTargets::Pids(args.pids.clone())
         },
@@ -69,13 +76,22 @@ pub fn run(ctx: &Context, args: &AdoptArgs) -> Result<i32, CliError> {
         for r in &report.refused {
             eprintln!("refused pid {}: {}", r.pid, r.reason);
         }
-        if report.adopted.is_empty() && report.refused.is_empty() {
+        for r in &report.containers_refused {
+            let id = crate::discover::containers::short_id(&r.id);
+            eprintln!("refused container {} ({id}): {}", r.name, r.reason);
+        }
+        if report.adopted.is_empty()
+            && report.refused.is_empty()
+            && report.containers_refused.is_empty()
+        {
             println!("no stray of project `{}` to adopt", report.project);
         }
     }
-    Ok(if report.refused.is_empty() {
-        exit_codes::SUCCESS
-    } else {
-        exit_codes::REFUSED
-    })
+    Ok(
+        if report.refused.is_empty() && report.containers_refused.is_empty() {
+            exit_codes::SUCCESS
+        } else {
+            exit_codes::REFUSED
+        },
+    )
 }

@@ -1,5 +1,5 @@
 //! `ccscope doctor`: which containment backend this host gets and why, which limits can hold,
-//! and whether journald and Docker answer.
+//! and whether journald and Docker answer (Docker's API version, rootless or not).
 
 use clap::Args;
 
@@ -75,5 +75,18 @@ fn print_human(r: &DoctorReport) {
         )
     };
     say("journald", &r.journald);
-    say("docker", &r.docker);
+    let d = &r.docker;
+    match (d.reachable, &d.api_version, d.rootless) {
+        (true, Some(api), Some(rootless)) => println!(
+            "docker: reachable ({}), API {api}, {}",
+            d.detail,
+            if rootless {
+                "rootless"
+            } else {
+                "not rootless (the daemon runs as root)"
+            }
+        ),
+        (true, _, _) => println!("docker: reachable ({})", d.detail),
+        (false, _, _) => println!("docker: not reachable ({})", d.detail),
+    }
 }

@@ -1,5 +1,6 @@
 //! `ccscope ps`: every process of the project, wherever it runs: in its scopes (as the kernel
-//! says), in the registry, or outside containment but carrying the project's markers.
+//! says), in the registry, or outside containment but carrying the project's markers; and its
+//! containers, by their labels.
 
 use clap::Args;
 use serde::Serialize;
@@ -9,6 +10,7 @@ use super::{Context, print_json};
 use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
 use crate::config::ConfigError;
+use crate::discover::containers::{self, ContainerRow};
 use crate::discover::project::{self, ProjectProcess};
 
 #[derive(Debug, Clone, Args)]
@@ -26,6 +28,8 @@ struct PsReport<'a> {
     /// The project listed, or null for every project.
     project: Option<&'a str>,
     processes: &'a [ProjectProcess],
+    /// The project's containers (empty for every project, or without a docker daemon).
+    containers: &'a [ContainerRow],
 }
 
 pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
@@ -41,14 +45,33 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
         .as_ref()
         .filter(|_| !args.all)
         .map(|c| c.project.name.as_str());
-    let processes = runtime()?.block_on(project::ps(project, &registry, args.contain.bus()))?;
+    let listed = config.as_ref().filter(|_| project.is_some());
+    let (processes, (boxes, warnings)) = runtime()?.block_on(async {
+        let rows = async {
+            match listed {
+                Some(c) => containers::project_rows(c).await,
+                None => (Vec::new(), Vec::new()),
+            }
+        };
+        let (ps, rows) =
+            futures_util::future::join(project::ps(project, &registry, args.contain.bus()), rows)
+                .await;
+        ps.map(|ps| (ps, rows))
+    })?;
+    for warning in &warnings {
+        ctx.warn(warning);
+    }
     if ctx.global.json {
         print_json(&PsReport {
             project,
             processes: &processes,
+            containers: &boxes,
         })?;
     } else if !ctx.global.quiet {
-        print_table(project, &processes);
+        if !processes.is_empty() || boxes.is_empty() {
+            print_table(project, &processes);
+        }
+        print_containers(&boxes);
     }
     Ok(exit_codes::SUCCESS)
 }
@@ -96,6 +119,52 @@ fn print_table(project: Option<&str>, processes: &[ProjectProcess]) {
             age,
             ports,
             p.command_line
+        );
+    }
+}
+
+/// The containers' table, under the processes': one line each.
+pub(super) fn print_containers(rows: &[ContainerRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "{:<12}  {:<20}  {:<24}  {:<10}  {:<9}  {:>8}  {:>9}  {:>10}  {:>8}  {:<13}  IMAGE",
+        "CONTAINER",
+        "SERVICE",
+        "NAME",
+        "STATE",
+        "HEALTH",
+        "UPTIME",
+        "CPU",
+        "MEMORY",
+        "RESTARTS",
+        "PORTS"
+    );
+    for c in rows {
+        let ports = if c.ports.is_empty() {
+            "-".to_string()
+        } else {
+            c.ports.join(",")
+        };
+        println!(
+            "{:<12}  {:<20}  {:<24}  {:<10}  {:<9}  {:>8}  {:>9}  {:>10}  {:>8}  {:<13}  {}",
+            c.id,
+            c.service
+                .as_deref()
+                .or(c.compose_project.as_deref())
+                .unwrap_or("-"),
+            c.name,
+            c.state,
+            c.health.as_deref().unwrap_or("-"),
+            c.uptime_s.map_or("-".into(), crate::proc::human_age),
+            c.cpu_usec
+                .map_or("-".into(), |u| format!("{:.2}s", u as f64 / 1e6)),
+            c.memory_bytes
+                .map_or("-".into(), |m| format!("{:.1}MiB", m as f64 / 1048576.0)),
+            c.restarts,
+            ports,
+            c.image
         );
     }
 }

@@ -1,6 +1,7 @@
 //! `ccscope status`: each configured service as its scope shows it now: running or not, how
 //! many processes, since when, declared ports, and the CPU and memory the cgroup itself
-//! counted (where the host provides the counters). It asks the kernel, not a supervisor.
+//! counted (where the host provides the counters), and the project's containers. It asks the
+//! kernel and the Docker daemon, not a supervisor.
 
 use clap::Args;
 
@@ -73,5 +74,9 @@ fn print_human(r: &StatusReport) {
         if let (true, Some(m)) = (s.message_matters(), &s.message) {
             println!("    └ {m}");
         }
+    }
+    if !r.containers.is_empty() {
+        println!();
+        super::ps::print_containers(&r.containers);
     }
 }

@@ -1,5 +1,6 @@
 //! `ccscope stop`: stop everything of the project, prove it, and say what happened. Works
-//! with no supervisor at all: scopes are found by name, strays by their markers.
+//! with no supervisor at all: scopes are found by name, strays by their markers, containers
+//! by their labels.
 
 use clap::Args;
 
@@ -11,7 +12,8 @@ use crate::config::duration::{HumanDuration, parse_duration};
 use crate::contain::{all_available, detect};
 use crate::control::{ProjectStandDown, stand_down_project};
 use crate::escalate::{Force, WaitNotice};
-use crate::stop::{Outcome, ShutdownReport, StopOptions, stop};
+use crate::stop::containers::short_id;
+use crate::stop::{ContainerSweep, Outcome, ShutdownReport, StopOptions, stop_with};
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
@@ -26,6 +28,10 @@ pub struct StopArgs {
     /// List every scope and process that would be signalled, and why; signal nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Stop the project's containers without removing them
+    #[arg(long)]
+    pub keep_containers: bool,
 
     #[command(flatten)]
     pub contain: ContainArgs,
@@ -105,7 +111,12 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
             "`ccscope stop --force` (from another terminal) kills what is left now",
         )),
     };
-    let mut report = rt.block_on(stop(&config, &backends, &registry, &options, &force));
+    let sweep = ContainerSweep {
+        keep: args.keep_containers,
+    };
+    let mut report = rt.block_on(stop_with(
+        &config, &backends, &registry, &options, sweep, &force,
+    ));
     report.supervisor = stand_down.as_ref().and_then(|s| s.report.clone());
     if let Some(stand_down) = stand_down {
         let empty = report.outcome != Outcome::Incomplete;
@@ -118,6 +129,12 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     }
     for warning in &report.warnings {
         ctx.warn(warning);
+    }
+    // A host without docker is told once, as a notice: a process-only stop is still whole.
+    if !ctx.global.quiet {
+        for notice in &report.notices {
+            eprintln!("notice: {notice}");
+        }
     }
     if ctx.global.json {
         print_json(&report)?;
@@ -133,7 +150,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
 pub(super) fn print_human(r: &ShutdownReport) {
     if r.outcome == Outcome::NothingToStop {
         println!(
-            "nothing to stop: no scope, stray or record of project `{}`",
+            "nothing to stop: no scope, stray, container or record of project `{}`",
             r.project
         );
         return;
@@ -193,6 +210,43 @@ pub(super) fn print_human(r: &ShutdownReport) {
             s.pid, s.command_line, s.reason
         );
     }
+    for c in &r.containers {
+        let service = c
+            .service
+            .as_deref()
+            .or(c.compose_project.as_deref().map(|_| "compose"))
+            .unwrap_or("?");
+        let what = if dry {
+            match c.signal {
+                Some(sig) => format!("would be stopped ({sig}) and removed"),
+                None if c.state == "running" => "would be killed (--force) and removed".into(),
+                None => format!("{}: would be removed", c.state),
+            }
+        } else {
+            let stopped = match (c.signal, c.killed, c.time_to_stop_ms) {
+                (Some(sig), false, Some(ms)) => format!("{sig}, stopped in {ms} ms"),
+                (Some(sig), true, Some(ms)) => {
+                    format!("{sig}, did not exit in time: killed, stopped {ms} ms after")
+                }
+                (None, true, Some(ms)) => format!("killed (--force), stopped in {ms} ms"),
+                (_, _, None) if c.error.is_none() => format!("was {}", c.state),
+                _ => "not stopped".into(),
+            };
+            let removed = if c.removed { ", removed" } else { ", kept" };
+            let error = c
+                .error
+                .as_deref()
+                .map(|e| format!(" — failed to {e}"))
+                .unwrap_or_default();
+            format!("{stopped}{removed}{error}")
+        };
+        println!(
+            "  container {} {} ({service}, image {}): {what}",
+            short_id(&c.id),
+            c.name,
+            c.image
+        );
+    }
     if dry {
         println!("dry run: nothing was signalled");
         return;
@@ -210,12 +264,15 @@ pub(super) fn print_human(r: &ShutdownReport) {
         ),
         _ => {
             println!(
-                "INCOMPLETE: {} process(es) of `{}` survived:",
+                "INCOMPLETE: {} process(es) or container(s) of `{}` survived:",
                 r.survivors.len(),
                 r.project
             );
             for s in &r.survivors {
-                println!("  pid {} in {}: {}", s.pid, s.where_, s.command_line);
+                match &s.container {
+                    Some(_) => println!("  {}: {}", s.where_, s.command_line),
+                    None => println!("  pid {} in {}: {}", s.pid, s.where_, s.command_line),
+                }
             }
         }
     }

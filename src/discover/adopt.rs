@@ -1,7 +1,10 @@
 //! Adoption: strays — each with its whole subtree — move into their service's scope and are
 //! registered (source `adopted`), so that `stop` ends them with the rest. Refused: other
 //! users' processes, other projects', foreign ones, what some ccscope scope holds already,
-//! and ccscope itself with its ancestors (its caller).
+//! and ccscope itself with its ancestors (its caller). A stray container of the project is
+//! named and refused with the reason: only a live supervisor could take one over, and none
+//! offers that yet (`run` adopts back a container of an unchanged definition by itself).
+//! Containers without the project's labels are never named, let alone touched.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -23,8 +26,11 @@ use crate::registry::{NewProcess, ProcessSource, ProcessStatus, Registry};
 pub enum AdoptTargets {
     /// These pids, each with its descendants.
     Pids(Vec<i32>),
-    /// Every stray root of the project (its descendants move with it).
+    /// Every stray root of the project (its descendants move with it), and every stray
+    /// container of it.
     AllStrays,
+    /// These containers, by id or name.
+    Containers(Vec<String>),
 }
 
 /// What `adopt` was asked.
@@ -53,11 +59,20 @@ pub struct Refused {
     pub reason: String,
 }
 
+/// A container that was not adopted, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedContainer {
+    pub id: String,
+    pub name: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AdoptReport {
     pub project: String,
     pub adopted: Vec<Adopted>,
     pub refused: Vec<Refused>,
+    pub containers_refused: Vec<RefusedContainer>,
     /// What went wrong after a move succeeded (a registry write): said, not fatal.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -90,8 +105,13 @@ pub async fn adopt(
         project: project.clone(),
         adopted: Vec::new(),
         refused: Vec::new(),
+        containers_refused: Vec::new(),
         warnings: Vec::new(),
     };
+    if let AdoptTargets::Containers(wanted) = &request.targets {
+        report.containers_refused = refuse_containers(config, registry, Some(wanted)).await;
+        return Ok(report);
+    }
     let targets: Vec<i32> = match &request.targets {
         // Roots only: a stray's descendants move with it.
         AdoptTargets::AllStrays => classified
@@ -100,7 +120,11 @@ pub async fn adopt(
             .map(|c| c.pid)
             .collect(),
         AdoptTargets::Pids(pids) => pids.clone(),
+        AdoptTargets::Containers(_) => Vec::new(),
     };
+    if matches!(request.targets, AdoptTargets::AllStrays) {
+        report.containers_refused = refuse_containers(config, registry, None).await;
+    }
     let guard = Guard {
         protected: crate::proc::ancestry::self_and_ancestors(Path::new("/proc")),
         me: crate::proc::sys::euid(),
@@ -180,6 +204,86 @@ pub async fn adopt(
         }
     }
     Ok(report)
+}
+
+/// The stray containers of the project (`wanted`: these, by id or name; None: all of them),
+/// each refused with the reason. Without a docker daemon there is none to name.
+async fn refuse_containers(
+    config: &Config,
+    registry: &Registry,
+    wanted: Option<&[String]>,
+) -> Vec<RefusedContainer> {
+    use super::containers;
+    let engine = match crate::docker::Engine::connect().await {
+        Ok(engine) => engine,
+        Err(e) => {
+            return wanted
+                .unwrap_or_default()
+                .iter()
+                .map(|w| RefusedContainer {
+                    id: String::new(),
+                    name: w.clone(),
+                    reason: format!("cannot be looked at: {e}"),
+                })
+                .collect();
+        }
+    };
+    let live_run = containers::live_run_id(registry, &config.project.name);
+    let (ours, _) = containers::list(&engine, config).await;
+    let classified = containers::classify(config, &ours, &[], live_run.as_deref());
+    let why = match &live_run {
+        Some(run) => format!(
+            "the live supervisor (run {run}) cannot take over a container it did not start; \
+             `ccscope stop` removes it, and the next `ccscope run` starts its service anew"
+        ),
+        None => "adopting a container needs a running supervisor to take it over, and none \
+                 runs: `ccscope run` takes back a container of an unchanged definition by \
+                 itself; `ccscope stop` removes it"
+            .to_string(),
+    };
+    let Some(wanted) = wanted else {
+        return classified
+            .into_iter()
+            .filter(|c| c.class == Class::Stray)
+            .map(|c| RefusedContainer {
+                id: c.id,
+                name: c.name,
+                reason: why.clone(),
+            })
+            .collect();
+    };
+    let mut refused = Vec::new();
+    for w in wanted {
+        let found = match engine.inspect(w).await {
+            Ok(found) => found,
+            Err(e) => {
+                refused.push(RefusedContainer {
+                    id: String::new(),
+                    name: w.clone(),
+                    reason: format!("cannot be looked at: {e}"),
+                });
+                continue;
+            }
+        };
+        let reason = match &found {
+            None => "no such container".to_string(),
+            Some(c) if !containers::is_ours(config, c) => format!(
+                "not this project's: it carries neither ccscope.project={} nor a compose \
+                 project the stack lists; ccscope never touches it",
+                config.project.name
+            ),
+            Some(c) => match classified.iter().find(|k| k.id == c.id).map(|k| k.class) {
+                Some(Class::Managed) => "already the live run's".to_string(),
+                _ => why.clone(),
+            },
+        };
+        refused.push(RefusedContainer {
+            id: found.as_ref().map_or_else(String::new, |c| c.id.clone()),
+            name: found.map_or_else(|| w.clone(), |c| c.name),
+            reason,
+        });
+    }
+    refused
 }
 
 /// What may never move: ccscope and its ancestors, another user's process, another

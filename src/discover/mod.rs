@@ -1,8 +1,10 @@
 //! Discovery: one procfs pass (processes, socket tables), the trail of the services' output
-//! pipes, and the classification of what belongs to a project.
+//! pipes, the project's containers on the Docker daemon, and the classification of what
+//! belongs to a project.
 
 pub mod adopt;
 pub mod classify;
+pub mod containers;
 pub mod project;
 pub mod rebuild;
 pub mod scan;

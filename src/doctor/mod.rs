@@ -1,9 +1,6 @@
 //! What this host offers ccscope: which containment backend it gets and why, which limits can
-//! hold, and whether journald and Docker answer (`ccscope doctor`).
-
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::time::Duration;
+//! hold, and whether journald and Docker answer — Docker's API version, and whether it runs
+//! rootless (`ccscope doctor`).
 
 use serde::Serialize;
 
@@ -17,7 +14,18 @@ pub struct DoctorReport {
     pub cgroup_v2: Option<CgroupReport>,
     pub limits: LimitSupport,
     pub journald: Reachability,
-    pub docker: Reachability,
+    pub docker: DockerReport,
+}
+
+#[derive(Serialize)]
+pub struct DockerReport {
+    pub reachable: bool,
+    /// The socket asked, and what it answered (or why it did not).
+    pub detail: String,
+    /// The API version negotiated with the daemon.
+    pub api_version: Option<String>,
+    /// Whether the daemon runs rootless (its containers then run as this user).
+    pub rootless: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -71,7 +79,7 @@ pub async fn doctor(bus: BusKind, forced: Option<BackendKind>) -> DoctorReport {
         cgroup_v2,
         limits,
         journald: journald(),
-        docker: docker(),
+        docker: docker().await,
     }
 }
 
@@ -93,32 +101,35 @@ fn journald() -> Reachability {
     }
 }
 
-/// GET /_ping on the Engine API socket.
-fn docker() -> Reachability {
-    let path = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(str::to_string))
-        .unwrap_or_else(|| "/var/run/docker.sock".to_string());
-    let attempt = || -> std::io::Result<bool> {
-        let mut s = UnixStream::connect(&path)?;
-        s.set_read_timeout(Some(Duration::from_secs(2)))?;
-        s.write_all(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer)?;
-        Ok(answer.starts_with("HTTP/1.") && answer.contains(" 200 "))
+/// Connects as `run` and `stop` do (DOCKER_HOST, else the default socket; version negotiated,
+/// pinged), then asks the daemon its version and security options.
+async fn docker() -> DockerReport {
+    let engine = match crate::docker::Engine::connect().await {
+        Ok(engine) => engine,
+        Err(e) => {
+            return DockerReport {
+                reachable: false,
+                detail: match e.hint() {
+                    Some(hint) => format!("{e}; {hint}"),
+                    None => e.to_string(),
+                },
+                api_version: None,
+                rootless: None,
+            };
+        }
     };
-    match attempt() {
-        Ok(true) => Reachability {
+    match engine.version().await {
+        Ok((api, rootless)) => DockerReport {
             reachable: true,
-            detail: path,
+            detail: engine.socket().to_string(),
+            api_version: Some(api),
+            rootless: Some(rootless),
         },
-        Ok(false) => Reachability {
-            reachable: false,
-            detail: format!("{path} answered, but not with 200 OK"),
-        },
-        Err(e) => Reachability {
-            reachable: false,
-            detail: format!("{path}: {}", crate::proc::describe_io(&e)),
+        Err(e) => DockerReport {
+            reachable: true,
+            detail: format!("{}: answers, but not its version: {e}", engine.socket()),
+            api_version: None,
+            rootless: None,
         },
     }
 }

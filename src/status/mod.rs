@@ -1,7 +1,8 @@
 //! `ccscope status` as data: each configured service as its scope shows it now — running or
 //! not, how many processes, since when, declared ports and which of them listen, and the CPU
 //! and memory its cgroups counted — with the live supervisor's word on it where one runs.
-//! It asks the kernel and the registry, never the supervisor itself.
+//! It asks the kernel and the registry, never the supervisor itself; and the Docker daemon
+//! for the project's containers (a running container of a service counts as its process).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::contain::{AnyContainment, ScopeHandle, ScopeStats, scopes_with_processes_in};
+use crate::discover::containers::{self, ContainerRow};
 use crate::proc::ProcFs;
 use crate::registry::{Registry, RegistryError, ServiceStateRecord};
 
@@ -67,6 +69,8 @@ pub struct StatusReport {
     /// The live supervisor's pid, if one runs the stack.
     pub supervisor_pid: Option<i32>,
     pub services: Vec<ServiceStatus>,
+    /// The project's containers (by label, and its compose projects'), empty without docker.
+    pub containers: Vec<ContainerRow>,
 }
 
 /// The status of `config`'s project now. The supervisor is found as
@@ -83,7 +87,11 @@ pub async fn status(
         Some(_) => registry.service_states(project)?,
         None => Vec::new(),
     };
-    let scopes = scopes_with_processes_in(backends, project).await;
+    let (scopes, (containers, _)) = futures_util::future::join(
+        scopes_with_processes_in(backends, project),
+        containers::project_rows(config),
+    )
+    .await;
     let listening: BTreeSet<u16> = crate::discover::sockets::tcp_listeners(Path::new("/proc"))
         .into_iter()
         .map(|l| l.port)
@@ -97,6 +105,7 @@ pub async fn status(
         start_time: &|pid| procfs.identity(pid).ok().map(|id| id.start_time),
         age: &crate::proc::process_age,
         stats: &ScopeStats::of,
+        containers: &containers,
     };
     Ok(assemble(config, &observed))
 }
@@ -112,6 +121,7 @@ struct Observed<'a> {
     /// Seconds since a start time.
     age: &'a dyn Fn(u64) -> Option<u64>,
     stats: &'a dyn Fn(&ScopeHandle) -> ScopeStats,
+    containers: &'a [ContainerRow],
 }
 
 /// The configured services in their order, then any service only a scope knows (`exec`, a
@@ -131,7 +141,18 @@ fn assemble(config: &Config, seen: &Observed<'_>) -> StatusReport {
                 .iter()
                 .filter(|(s, _)| s.service == name)
                 .collect();
-            let pids: Vec<i32> = mine.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+            // A container service's process is its container's PID 1 (in docker's cgroup,
+            // not in a scope of ours).
+            let pids: Vec<i32> = mine
+                .iter()
+                .flat_map(|(_, p)| p.iter().copied())
+                .chain(
+                    seen.containers
+                        .iter()
+                        .filter(|c| c.service.as_deref() == Some(name.as_str()))
+                        .filter_map(|c| c.pid),
+                )
+                .collect();
             let oldest = pids.iter().filter_map(|p| (seen.start_time)(*p)).min();
             let stats = ScopeStats::sum(mine.iter().map(|(s, _)| (seen.stats)(s)));
             let known = seen.states.iter().find(|s| s.service == name);
@@ -185,6 +206,7 @@ fn assemble(config: &Config, seen: &Observed<'_>) -> StatusReport {
         project: config.project.name.clone(),
         supervisor_pid: seen.supervisor_pid,
         services,
+        containers: seen.containers.to_vec(),
     }
 }
 
@@ -252,6 +274,7 @@ mod tests {
                     cpu_usec: Some(100),
                     memory_bytes: (s.service == "exec").then_some(7),
                 },
+                containers: &[],
             },
         );
         assert_eq!(report.supervisor_pid, Some(5));
@@ -307,6 +330,7 @@ mod tests {
                 start_time: &|_| Some(1),
                 age: &|_| Some(1),
                 stats: &|_| ScopeStats::default(),
+                containers: &[],
             },
         );
         let [db, web] = &report.services[..] else {

@@ -2,7 +2,10 @@
 //! force, then registry cleanup, then a fresh scan that proves nothing is left. It needs no
 //! supervisor: scopes are found by name, strays by the markers they inherited, the discover
 //! rules, or the service's output pipe they still hold. Another user's processes are never
-//! strays or survivors, whatever their markers say.
+//! strays or survivors, whatever their markers say. The project's containers (`containers`)
+//! are stopped in their service's layer beside its scopes, removed, and looked for again.
+
+pub mod containers;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -18,6 +21,8 @@ use crate::escalate::{self, Force, ForceSwitch, Grace, KILL_WAIT};
 use crate::proc::markers;
 use crate::proc::{LivenessProbe, ProcFs, ProcessIdentity};
 use crate::registry::{ProcessFilter, Registry};
+
+pub use containers::{ContainerStop, ContainerSweep};
 
 #[derive(Debug, Clone)]
 pub struct StopOptions {
@@ -60,6 +65,8 @@ pub struct ShutdownReport {
     pub outcome: Outcome,
     pub services: Vec<ServiceStop>,
     pub strays: Vec<StrayStop>,
+    /// The project's containers (its labels, its compose projects), as the stop left them.
+    pub containers: Vec<ContainerStop>,
     pub survivors: Vec<Survivor>,
     /// Scopes left alone because they hold ccscope itself or its caller.
     pub spared: Vec<String>,
@@ -69,6 +76,9 @@ pub struct ShutdownReport {
     /// What went wrong on the side without stopping the stop (the registry could not be
     /// written, …): the stop itself is reported in full above.
     pub warnings: Vec<String>,
+    /// What the stop could not look at and did not need to (no docker daemon answers): said
+    /// once, not a failure.
+    pub notices: Vec<String>,
     pub elapsed_ms: u64,
 }
 
@@ -101,6 +111,8 @@ pub struct Survivor {
     pub command_line: String,
     #[serde(rename = "where")]
     pub where_: String,
+    /// The id of a container still there (its pid is its PID 1's, or 0 once it exited).
+    pub container: Option<String>,
 }
 
 /// The project's marked processes, except this process and its ancestors, and except another
@@ -114,14 +126,35 @@ fn marked(project: &str, protected: &BTreeSet<i32>) -> Vec<markers::MarkedProces
         .collect()
 }
 
-/// Stops everything of `config`'s project that `backends` can see, plus every stray. `force`
-/// turns the graceful phase in flight into a kill (a second Ctrl-C). Registry trouble (a full
-/// disk, a locked or broken file) does not stop the stop: it is reported in `warnings`.
+/// Stops everything of `config`'s project that `backends` can see, plus every stray, plus
+/// its containers (stopped and removed). `force` turns the graceful phase in flight into a
+/// kill (a second Ctrl-C). Registry trouble (a full disk, a locked or broken file) does not
+/// stop the stop: it is reported in `warnings`.
 pub async fn stop(
     config: &Config,
     backends: &[AnyContainment],
     registry: &Registry,
     options: &StopOptions,
+    force: &Force,
+) -> ShutdownReport {
+    stop_with(
+        config,
+        backends,
+        registry,
+        options,
+        ContainerSweep::default(),
+        force,
+    )
+    .await
+}
+
+/// [`stop`], with what happens to the stopped containers said by `sweep`.
+pub async fn stop_with(
+    config: &Config,
+    backends: &[AnyContainment],
+    registry: &Registry,
+    options: &StopOptions,
+    sweep: ContainerSweep,
     force: &Force,
 ) -> ShutdownReport {
     let started = Instant::now();
@@ -145,6 +178,11 @@ pub async fn stop(
     // Per backend, the cgroup directories the project's scopes sit in (its slice): empty at
     // the end, they prove every scope in them empty without listing the scopes again.
     let mut parents: Vec<BTreeSet<std::path::PathBuf>> = vec![BTreeSet::new(); backends.len()];
+    // The daemon is asked for the project's containers while the scopes are listed.
+    let docker = tokio::spawn({
+        let config = config.clone();
+        async move { containers::find(&config).await }
+    });
     for (backend, parents) in backends.iter().zip(parents.iter_mut()) {
         for (scope, pids) in crate::contain::scopes_with_processes(backend, project).await {
             if let Some(parent) = scope.cgroup.as_deref().and_then(Path::parent) {
@@ -166,6 +204,15 @@ pub async fn stop(
         ms = started.elapsed().as_millis() as u64,
         "stop: scopes listed"
     );
+    let docker = docker.await.unwrap_or_else(|e| containers::Found {
+        engine: None,
+        containers: Vec::new(),
+        notice: None,
+        warnings: vec![format!("the look for containers failed: {e}")],
+    });
+    warnings.extend(docker.warnings);
+    let notices: Vec<String> = docker.notice.into_iter().collect();
+    let engine = docker.engine;
     // Reverse dependency order; scopes of services the configuration does not know
     // (`exec`, a renamed service) go first.
     let layers = graph::start_layers(config);
@@ -183,6 +230,30 @@ pub async fn stop(
             .or_default()
             .push((b, s));
     }
+    // A container of service X is part of X's layer; one of no configured service (a
+    // compose container, a renamed service) goes first, as an unknown scope does.
+    let mut containers_by_rank: BTreeMap<std::cmp::Reverse<usize>, Vec<_>> = BTreeMap::new();
+    for c in docker.containers {
+        let rank = containers::service_of(config, &c).map_or(usize::MAX, rank);
+        let grace = containers::grace(config, &c, options.force, options.timeout);
+        containers_by_rank
+            .entry(std::cmp::Reverse(rank))
+            .or_default()
+            .push((c, grace));
+    }
+    // A container's processes are the daemon's to end: never strays, whatever they carry.
+    let container_ids: Vec<String> = containers_by_rank
+        .values()
+        .flatten()
+        .map(|(c, _)| c.id.clone())
+        .collect();
+    let planned_containers = || -> Vec<ContainerStop> {
+        containers_by_rank
+            .values()
+            .flatten()
+            .map(|(c, g)| containers::planned(config, c, *g))
+            .collect()
+    };
 
     // Strays: what the discovery engine counts as this project's outside every scope (its
     // markers, its services' discover rules, their descendants), never another user's.
@@ -218,11 +289,13 @@ pub async fn stop(
         outcome: Outcome::NothingToStop,
         services: Vec::new(),
         strays: Vec::new(),
+        containers: Vec::new(),
         survivors: Vec::new(),
         spared,
         registry_records_removed: 0,
         supervisor: None,
         warnings: Vec::new(),
+        notices: Vec::new(),
         elapsed_ms: 0,
     };
     let stray_grace = |timeout: Option<Duration>| match options.force {
@@ -232,17 +305,32 @@ pub async fn stop(
             timeout: timeout.unwrap_or(crate::config::DEFAULT_STOP_TIMEOUT),
         },
     };
-    let strays = if services.is_empty() || options.dry_run {
+    let mut swept: Vec<ContainerStop> = Vec::new();
+    let strays = if (services.is_empty() && containers_by_rank.is_empty()) || options.dry_run {
         let snapshot = scan.await.unwrap_or_default();
-        let found = find_strays(&snapshot, config, &listed, &trail, &protected);
-        if services.is_empty() && found.is_empty() && registered.is_empty() {
+        let found = find_strays(
+            &snapshot,
+            config,
+            &listed,
+            &trail,
+            &protected,
+            &container_ids,
+        );
+        if services.is_empty()
+            && found.is_empty()
+            && registered.is_empty()
+            && containers_by_rank.is_empty()
+        {
             report.warnings = warnings;
+            report.notices = notices;
             return report.finish(Outcome::NothingToStop, started);
         }
         if options.dry_run {
             report.services = services;
             report.strays = found;
+            report.containers = planned_containers();
             report.warnings = warnings;
+            report.notices = notices;
             return report.finish(Outcome::DryRun, started);
         }
         // Strays alone: their stop signal, and the stop timeout to go, before SIGKILL.
@@ -255,9 +343,17 @@ pub async fn stop(
         // killed when the last layer is done (or forced).
         let (layers_done, strays_cut) = ForceSwitch::new();
         let strays_force = Force::either(force, &strays_cut);
+        let ranks: BTreeSet<std::cmp::Reverse<usize>> = by_rank
+            .keys()
+            .chain(containers_by_rank.keys())
+            .copied()
+            .collect();
         let scopes = async {
             let mut done = Vec::new();
-            for group in by_rank.values() {
+            let mut swept = Vec::new();
+            for rank in &ranks {
+                let group = by_rank.get(rank).map_or(&[][..], Vec::as_slice);
+                let boxes = containers_by_rank.get(rank).map_or(&[][..], Vec::as_slice);
                 // The layer's clock starts once, before its first signal: a service signalled a
                 // few milliseconds after the first is not given those milliseconds on top.
                 let layer_start = Instant::now();
@@ -280,15 +376,38 @@ pub async fn stop(
                         (*b, s, grace)
                     })
                     .collect();
-                done.extend(escalate::end_and_release_all(&stops, layer_start, force).await);
+                // The layer's containers end beside its scopes, on the same clock.
+                let boxes = async {
+                    match (&engine, boxes.is_empty()) {
+                        (Some(engine), false) => {
+                            containers::end_all(engine, config, boxes, layer_start, sweep, force)
+                                .await
+                        }
+                        _ => Vec::new(),
+                    }
+                };
+                let (ends, boxes) = futures_util::future::join(
+                    escalate::end_and_release_all(&stops, layer_start, force),
+                    boxes,
+                )
+                .await;
+                done.extend(ends);
+                swept.extend(boxes);
                 crate::proc::fault::point(crate::proc::fault::STOP_LAYER_DONE);
             }
             layers_done.force();
-            done
+            (done, swept)
         };
         let strays = async {
             let snapshot = scan.await.unwrap_or_default();
-            let found = find_strays(&snapshot, config, &listed, &trail, &protected);
+            let found = find_strays(
+                &snapshot,
+                config,
+                &listed,
+                &trail,
+                &protected,
+                &container_ids,
+            );
             tracing::debug!(
                 ms = started.elapsed().as_millis() as u64,
                 "stop: strays found"
@@ -297,7 +416,8 @@ pub async fn stop(
             let ends = escalate::end_processes(&ids, stray_grace(None), &strays_force).await;
             mark_killed(found, &ends)
         };
-        let (done, strays) = futures_util::future::join(scopes, strays).await;
+        let ((done, boxes), strays) = futures_util::future::join(scopes, strays).await;
+        swept = boxes;
         for (service, end) in services.iter_mut().zip(done) {
             service.signal = end.signal;
             service.killed_by_force = end.killed;
@@ -338,9 +458,16 @@ pub async fn stop(
         &stray_ids,
     )
     .await;
+    if let Some(engine) = &engine {
+        report
+            .survivors
+            .extend(containers::survivors(engine, config, sweep, &mut warnings).await);
+    }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: verified");
     report.services = services;
     report.strays = strays;
+    report.containers = swept;
+    report.notices = notices;
     report.registry_records_removed = removed;
     report.warnings = warnings;
     let outcome = if report.survivors.is_empty() {
@@ -364,6 +491,7 @@ fn find_strays(
     listed: &[(ScopeHandle, Vec<i32>)],
     trail: &Trail,
     protected: &BTreeSet<i32>,
+    container_ids: &[String],
 ) -> Vec<StrayStop> {
     let mount = cgroup::v2_mount().ok().flatten();
     let scopes = classify::Scopes {
@@ -373,6 +501,13 @@ fn find_strays(
     classify::classify_traced(snapshot, config, &scopes, trail)
         .into_iter()
         .filter(|c| c.class == classify::Class::Stray && !protected.contains(&c.pid))
+        .filter(|c| {
+            // Docker names a container's cgroup after its full id (`docker-<id>.scope`,
+            // `/docker/<id>`).
+            c.cgroup
+                .as_deref()
+                .is_none_or(|cg| !container_ids.iter().any(|id| cg.contains(id.as_str())))
+        })
         .map(|c| StrayStop {
             pid: c.pid,
             start_time: c.start_time,
@@ -476,6 +611,7 @@ async fn look<'a>(
                     pid,
                     command_line: procfs.cmdline(pid).unwrap_or_default(),
                     where_: scope.display_name(),
+                    container: None,
                 })
                 .collect();
             if !left.is_empty() {
@@ -490,6 +626,7 @@ async fn look<'a>(
             pid: p.identity.pid,
             command_line: procfs.cmdline(p.identity.pid).unwrap_or_default(),
             where_: "outside every scope (marked)".into(),
+            container: None,
         })
         .collect();
     marked.extend(
@@ -500,6 +637,7 @@ async fn look<'a>(
                 pid: id.pid,
                 command_line: procfs.cmdline(id.pid).unwrap_or_default(),
                 where_: "outside every scope (stray)".into(),
+                container: None,
             }),
     );
     if !marked.is_empty() {
@@ -516,11 +654,13 @@ impl ShutdownReport {
             outcome: Outcome::NothingToStop,
             services: Vec::new(),
             strays: Vec::new(),
+            containers: Vec::new(),
             survivors: Vec::new(),
             spared: Vec::new(),
             registry_records_removed: 0,
             supervisor: None,
             warnings: Vec::new(),
+            notices: Vec::new(),
             elapsed_ms: 0,
         }
     }
@@ -571,6 +711,30 @@ fn audit(report: &ShutdownReport) {
         }
         .record(Priority::Notice);
     }
+    for c in &report.containers {
+        let how = match (c.signal, c.killed) {
+            (Some(sig), false) => format!("stopped by {sig}"),
+            (Some(sig), true) => format!("did not exit after {sig}: killed"),
+            (None, true) => "killed (--force)".to_string(),
+            (None, false) => format!("was {}", c.state),
+        };
+        let removed = if c.removed { ", removed" } else { "" };
+        Event {
+            event: if c.killed {
+                "stop.container.kill"
+            } else {
+                "stop.container"
+            },
+            project: &report.project,
+            service: c.service.as_deref(),
+            message: format!("container {} ({}): {how}{removed}", c.name, c.image),
+            fields: vec![
+                ("CCSCOPE_CONTAINER_ID", c.id.clone()),
+                ("CCSCOPE_CALLER_PID", caller.clone()),
+            ],
+        }
+        .record(Priority::Notice);
+    }
     let (event, priority) = match report.outcome {
         Outcome::Incomplete => ("stop.incomplete", Priority::Error),
         _ => ("stop.complete", Priority::Notice),
@@ -580,10 +744,11 @@ fn audit(report: &ShutdownReport) {
         project: &report.project,
         service: None,
         message: format!(
-            "stop of `{}`: {} service(s), {} stray(s), {} survivor(s)",
+            "stop of `{}`: {} service(s), {} stray(s), {} container(s), {} survivor(s)",
             report.project,
             report.services.len(),
             report.strays.len(),
+            report.containers.len(),
             report.survivors.len()
         ),
         fields: vec![("CCSCOPE_CALLER_PID", caller)],

@@ -327,6 +327,20 @@ fn check_ports(
         };
         let holder = snapshot.processes.get(&pid);
         let command = holder.map_or("?".to_string(), |p| p.command_line.clone());
+        // Docker's userland proxy holds the ports of a container: say it is a container's,
+        // and where it is (the daemon names no container the project does not own).
+        if command.starts_with("/usr/sbin/docker-proxy ") || command.starts_with("docker-proxy ") {
+            let address = command
+                .split_whitespace()
+                .skip_while(|w| *w != "-container-ip")
+                .nth(1)
+                .unwrap_or("?");
+            conflicts.push(format!(
+                "port {port} needed by {name} is published on {} by a docker container at {address} (docker-proxy pid {pid}), not this project's: ccscope leaves it alone; `docker ps --filter publish={port}` names it",
+                listener.address
+            ));
+            continue;
+        }
         let age = holder
             .and_then(|p| process_age(p.start_time))
             .map(|s| format!(" {} ago", human_age(s)))
