@@ -385,6 +385,25 @@ fn a_container_publishing_a_declared_port_is_foreign_and_named_by_runs_preflight
             .unwrap()
             .contains("docker-proxy")
     );
+    // The container itself is named too, as foreign, with the port it publishes.
+    let named = report["containers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no containers list: {report}"))
+        .iter()
+        .find(|c| {
+            c["id"]
+                .as_str()
+                .is_some_and(|id| foreign.starts_with(id) || id.starts_with(&foreign))
+        })
+        .unwrap_or_else(|| panic!("the foreign container is not listed: {report}"));
+    assert_eq!(named["class"], "foreign", "{named}");
+    assert!(
+        named["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string()),
+        "{named}"
+    );
     let ran = sb.run(&["run"]);
     ran.expect_code(5)
         .expect_stderr_contains(&format!("port {port} needed by web is published"))

@@ -89,7 +89,8 @@ async fn look_at_containers(
     };
     let (found, failed) = containers::list(&engine, config).await;
     let why = (!failed.is_empty()).then(|| failed.join("; "));
-    (containers::classify(config, &found, &[], live_run), why)
+    let others = containers::publishing_declared_ports(&engine, config).await;
+    (containers::classify(config, &found, &others, live_run), why)
 }
 
 fn print_containers(all: &[ClassifiedContainer]) {

@@ -56,7 +56,31 @@ fn describe(selector: Selector<'_>) -> String {
         Selector::Project(p) => format!("project `{p}`"),
         Selector::Service { project, service } => format!("service {service} of `{project}`"),
         Selector::Compose(c) => format!("compose project `{c}`"),
+        Selector::Publishing(port) => format!("port {port}"),
     }
+}
+
+/// The containers, anyone's, that publish a host port a service declares: the candidates
+/// for `foreign` (ours among them are told apart by [`classify`]).
+pub async fn publishing_declared_ports(engine: &Engine, config: &Config) -> Vec<ContainerInfo> {
+    let mut ports: Vec<u16> = config
+        .services
+        .values()
+        .flat_map(|s| s.ports.iter().copied())
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let mut by_id: BTreeMap<String, ContainerInfo> = BTreeMap::new();
+    for port in ports {
+        for c in engine
+            .list(Selector::Publishing(port))
+            .await
+            .unwrap_or_default()
+        {
+            by_id.entry(c.id.clone()).or_insert(c);
+        }
+    }
+    by_id.into_values().collect()
 }
 
 /// Whether the stack names anything on docker (a container service, a compose project): a

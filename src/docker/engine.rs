@@ -258,7 +258,7 @@ impl Engine {
 
     /// The selected containers, in every state.
     pub async fn list(&self, which: Selector<'_>) -> Result<Vec<ContainerInfo>, DockerError> {
-        let filters = HashMap::from([("label".to_string(), which.label_filters())]);
+        let filters = which.filters();
         let options = ListContainersOptionsBuilder::new()
             .all(true)
             .filters(&filters)

@@ -104,11 +104,26 @@ impl DockerError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selector<'a> {
     Project(&'a str),
-    Service { project: &'a str, service: &'a str },
+    Service {
+        project: &'a str,
+        service: &'a str,
+    },
     Compose(&'a str),
+    /// Whoever's they are: the containers publishing this host port (to name a holder).
+    Publishing(u16),
 }
 
 impl Selector<'_> {
+    /// The Engine's filters for these containers: labels, or the published port.
+    pub fn filters(&self) -> std::collections::HashMap<String, Vec<String>> {
+        match self {
+            Selector::Publishing(port) => {
+                std::collections::HashMap::from([("publish".to_string(), vec![port.to_string()])])
+            }
+            _ => std::collections::HashMap::from([("label".to_string(), self.label_filters())]),
+        }
+    }
+
     /// The Engine's `label` filters (`key=value`) that select exactly these containers.
     pub fn label_filters(&self) -> Vec<String> {
         match self {
@@ -118,6 +133,7 @@ impl Selector<'_> {
                 format!("{LABEL_SERVICE}={service}"),
             ],
             Selector::Compose(c) => vec![format!("{LABEL_COMPOSE_PROJECT}={c}")],
+            Selector::Publishing(_) => Vec::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! are the project's running containers (same `ccscope.definition` label: the same container,
 //! not a duplicate); every declared port must be free — a holder is named, and never touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::config::{Config, Launch};
@@ -84,7 +84,11 @@ pub async fn preflight(
         .map(|a| a.scope.service.as_str())
         .chain(containers.iter().map(|c| c.service.as_str()))
         .collect();
-    check_ports(config, selected, &adopted_services)?;
+    let publishers = match docker.map(|d| d.engine()) {
+        Some(Ok(engine)) => publishers(config, selected, engine).await,
+        _ => BTreeMap::new(),
+    };
+    check_ports(config, selected, &adopted_services, &publishers)?;
     Ok(Adopted {
         scopes: adopted,
         containers,
@@ -279,10 +283,35 @@ async fn left_behind(
 
 /// Every declared port of a service about to start must be free; a holder is named, and
 /// never touched. An adopted-back service's port is its own.
+/// The containers (of anyone) that publish a host port the selected services want, by port,
+/// in words: so that a port held by Docker's proxy is named by its container, not an address.
+async fn publishers(
+    config: &Config,
+    selected: &BTreeSet<String>,
+    engine: &crate::docker::Engine,
+) -> BTreeMap<u16, String> {
+    let mut named = BTreeMap::new();
+    for name in selected {
+        let service = &config.services[name];
+        let ports = match &service.launch {
+            Launch::Docker(d) => d.ports.iter().map(|m| m.host).collect(),
+            _ => service.ports.clone(),
+        };
+        for port in ports {
+            let list = engine.list(crate::docker::Selector::Publishing(port)).await;
+            if let Some(c) = list.ok().and_then(|l| l.into_iter().next()) {
+                named.insert(port, format!("container {} (image {})", c.name, c.image));
+            }
+        }
+    }
+    named
+}
+
 fn check_ports(
     config: &Config,
     selected: &BTreeSet<String>,
     adopted: &BTreeSet<&str>,
+    publishers: &BTreeMap<u16, String>,
 ) -> Result<(), RunError> {
     let wanted: Vec<(&String, u16)> = selected
         .iter()
@@ -335,10 +364,16 @@ fn check_ports(
                 .skip_while(|w| *w != "-container-ip")
                 .nth(1)
                 .unwrap_or("?");
-            conflicts.push(format!(
-                "port {port} needed by {name} is published on {} by a docker container at {address} (docker-proxy pid {pid}), not this project's: ccscope leaves it alone; `docker ps --filter publish={port}` names it",
-                listener.address
-            ));
+            conflicts.push(match publishers.get(&port) {
+                Some(container) => format!(
+                    "port {port} needed by {name} is published on {} by {container}, not this project's: ccscope leaves it alone",
+                    listener.address
+                ),
+                None => format!(
+                    "port {port} needed by {name} is published on {} by a docker container at {address} (docker-proxy pid {pid}), not this project's: ccscope leaves it alone; `docker ps --filter publish={port}` names it",
+                    listener.address
+                ),
+            });
             continue;
         }
         let age = holder
