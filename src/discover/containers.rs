@@ -56,7 +56,7 @@ fn describe(selector: Selector<'_>) -> String {
         Selector::Project(p) => format!("project `{p}`"),
         Selector::Service { project, service } => format!("service {service} of `{project}`"),
         Selector::Compose(c) => format!("compose project `{c}`"),
-        Selector::Publishing(port) => format!("port {port}"),
+        Selector::Publishing(ports) => format!("ports {ports:?}"),
     }
 }
 
@@ -70,17 +70,13 @@ pub async fn publishing_declared_ports(engine: &Engine, config: &Config) -> Vec<
         .collect();
     ports.sort_unstable();
     ports.dedup();
-    let mut by_id: BTreeMap<String, ContainerInfo> = BTreeMap::new();
-    for port in ports {
-        for c in engine
-            .list(Selector::Publishing(port))
-            .await
-            .unwrap_or_default()
-        {
-            by_id.entry(c.id.clone()).or_insert(c);
-        }
+    if ports.is_empty() {
+        return Vec::new();
     }
-    by_id.into_values().collect()
+    engine
+        .list(Selector::Publishing(&ports))
+        .await
+        .unwrap_or_default()
 }
 
 /// Whether the stack names anything on docker (a container service, a compose project): a

@@ -109,17 +109,19 @@ pub enum Selector<'a> {
         service: &'a str,
     },
     Compose(&'a str),
-    /// Whoever's they are: the containers publishing this host port (to name a holder).
-    Publishing(u16),
+    /// Whoever's they are: the containers publishing any of these host ports (to name a
+    /// holder), in one call.
+    Publishing(&'a [u16]),
 }
 
 impl Selector<'_> {
     /// The Engine's filters for these containers: labels, or the published port.
     pub fn filters(&self) -> std::collections::HashMap<String, Vec<String>> {
         match self {
-            Selector::Publishing(port) => {
-                std::collections::HashMap::from([("publish".to_string(), vec![port.to_string()])])
-            }
+            Selector::Publishing(ports) => std::collections::HashMap::from([(
+                "publish".to_string(),
+                ports.iter().map(u16::to_string).collect(),
+            )]),
             _ => std::collections::HashMap::from([("label".to_string(), self.label_filters())]),
         }
     }

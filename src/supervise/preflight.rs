@@ -290,18 +290,30 @@ async fn publishers(
     selected: &BTreeSet<String>,
     engine: &crate::docker::Engine,
 ) -> BTreeMap<u16, String> {
-    let mut named = BTreeMap::new();
-    for name in selected {
-        let service = &config.services[name];
-        let ports = match &service.launch {
-            Launch::Docker(d) => d.ports.iter().map(|m| m.host).collect(),
-            _ => service.ports.clone(),
-        };
-        for port in ports {
-            let list = engine.list(crate::docker::Selector::Publishing(port)).await;
-            if let Some(c) = list.ok().and_then(|l| l.into_iter().next()) {
-                named.insert(port, format!("container {} (image {})", c.name, c.image));
+    let mut ports: Vec<u16> = selected
+        .iter()
+        .flat_map(|name| {
+            let service = &config.services[name];
+            match &service.launch {
+                Launch::Docker(d) => d.ports.iter().map(|m| m.host).collect(),
+                _ => service.ports.clone(),
             }
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.is_empty() {
+        return BTreeMap::new();
+    }
+    // One call for every port (the Engine ORs the values of one filter).
+    let found = engine
+        .list(crate::docker::Selector::Publishing(&ports))
+        .await
+        .unwrap_or_default();
+    let mut named = BTreeMap::new();
+    for c in found {
+        for p in c.ports.iter().filter(|p| ports.contains(&p.host)) {
+            named.insert(p.host, format!("container {} (image {})", c.name, c.image));
         }
     }
     named
