@@ -367,6 +367,8 @@ up_docker() {
             || die "/var/run/docker.sock exists but no daemon answers on it: a dockerd not started by $0 may be starting or wedged (see /var/run/docker.pid); if none runs, remove the socket and run $0 up again"
         [ -d "$DOCKER_DATA_ROOT" ] || : >"$ENV_DIR/created-docker-data-root"
         cat /proc/sys/net/ipv4/ip_forward >"$ENV_DIR/ip-forward-before" 2>/dev/null || true
+        # dockerd sets the filter table's FORWARD policy to DROP: down puts back what was.
+        forward_policies >"$ENV_DIR/forward-policies-before"
         docker_bridges >"$ENV_DIR/docker-bridges-before"
         { mounts_under "$DOCKER_DATA_ROOT"; mounts_under /run/docker; } >"$ENV_DIR/docker-mounts-before"
         local mnt
@@ -386,6 +388,20 @@ up_docker() {
     fi
     build_test_image
     echo "$DOCKER_IMAGE" >"$ENV_DIR/docker-image"
+}
+
+# The filter table's FORWARD policy, one line per iptables binary there is: `BINARY POLICY`
+# (legacy tables only where the kernel holds them: listing one would create it).
+forward_policies() {
+    local ipt
+    for ipt in iptables ip6tables iptables-nft ip6tables-nft iptables-legacy ip6tables-legacy; do
+        command -v "$ipt" >/dev/null || continue
+        case $ipt in
+            iptables-legacy) grep -qx filter /proc/net/ip_tables_names 2>/dev/null || continue ;;
+            ip6tables-legacy) grep -qx filter /proc/net/ip6_tables_names 2>/dev/null || continue ;;
+        esac
+        printf '%s %s\n' "$ipt" "$("$ipt" -w -t filter -S FORWARD 2>/dev/null | awk '$1 == "-P" { print $3; exit }')"
+    done
 }
 
 # Rules in the built-in chains of table $2 (for iptables binary $1) that jump to a DOCKER*
@@ -534,6 +550,11 @@ down_docker() {
             say "left the $b link: no \`ip\` to delete it with (apt-get install iproute2)"
         fi
     done
+    local policy
+    while read -r ipt policy; do
+        [ -n "$policy" ] || continue
+        "$ipt" -w -t filter -P FORWARD "$policy" 2>/dev/null || say "could not put back $ipt's FORWARD policy ($policy)"
+    done <"$ENV_DIR/forward-policies-before" 2>/dev/null || true
     if [ "$(cat "$ENV_DIR/ip-forward-before" 2>/dev/null)" = 0 ]; then
         echo 0 >/proc/sys/net/ipv4/ip_forward 2>/dev/null || true
     fi
