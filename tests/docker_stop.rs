@@ -514,3 +514,35 @@ fn after_a_sigkilled_supervisor_a_fresh_stop_removes_its_containers() {
     );
     assert!(common::marked(&project).is_empty(), "a process is left");
 }
+
+#[test]
+#[ignore = "system test: needs dockerd and the user manager (scripts/test.sh)"]
+fn ps_all_lists_every_projects_containers_and_never_an_unlabelled_one() {
+    require_docker();
+    let (mine, theirs) = (project("all-a"), project("all-b"));
+    let mut c = Containers::new();
+    let a = c.start(&[("ccscope.project", &mine)], &[], &["sleep", "300"]);
+    let b = c.start(&[("ccscope.project", &theirs)], &[], &["sleep", "300"]);
+    let unlabelled = c.start(&[], &[], &["sleep", "300"]);
+    // No configuration here: --all is every project's.
+    let sb = Sandbox::new();
+    let ps = sb.run(&["--json", "ps", "--all"]);
+    ps.expect_code(0);
+    let report = ps.json();
+    let listed = report["containers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no containers list: {report}"));
+    let project_of = |id: &str| {
+        listed
+            .iter()
+            .find(|r| r["id"].as_str().is_some_and(|short| id.starts_with(short)))
+            .map(|r| r["project"].clone())
+    };
+    assert_eq!(project_of(&a), Some(serde_json::json!(mine)), "{report}");
+    assert_eq!(project_of(&b), Some(serde_json::json!(theirs)), "{report}");
+    assert_eq!(
+        project_of(&unlabelled),
+        None,
+        "an unlabelled container is listed: {report}"
+    );
+}

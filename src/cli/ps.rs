@@ -28,7 +28,8 @@ struct PsReport<'a> {
     /// The project listed, or null for every project.
     project: Option<&'a str>,
     processes: &'a [ProjectProcess],
-    /// The project's containers (empty for every project, or without a docker daemon).
+    /// The project's containers, or every project's with --all (empty without a docker
+    /// daemon).
     containers: &'a [ContainerRow],
 }
 
@@ -50,7 +51,7 @@ pub fn run(ctx: &Context, args: &PsArgs) -> Result<i32, CliError> {
         let rows = async {
             match listed {
                 Some(c) => containers::project_rows(c).await,
-                None => (Vec::new(), Vec::new()),
+                None => containers::every_project_rows().await,
             }
         };
         let (ps, rows) =

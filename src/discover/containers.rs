@@ -56,6 +56,7 @@ fn describe(selector: Selector<'_>) -> String {
         Selector::Project(p) => format!("project `{p}`"),
         Selector::Service { project, service } => format!("service {service} of `{project}`"),
         Selector::Compose(c) => format!("compose project `{c}`"),
+        Selector::AnyProject => "every project".to_string(),
         Selector::Publishing(ports) => format!("ports {ports:?}"),
     }
 }
@@ -220,6 +221,8 @@ pub struct ContainerRow {
     pub id: String,
     pub name: String,
     pub image: String,
+    /// Its `ccscope.project` label (none for a compose project's container).
+    pub project: Option<String>,
     pub service: Option<String>,
     pub compose_project: Option<String>,
     pub state: String,
@@ -255,6 +258,7 @@ pub async fn rows(engine: &Engine, containers: &[ContainerInfo]) -> Vec<Containe
             id: short_id(&c.id).to_string(),
             name: c.name.clone(),
             image: c.image.clone(),
+            project: c.project().map(str::to_string),
             service: c.service().map(str::to_string),
             compose_project: c.labels.get(LABEL_COMPOSE_PROJECT).cloned(),
             state: c.state.clone(),
@@ -285,6 +289,23 @@ pub async fn project_rows(config: &Config) -> (Vec<ContainerRow>, Vec<String>) {
     };
     let (found, warnings) = list(&engine, config).await;
     (rows(&engine, &found).await, warnings)
+}
+
+/// Every project's containers as rows (`ps --all`): those with a `ccscope.project` label.
+/// A host without docker has none; a listing that fails is said.
+pub async fn every_project_rows() -> (Vec<ContainerRow>, Vec<String>) {
+    let Ok(engine) = Engine::connect().await else {
+        return (Vec::new(), Vec::new());
+    };
+    match engine.list(Selector::AnyProject).await {
+        Ok(found) => (rows(&engine, &found).await, Vec::new()),
+        Err(e) => (
+            Vec::new(),
+            vec![format!(
+                "could not list the containers of every project: {e}"
+            )],
+        ),
+    }
 }
 
 /// The 12 characters of a container id people see.

@@ -109,6 +109,8 @@ pub enum Selector<'a> {
         service: &'a str,
     },
     Compose(&'a str),
+    /// Every project's: any `ccscope.project` label (`ps --all`).
+    AnyProject,
     /// Whoever's they are: the containers publishing any of these host ports (to name a
     /// holder), in one call.
     Publishing(&'a [u16]),
@@ -135,6 +137,7 @@ impl Selector<'_> {
                 format!("{LABEL_SERVICE}={service}"),
             ],
             Selector::Compose(c) => vec![format!("{LABEL_COMPOSE_PROJECT}={c}")],
+            Selector::AnyProject => vec![LABEL_PROJECT.to_string()],
             Selector::Publishing(_) => Vec::new(),
         }
     }
