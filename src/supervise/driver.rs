@@ -311,7 +311,15 @@ impl Driver<'_> {
                 .unwrap_or_else(|| ShutdownReport::empty(self.config))
         };
         match finish {
-            Finish::StoodDown => Ended::StoodDown,
+            Finish::StoodDown => {
+                // The stop that took over clears them too, but a state this loop recorded
+                // after it did (a service's end heard late) would outlive the stack. The lock
+                // is still ours: no other supervisor of the project records in the meantime.
+                let _ = self
+                    .registry
+                    .clear_service_states(&self.config.project.name);
+                Ended::StoodDown
+            }
             Finish::Stopped => {
                 let _ = self
                     .registry
