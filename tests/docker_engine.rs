@@ -11,8 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ccscope::config::{DockerSpec, PullPolicy};
 use ccscope::docker::{
-    ContainerEvent, ContainerSpec, DockerError, Engine, LABEL_PROJECT, LogStream, MAX_LOG_LINE,
-    Selector,
+    ContainerEvent, ContainerSpec, DockerError, Engine, LABEL_PROJECT, LogStream, Piece, Selector,
 };
 use futures_util::StreamExt;
 
@@ -329,7 +328,7 @@ async fn logs_come_as_lines_per_stream_with_long_lines_in_bounded_pieces() {
     let (info, _) = start(&engine, &mut cleanup, &spec).await;
     let logs = engine.logs(&info.id);
     // The stream ends when the container does (a second after its output).
-    let lines: Vec<(LogStream, Vec<u8>)> =
+    let lines: Vec<(LogStream, Piece)> =
         tokio::time::timeout(Duration::from_secs(20), logs.collect::<Vec<_>>())
             .await
             .expect("the log stream ends when the container stops")
@@ -340,11 +339,11 @@ async fn logs_come_as_lines_per_stream_with_long_lines_in_bounded_pieces() {
         lines
             .iter()
             .filter(|(st, _)| *st == s)
-            .map(|(_, l)| String::from_utf8_lossy(l).into_owned())
+            .map(|(_, l)| String::from_utf8_lossy(&l.bytes).into_owned())
             .collect()
     };
     let out = text(LogStream::Stdout);
-    let shape: Vec<(LogStream, usize)> = lines.iter().map(|(s, l)| (*s, l.len())).collect();
+    let shape: Vec<(LogStream, usize)> = lines.iter().map(|(s, l)| (*s, l.bytes.len())).collect();
     assert_eq!(text(LogStream::Stderr), ["err1"]);
     assert_eq!(out[0], "out1");
     assert_eq!(
@@ -359,7 +358,14 @@ async fn logs_come_as_lines_per_stream_with_long_lines_in_bounded_pieces() {
         "70000 bytes in two pieces: {:?}",
         long.iter().map(String::len).collect::<Vec<_>>()
     );
-    assert_eq!(long[0].len(), MAX_LOG_LINE);
+    assert_eq!(long[0].len(), ccscope::launch::forward::MAX_LINE);
+    // The long line's first piece says the line goes on; its last does not.
+    let marks: Vec<bool> = lines
+        .iter()
+        .filter(|(s, l)| *s == LogStream::Stdout && l.bytes.first() == Some(&b'a'))
+        .map(|(_, l)| l.continued)
+        .collect();
+    assert_eq!(marks, [true, false], "{shape:?}");
     assert_eq!(long.iter().map(String::len).sum::<usize>(), 70000);
     assert!(long.iter().all(|l| l.bytes().all(|b| b == b'a')));
 }

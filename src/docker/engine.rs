@@ -23,7 +23,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use super::lines::LineSplitter;
 use super::{
     ContainerEvent, ContainerInfo, ContainerSpec, ContainerStats, DockerError, LABEL_PROJECT,
-    LogStream, PUBLISH_ADDRESS, PortMapping, PullPolicy, Selector, StopOutcome,
+    LogStream, PUBLISH_ADDRESS, Piece, PortMapping, PullPolicy, Selector, StopOutcome,
 };
 use crate::proc::{ProcFs, ProcessIdentity, describe_io};
 
@@ -422,12 +422,13 @@ impl Engine {
     }
 
     /// Follows stdout and stderr from the container's start: each line (without its
-    /// newline; a longer line in pieces of at most [`super::MAX_LOG_LINE`] bytes) with its
+    /// newline; a longer line in pieces of at most
+    /// [`MAX_LINE`](crate::launch::forward::MAX_LINE) bytes, marked as continued) with its
     /// stream. Ends when the container stops.
     pub fn logs(
         &self,
         id: &str,
-    ) -> impl Stream<Item = Result<(LogStream, Vec<u8>), DockerError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<(LogStream, Piece), DockerError>> + Send + 'static {
         self.logs_since(id, None)
     }
 
@@ -442,7 +443,7 @@ impl Engine {
         &self,
         id: &str,
         since: Option<SystemTime>,
-    ) -> impl Stream<Item = Result<(LogStream, Vec<u8>), DockerError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<(LogStream, Piece), DockerError>> + Send + 'static {
         let mut options = LogsOptionsBuilder::new()
             .follow(true)
             .stdout(true)
@@ -505,7 +506,7 @@ impl Engine {
         let mut splitter = LineSplitter::new();
         frames
             .map(
-                move |frame| -> Vec<Result<(LogStream, Vec<u8>), DockerError>> {
+                move |frame| -> Vec<Result<(LogStream, Piece), DockerError>> {
                     match frame {
                         Some(Ok(bollard::container::LogOutput::StdErr { message })) => splitter
                             .push(LogStream::Stderr, &message)

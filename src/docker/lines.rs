@@ -1,8 +1,11 @@
 //! Container output arrives in frames that follow the writes, not the lines: this cuts it
-//! back into lines per stream, each at most [`MAX_LOG_LINE`] bytes (a longer line leaves in
-//! pieces split at a UTF-8 boundary where there is one, as the process forwarder does).
+//! back into lines per stream with the process forwarder's own rule
+//! ([`take_pieces`](crate::launch::forward::take_pieces)): at most
+//! [`MAX_LINE`](crate::launch::forward::MAX_LINE) bytes a piece, split at a UTF-8 boundary,
+//! each piece of a longer line but the last marked as continued.
 
-use super::{LogStream, MAX_LOG_LINE};
+use super::{LogStream, Piece};
+use crate::launch::forward::{MAX_LINE, take_pieces};
 
 /// A partial line per stream, waiting for its newline.
 #[derive(Debug, Default)]
@@ -14,7 +17,7 @@ pub(crate) struct LineSplitter {
 
 impl LineSplitter {
     pub(crate) fn new() -> LineSplitter {
-        LineSplitter::with_max(MAX_LOG_LINE)
+        LineSplitter::with_max(MAX_LINE)
     }
 
     pub(crate) fn with_max(max: usize) -> LineSplitter {
@@ -25,71 +28,39 @@ impl LineSplitter {
     }
 
     /// Takes one frame of `stream`; the lines (and over-long pieces) it completes.
-    pub(crate) fn push(&mut self, stream: LogStream, bytes: &[u8]) -> Vec<(LogStream, Vec<u8>)> {
-        let max = self.max;
+    pub(crate) fn push(&mut self, stream: LogStream, bytes: &[u8]) -> Vec<(LogStream, Piece)> {
         let buf = match stream {
             LogStream::Stdout => &mut self.stdout,
             LogStream::Stderr => &mut self.stderr,
         };
-        let mut out = Vec::new();
-        for &b in bytes {
-            if b == b'\n' {
-                out.push((stream, std::mem::take(buf)));
-                continue;
-            }
-            buf.push(b);
-            if buf.len() >= max {
-                let cut = utf8_cut(buf);
-                let rest = buf.split_off(cut);
-                out.push((stream, std::mem::replace(buf, rest)));
-            }
-        }
-        out
+        buf.extend_from_slice(bytes);
+        take_pieces(buf, self.max, false)
+            .into_iter()
+            .map(|p| (stream, p))
+            .collect()
     }
 
     /// The partial lines left when the stream ends.
-    pub(crate) fn finish(&mut self) -> Vec<(LogStream, Vec<u8>)> {
+    pub(crate) fn finish(&mut self) -> Vec<(LogStream, Piece)> {
+        let max = self.max;
         let mut out = Vec::new();
         for (stream, buf) in [
             (LogStream::Stdout, &mut self.stdout),
             (LogStream::Stderr, &mut self.stderr),
         ] {
-            if !buf.is_empty() {
-                out.push((stream, std::mem::take(buf)));
-            }
+            out.extend(take_pieces(buf, max, true).into_iter().map(|p| (stream, p)));
         }
         out
     }
-}
-
-/// Where to cut a full buffer: before a UTF-8 character that is not complete yet, or at
-/// its end when the bytes are not UTF-8 there anyway.
-fn utf8_cut(buf: &[u8]) -> usize {
-    let len = buf.len();
-    // A character is at most 4 bytes: look back up to 3 for the lead byte of an incomplete one.
-    for back in 1..=3.min(len) {
-        let b = buf[len - back];
-        if b & 0b1100_0000 == 0b1000_0000 {
-            continue; // a continuation byte: keep looking for the lead
-        }
-        let needs = match b {
-            0xC0..=0xDF => 2,
-            0xE0..=0xEF => 3,
-            0xF0..=0xF7 => 4,
-            _ => return len,
-        };
-        return if needs > back { len - back } else { len };
-    }
-    len
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn texts(v: Vec<(LogStream, Vec<u8>)>) -> Vec<(LogStream, String)> {
+    fn texts(v: Vec<(LogStream, Piece)>) -> Vec<(LogStream, String)> {
         v.into_iter()
-            .map(|(s, b)| (s, String::from_utf8(b).unwrap()))
+            .map(|(s, p)| (s, String::from_utf8(p.bytes).unwrap()))
             .collect()
     }
 
@@ -123,6 +94,10 @@ mod tests {
         let mut s = LineSplitter::with_max(8);
         // "aaaaaaa" + "é" (2 bytes) would straddle the 8-byte limit.
         let out = s.push(LogStream::Stdout, "aaaaaaaé€bc\n".as_bytes());
+        // Every piece but the last is marked: the line goes on.
+        let marks: Vec<bool> = out.iter().map(|(_, p)| p.continued).collect();
+        assert_eq!(marks.last(), Some(&false), "{marks:?}");
+        assert!(marks[..marks.len() - 1].iter().all(|c| *c), "{marks:?}");
         let pieces = texts(out);
         assert!(pieces.iter().all(|(_, p)| p.len() <= 8), "{pieces:?}");
         let joined: String = pieces.iter().map(|(_, p)| p.as_str()).collect();
@@ -135,7 +110,7 @@ mod tests {
         let mut s = LineSplitter::with_max(4);
         let out = s.push(LogStream::Stdout, &[0xff; 9]);
         assert_eq!(out.len(), 2);
-        assert!(out.iter().all(|(_, p)| p.len() == 4));
-        assert_eq!(s.finish()[0].1.len(), 1);
+        assert!(out.iter().all(|(_, p)| p.bytes.len() == 4));
+        assert_eq!(s.finish()[0].1.bytes.len(), 1);
     }
 }

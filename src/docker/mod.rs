@@ -32,8 +32,6 @@ pub const LABEL_DEFINITION: &str = "ccscope.definition";
 pub const LABEL_COMPOSE_PROJECT: &str = "com.docker.compose.project";
 /// The address published ports bind on the host.
 pub const PUBLISH_ADDRESS: &str = "127.0.0.1";
-/// The longest piece of a log line one item carries (as the process forwarder's).
-pub const MAX_LOG_LINE: usize = 48 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -201,13 +199,10 @@ pub struct StopOutcome {
     pub took: Duration,
 }
 
-/// Which stream a log line came on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogStream {
-    Stdout,
-    Stderr,
-}
+/// Which stream a log line came on: the same as a process service's.
+pub use crate::launch::forward::OutputStream as LogStream;
+/// A piece of a log line: a whole line, or a part of a longer one marked as continued.
+pub use crate::launch::forward::Piece;
 
 /// One sample of a container's resource use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -30,16 +30,16 @@ use crate::proc::{markers, sys};
 pub const SUBCOMMAND: &str = "__journal-forward";
 
 /// The most bytes of a line one entry carries, so every entry fits one datagram.
-const MAX_LINE: usize = 48 * 1024;
+pub const MAX_LINE: usize = 48 * 1024;
 
 /// The field (and its value) that marks an entry whose line goes on in the next entry.
 const LINE_BREAK: (&str, &str) = ("CCSCOPE_LINE_BREAK", "line-max");
 
 /// One entry's worth of a line: its bytes, and whether the line goes on in the next piece.
 #[derive(Debug, PartialEq, Eq)]
-struct Piece {
-    bytes: Vec<u8>,
-    continued: bool,
+pub struct Piece {
+    pub bytes: Vec<u8>,
+    pub continued: bool,
 }
 
 /// Where to cut `bytes` so the first part has at most `max` bytes and does not end inside a
@@ -82,8 +82,8 @@ fn split_line(line: &[u8], max: usize, finished: bool, out: &mut Vec<Piece>) {
 
 /// Takes the complete lines out of `pending`, and, of a line longer than `max` still without
 /// its newline, every whole piece but the tail (which may yet end the line). At `eof` the rest
-/// goes too, as a finished line.
-fn take_pieces(pending: &mut Vec<u8>, max: usize, eof: bool) -> Vec<Piece> {
+/// goes too, as a finished line. Also how a container's output frames become pieces.
+pub fn take_pieces(pending: &mut Vec<u8>, max: usize, eof: bool) -> Vec<Piece> {
     let mut out = Vec::new();
     let mut start = 0;
     while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
@@ -116,7 +116,7 @@ struct Stream {
     open: bool,
 }
 
-/// Which of a service's streams a line came on.
+/// Which of a service's streams a line came on (a process's pipes, a container's log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputStream {
     Stdout,
@@ -188,7 +188,8 @@ impl Sink {
         }
     }
 
-    fn piece(&mut self, stream: OutputStream, piece: &Piece) {
+    /// One piece of a line, marked as continued when it is (as [`take_pieces`] makes them).
+    pub fn piece(&mut self, stream: OutputStream, piece: &Piece) {
         if let Some(w) = &self.writer {
             let text = String::from_utf8_lossy(&piece.bytes);
             let mut fields = vec![

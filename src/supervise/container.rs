@@ -20,9 +20,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::config::{DockerSpec, PortMapping, ProbeCheck};
-use crate::docker::{ContainerEvent, ContainerInfo, ContainerSpec, DockerError, Engine, LogStream};
+use crate::docker::{ContainerEvent, ContainerInfo, ContainerSpec, DockerError, Engine};
 use crate::escalate::Force;
-use crate::launch::forward::{OutputStream, Sink};
+use crate::launch::forward::Sink;
 use crate::proc::ProcessIdentity;
 
 use super::machine::Input;
@@ -333,13 +333,9 @@ impl Docker {
             let mut logs = std::pin::pin!(logs);
             while let Some(item) = logs.next().await {
                 match item {
-                    Ok((stream, bytes)) => {
-                        let stream = match stream {
-                            LogStream::Stdout => OutputStream::Stdout,
-                            LogStream::Stderr => OutputStream::Stderr,
-                        };
-                        sink.line(stream, &bytes);
-                        line(&bytes);
+                    Ok((stream, piece)) => {
+                        sink.piece(stream, &piece);
+                        line(&piece.bytes);
                     }
                     Err(e) => {
                         tracing::warn!("following the output of container {id} failed: {e}");
