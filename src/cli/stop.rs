@@ -65,7 +65,8 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let stand_down = if args.dry_run {
         None
     } else {
-        let state_dir = crate::control::canonical_state_dir(&ctx.state_dir(Some(&config))?.path);
+        // Canonical (the state directory is opened by its canonical path): `/s/x/` is `/s/x`.
+        let state_dir = ctx.state_dir(Some(&config))?.path;
         let project = &config.project.name;
         // The processes in the project's scopes, and in the detached supervisor's unit beside
         // them in the project's slice: where a supervisor started from anywhere is found.

@@ -28,7 +28,7 @@ pub use find::{
     ProjectStandDown, STAND_DOWN_DEADLINE, find_by_scopes, find_supervisor, is_ccscope,
     stand_down_project,
 };
-pub use sockets::{RunDir, SocketError, SocketFile, canonical_state_dir, user_label};
+pub use sockets::{RunDir, SocketError, SocketFile, user_label};
 
 pub const STAND_DOWN: &str = "stand-down";
 
