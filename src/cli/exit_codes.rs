@@ -25,6 +25,10 @@ pub const STOP_INCOMPLETE: i32 = 8;
 /// what had started was stopped again.
 pub const START_FAILED: i32 = 9;
 
+/// A verb that needs the project's running supervisor (`restart`, `reload`, `pause`,
+/// `resume`) found none.
+pub const NO_SUPERVISOR: i32 = 10;
+
 /// The table shown in the README and by `ccscope --help`: code, name, meaning.
 pub const TABLE: &[(i32, &str, &str)] = &[
     (SUCCESS, "success", "the command did what was asked"),
@@ -71,6 +75,11 @@ pub const TABLE: &[(i32, &str, &str)] = &[
     (
         START_FAILED,
         "start",
-        "run: the stack did not come up; what had started was stopped",
+        "run: the stack did not come up; what had started was stopped; a verb: a service did not come up again",
+    ),
+    (
+        NO_SUPERVISOR,
+        "no-supervisor",
+        "the verb needs the project's running supervisor, and none runs",
     ),
 ];

@@ -17,6 +17,7 @@ mod registry_cmd;
 mod run;
 mod status;
 mod stop;
+mod verbs;
 
 use std::ffi::OsStr;
 use std::io::{IsTerminal, Write};
@@ -83,6 +84,16 @@ pub enum Command {
     Exec(exec::ExecArgs),
     /// Stop everything of the project, strays included, and prove nothing is left
     Stop(stop::StopArgs),
+    /// Start services in the running supervisor (or start one for them), with what they need
+    Start(verbs::StartArgs),
+    /// Stop and start services again through the running supervisor, waiting until ready
+    Restart(verbs::RestartArgs),
+    /// Re-read the configuration: start what is new, restart what changed, stop what went
+    Reload(verbs::ReloadArgs),
+    /// Freeze services' cgroups (all when none is named); probes and restarts hold
+    Pause(verbs::PauseArgs),
+    /// Thaw paused services (all when none is named)
+    Resume(verbs::PauseArgs),
     /// Each service as its scope shows it: state, processes, uptime, ports, CPU and memory
     Status(status::StatusArgs),
     /// Every process of the project: managed, stray or foreign, and why
@@ -154,6 +165,11 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Registry(command) => registry_cmd::run(&ctx, &command),
         Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Stop(args) => stop::run(&ctx, &args),
+        Command::Start(args) => verbs::start(&ctx, &args),
+        Command::Restart(args) => verbs::restart(&ctx, &args),
+        Command::Reload(args) => verbs::reload(&ctx, &args),
+        Command::Pause(args) => verbs::pause(&ctx, &args, true),
+        Command::Resume(args) => verbs::pause(&ctx, &args, false),
         Command::Status(args) => status::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
     }

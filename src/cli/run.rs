@@ -46,6 +46,25 @@ pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32, CliError> {
     let result = (|| {
         let config = ctx.load_config()?;
         let state_dir = ctx.state_dir(Some(&config))?;
+        if !args.only.is_empty() && args.report_to.is_none() {
+            // A supervisor runs the project already: the services are handed to it, so that
+            // a second way of starting them stays orchestrated.
+            super::verbs::check_names(&config, &args.only)?;
+            let request = crate::control::Request::Start {
+                services: args.only.clone(),
+            };
+            if let Some(reply) = super::verbs::ask(ctx, &config, &request)? {
+                if !ctx.global.json && !ctx.global.quiet {
+                    println!(
+                        "project `{}` runs under a supervisor already (pid {}): {} handed to it",
+                        config.project.name,
+                        reply.supervisor_pid,
+                        args.only.join(", ")
+                    );
+                }
+                return super::verbs::finish(ctx, &reply);
+            }
+        }
         if args.detach && args.report_to.is_none() {
             return run_detached(ctx, args, &config, &state_dir.path);
         }
@@ -73,6 +92,8 @@ fn supervise_here(
         strict_limits: args.contain.strict_limits,
         launcher,
         state_dir: state_dir.to_path_buf(),
+        config_request: ctx.config_request.clone(),
+        cwd: ctx.cwd.clone(),
     };
     let rt = runtime()?;
     let local = tokio::task::LocalSet::new();

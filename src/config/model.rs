@@ -51,6 +51,9 @@ pub struct Service {
     pub env: BTreeMap<String, String>,
     pub env_files: Vec<PathBuf>,
     pub depends_on: BTreeMap<String, DependencyCondition>,
+    /// The dependencies declared with `restart = true`: a deliberate restart of one restarts
+    /// this service after it.
+    pub restart_with: std::collections::BTreeSet<String>,
     pub ready: Option<Probe>,
     pub liveness: Option<Probe>,
     pub restart: RestartPolicy,

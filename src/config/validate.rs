@@ -339,6 +339,7 @@ impl Validator<'_> {
             env,
             env_files,
             depends_on,
+            restart_with: Default::default(),
             ready,
             liveness,
             restart,

@@ -89,47 +89,11 @@ enum Asked {
 /// `deadline`. The server must be this user's and, when `expected` is known, that process;
 /// when it is not, a ccscope: nothing else is even asked.
 fn ask(dir: &RunDir, project: &str, expected: Option<i32>, deadline: Instant) -> Asked {
-    let name = socket_file_name(project);
-    let path = dir.path_of(&name);
-    let stream = match dir.connect(&name) {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Asked::Absent;
-        }
-        Err(e) => {
-            return Asked::NotBelieved(format!(
-                "could not connect to the control socket {}: {}",
-                path.display(),
-                describe_io(&e)
-            ));
-        }
+    let (stream, peer) = match connect_verified(dir, project, expected) {
+        Ok(connected) => connected,
+        Err(asked) => return asked,
     };
-    let peer = match sys::peer_cred(&stream) {
-        Ok(p) => p,
-        Err(e) => {
-            return Asked::NotBelieved(format!(
-                "could not tell who serves the control socket {}: {}",
-                path.display(),
-                describe_io(&e)
-            ));
-        }
-    };
-    if let Some(why) = refusal(peer, expected, sys::euid()) {
-        return Asked::NotBelieved(format!("the control socket {} {why}", path.display()));
-    }
-    if expected.is_none() && !is_ccscope(peer.pid) {
-        return Asked::NotBelieved(format!(
-            "the control socket {} is served by pid {} ({}), which is no ccscope: not believed",
-            path.display(),
-            peer.pid,
-            ProcFs::default().cmdline(peer.pid).unwrap_or_default()
-        ));
-    }
+    let path = dir.path_of(&socket_file_name(project));
     match exchange(stream, deadline) {
         Exchange::Answered(connection, pid) if pid == peer.pid => {
             Asked::Confirmed { connection, peer }
@@ -145,6 +109,148 @@ fn ask(dir: &RunDir, project: &str, expected: Option<i32>, deadline: Instant) ->
         )),
         Exchange::Silent => Asked::Silent,
         Exchange::Closed => Asked::Closed,
+    }
+}
+
+/// Connects to `project`'s control socket in `dir` and checks who serves it: this user, and
+/// when `expected` is known that process, else a ccscope. Why not, as [`Asked`].
+fn connect_verified(
+    dir: &RunDir,
+    project: &str,
+    expected: Option<i32>,
+) -> Result<(UnixStream, PeerCred), Asked> {
+    let name = socket_file_name(project);
+    let path = dir.path_of(&name);
+    let stream = match dir.connect(&name) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Err(Asked::Absent);
+        }
+        Err(e) => {
+            return Err(Asked::NotBelieved(format!(
+                "could not connect to the control socket {}: {}",
+                path.display(),
+                describe_io(&e)
+            )));
+        }
+    };
+    let peer = match sys::peer_cred(&stream) {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(Asked::NotBelieved(format!(
+                "could not tell who serves the control socket {}: {}",
+                path.display(),
+                describe_io(&e)
+            )));
+        }
+    };
+    if let Some(why) = refusal(peer, expected, sys::euid()) {
+        return Err(Asked::NotBelieved(format!(
+            "the control socket {} {why}",
+            path.display()
+        )));
+    }
+    if expected.is_none() && !is_ccscope(peer.pid) {
+        return Err(Asked::NotBelieved(format!(
+            "the control socket {} is served by pid {} ({}), which is no ccscope: not believed",
+            path.display(),
+            peer.pid,
+            ProcFs::default().cmdline(peer.pid).unwrap_or_default()
+        )));
+    }
+    Ok((stream, peer))
+}
+
+/// Why a request to a supervisor got no reply.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("the supervisor (pid {pid}) has no control socket in {}", dir.display())]
+    NoSocket { pid: i32, dir: std::path::PathBuf },
+    #[error("{0}")]
+    NotBelieved(String),
+    #[error("the supervisor (pid {pid}) did not answer within {} s", waited.as_secs())]
+    Silent { pid: i32, waited: Duration },
+    #[error("the supervisor (pid {pid}) closed the connection before it answered: it is ending")]
+    Closed { pid: i32 },
+    #[error("the supervisor (pid {pid}) answered something that is not a reply: {text}")]
+    Garbled { pid: i32, text: String },
+}
+
+/// Sends `request` to the verified supervisor `supervisor` over its control socket in
+/// `state_dir` and waits for its reply until `wait` has passed. The reply comes once the
+/// request is done (services ready again, stopped, frozen), so `wait` must leave room for
+/// the services' own stop and start timeouts.
+pub fn send_request(
+    state_dir: &Path,
+    project: &str,
+    supervisor: ProcessIdentity,
+    request: &crate::control::Request,
+    wait: Duration,
+) -> Result<crate::control::Reply, RequestError> {
+    let pid = supervisor.pid;
+    let deadline = Instant::now() + wait;
+    let no_socket = || RequestError::NoSocket {
+        pid,
+        dir: state_dir.join("run"),
+    };
+    let dir = match RunDir::existing(state_dir) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Err(no_socket()),
+        Err(e) => return Err(RequestError::NotBelieved(e.to_string())),
+    };
+    let (mut stream, _) = match connect_verified(&dir, project, Some(pid)) {
+        Ok(connected) => connected,
+        Err(Asked::NotBelieved(why)) => return Err(RequestError::NotBelieved(why)),
+        Err(_) => return Err(no_socket()),
+    };
+    let mut line = serde_json::to_vec(request).unwrap_or_default();
+    line.push(b'\n');
+    let silent = || RequestError::Silent { pid, waited: wait };
+    let left = || Some(deadline.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero());
+    stream
+        .set_write_timeout(left())
+        .map_err(|_| silent())?;
+    if let Err(e) = stream.write_all(&line) {
+        return Err(match ended(&e) {
+            Exchange::Closed => RequestError::Closed { pid },
+            _ => silent(),
+        });
+    }
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        let Some(time) = left() else {
+            return Err(silent());
+        };
+        stream.set_read_timeout(Some(time)).map_err(|_| silent())?;
+        match stream.read(&mut chunk) {
+            Ok(0) => return Err(RequestError::Closed { pid }),
+            Ok(n) => reply.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(match ended(&e) {
+                    Exchange::Closed => RequestError::Closed { pid },
+                    _ => silent(),
+                });
+            }
+        }
+        if let Some(end) = reply.iter().position(|b| *b == b'\n') {
+            return serde_json::from_slice(&reply[..end]).map_err(|_| RequestError::Garbled {
+                pid,
+                text: String::from_utf8_lossy(&reply[..end.min(200)]).into_owned(),
+            });
+        }
+        if reply.len() > crate::control::request::MAX_REPLY {
+            return Err(RequestError::Garbled {
+                pid,
+                text: format!("more than {} bytes without a line end", reply.len()),
+            });
+        }
     }
 }
 

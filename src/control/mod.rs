@@ -11,18 +11,25 @@
 //! flight, stops probing and restarting, and answers `ok <pid>`; the client stops the project
 //! and then closes the connection, and the supervisor exits. The whole exchange has one
 //! deadline, and an answer is read up to [`MAX_ANSWER`] bytes.
+//! A verb (`restart`, `stop SVC`, `start`, `reload`, `pause`, `resume`) is one JSON line
+//! ([`Request`]) on a connection of its own, answered with one JSON line ([`Reply`]) once it is
+//! done; the supervisor carries a request through even when its client hangs up.
 //! Without the socket (an older supervisor, another state directory's), `SIGUSR1` to its
 //! verified pid asks the same, unacknowledged. A supervisor that was stopped (SIGSTOP) is
 //! resumed first; one that still does not answer by the deadline is killed.
 
 mod client;
 mod find;
+pub mod request;
 pub mod sockets;
 
 use std::path::Path;
 use std::time::Duration;
 
-pub use client::{Asking, StandDown, StandDownReport, stand_down, stand_down_unnamed};
+pub use client::{
+    Asking, RequestError, StandDown, StandDownReport, send_request, stand_down, stand_down_unnamed,
+};
+pub use request::{Reply, ReplyError, Request, ServiceChange};
 
 pub use find::{
     ProjectStandDown, STAND_DOWN_DEADLINE, find_by_scopes, find_supervisor, is_ccscope,

@@ -184,6 +184,13 @@ pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// Whether descriptor `fd` of this process is a terminal that still answers: after a
+/// hangup its ioctls fail (EIO), so a terminal that went away reads as none.
+pub fn is_terminal(fd: i32) -> bool {
+    // SAFETY: isatty only looks at the descriptor number; an invalid one is an error.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
 /// A pipe whose both ends are close-on-exec.
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)

@@ -397,6 +397,16 @@ impl Registry {
             .map_err(|e| self.err(e))
     }
 
+    /// Forgets the supervisor's view of one service (it left the configuration).
+    pub fn clear_service_state(&self, project: &str, service: &str) -> Result<usize, RegistryError> {
+        self.conn
+            .execute(
+                "DELETE FROM service_states WHERE project = ?1 AND service = ?2",
+                params![project, service],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     fn in_write_transaction<T>(
         &self,
         work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,

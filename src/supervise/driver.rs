@@ -19,7 +19,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::audit::Event as AuditEvent;
-use crate::config::{Config, DockerSpec, Launch, Probe, ProbeCheck};
+use crate::config::{Config, DockerSpec, Launch, Probe, ProbeCheck, Service};
+use crate::control::{Reply, Request};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
 use crate::docker::ContainerSpec;
 use crate::escalate::{self, Force, ForceSwitch, Grace};
@@ -31,12 +32,16 @@ use crate::stop::{ShutdownReport, StopOptions};
 
 use super::container::{self, Container, Docker};
 use super::machine::{
-    AdoptedBack, Effect, Finish, Input, LaunchedInstance, Machine, ProbeKind, SignalInput,
+    AdoptedBack, Effect, Finish, Input, LaunchedInstance, Machine, ProbeKind, SignalInput, Verb,
 };
 use super::preflight::{ContainerLeft, LeftBehind};
 use super::reaper::Reaper;
 use super::tap::{self, LastLines};
 use super::{Ended, Progress, RunOptions, notify, probe};
+
+#[path = "driver_verbs.rs"]
+mod verbs;
+use verbs::instance_cfg;
 
 /// How long a cgroup watch waits between looks when its `cgroup.events` cannot be registered
 /// with the reactor.
@@ -74,9 +79,58 @@ enum Report {
         ack: oneshot::Sender<()>,
     },
     StopperGone,
+    /// A client's verb, answered on `reply` once done.
+    Request {
+        request: Request,
+        actor: Actor,
+        reply: oneshot::Sender<Reply>,
+    },
 }
 
-/// The signals a supervisor handles: INT, TERM and HUP stop the stack; USR1 stands down.
+/// Who asked for a verb, from the control socket's peer credentials.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub uid: u32,
+    pub pid: i32,
+    pub comm: String,
+    pub cmdline: String,
+}
+
+impl Actor {
+    /// Reads what /proc says of the peer `pid` (its command line cut to 1 KiB).
+    fn of(uid: u32, pid: i32) -> Actor {
+        let procfs = crate::proc::ProcFs::default();
+        let mut cmdline = procfs.cmdline(pid).unwrap_or_default();
+        if cmdline.len() > 1024 {
+            let mut cut = 1024;
+            while !cmdline.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            cmdline.truncate(cut);
+        }
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .map(|c| c.trim_end().to_string())
+            .unwrap_or_default();
+        Actor {
+            uid,
+            pid,
+            comm,
+            cmdline,
+        }
+    }
+
+    /// `uid 1000 pid 4242 (ccscope restart web)`.
+    fn describe(&self) -> String {
+        let what = match self.cmdline.is_empty() {
+            true => &self.comm,
+            false => &self.cmdline,
+        };
+        format!("uid {} pid {} ({what})", self.uid, self.pid)
+    }
+}
+
+/// The signals a supervisor handles: INT and TERM stop the stack; HUP reloads the
+/// configuration (or, when the terminal it ran in hung up, stops the stack); USR1 stands down.
 pub struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
@@ -111,10 +165,23 @@ struct Instance {
     /// The task passing the container's output on; it ends with the container's output,
     /// which its removal waits for.
     logs: Option<tokio::task::JoinHandle<()>>,
+    /// The definition the instance was launched with (a reload may have changed the
+    /// configuration since): its stop signal and timeout, its probes.
+    cfg: Option<Rc<Service>>,
+    /// Its cgroup or container is frozen (`ccscope pause`).
+    frozen: bool,
 }
 
 pub struct Driver<'a> {
-    config: &'a Config,
+    /// The configuration launches use: the one `run` read, or the last reload's.
+    config: Rc<Config>,
+    /// A reload's configuration, until the machine says it is applied.
+    reloaded: HashMap<Option<u64>, Rc<Config>>,
+    replies: HashMap<u64, oneshot::Sender<Reply>>,
+    next_request: u64,
+    /// Whether the supervisor began with a terminal on stderr: a SIGHUP then is its hangup
+    /// when the terminal is gone, and a reload when it is not.
+    terminal: bool,
     docker: Option<Rc<Docker>>,
     run_id: String,
     containment: Rc<AnyContainment>,
@@ -175,7 +242,11 @@ pub async fn drive<'a>(
         docker.watch_events(move |input| tx.send(Report::Input(input)).is_ok());
     }
     let mut driver = Driver {
-        config,
+        config: Rc::new(config.clone()),
+        reloaded: HashMap::new(),
+        replies: HashMap::new(),
+        next_request: 0,
+        terminal: crate::proc::sys::is_terminal(2),
         docker,
         run_id,
         containment,
@@ -238,7 +309,7 @@ pub async fn drive<'a>(
                         driver.force_switch.force();
                     }
                     stopping = Some(Box::pin(stop_flow(
-                        driver.config,
+                        driver.config.clone(),
                         driver.registry,
                         driver.containment.clone(),
                         driver.force.clone(),
@@ -256,7 +327,13 @@ pub async fn drive<'a>(
             },
             _ = int.recv() => Input::Signal(SignalInput::Interrupt),
             _ = term.recv() => Input::Signal(SignalInput::Terminate),
-            _ = hup.recv() => Input::Signal(SignalInput::Hangup),
+            _ = hup.recv() => match driver.terminal && !crate::proc::sys::is_terminal(2) {
+                true => Input::Signal(SignalInput::Hangup),
+                false => match driver.reload(None, false, "SIGHUP".into()) {
+                    Some(input) => input,
+                    None => continue,
+                },
+            },
             _ = usr1.recv() => Input::Signal(SignalInput::StandDown),
             Ok((stream, _)) = control.accept() => {
                 serve_control(stream, driver.tx.clone());
@@ -289,7 +366,7 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// The stop flow over the whole stack, as `ccscope stop` runs it; `force` cuts its grace short.
 async fn stop_flow(
-    config: &Config,
+    config: Rc<Config>,
     registry: &Registry,
     containment: Rc<AnyContainment>,
     force: Force,
@@ -300,7 +377,7 @@ async fn stop_flow(
         dry_run: false,
     };
     let backends = std::slice::from_ref(&*containment);
-    crate::stop::stop(config, backends, registry, &options, &force).await
+    crate::stop::stop(&config, backends, registry, &options, &force).await
 }
 
 impl Driver<'_> {
@@ -308,7 +385,7 @@ impl Driver<'_> {
         let report = || {
             report
                 .clone()
-                .unwrap_or_else(|| ShutdownReport::empty(self.config))
+                .unwrap_or_else(|| ShutdownReport::empty(&self.config))
         };
         match finish {
             Finish::StoodDown => {
@@ -373,6 +450,11 @@ impl Driver<'_> {
                     ack: Some(self.next_ack),
                 })
             }
+            Report::Request {
+                request,
+                actor,
+                reply,
+            } => self.request(request, actor, reply),
             Report::StopperGone => {
                 let mut left = 0;
                 for scope in self.instances.values().filter_map(|i| i.scope.as_ref()) {
@@ -497,6 +579,14 @@ impl Driver<'_> {
                 }
             }
             Effect::ForceStop => self.force_switch.force(),
+            Effect::Freeze {
+                service,
+                generation,
+                frozen,
+            } => self.freeze(service, generation, frozen),
+            Effect::Reply { id, reply } => self.send_reply(id, reply),
+            Effect::ConfigApplied { id } => self.config_applied(id).await,
+            Effect::Removed { service } => self.removed(&service),
             // Starting is over: the code that parsed, planned and launched need not stay
             // resident.
             Effect::StackUp => {
@@ -517,7 +607,8 @@ impl Driver<'_> {
         if generation > 1 {
             crate::proc::fault::point(crate::proc::fault::SUPERVISOR_RESTARTING);
         }
-        let cfg = &self.config.services[name];
+        let config = self.config.clone();
+        let cfg = &config.services[name];
         let instance = self.instances.entry(name.to_string()).or_default();
         for watcher in instance.watchers.drain(..) {
             watcher.abort();
@@ -525,6 +616,8 @@ impl Driver<'_> {
         instance.generation = generation;
         instance.scope = None;
         instance.container = None;
+        instance.frozen = false;
+        instance.cfg = Some(Rc::new(cfg.clone()));
         instance.output.borrow_mut().clear();
         if let Launch::Docker(spec) = &cfg.launch {
             self.launch_container(name, generation, spec.clone());
@@ -704,16 +797,18 @@ impl Driver<'_> {
     /// Ends an instance through the one escalation: its stop signal and stop timeout first
     /// if `graceful`, then a kill; a forced stop cuts the grace short.
     fn end(&mut self, name: &str, generation: u64, graceful: bool) {
-        if let Launch::Docker(_) = self.config.services[name].launch {
-            self.end_container(name, generation, graceful);
-            return;
-        }
-        let scope = self
+        let instance = self
             .instances
             .get(name)
-            .filter(|i| i.generation == generation)
-            .and_then(|i| i.scope.clone());
-        let cfg = &self.config.services[name];
+            .filter(|i| i.generation == generation);
+        let Some(cfg) = instance_cfg(&self.config, instance, name) else {
+            return;
+        };
+        if let Launch::Docker(_) = cfg.launch {
+            self.end_container(name, generation, graceful, &cfg);
+            return;
+        }
+        let scope = instance.and_then(|i| i.scope.clone());
         let grace = match graceful {
             true => Grace::Signal {
                 signal: cfg.stop_signal,
@@ -960,13 +1055,14 @@ impl Driver<'_> {
 
     /// Ends a container instance: the Engine's stop with the service's signal and timeout
     /// (a kill at once when not graceful, or once forced).
-    fn end_container(&mut self, name: &str, generation: u64, graceful: bool) {
-        let container = self
+    fn end_container(&mut self, name: &str, generation: u64, graceful: bool, cfg: &Service) {
+        let instance = self
             .instances
             .get(name)
-            .filter(|i| i.generation == generation)
-            .and_then(|i| i.container.clone());
-        let cfg = &self.config.services[name];
+            .filter(|i| i.generation == generation);
+        let container = instance.and_then(|i| i.container.clone());
+        // A paused container would hold its stop signal until the timeout: it is unpaused.
+        let paused = instance.is_some_and(|i| i.frozen);
         let (signal, timeout) = match graceful {
             true => (cfg.stop_signal.number, cfg.stop_timeout.0),
             false => (libc::SIGKILL, Duration::ZERO),
@@ -977,6 +1073,9 @@ impl Driver<'_> {
         let service = name.to_string();
         tokio::task::spawn_local(async move {
             if let (Some(docker), Some(container)) = (docker, container) {
+                if paused {
+                    let _ = docker.pause(&container.id, false).await;
+                }
                 docker.end(&container.id, signal, timeout, &force).await;
             }
             let _ = tx.send(Report::Input(Input::EndDone {
@@ -993,7 +1092,12 @@ impl Driver<'_> {
         let reaper = self.reaper.clone();
         let mut check = probe.check.clone();
         let mut inside = None;
-        if let Launch::Docker(spec) = &self.config.services[&service].launch {
+        let instance = self
+            .instances
+            .get(&service)
+            .filter(|i| i.generation == generation);
+        let cfg = instance_cfg(&self.config, instance, &service);
+        if let Some(Launch::Docker(spec)) = cfg.as_ref().map(|c| &c.launch) {
             check = container::published(&check, &spec.ports);
             let id = self
                 .instances
@@ -1045,23 +1149,51 @@ impl Driver<'_> {
     }
 }
 
-/// Serves one connection on the control socket: only our own user (or root) is heard.
+/// Serves one connection on the control socket: only our own user (or root) is heard. The
+/// first line is `stand-down` or one JSON request ([`Request`]), answered with one JSON line
+/// once it is done.
 fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Report>) {
     let me = crate::proc::sys::euid();
     tokio::task::spawn_local(async move {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-        let allowed = stream
-            .peer_cred()
-            .is_ok_and(|c| c.uid() == me || c.uid() == 0);
-        if !allowed {
+        let Ok(peer) = stream.peer_cred() else {
+            return;
+        };
+        if peer.uid() != me && peer.uid() != 0 {
             return;
         }
         let (read, mut write) = stream.into_split();
-        // A request is one short line; a peer that sends more is read no further.
-        let mut lines = BufReader::new(read.take(4096)).lines();
+        // A request is one line; a peer that sends more is read no further.
+        let limit = crate::control::request::MAX_REQUEST as u64;
+        let mut lines = BufReader::new(read.take(limit)).lines();
         let Ok(Some(line)) = lines.next_line().await else {
             return;
         };
+        if line.trim_start().starts_with('{') {
+            let reply = match serde_json::from_str::<Request>(&line) {
+                Ok(request) => {
+                    let actor = Actor::of(peer.uid(), peer.pid().unwrap_or(0));
+                    let (reply, replied) = oneshot::channel();
+                    if tx.send(Report::Request { request, actor, reply }).is_err() {
+                        return;
+                    }
+                    match replied.await {
+                        Ok(reply) => reply,
+                        Err(_) => return,
+                    }
+                }
+                Err(e) => Reply::refused(
+                    "unknown",
+                    "invalid",
+                    format!("the request could not be read: {e}"),
+                    Some("the client and the supervisor may be different versions of ccscope".into()),
+                ),
+            };
+            let mut text = serde_json::to_vec(&reply).unwrap_or_default();
+            text.push(b'\n');
+            let _ = write.write_all(&text).await;
+            return;
+        }
         if line.trim() != crate::control::STAND_DOWN {
             let _ = write.write_all(b"error unknown request\n").await;
             return;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use crate::audit::Priority;
 use crate::config::{Config, DependencyCondition, Launch, Probe, ProbeCheck, RestartMode, Service};
+use crate::control::Reply;
 use crate::proc::{ProcessIdentity, describe_exit};
 use crate::registry::{RunState, ServiceStateRecord};
 use crate::stop::Outcome;
@@ -23,6 +24,11 @@ use super::backoff;
 use super::notify::Notification;
 use super::probe::{describe_check, is_polled};
 use super::progress::{Progress, ProgressEvent, ServiceState as State};
+
+#[path = "machine_verbs.rs"]
+mod verbs;
+pub use verbs::Verb;
+use verbs::{Drain, PendingRequest};
 
 /// A service ready for this long has proven itself: its restart backoff starts over.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
@@ -136,6 +142,31 @@ pub enum Input {
         survivors: usize,
         elapsed_ms: u64,
     },
+    /// A client asks for a verb on these services (names known to the configuration);
+    /// `actor` says who, for the records. Answered with [`Effect::Reply`] once done.
+    Request {
+        id: u64,
+        verb: Verb,
+        services: Vec<String>,
+        actor: String,
+    },
+    /// The configuration was read again (`ccscope reload`, or SIGHUP when `id` is None): its
+    /// services replace the running definition, or with `dry_run` only the plan is said.
+    Reload {
+        id: Option<u64>,
+        services: BTreeMap<String, Service>,
+        dry_run: bool,
+        actor: String,
+    },
+    /// An [`Effect::Freeze`] is done.
+    Frozen {
+        service: String,
+        generation: u64,
+        frozen: bool,
+        result: Result<(), String>,
+    },
+    /// A file the service's `watch` covers changed (a burst of changes, once).
+    FilesChanged { service: String, path: String },
 }
 
 /// An audit event, for the driver to write to journald.
@@ -169,12 +200,25 @@ pub enum Effect {
         generation: u64,
     },
     /// End the instance: its stop signal, its stop timeout, then a kill (`graceful`), or a kill
-    /// at once; answer with [`Input::EndDone`].
+    /// at once; answer with [`Input::EndDone`]. A paused (frozen) instance is thawed first, so
+    /// its stop signal is acted on at once.
     End {
         service: String,
         generation: u64,
         graceful: bool,
     },
+    /// Freeze (or thaw) the instance's cgroup or container; answer with [`Input::Frozen`].
+    Freeze {
+        service: String,
+        generation: u64,
+        frozen: bool,
+    },
+    /// Answer request `id`.
+    Reply { id: u64, reply: Reply },
+    /// A reload was applied: launches from now on use the configuration it read.
+    ConfigApplied { id: Option<u64> },
+    /// The service was removed from the configuration and its last instance has ended.
+    Removed { service: String },
     /// Run one attempt of a probe; answer with [`Input::ProbeResult`].
     Probe {
         service: String,
@@ -263,6 +307,20 @@ struct Svc {
     /// READY=1 came while the instance was still launching (the service runs from the
     /// moment it is placed; the launch's report can come after its first datagram).
     ready_early: bool,
+    /// Stopped on request (`ccscope stop SVC`): neither started nor restarted until asked.
+    held: bool,
+    /// Started by a request after the run began: its failure never fails the run's start.
+    requested: bool,
+    /// While paused, the state it was paused in.
+    paused_from: Option<State>,
+    /// Its cgroup (or container) is frozen now, or a freeze is asked.
+    frozen: bool,
+    /// Asked to end while its launch was in flight: ended once it is placed.
+    end_when_launched: bool,
+    /// The message of its last state change.
+    last_message: String,
+    /// The last change of a watched file that restarted it.
+    trigger: Option<String>,
 }
 
 impl Svc {
@@ -293,6 +351,13 @@ impl Svc {
             last_watchdog: now,
             status_text: None,
             ready_early: false,
+            held: false,
+            requested: false,
+            paused_from: None,
+            frozen: false,
+            end_when_launched: false,
+            last_message: String::new(),
+            trigger: None,
         }
     }
 
@@ -310,6 +375,8 @@ impl Svc {
         self.probe_last = None;
         self.liveness_failures = 0;
         self.ready_early = false;
+        self.frozen = false;
+        self.end_when_launched = false;
     }
 }
 
@@ -317,6 +384,8 @@ impl Svc {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceView {
     pub state: State,
+    pub held: bool,
+    pub trigger: Option<String>,
     pub ready: bool,
     pub generation: u64,
     pub restarts: u32,
@@ -359,6 +428,13 @@ pub struct Machine {
     timers: BTreeMap<(String, TimerKind), Instant>,
     rng: u64,
     effects: VecDeque<Effect>,
+    /// Every service of the configuration, selected or not: what a `start` or a reload adds.
+    catalog: BTreeMap<String, Service>,
+    /// Services being ended on request, and what becomes of each once it has ended. One is
+    /// ended only once what depends on it in the drain has ended.
+    draining: BTreeMap<String, Drain>,
+    /// Requests not answered yet.
+    requests: Vec<PendingRequest>,
 }
 
 impl Machine {
@@ -401,6 +477,9 @@ impl Machine {
             finished: false,
             timers: BTreeMap::new(),
             effects: VecDeque::new(),
+            catalog: config.services.clone(),
+            draining: BTreeMap::new(),
+            requests: Vec::new(),
         }
     }
 
@@ -557,6 +636,25 @@ impl Machine {
                 };
                 self.finish(finish);
             }
+            Input::Request {
+                id,
+                verb,
+                services,
+                actor,
+            } => self.request(now, id, verb, services, &actor),
+            Input::Reload {
+                id,
+                services,
+                dry_run,
+                actor,
+            } => self.reload(now, id, services, dry_run, &actor),
+            Input::Frozen {
+                service,
+                generation,
+                frozen,
+                result,
+            } => self.frozen(now, &service, generation, frozen, result),
+            Input::FilesChanged { service, path } => self.files_changed(now, &service, &path),
         }
         self.settle(now);
     }
@@ -597,6 +695,8 @@ impl Machine {
     pub fn service(&self, name: &str) -> Option<ServiceView> {
         self.services.get(name).map(|s| ServiceView {
             state: s.state,
+            held: s.held,
+            trigger: s.trigger.clone(),
             ready: s.ready,
             generation: s.generation,
             restarts: s.restarts,
@@ -701,6 +801,7 @@ impl Machine {
             svc.since = now;
         }
         svc.state = state;
+        svc.last_message = message.clone();
         let record = ServiceStateRecord {
             project,
             service: name.to_string(),
@@ -749,10 +850,12 @@ impl Machine {
 
     /// After every input: a shutdown waiting for launches in flight begins once they are
     /// done; a stand-down ends once its stopper is gone (or, by signal, once all is empty).
-    fn settle(&mut self, _now: Instant) {
+    fn settle(&mut self, now: Instant) {
         if self.finished {
             return;
         }
+        self.drain_step(now);
+        self.answer_settled(now);
         if self.phase == Phase::ShuttingDown && self.inflight == 0 && !self.stop_started {
             self.stop_started = true;
             self.emit(Effect::RunStop {
@@ -851,6 +954,9 @@ impl Machine {
                 let Some(d) = self.services.get(dep) else {
                     return true;
                 };
+                if self.draining.contains_key(dep) {
+                    return false; // being ended on request: wait for it to come back
+                }
                 if d.cfg.optional && d.state == State::Failed {
                     return true; // degraded, not blocking
                 }
@@ -874,9 +980,9 @@ impl Machine {
         let due: Vec<String> = self
             .services
             .iter()
-            .filter(|(_, s)| matches!(s.state, State::Pending | State::Waiting))
+            .filter(|(_, s)| matches!(s.state, State::Pending | State::Waiting) && !s.held)
             .map(|(n, _)| n.clone())
-            .filter(|n| self.dependencies_met(n))
+            .filter(|n| !self.draining.contains_key(n) && self.dependencies_met(n))
             .collect();
         if due.is_empty() {
             return;
@@ -930,10 +1036,11 @@ impl Machine {
                     return;
                 }
                 // A launch that cannot work now will not work on retry either: no restart.
+                self.draining.remove(name);
                 self.svc(name).last_exit = Some("not started".into());
                 self.set_state(now, name, State::Failed, why.clone());
                 self.service_down(now, name);
-                if self.phase == Phase::Starting && !self.services[name].cfg.optional {
+                if self.aborts_start(name) {
                     self.abort_start(now, name, why);
                 } else {
                     // An optional service failed: what depends on it goes on without it.
@@ -971,6 +1078,15 @@ impl Machine {
                 "launched while the stack stops".into(),
             );
             self.end(name, false);
+            return;
+        }
+        if std::mem::take(&mut self.svc(name).end_when_launched) {
+            let why = self
+                .draining
+                .get(name)
+                .map_or_else(|| "asked to end".to_string(), |d| d.why.clone());
+            self.set_state(now, name, State::Stopping, why);
+            self.end(name, true);
             return;
         }
         if !self.dependencies_met(name) {
@@ -1248,7 +1364,9 @@ impl Machine {
             return;
         }
         let up = self.services.values().all(|s| {
-            (s.state == State::Running && s.ready)
+            s.held
+                || s.paused_from.is_some()
+                || (s.state == State::Running && s.ready)
                 || (s.state == State::Exited && s.exited_ok)
                 || (s.cfg.optional && s.state == State::Failed)
         });
@@ -1285,7 +1403,7 @@ impl Machine {
     }
 
     fn ready_timeout(&mut self, now: Instant, name: &str, why: String) {
-        if self.phase == Phase::Starting && !self.services[name].cfg.optional {
+        if self.aborts_start(name) {
             self.abort_start(now, name, why.clone());
             self.set_state(now, name, State::Failed, why);
             return;
@@ -1380,6 +1498,11 @@ impl Machine {
             self.svc(name).state = State::Stopped;
             return;
         }
+        if let Some(drain) = self.draining.remove(name) {
+            self.svc(name).failure = None;
+            self.after_drain(now, name, drain);
+            return;
+        }
         let svc = self.svc(name);
         let status = svc.main_status;
         let failure = svc.failure.take().or_else(|| match status {
@@ -1424,7 +1547,7 @@ impl Machine {
             self.set_state(now, name, state, message);
             if !ok {
                 self.service_down(now, name);
-                if self.phase == Phase::Starting && !self.services[name].cfg.optional {
+                if self.aborts_start(name) {
                     self.abort_start(now, name, how);
                     return;
                 }
@@ -1440,7 +1563,7 @@ impl Machine {
             );
             self.set_state(now, name, State::Failed, message.clone());
             self.service_down(now, name);
-            if self.phase == Phase::Starting && !self.services[name].cfg.optional {
+            if self.aborts_start(name) {
                 self.abort_start(now, name, message);
             } else {
                 self.check_up(now);

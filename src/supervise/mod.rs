@@ -47,6 +47,9 @@ pub struct RunOptions {
     pub strict_limits: bool,
     pub launcher: PathBuf,
     pub state_dir: PathBuf,
+    /// How the configuration was found, and from where: a reload reads it again the same way.
+    pub config_request: crate::config::ConfigRequest,
+    pub cwd: PathBuf,
 }
 
 /// How a run ended.

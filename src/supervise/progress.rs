@@ -61,8 +61,10 @@ pub enum ServiceState {
     Failed,
     /// Being stopped (its dependency went down, or the stack stops).
     Stopping,
-    /// Stopped with the stack.
+    /// Stopped with the stack, or on request (`ccscope stop SVC`: held until asked to start).
     Stopped,
+    /// Frozen on request (`ccscope pause`): its probes and restart timers hold.
+    Paused,
 }
 
 impl ServiceState {
@@ -78,6 +80,7 @@ impl ServiceState {
             ServiceState::Failed => "failed",
             ServiceState::Stopping => "stopping",
             ServiceState::Stopped => "stopped",
+            ServiceState::Paused => "paused",
         }
     }
 }
