@@ -74,6 +74,9 @@ fn print_human(r: &StatusReport) {
         if let (true, Some(m)) = (s.message_matters(), &s.message) {
             println!("    └ {m}");
         }
+        if let Some(file) = &s.last_trigger {
+            println!("    └ last restarted by a change of {file} (watch)");
+        }
     }
     if !r.containers.is_empty() {
         println!();

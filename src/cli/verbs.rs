@@ -30,7 +30,11 @@ pub struct StartArgs {
 #[derive(Debug, Args)]
 pub struct RestartArgs {
     /// The services to restart
-    #[arg(value_name = "SERVICE", required_unless_present = "all", conflicts_with = "all")]
+    #[arg(
+        value_name = "SERVICE",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
     pub services: Vec<String>,
 
     /// Restart the whole stack, in dependency order
@@ -141,7 +145,10 @@ pub(super) fn check_names(config: &Config, names: &[String]) -> Result<(), CliEr
     };
     let known: Vec<&str> = config.services.keys().map(String::as_str).collect();
     let hint = match crate::suggest::closest(unknown, known.iter().copied()) {
-        Some(near) => format!("did you mean `{near}`? The services are: {}", known.join(", ")),
+        Some(near) => format!(
+            "did you mean `{near}`? The services are: {}",
+            known.join(", ")
+        ),
         None => format!("the services are: {}", known.join(", ")),
     };
     Err(CliError::usage(format!(
@@ -178,7 +185,12 @@ fn wait_for(config: &Config) -> Duration {
     let per_service: Duration = config
         .services
         .values()
-        .map(|s| s.stop_timeout.0 + s.ready.as_ref().map_or(Duration::ZERO, |p| p.start_timeout.0))
+        .map(|s| {
+            s.stop_timeout.0
+                + s.ready
+                    .as_ref()
+                    .map_or(Duration::ZERO, |p| p.start_timeout.0)
+        })
         .sum();
     (Duration::from_secs(30) + per_service).min(MAX_WAIT)
 }
@@ -193,7 +205,9 @@ fn request_failed(e: &RequestError) -> CliError {
             exit_codes::FAILURE,
             "it may still be carrying the request out: `ccscope status` shows where it stands",
         ),
-        RequestError::Closed { .. } | RequestError::Garbled { .. } | RequestError::NoSocket { .. } => (
+        RequestError::Closed { .. }
+        | RequestError::Garbled { .. }
+        | RequestError::NoSocket { .. } => (
             exit_codes::FAILURE,
             "`ccscope status` shows the stack; `ccscope stop` stops whatever is left",
         ),

@@ -212,9 +212,7 @@ pub fn send_request(
     line.push(b'\n');
     let silent = || RequestError::Silent { pid, waited: wait };
     let left = || Some(deadline.saturating_duration_since(Instant::now())).filter(|d| !d.is_zero());
-    stream
-        .set_write_timeout(left())
-        .map_err(|_| silent())?;
+    stream.set_write_timeout(left()).map_err(|_| silent())?;
     if let Err(e) = stream.write_all(&line) {
         return Err(match ended(&e) {
             Exchange::Closed => RequestError::Closed { pid },

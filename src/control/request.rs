@@ -162,9 +162,7 @@ mod tests {
         let reload: Request = serde_json::from_str(r#"{"verb":"reload"}"#).unwrap();
         assert_eq!(reload, Request::Reload { dry_run: false });
         assert!(serde_json::from_str::<Request>(r#"{"verb":"explode"}"#).is_err());
-        assert!(
-            serde_json::from_str::<Request>(r#"{"verb":"stop","services":[],"x":1}"#).is_err()
-        );
+        assert!(serde_json::from_str::<Request>(r#"{"verb":"stop","services":[],"x":1}"#).is_err());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (project, service)
     ) WITHOUT ROWID;
     ALTER TABLE runs ADD COLUMN config_hash TEXT;",
+    // 3: the change of a watched file that last restarted a service.
+    "ALTER TABLE service_states ADD COLUMN last_trigger TEXT;",
 ];
 
 /// The schema version this build writes.

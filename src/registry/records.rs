@@ -147,6 +147,8 @@ pub struct ServiceStateRecord {
     /// Milliseconds since the Unix epoch: when it entered this state.
     pub since_ms: i64,
     pub updated_at_ms: i64,
+    /// The watched file whose change last restarted it (`watch`).
+    pub trigger: Option<String>,
 }
 
 /// A fresh run id: time, pid and randomness, 16 hex digits.

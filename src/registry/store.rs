@@ -335,8 +335,8 @@ impl Registry {
         self.conn
             .prepare_cached(
                 "INSERT OR REPLACE INTO service_states
-                 (project, service, run_id, state, ready, restarts, main_pid, last_exit, message, since_ms, updated_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                 (project, service, run_id, state, ready, restarts, main_pid, last_exit, message, since_ms, updated_at_ms, last_trigger)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             )
             .and_then(|mut stmt| {
                 stmt.execute(params![
@@ -350,7 +350,8 @@ impl Registry {
                     s.last_exit,
                     s.message,
                     s.since_ms,
-                    now_ms()
+                    now_ms(),
+                    s.trigger
                 ])
             })
             .map(drop)
@@ -362,7 +363,7 @@ impl Registry {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT project, service, run_id, state, ready, restarts, main_pid, last_exit, message, since_ms, updated_at_ms
+                "SELECT project, service, run_id, state, ready, restarts, main_pid, last_exit, message, since_ms, updated_at_ms, last_trigger
                  FROM service_states WHERE project = ?1 ORDER BY service",
             )
             .map_err(|e| self.err(e))?;
@@ -380,6 +381,7 @@ impl Registry {
                     message: row.get(8)?,
                     since_ms: row.get(9)?,
                     updated_at_ms: row.get(10)?,
+                    trigger: row.get(11)?,
                 })
             })
             .map_err(|e| self.err(e))?;
@@ -398,7 +400,11 @@ impl Registry {
     }
 
     /// Forgets the supervisor's view of one service (it left the configuration).
-    pub fn clear_service_state(&self, project: &str, service: &str) -> Result<usize, RegistryError> {
+    pub fn clear_service_state(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<usize, RegistryError> {
         self.conn
             .execute(
                 "DELETE FROM service_states WHERE project = ?1 AND service = ?2",
@@ -706,6 +712,7 @@ mod tests {
             message: None,
             since_ms: 1,
             updated_at_ms: 0,
+            trigger: None,
         };
         r.set_service_state(&s).unwrap();
         s.state = "running".into();

@@ -31,6 +31,8 @@ pub struct ServiceStatus {
     pub restarts: Option<u32>,
     /// The supervisor's last word on it, e.g. why it failed; or why its word no longer holds.
     pub message: Option<String>,
+    /// The watched file whose change last restarted it (`watch`; null without one).
+    pub last_trigger: Option<String>,
     pub scopes: Vec<String>,
     pub processes: usize,
     /// Seconds since its oldest process started.
@@ -55,8 +57,9 @@ impl ServiceStatus {
         self.contradicted
             || matches!(
                 self.state.as_str(),
-                "failed" | "restarting" | "waiting" | "stopping"
+                "failed" | "restarting" | "waiting" | "stopping" | "paused"
             )
+            || (self.state == "stopped" && self.restarts.is_some())
     }
 }
 
@@ -186,6 +189,7 @@ fn assemble(config: &Config, seen: &Observed<'_>) -> StatusReport {
                 ready,
                 restarts: known.map(|s| s.restarts),
                 message,
+                last_trigger: known.and_then(|s| s.trigger.clone()),
                 contradicted,
                 scopes: mine.iter().map(|(s, _)| s.display_name()).collect(),
                 processes: pids.len(),
@@ -259,6 +263,7 @@ mod tests {
             message: Some("exited with code 1".into()),
             since_ms: 0,
             updated_at_ms: 0,
+            trigger: None,
         }];
         let listening = BTreeSet::from([8081, 9999]);
         let report = assemble(
@@ -316,6 +321,7 @@ mod tests {
             message: None,
             since_ms: 0,
             updated_at_ms: 0,
+            trigger: None,
         };
         // A stop cut short: `db` was killed with its scope, `web` still runs.
         let states = vec![record("db", "running"), record("web", "running")];

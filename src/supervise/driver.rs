@@ -20,8 +20,8 @@ use tokio::task::AbortHandle;
 
 use crate::audit::Event as AuditEvent;
 use crate::config::{Config, DockerSpec, Launch, Probe, ProbeCheck, Service};
-use crate::control::{Reply, Request};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
+use crate::control::{Reply, Request};
 use crate::docker::ContainerSpec;
 use crate::escalate::{self, Force, ForceSwitch, Grace};
 use crate::launch::forward::Sink;
@@ -1174,7 +1174,14 @@ fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Repor
                 Ok(request) => {
                     let actor = Actor::of(peer.uid(), peer.pid().unwrap_or(0));
                     let (reply, replied) = oneshot::channel();
-                    if tx.send(Report::Request { request, actor, reply }).is_err() {
+                    if tx
+                        .send(Report::Request {
+                            request,
+                            actor,
+                            reply,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                     match replied.await {
@@ -1186,7 +1193,9 @@ fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Repor
                     "unknown",
                     "invalid",
                     format!("the request could not be read: {e}"),
-                    Some("the client and the supervisor may be different versions of ccscope".into()),
+                    Some(
+                        "the client and the supervisor may be different versions of ccscope".into(),
+                    ),
                 ),
             };
             let mut text = serde_json::to_vec(&reply).unwrap_or_default();

@@ -88,7 +88,12 @@ impl Driver<'_> {
 
     /// Reads the configuration again, as `run` read it. One with errors is refused with its
     /// located errors (and, from SIGHUP, said as a warning); nothing changes.
-    pub(super) fn reload(&mut self, id: Option<u64>, dry_run: bool, actor: String) -> Option<Input> {
+    pub(super) fn reload(
+        &mut self,
+        id: Option<u64>,
+        dry_run: bool,
+        actor: String,
+    ) -> Option<Input> {
         let refuse = |this: &mut Self, kind: &str, message: String, hint: Option<String>| {
             match id.and_then(|id| this.replies.remove(&id)) {
                 Some(reply) => {
@@ -101,9 +106,9 @@ impl Driver<'_> {
         let config = match crate::config::load(&self.options.config_request, &self.options.cwd) {
             Ok(config) => config,
             Err(e) => {
-                let hint = e
-                    .hint()
-                    .unwrap_or_else(|| "fix the configuration and reload again: the stack runs on unchanged".into());
+                let hint = e.hint().unwrap_or_else(|| {
+                    "fix the configuration and reload again: the stack runs on unchanged".into()
+                });
                 return refuse(
                     self,
                     "config",

@@ -166,7 +166,10 @@ pub enum Input {
         result: Result<(), String>,
     },
     /// A file the service's `watch` covers changed (a burst of changes, once).
-    FilesChanged { service: String, path: String },
+    FilesChanged {
+        service: String,
+        path: String,
+    },
 }
 
 /// An audit event, for the driver to write to journald.
@@ -214,11 +217,18 @@ pub enum Effect {
         frozen: bool,
     },
     /// Answer request `id`.
-    Reply { id: u64, reply: Reply },
+    Reply {
+        id: u64,
+        reply: Reply,
+    },
     /// A reload was applied: launches from now on use the configuration it read.
-    ConfigApplied { id: Option<u64> },
+    ConfigApplied {
+        id: Option<u64>,
+    },
     /// The service was removed from the configuration and its last instance has ended.
-    Removed { service: String },
+    Removed {
+        service: String,
+    },
     /// Run one attempt of a probe; answer with [`Input::ProbeResult`].
     Probe {
         service: String,
@@ -814,6 +824,7 @@ impl Machine {
             message: Some(message.clone()),
             since_ms: epoch + svc.since.saturating_duration_since(began).as_millis() as i64,
             updated_at_ms: 0,
+            trigger: svc.trigger.clone(),
         };
         self.emit(Effect::Record(record));
         let priority = match state {

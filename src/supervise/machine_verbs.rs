@@ -176,7 +176,10 @@ impl Machine {
         let unknown = names.iter().find(|n| !self.catalog.contains_key(*n))?;
         let known: Vec<&str> = self.catalog.keys().map(String::as_str).collect();
         let hint = match crate::suggest::closest(unknown, known.iter().copied()) {
-            Some(near) => format!("did you mean `{near}`? The services are: {}", known.join(", ")),
+            Some(near) => format!(
+                "did you mean `{near}`? The services are: {}",
+                known.join(", ")
+            ),
             None => format!("the services are: {}", known.join(", ")),
         };
         Some(Reply::refused(
@@ -197,8 +200,10 @@ impl Machine {
     ) -> (Vec<Target>, String) {
         // The services named, and what they need, transitively.
         let mut needed: BTreeMap<String, String> = BTreeMap::new();
-        let mut stack: Vec<(String, String)> =
-            names.iter().map(|n| (n.clone(), "asked".to_string())).collect();
+        let mut stack: Vec<(String, String)> = names
+            .iter()
+            .map(|n| (n.clone(), "asked".to_string()))
+            .collect();
         while let Some((name, why)) = stack.pop() {
             if needed.contains_key(&name) {
                 continue;
@@ -441,8 +446,10 @@ impl Machine {
                         self.disarm(&name);
                         self.svc(&name).paused_from = Some(state);
                         self.set_state(now, &name, State::Paused, format!("paused, {who}"));
-                        Target::new(&name, "paused", "asked", Want::Nothing)
-                            .noting(format!("was {}: it is not started until resumed", state.as_str()))
+                        Target::new(&name, "paused", "asked", Want::Nothing).noting(format!(
+                            "was {}: it is not started until resumed",
+                            state.as_str()
+                        ))
                     }
                     _ => Target::new(&name, "unchanged", "asked", Want::Nothing)
                         .noting(format!("{}: nothing to pause", state.as_str())),
@@ -534,7 +541,12 @@ impl Machine {
                 let state = svc.state;
                 self.disarm(name);
                 self.svc(name).paused_from = Some(state);
-                self.set_state(now, name, State::Paused, format!("could not be resumed: {why}"));
+                self.set_state(
+                    now,
+                    name,
+                    State::Paused,
+                    format!("could not be resumed: {why}"),
+                );
             }
         }
         for request in &mut self.requests {
@@ -623,10 +635,20 @@ impl Machine {
         let mut targets = Vec::new();
         if dry_run {
             for name in &added {
-                targets.push(Target::new(name, "added", "new in the configuration", Want::Nothing));
+                targets.push(Target::new(
+                    name,
+                    "added",
+                    "new in the configuration",
+                    Want::Nothing,
+                ));
             }
             for name in &changed {
-                targets.push(Target::new(name, "changed", "its definition changed", Want::Nothing));
+                targets.push(Target::new(
+                    name,
+                    "changed",
+                    "its definition changed",
+                    Want::Nothing,
+                ));
             }
             for name in &removed {
                 targets.push(Target::new(
@@ -661,7 +683,11 @@ impl Machine {
             svc.held = true;
             svc.paused_from = None;
             if svc.scope.is_some() || svc.state == State::Launching {
-                self.drain(name, After::Remove, format!("removed from the configuration, {who}"));
+                self.drain(
+                    name,
+                    After::Remove,
+                    format!("removed from the configuration, {who}"),
+                );
             } else {
                 self.remove(name);
             }
@@ -876,8 +902,15 @@ impl Machine {
                     }
                     .to_string(),
                     why: t.why.clone(),
-                    state: svc.map_or("removed", |s| s.state.as_str()).to_string(),
-                    pid: svc.filter(|s| s.scope.is_some()).and_then(|s| s.main.map(|m| m.pid)),
+                    state: match (svc, t.action) {
+                        (Some(s), _) => s.state.as_str(),
+                        (None, "added") => "new",
+                        (None, _) => "removed",
+                    }
+                    .to_string(),
+                    pid: svc
+                        .filter(|s| s.scope.is_some())
+                        .and_then(|s| s.main.map(|m| m.pid)),
                     message,
                 }
             })
