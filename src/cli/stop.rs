@@ -227,9 +227,9 @@ fn ask_live_supervisor(
         exit_codes::REFUSED,
         "refused",
         format!(
-            "the supervisor (pid {}) of project `{project}` runs {}: it would restart them if they were ended behind its back",
+            "the supervisor (pid {}) of project `{project}` runs `{}`, and would restart what is ended behind its back",
             supervisor.pid,
-            args.services.join(", ")
+            args.services.join("`, `")
         ),
     )
     .with_hint("`ccscope stop` stops the whole stack, supervisor included"))

@@ -134,6 +134,21 @@ pub fn first_unknown<'a>(
         })
 }
 
+/// For tests of what follows dependencies: db ← api ← web, plus cache alone.
+#[cfg(test)]
+pub(crate) fn test_stack() -> Config {
+    crate::config::parse_config(
+        "[project]\nname = \"p\"\n\
+         [services.db]\ncommand = [\"x\"]\n\
+         [services.api]\ncommand = [\"x\"]\ndepends_on = [\"db\"]\n\
+         [services.web]\ncommand = [\"x\"]\ndepends_on = [\"api\"]\n\
+         [services.cache]\ncommand = [\"x\"]\n",
+        crate::config::ConfigSource::File("ccscope.toml".into()),
+        std::path::Path::new("/stack"),
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,27 +157,13 @@ mod tests {
         pairs.iter().map(|(a, b)| (*a, b.to_vec())).collect()
     }
 
-    /// db ← api ← web, plus cache alone.
-    fn stack() -> Config {
-        crate::config::parse_config(
-            "[project]\nname = \"p\"\n\
-             [services.db]\ncommand = [\"x\"]\n\
-             [services.api]\ncommand = [\"x\"]\ndepends_on = [\"db\"]\n\
-             [services.web]\ncommand = [\"x\"]\ndepends_on = [\"api\"]\n\
-             [services.cache]\ncommand = [\"x\"]\n",
-            crate::config::ConfigSource::File("ccscope.toml".into()),
-            std::path::Path::new("/stack"),
-        )
-        .unwrap()
-    }
-
     fn names(set: BTreeSet<String>) -> Vec<String> {
         set.into_iter().collect()
     }
 
     #[test]
     fn dependents_are_transitive_and_never_dependencies() {
-        let c = stack();
+        let c = test_stack();
         assert_eq!(
             names(with_dependents(&c, &["db".into()])),
             ["api", "db", "web"]
@@ -177,7 +178,7 @@ mod tests {
 
     #[test]
     fn an_unknown_name_comes_with_the_closest_known_one() {
-        let c = stack();
+        let c = test_stack();
         let asked = ["api".to_string(), "dashbord".into(), "ap".into()];
         assert_eq!(first_unknown(&c, &asked), Some(("dashbord", None)));
         assert_eq!(first_unknown(&c, &asked[2..]), Some(("ap", Some("api"))));

@@ -82,37 +82,24 @@ impl Selection {
 mod tests {
     use super::*;
 
-    fn config() -> Config {
-        crate::config::parse_config(
-            "[project]\nname = \"p\"\n\
-             [services.a]\ncommand = [\"x\"]\n\
-             [services.b]\ncommand = [\"x\"]\ndepends_on = [\"a\"]\n\
-             [services.c]\ncommand = [\"x\"]\ndepends_on = [\"b\"]\n\
-             [services.d]\ncommand = [\"x\"]\n",
-            crate::config::ConfigSource::File("ccscope.toml".into()),
-            std::path::Path::new("/stack"),
-        )
-        .unwrap()
-    }
-
     #[test]
     fn a_selection_holds_the_asked_and_their_dependents_only() {
-        let asked: BTreeSet<String> = ["b".to_string()].into();
-        let s = Selection::new(&config(), Some(&asked));
-        assert_eq!(s.asked(), ["b"]);
-        assert_eq!(s.dependents(), ["c"]);
-        assert_eq!(s.services().unwrap(), ["b", "c"]);
-        assert!(s.includes(Some("b")) && s.includes(Some("c")));
-        assert!(!s.includes(Some("a")) && !s.includes(Some("d")));
-        assert!(!s.includes(None), "what names no service is not b's");
+        let asked: BTreeSet<String> = ["api".to_string()].into();
+        let s = Selection::new(&graph::test_stack(), Some(&asked));
+        assert_eq!(s.asked(), ["api"]);
+        assert_eq!(s.dependents(), ["web"]);
+        assert_eq!(s.services().unwrap(), ["api", "web"]);
+        assert!(s.includes(Some("api")) && s.includes(Some("web")));
+        assert!(!s.includes(Some("db")) && !s.includes(Some("cache")));
+        assert!(!s.includes(None), "what names no service is not api's");
     }
 
     #[test]
     fn no_selection_is_the_whole_project() {
         for asked in [None, Some(BTreeSet::new())] {
-            let s = Selection::new(&config(), asked.as_ref());
+            let s = Selection::new(&graph::test_stack(), asked.as_ref());
             assert_eq!(s, Selection::Project);
-            assert!(s.includes(None) && s.includes(Some("a")) && s.includes(Some("exec")));
+            assert!(s.includes(None) && s.includes(Some("db")) && s.includes(Some("exec")));
             assert!(s.asked().is_empty() && s.dependents().is_empty());
             assert_eq!(s.services(), None);
         }
