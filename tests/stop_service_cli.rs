@@ -2,6 +2,8 @@
 //! cgroupfs: a stack db ← api ← web plus cache is run detached, its supervisor SIGKILLed;
 //! `stop api` then ends api and web (its dependent), their `exec` instance and a stray marked
 //! as api's, and nothing else: db and cache run on with the same pids, a stray of db too.
+//! Labelled containers of api and web are stopped (kept with `--keep-containers`) and db's
+//! runs on, never counted as a survivor.
 
 mod common;
 
@@ -310,4 +312,82 @@ fn stop_one_service_without_a_supervisor_systemd() {
 #[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
 fn stop_one_service_without_a_supervisor_cgroupfs() {
     stop_one_service_without_a_supervisor("cgroupfs");
+}
+
+/// A PID 1 that ends at once on SIGTERM.
+const POLITE: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"];
+
+fn container_ids(doc: &serde_json::Value) -> BTreeSet<String> {
+    doc["containers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no containers in {doc}"))
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+#[ignore = "system test: needs dockerd and the user manager (scripts/test.sh)"]
+fn stop_one_service_ends_its_containers_and_no_other() {
+    require_test_env();
+    common::require_docker();
+    let project = project("docker");
+    let sb = stack(&project);
+    let _cleanup = Cleanup {
+        sb: &sb,
+        children: Vec::new(),
+    };
+    // As a SIGKILLed supervisor leaves them: labelled, running, nobody's.
+    let labelled = |service: &str| {
+        let c = common::TestContainer::run(
+            &[("ccscope.project", &project), ("ccscope.service", service)],
+            &[],
+            POLITE,
+        );
+        c.wait_running(DEADLINE);
+        c
+    };
+    let (db, api, web) = (labelled("db"), labelled("api"), labelled("web"));
+
+    let dry = sb
+        .run(&["stop", "api", "--dry-run", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(
+        container_ids(&dry),
+        [api.id.clone(), web.id.clone()].into(),
+        "{dry}"
+    );
+    assert!(db.running() && api.running() && web.running(), "a dry run");
+
+    // --keep-containers: api's and web's stop and stay; db's runs on.
+    let kept = sb
+        .run(&["stop", "api", "--keep-containers", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(kept["outcome"], "complete", "{kept}");
+    assert_eq!(
+        container_ids(&kept),
+        [api.id.clone(), web.id.clone()].into(),
+        "{kept}"
+    );
+    assert!(
+        api.exists() && !api.running(),
+        "api's container is kept, stopped"
+    );
+    assert!(
+        web.exists() && !web.running(),
+        "web's container is kept, stopped"
+    );
+    assert!(db.running(), "db's container runs on");
+
+    // `stop web`: its stopped container is removed, api's (not asked) stays.
+    let removed = sb.run(&["stop", "web", "--json"]).expect_code(0).json();
+    assert_eq!(
+        container_ids(&removed),
+        [web.id.clone()].into(),
+        "{removed}"
+    );
+    assert!(!web.exists(), "web's container is removed");
+    assert!(api.exists() && db.running(), "api's and db's are untouched");
 }

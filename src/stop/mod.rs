@@ -286,6 +286,9 @@ async fn stop_selected(
     // A container of service X is part of X's layer; one of no configured service (a
     // compose container, a renamed service) goes first, as an unknown scope does.
     let mut containers_by_rank: BTreeMap<std::cmp::Reverse<usize>, Vec<_>> = BTreeMap::new();
+    // A container's processes are the daemon's to end: never strays, whatever they carry,
+    // also those of a container the selection leaves running.
+    let container_ids: Vec<String> = docker.containers.iter().map(|c| c.id.clone()).collect();
     for c in docker.containers {
         if !selection.includes(containers::service_of(config, &c)) {
             continue;
@@ -297,12 +300,6 @@ async fn stop_selected(
             .or_default()
             .push((c, grace));
     }
-    // A container's processes are the daemon's to end: never strays, whatever they carry.
-    let container_ids: Vec<String> = containers_by_rank
-        .values()
-        .flatten()
-        .map(|(c, _)| c.id.clone())
-        .collect();
     let planned_containers = || -> Vec<ContainerStop> {
         containers_by_rank
             .values()
@@ -529,7 +526,7 @@ async fn stop_selected(
     if let Some(engine) = &engine {
         report
             .survivors
-            .extend(containers::survivors(engine, config, sweep, &mut warnings).await);
+            .extend(containers::survivors(engine, config, selection, sweep, &mut warnings).await);
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: verified");
     report.services = services;
