@@ -1,6 +1,6 @@
-//! `ccscope stop`: stop everything of the project, prove it, and say what happened. Works
-//! with no supervisor at all: scopes are found by name, strays by their markers, containers
-//! by their labels.
+//! `ccscope stop [SERVICE]…`: stop everything of the project (or the services named and what
+//! requires them), prove it, and say what happened. Works with no supervisor at all: scopes
+//! are found by name, strays by their markers, containers by their labels.
 
 use clap::Args;
 
@@ -13,10 +13,16 @@ use crate::contain::{all_available, detect};
 use crate::control::{ProjectStandDown, stand_down_project};
 use crate::escalate::{Force, WaitNotice};
 use crate::stop::containers::short_id;
-use crate::stop::{ContainerSweep, Outcome, ShutdownReport, StopOptions, stop_with};
+use crate::stop::{ContainerSweep, Outcome, ShutdownReport, StopOptions, stop_services, stop_with};
 
 #[derive(Debug, Args)]
+#[command(after_help = SELECTION_HELP)]
 pub struct StopArgs {
+    /// Stop only these services and, after them, every service that requires them; the rest
+    /// run on [default: the whole project]
+    #[arg(value_name = "SERVICE")]
+    pub services: Vec<String>,
+
     /// How long each service gets to exit after its stop signal [default: its stop_timeout]
     #[arg(long, value_name = "DURATION", value_parser = parse_human_duration)]
     pub timeout: Option<HumanDuration>,
@@ -37,6 +43,11 @@ pub struct StopArgs {
     pub contain: ContainArgs,
 }
 
+const SELECTION_HELP: &str = "\
+`ccscope stop SERVICE...` stops those services and their dependents, the others run on.
+With no supervisor running it ends their scopes, containers and strays directly.
+A name that is not a service of the stack is a usage error (exit 2), and nothing is stopped.";
+
 fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
     parse_duration(text)
         .map(HumanDuration)
@@ -45,7 +56,14 @@ fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
 
 pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let config = ctx.load_config()?;
+    check_services(&config, &args.services)?;
+    let selective = !args.services.is_empty();
     let (registry, stood_in) = ctx.open_registry_or_memory(Some(&config))?;
+    if selective {
+        if let Some(code) = ask_live_supervisor(ctx, &config, &registry, args)? {
+            return Ok(code);
+        }
+    }
     tracing::debug!("stop: configuration and registry open");
     let options = StopOptions {
         timeout: args.timeout.map(|t| t.0),
@@ -61,8 +79,10 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     })?;
     tracing::debug!("stop: backends ready");
     // Step 1: a live supervisor stands down first, so it restarts nothing while we stop. The
-    // connection stays open until the stop is done; then the supervisor exits.
-    let stand_down = if args.dry_run {
+    // connection stays open until the stop is done; then the supervisor exits. A stop of
+    // some services never gets here with one live (`ask_live_supervisor`), and must not end
+    // it.
+    let stand_down = if args.dry_run || selective {
         None
     } else {
         // Canonical (the state directory is opened by its canonical path): `/s/x/` is `/s/x`.
@@ -115,9 +135,16 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let sweep = ContainerSweep {
         keep: args.keep_containers,
     };
-    let mut report = rt.block_on(stop_with(
-        &config, &backends, &registry, &options, sweep, &force,
-    ));
+    let mut report = if selective {
+        let services = args.services.iter().cloned().collect();
+        rt.block_on(stop_services(
+            &config, &backends, &registry, &options, &services, sweep, &force,
+        ))
+    } else {
+        rt.block_on(stop_with(
+            &config, &backends, &registry, &options, sweep, &force,
+        ))
+    };
     report.supervisor = stand_down.as_ref().and_then(|s| s.report.clone());
     if let Some(stand_down) = stand_down {
         let empty = report.outcome != Outcome::Incomplete;
@@ -125,7 +152,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
             ctx.warn(&warning);
         }
     }
-    if stood_in && !args.dry_run {
+    if stood_in && !args.dry_run && !selective {
         report.warnings.push(tidy_registry(ctx, &config));
     }
     for warning in &report.warnings {
@@ -148,15 +175,86 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     })
 }
 
+/// Every name in `services` is a service of the stack, or the first that is not is a usage
+/// error with the closest name that is: nothing is stopped on a typo.
+pub(super) fn check_services(
+    config: &crate::config::Config,
+    services: &[String],
+) -> Result<(), CliError> {
+    let Some((unknown, near)) = crate::config::graph::first_unknown(config, services) else {
+        return Ok(());
+    };
+    let mut known: Vec<&str> = config.services.keys().map(String::as_str).collect();
+    known.sort_unstable();
+    let hint = match near {
+        Some(near) => format!(
+            "did you mean `{near}`? the services are: {}",
+            known.join(", ")
+        ),
+        None => format!("the services are: {}", known.join(", ")),
+    };
+    Err(CliError::usage(format!(
+        "`{unknown}` is not a service of project `{}`; nothing was stopped",
+        config.project.name
+    ))
+    .with_hint(hint))
+}
+
+/// `stop SVC…` with a live supervisor: it must stop them itself (and hold them stopped), or
+/// it would restart them behind our back. Some(exit code) once it has answered; None when no
+/// supervisor is live, and the stop goes on here, directly.
+fn ask_live_supervisor(
+    ctx: &Context,
+    config: &crate::config::Config,
+    registry: &crate::registry::Registry,
+    args: &StopArgs,
+) -> Result<Option<i32>, CliError> {
+    // A dry run changes nothing: it lists what a stop of them would signal, as without one.
+    if args.dry_run {
+        return Ok(None);
+    }
+    let state_dir = ctx.state_dir(Some(config))?.path;
+    let project = &config.project.name;
+    let holder = crate::supervise::lock::holder(&state_dir, project);
+    let live = crate::control::find_supervisor(registry, project, holder).unwrap_or_else(|e| {
+        ctx.warn(&format!("could not read the registry's runs: {e}"));
+        holder.and_then(|pid| crate::proc::ProcFs::default().identity(pid).ok())
+    });
+    if live.is_none() {
+        return Ok(None);
+    }
+    if args.force || args.timeout.is_some() || args.keep_containers {
+        ctx.warn("the supervisor stops them with each service's own stop signal and timeout: --force, --timeout and --keep-containers apply only to a stop without one");
+    }
+    let request = crate::control::Request::Stop {
+        services: args.services.clone(),
+    };
+    match super::verbs::ask(ctx, config, &request)? {
+        Some(reply) => super::verbs::finish(ctx, &reply).map(Some),
+        None => Ok(None),
+    }
+}
+
 pub(super) fn print_human(r: &ShutdownReport) {
     if r.outcome == Outcome::NothingToStop {
-        println!(
-            "nothing to stop: no scope, stray, container or record of project `{}`",
-            r.project
-        );
+        match r.selected.is_empty() {
+            true => println!(
+                "nothing to stop: no scope, stray, container or record of project `{}`",
+                r.project
+            ),
+            false => println!(
+                "nothing to stop: no scope, stray, container or record of {} in project `{}`",
+                selection_words(r),
+                r.project
+            ),
+        }
         return;
     }
     let dry = r.outcome == Outcome::DryRun;
+    if !r.selected.is_empty() {
+        let verb = if dry { "would stop" } else { "stopped" };
+        println!("{verb} {}", selection_words(r));
+    }
     if let Some(s) = &r.supervisor {
         let resumed = if s.resumed {
             ", resumed from SIGSTOP"
@@ -259,6 +357,17 @@ pub(super) fn print_human(r: &ShutdownReport) {
         println!("registry: {} record(s) removed", r.registry_records_removed);
     }
     match r.outcome {
+        Outcome::Complete if !r.selected.is_empty() => println!(
+            "COMPLETE: nothing of {} is left; the rest of `{}` runs on ({} ms)",
+            r.selected
+                .iter()
+                .chain(&r.dependents)
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            r.project,
+            r.elapsed_ms
+        ),
         Outcome::Complete => println!(
             "COMPLETE: nothing of `{}` is left ({} ms)",
             r.project, r.elapsed_ms
@@ -276,6 +385,18 @@ pub(super) fn print_human(r: &ShutdownReport) {
                 }
             }
         }
+    }
+}
+
+/// `bridge_sync (and dependents: dashboard)`: the services asked for, then those added.
+fn selection_words(r: &ShutdownReport) -> String {
+    match r.dependents.is_empty() {
+        true => r.selected.join(", "),
+        false => format!(
+            "{} (and dependents: {})",
+            r.selected.join(", "),
+            r.dependents.join(", ")
+        ),
     }
 }
 

@@ -103,12 +103,86 @@ pub fn with_dependencies(config: &Config, only: &[String]) -> BTreeSet<String> {
     wanted
 }
 
+/// The services named in `names` plus everything that depends on them, transitively: what
+/// must stop when they do.
+pub fn with_dependents(config: &Config, names: &[String]) -> BTreeSet<String> {
+    let mut wanted: BTreeSet<String> = names.iter().cloned().collect();
+    // Depth-first over the reversed edges; a config is acyclic, and `wanted` stops a revisit.
+    let mut stack: Vec<&str> = names.iter().map(String::as_str).collect();
+    while let Some(name) = stack.pop() {
+        for (dependent, s) in &config.services {
+            if s.depends_on.contains_key(name) && wanted.insert(dependent.clone()) {
+                stack.push(dependent);
+            }
+        }
+    }
+    wanted
+}
+
+/// The first of `names` that is not a service of `config`, with the closest name that is (a
+/// likely typo), for a "did you mean".
+pub fn first_unknown<'a>(
+    config: &'a Config,
+    names: &'a [String],
+) -> Option<(&'a str, Option<&'a str>)> {
+    names
+        .iter()
+        .find(|n| !config.services.contains_key(n.as_str()))
+        .map(|n| {
+            let near = crate::suggest::closest(n, config.services.keys().map(String::as_str));
+            (n.as_str(), near)
+        })
+}
+
+/// For tests of what follows dependencies: db ← api ← web, plus cache alone.
+#[cfg(test)]
+pub(crate) fn test_stack() -> Config {
+    crate::config::parse_config(
+        "[project]\nname = \"p\"\n\
+         [services.db]\ncommand = [\"x\"]\n\
+         [services.api]\ncommand = [\"x\"]\ndepends_on = [\"db\"]\n\
+         [services.web]\ncommand = [\"x\"]\ndepends_on = [\"api\"]\n\
+         [services.cache]\ncommand = [\"x\"]\n",
+        crate::config::ConfigSource::File("ccscope.toml".into()),
+        std::path::Path::new("/stack"),
+    )
+    .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn edges<'a>(pairs: &[(&'a str, &[&'a str])]) -> BTreeMap<&'a str, Vec<&'a str>> {
         pairs.iter().map(|(a, b)| (*a, b.to_vec())).collect()
+    }
+
+    fn names(set: BTreeSet<String>) -> Vec<String> {
+        set.into_iter().collect()
+    }
+
+    #[test]
+    fn dependents_are_transitive_and_never_dependencies() {
+        let c = test_stack();
+        assert_eq!(
+            names(with_dependents(&c, &["db".into()])),
+            ["api", "db", "web"]
+        );
+        assert_eq!(names(with_dependents(&c, &["api".into()])), ["api", "web"]);
+        assert_eq!(names(with_dependents(&c, &["web".into()])), ["web"]);
+        assert_eq!(
+            names(with_dependents(&c, &["cache".into(), "web".into()])),
+            ["cache", "web"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_name_comes_with_the_closest_known_one() {
+        let c = test_stack();
+        let asked = ["api".to_string(), "dashbord".into(), "ap".into()];
+        assert_eq!(first_unknown(&c, &asked), Some(("dashbord", None)));
+        assert_eq!(first_unknown(&c, &asked[2..]), Some(("ap", Some("api"))));
+        assert_eq!(first_unknown(&c, &asked[..1]), None);
     }
 
     #[test]

@@ -399,18 +399,22 @@ impl Registry {
             .map_err(|e| self.err(e))
     }
 
-    /// Forgets the supervisor's view of one service (it left the configuration).
-    pub fn clear_service_state(
+    /// Forgets the supervisor's view of `services` of `project` only (after a stop of them),
+    /// in one transaction.
+    pub fn clear_service_states_of(
         &self,
         project: &str,
-        service: &str,
+        services: &[String],
     ) -> Result<usize, RegistryError> {
-        self.conn
-            .execute(
-                "DELETE FROM service_states WHERE project = ?1 AND service = ?2",
-                params![project, service],
-            )
-            .map_err(|e| self.err(e))
+        self.in_write_transaction(|tx| {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM service_states WHERE project = ?1 AND service = ?2")?;
+            let mut removed = 0;
+            for service in services {
+                removed += stmt.execute(params![project, service])?;
+            }
+            Ok(removed)
+        })
     }
 
     fn in_write_transaction<T>(
@@ -728,6 +732,45 @@ mod tests {
         assert!(r.service_states("other").unwrap().is_empty());
         assert_eq!(r.clear_service_states("demo").unwrap(), 1);
         assert!(r.service_states("demo").unwrap().is_empty());
+    }
+
+    #[test]
+    fn service_states_clear_by_service() {
+        let r = Registry::open_in_memory().unwrap();
+        for (project, service) in [("demo", "web"), ("demo", "db"), ("other", "web")] {
+            r.set_service_state(&ServiceStateRecord {
+                project: project.into(),
+                service: service.into(),
+                run_id: "r1".into(),
+                state: "running".into(),
+                ready: true,
+                restarts: 0,
+                main_pid: None,
+                last_exit: None,
+                message: None,
+                since_ms: 1,
+                updated_at_ms: 0,
+                trigger: None,
+            })
+            .unwrap();
+        }
+        assert_eq!(
+            r.clear_service_states_of("demo", &["web".into(), "gone".into()])
+                .unwrap(),
+            1
+        );
+        let left: Vec<String> = r
+            .service_states("demo")
+            .unwrap()
+            .into_iter()
+            .map(|s| s.service)
+            .collect();
+        assert_eq!(left, ["db"], "only the named service's state goes");
+        assert_eq!(
+            r.service_states("other").unwrap().len(),
+            1,
+            "nor another project's"
+        );
     }
 
     #[test]

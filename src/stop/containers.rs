@@ -212,6 +212,7 @@ async fn end(
 pub(crate) async fn survivors(
     engine: &Engine,
     config: &Config,
+    selection: &super::Selection,
     sweep: ContainerSweep,
     warnings: &mut Vec<String>,
 ) -> Vec<Survivor> {
@@ -222,6 +223,7 @@ pub(crate) async fn survivors(
             .map(|w| format!("{w} (to verify the stop)")),
     );
     left.into_iter()
+        .filter(|c| selection.includes(service_of(config, c)))
         .filter(|c| !sweep.keep || c.is_running() || c.state == "paused")
         .map(|c| Survivor {
             pid: c.pid.unwrap_or(0),

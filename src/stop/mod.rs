@@ -6,6 +6,7 @@
 //! are stopped in their service's layer beside its scopes, removed, and looked for again.
 
 pub mod containers;
+mod selection;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -23,6 +24,7 @@ use crate::proc::{LivenessProbe, ProcFs, ProcessIdentity};
 use crate::registry::{ProcessFilter, Registry};
 
 pub use containers::{ContainerStop, ContainerSweep};
+use selection::Selection;
 
 #[derive(Debug, Clone)]
 pub struct StopOptions {
@@ -63,6 +65,12 @@ impl Outcome {
 pub struct ShutdownReport {
     pub project: String,
     pub outcome: Outcome,
+    /// `stop SVC…`: the services asked for. Absent for a stop of the whole project.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub selected: Vec<String>,
+    /// `stop SVC…`: the services stopped too because they require one asked for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependents: Vec<String>,
     pub services: Vec<ServiceStop>,
     pub strays: Vec<StrayStop>,
     /// The project's containers (its labels, its compose projects), as the stop left them.
@@ -117,11 +125,16 @@ pub struct Survivor {
 
 /// The project's marked processes, except this process and its ancestors, and except another
 /// user's: those carry the name of a project of theirs, and are never ours to wait on.
-fn marked(project: &str, protected: &BTreeSet<i32>) -> Vec<markers::MarkedProcess> {
+fn marked(
+    project: &str,
+    selection: &Selection,
+    protected: &BTreeSet<i32>,
+) -> Vec<markers::MarkedProcess> {
     let me = crate::proc::sys::euid();
     markers::scan(Path::new("/proc"))
         .into_iter()
         .filter(|p| p.markers.project == project && !protected.contains(&p.identity.pid))
+        .filter(|p| selection.includes(p.markers.service.as_deref()))
         .filter(|p| classify::pid_owned_by(p.identity.pid, me))
         .collect()
 }
@@ -157,6 +170,40 @@ pub async fn stop_with(
     sweep: ContainerSweep,
     force: &Force,
 ) -> ShutdownReport {
+    let all = Selection::Project;
+    stop_selected(config, backends, registry, options, &all, sweep, force).await
+}
+
+/// `ccscope stop SVC…` without a supervisor: [`stop_with`] restricted to `services` and,
+/// after them, every service that requires them (all their scopes, whatever the run, their
+/// containers, the strays that name one of them, their registry records and states). The
+/// project's other services are never touched. An empty `services` stops the whole project.
+pub async fn stop_services(
+    config: &Config,
+    backends: &[AnyContainment],
+    registry: &Registry,
+    options: &StopOptions,
+    services: &BTreeSet<String>,
+    sweep: ContainerSweep,
+    force: &Force,
+) -> ShutdownReport {
+    let selection = Selection::new(config, Some(services));
+    stop_selected(
+        config, backends, registry, options, &selection, sweep, force,
+    )
+    .await
+}
+
+/// The one stop flow, over what `selection` holds.
+async fn stop_selected(
+    config: &Config,
+    backends: &[AnyContainment],
+    registry: &Registry,
+    options: &StopOptions,
+    selection: &Selection,
+    sweep: ContainerSweep,
+    force: &Force,
+) -> ShutdownReport {
     let started = Instant::now();
     let project = config.project.name.as_str();
     // This process and its ancestors are never signalled, whatever markers they carry (the
@@ -187,6 +234,12 @@ pub async fn stop_with(
         for (scope, pids) in crate::contain::scopes_with_processes(backend, project).await {
             if let Some(parent) = scope.cgroup.as_deref().and_then(Path::parent) {
                 parents.insert(parent.to_path_buf());
+            }
+            // A service outside the selection runs on: its scope is not stopped, but what it
+            // holds is managed, never a stray.
+            if !selection.includes(Some(&scope.service)) {
+                spared_scopes.push((scope, pids));
+                continue;
             }
             // The scope that holds this very process (`ccscope exec -- ccscope stop`) is left
             // alone: stop never ends its caller.
@@ -233,7 +286,13 @@ pub async fn stop_with(
     // A container of service X is part of X's layer; one of no configured service (a
     // compose container, a renamed service) goes first, as an unknown scope does.
     let mut containers_by_rank: BTreeMap<std::cmp::Reverse<usize>, Vec<_>> = BTreeMap::new();
+    // A container's processes are the daemon's to end: never strays, whatever they carry,
+    // also those of a container the selection leaves running.
+    let container_ids: Vec<String> = docker.containers.iter().map(|c| c.id.clone()).collect();
     for c in docker.containers {
+        if !selection.includes(containers::service_of(config, &c)) {
+            continue;
+        }
         let rank = containers::service_of(config, &c).map_or(usize::MAX, rank);
         let grace = containers::grace(config, &c, options.force, options.timeout);
         containers_by_rank
@@ -241,12 +300,6 @@ pub async fn stop_with(
             .or_default()
             .push((c, grace));
     }
-    // A container's processes are the daemon's to end: never strays, whatever they carry.
-    let container_ids: Vec<String> = containers_by_rank
-        .values()
-        .flatten()
-        .map(|(c, _)| c.id.clone())
-        .collect();
     let planned_containers = || -> Vec<ContainerStop> {
         containers_by_rank
             .values()
@@ -278,15 +331,20 @@ pub async fn stop_with(
             killed_by_force: false,
         })
         .collect();
-    let registered = registry
+    let registered: Vec<_> = registry
         .list(ProcessFilter::Project(project))
         .unwrap_or_else(|e| {
             warnings.push(format!("could not read the registry's records: {e}"));
             Vec::new()
-        });
+        })
+        .into_iter()
+        .filter(|r| selection.includes(Some(&r.service)))
+        .collect();
     let mut report = ShutdownReport {
         project: project.to_string(),
         outcome: Outcome::NothingToStop,
+        selected: selection.asked(),
+        dependents: selection.dependents(),
         services: Vec::new(),
         strays: Vec::new(),
         containers: Vec::new(),
@@ -315,6 +373,7 @@ pub async fn stop_with(
             &trail,
             &protected,
             &container_ids,
+            selection,
         );
         if services.is_empty()
             && found.is_empty()
@@ -407,6 +466,7 @@ pub async fn stop_with(
                 &trail,
                 &protected,
                 &container_ids,
+                selection,
             );
             tracing::debug!(
                 ms = started.elapsed().as_millis() as u64,
@@ -439,7 +499,11 @@ pub async fn stop_with(
         ));
         0
     });
-    if let Err(e) = registry.clear_service_states(project) {
+    let cleared = match selection.services() {
+        None => registry.clear_service_states(project),
+        Some(services) => registry.clear_service_states_of(project, &services),
+    };
+    if let Err(e) = cleared {
         warnings.push(format!(
             "could not clear the services' recorded states: {e}"
         ));
@@ -451,6 +515,7 @@ pub async fn stop_with(
     let stray_ids = identities(&strays);
     report.survivors = survivors(
         project,
+        selection,
         &protected,
         &report.spared,
         backends,
@@ -461,7 +526,7 @@ pub async fn stop_with(
     if let Some(engine) = &engine {
         report
             .survivors
-            .extend(containers::survivors(engine, config, sweep, &mut warnings).await);
+            .extend(containers::survivors(engine, config, selection, sweep, &mut warnings).await);
     }
     tracing::debug!(ms = started.elapsed().as_millis() as u64, "stop: verified");
     report.services = services;
@@ -492,6 +557,7 @@ fn find_strays(
     trail: &Trail,
     protected: &BTreeSet<i32>,
     container_ids: &[String],
+    selection: &Selection,
 ) -> Vec<StrayStop> {
     let mount = cgroup::v2_mount().ok().flatten();
     let scopes = classify::Scopes {
@@ -501,6 +567,7 @@ fn find_strays(
     classify::classify_traced(snapshot, config, &scopes, trail)
         .into_iter()
         .filter(|c| c.class == classify::Class::Stray && !protected.contains(&c.pid))
+        .filter(|c| selection.includes(c.service.as_deref()))
         .filter(|c| {
             // Docker names a container's cgroup after its full id (`docker-<id>.scope`,
             // `/docker/<id>`).
@@ -543,13 +610,17 @@ fn mark_killed(mut strays: Vec<StrayStop>, ends: &[escalate::ProcessEnd]) -> Vec
 /// pidfd) for up to [`KILL_WAIT`], and then looked at again.
 async fn survivors(
     project: &str,
+    selection: &Selection,
     protected: &BTreeSet<i32>,
     spared: &[String],
     backends: &[AnyContainment],
     parents: &[BTreeSet<std::path::PathBuf>],
     strays: &[ProcessIdentity],
 ) -> Vec<Survivor> {
-    let first = look(project, protected, spared, backends, parents, strays).await;
+    let first = look(
+        project, selection, protected, spared, backends, parents, strays,
+    )
+    .await;
     if first.is_empty() {
         return Vec::new();
     }
@@ -568,17 +639,20 @@ async fn survivors(
         }
     });
     futures_util::future::join_all(waits).await;
-    look(project, protected, spared, backends, parents, strays)
-        .await
-        .into_iter()
-        .flat_map(|(_, _, left)| left)
-        .collect()
+    look(
+        project, selection, protected, spared, backends, parents, strays,
+    )
+    .await
+    .into_iter()
+    .flat_map(|(_, _, left)| left)
+    .collect()
 }
 
 /// One look for what is left, by where it is: each scope's processes, then marked processes
 /// and the strays found earlier, outside every scope.
 async fn look<'a>(
     project: &str,
+    selection: &Selection,
     protected: &BTreeSet<i32>,
     spared: &[String],
     backends: &'a [AnyContainment],
@@ -601,7 +675,7 @@ async fn look<'a>(
             continue;
         }
         for (scope, pids) in crate::contain::scopes_with_processes(backend, project).await {
-            if spared.contains(&scope.display_name()) {
+            if spared.contains(&scope.display_name()) || !selection.includes(Some(&scope.service)) {
                 continue;
             }
             let left: Vec<Survivor> = pids
@@ -619,7 +693,7 @@ async fn look<'a>(
             }
         }
     }
-    let mut marked: Vec<Survivor> = marked(project, protected)
+    let mut marked: Vec<Survivor> = marked(project, selection, protected)
         .into_iter()
         .filter(|p| seen.insert(p.identity.pid))
         .map(|p| Survivor {
@@ -652,6 +726,8 @@ impl ShutdownReport {
         ShutdownReport {
             project: config.project.name.clone(),
             outcome: Outcome::NothingToStop,
+            selected: Vec::new(),
+            dependents: Vec::new(),
             services: Vec::new(),
             strays: Vec::new(),
             containers: Vec::new(),
@@ -669,6 +745,19 @@ impl ShutdownReport {
         self.outcome = outcome;
         self.elapsed_ms = started.elapsed().as_millis() as u64;
         self
+    }
+}
+
+/// ` (services b, and c that requires it)` for a selective stop, nothing for a whole one.
+fn selection_words(report: &ShutdownReport) -> String {
+    match (report.selected.is_empty(), report.dependents.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => format!(" (services {})", report.selected.join(", ")),
+        (false, false) => format!(
+            " (services {}, and their dependents {})",
+            report.selected.join(", "),
+            report.dependents.join(", ")
+        ),
     }
 }
 
@@ -744,8 +833,9 @@ fn audit(report: &ShutdownReport) {
         project: &report.project,
         service: None,
         message: format!(
-            "stop of `{}`: {} service(s), {} stray(s), {} container(s), {} survivor(s)",
+            "stop of `{}`{}: {} service(s), {} stray(s), {} container(s), {} survivor(s)",
             report.project,
+            selection_words(report),
             report.services.len(),
             report.strays.len(),
             report.containers.len(),

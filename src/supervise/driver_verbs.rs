@@ -177,7 +177,7 @@ impl Driver<'_> {
         self.instances.remove(service);
         let _ = self
             .registry
-            .clear_service_state(&self.config.project.name, service);
+            .clear_service_states_of(&self.config.project.name, &[service.to_string()]);
     }
 
     /// Freezes or thaws the instance: its cgroup through the backend, a container through
