@@ -847,3 +847,366 @@ ready = { notify = true }
         "no readiness deadline left"
     );
 }
+
+// ---- verbs ---------------------------------------------------------------------------------
+
+impl Sim {
+    fn ask(&mut self, verb: Verb, services: &[&str]) -> u64 {
+        let id = self.effects.len() as u64 + 100;
+        self.input(Input::Request {
+            id,
+            verb,
+            services: services.iter().map(|s| s.to_string()).collect(),
+            actor: "uid 0 pid 1 (test)".into(),
+        });
+        id
+    }
+
+    /// The reply to request `id`, if it was sent since the last `take`.
+    fn reply(&mut self, id: u64) -> Option<Reply> {
+        self.collect();
+        self.effects.iter().find_map(|e| match e {
+            Effect::Reply { id: i, reply } if *i == id => Some(reply.clone()),
+            _ => None,
+        })
+    }
+
+    fn all_up(&mut self) {
+        for name in ["db", "api", "web"] {
+            self.up(name);
+        }
+        self.take();
+    }
+}
+
+#[test]
+fn a_restart_ends_and_starts_only_that_service_and_answers_once_it_is_ready() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    let id = sim.ask(Verb::Restart, &["db"]);
+    assert_eq!(ends(&sim.take()), [("db".to_string(), true)]);
+    assert!(sim.reply(id).is_none(), "no reply before it is ready again");
+    sim.ended("db");
+    assert_eq!(launches(&sim.take()), ["db"]);
+    assert_eq!(sim.state("api"), State::Running, "dependents run on");
+    sim.up("db");
+    let reply = sim.reply(id).expect("answered once ready");
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(reply.services[0].action, "restarted");
+    assert!(ends(&sim.take()).is_empty(), "nothing else was ended");
+}
+
+#[test]
+fn restart_true_on_a_dependency_restarts_the_dependent_after_it() {
+    let mut sim = Sim::new(CHAIN);
+    sim.machine
+        .services
+        .get_mut("api")
+        .unwrap()
+        .cfg
+        .restart_with
+        .insert("db".into());
+    sim.all_up();
+    let id = sim.ask(Verb::Restart, &["db"]);
+    // The dependent ends first; only then its dependency.
+    assert_eq!(ends(&sim.take()), [("api".to_string(), true)]);
+    sim.ended("api");
+    assert_eq!(ends(&sim.take()), [("db".to_string(), true)]);
+    sim.ended("db");
+    assert_eq!(
+        launches(&sim.take()),
+        ["db"],
+        "api waits for db to be healthy"
+    );
+    sim.up("db");
+    assert_eq!(launches(&sim.take()), ["api"]);
+    assert!(sim.reply(id).is_none());
+    sim.up("api");
+    let reply = sim.reply(id).unwrap();
+    assert!(reply.ok);
+    let why: Vec<&str> = reply.services.iter().map(|s| s.why.as_str()).collect();
+    assert_eq!(why, ["depends on db (restart = true)", "asked"]);
+    assert_eq!(
+        sim.state("web"),
+        State::Running,
+        "web declared no restart = true"
+    );
+}
+
+#[test]
+fn a_stopped_service_and_its_dependents_are_held_until_started_again() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    let id = sim.ask(Verb::Stop, &["db"]);
+    let mut ended: Vec<String> = ends(&sim.take()).into_iter().map(|(s, _)| s).collect();
+    ended.sort();
+    assert_eq!(ended, ["api", "web"], "what requires db ends first");
+    sim.ended("api");
+    sim.ended("web");
+    assert_eq!(ends(&sim.take()), [("db".to_string(), true)]);
+    sim.ended("db");
+    let reply = sim.reply(id).unwrap();
+    assert!(reply.ok);
+    for name in ["db", "api", "web"] {
+        assert_eq!(sim.state(name), State::Stopped);
+    }
+    sim.advance(Duration::from_secs(600));
+    assert!(
+        launches(&sim.take()).is_empty(),
+        "nothing held is restarted"
+    );
+    let id = sim.ask(Verb::Start, &["api"]);
+    assert_eq!(launches(&sim.take()), ["db"], "with what it needs");
+    sim.up("db");
+    assert_eq!(launches(&sim.take()), ["api"]);
+    sim.up("api");
+    let reply = sim.reply(id).unwrap();
+    assert!(reply.ok, "{reply:?}");
+    assert_eq!(sim.state("web"), State::Stopped, "web was not asked for");
+}
+
+#[test]
+fn a_crash_while_stopping_on_request_is_not_restarted() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    sim.ask(Verb::Stop, &["web"]);
+    sim.exits("web", 3);
+    assert_eq!(sim.state("web"), State::Stopped);
+    sim.advance(Duration::from_secs(60));
+    assert!(launches(&sim.take()).is_empty());
+}
+
+#[test]
+fn unknown_names_and_a_stack_being_stopped_are_refused_and_nothing_changes() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    let id = sim.ask(Verb::Restart, &["dbb"]);
+    let reply = sim.reply(id).unwrap();
+    let error = reply.error.unwrap();
+    assert_eq!(error.kind, "unknown_service");
+    assert!(error.hint.unwrap().contains("did you mean `db`?"));
+    assert!(ends(&sim.take()).is_empty());
+    sim.input(Input::Signal(SignalInput::Terminate));
+    sim.take();
+    let id = sim.ask(Verb::Restart, &["db"]);
+    assert_eq!(sim.reply(id).unwrap().error.unwrap().kind, "stopping");
+}
+
+#[test]
+fn a_request_open_when_the_stack_begins_to_stop_is_answered_at_once() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    let id = sim.ask(Verb::Restart, &["web"]);
+    sim.input(Input::Signal(SignalInput::Terminate));
+    let reply = sim.reply(id).expect("answered");
+    assert!(!reply.ok);
+    assert_eq!(reply.error.unwrap().kind, "stopping");
+}
+
+#[test]
+fn a_restart_that_fails_its_start_says_why() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    let id = sim.ask(Verb::Restart, &["web"]);
+    sim.ended("web");
+    let generation = sim.generation("web");
+    sim.input(Input::Launched {
+        service: "web".into(),
+        generation,
+        outcome: Err("web: no such file".into()),
+    });
+    let reply = sim.reply(id).unwrap();
+    assert!(!reply.ok);
+    assert!(reply.error.unwrap().message.contains("no such file"));
+    assert!(has_run_stop(&sim.take()).is_none(), "the stack runs on");
+}
+
+#[test]
+fn a_paused_service_holds_its_probes_and_resumes_them() {
+    let mut sim = Sim::new(
+        r#"
+[services.db]
+command = ["db"]
+liveness = { tcp = 5432, interval = "1s" }
+"#,
+    );
+    sim.up("db");
+    sim.take();
+    let id = sim.ask(Verb::Pause, &[]);
+    let effects = sim.take();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Freeze { frozen: true, .. }))
+    );
+    assert_eq!(sim.state("db"), State::Paused);
+    assert!(sim.reply(id).is_none(), "answered once frozen");
+    let generation = sim.generation("db");
+    sim.input(Input::Frozen {
+        service: "db".into(),
+        generation,
+        frozen: true,
+        result: Ok(()),
+    });
+    assert!(sim.reply(id).unwrap().ok);
+    sim.take();
+    sim.advance(Duration::from_secs(30));
+    let probes = sim
+        .take()
+        .iter()
+        .filter(|e| matches!(e, Effect::Probe { .. }))
+        .count();
+    assert_eq!(probes, 0, "no liveness probe while paused");
+    let id = sim.ask(Verb::Resume, &["db"]);
+    assert_eq!(sim.state("db"), State::Running);
+    sim.input(Input::Frozen {
+        service: "db".into(),
+        generation,
+        frozen: false,
+        result: Ok(()),
+    });
+    assert!(sim.reply(id).unwrap().ok);
+    sim.advance(Duration::from_secs(2));
+    assert!(
+        sim.take().iter().any(|e| matches!(e, Effect::Probe { .. })),
+        "probes again"
+    );
+}
+
+#[test]
+fn a_pause_that_does_not_take_leaves_the_service_as_it_was() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    let id = sim.ask(Verb::Pause, &["web"]);
+    let generation = sim.generation("web");
+    sim.input(Input::Frozen {
+        service: "web".into(),
+        generation,
+        frozen: true,
+        result: Err("cannot freeze".into()),
+    });
+    assert_eq!(sim.state("web"), State::Running);
+    let reply = sim.reply(id).unwrap();
+    assert!(!reply.ok);
+    assert!(reply.error.unwrap().message.contains("cannot freeze"));
+}
+
+#[test]
+fn a_reload_starts_what_is_new_restarts_what_changed_and_removes_what_went() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    let mut services = config(CHAIN).services;
+    services.remove("web");
+    services
+        .get_mut("api")
+        .unwrap()
+        .env
+        .insert("X".into(), "1".into());
+    let extra = config("[services.extra]\ncommand = [\"extra\"]\n").services;
+    services.extend(extra);
+    let db_generation = sim.generation("db");
+    sim.input(Input::Reload {
+        id: Some(7),
+        services,
+        dry_run: false,
+        actor: "test".into(),
+    });
+    let effects = sim.take();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::ConfigApplied { id: Some(7) }))
+    );
+    let mut ended: Vec<String> = ends(&effects).into_iter().map(|(s, _)| s).collect();
+    ended.sort();
+    assert_eq!(ended, ["api", "web"]);
+    assert_eq!(launches(&effects), ["extra"]);
+    sim.ended("api");
+    sim.ended("web");
+    let effects = sim.take();
+    assert!(
+        effects
+            .iter()
+            .any(|e| matches!(e, Effect::Removed { service } if service == "web"))
+    );
+    assert_eq!(launches(&effects), ["api"]);
+    sim.up("api");
+    sim.up("extra");
+    let reply = sim.reply(7).unwrap();
+    assert!(reply.ok, "{reply:?}");
+    let actions: BTreeSet<(String, String)> = reply
+        .services
+        .iter()
+        .map(|s| (s.service.clone(), s.action.clone()))
+        .collect();
+    let expected: BTreeSet<(String, String)> =
+        [("api", "changed"), ("extra", "added"), ("web", "removed")]
+            .into_iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+    assert_eq!(actions, expected);
+    assert_eq!(sim.generation("db"), db_generation, "db untouched");
+    assert!(sim.machine.service("web").is_none());
+}
+
+#[test]
+fn a_dry_run_reload_changes_nothing() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    let mut services = config(CHAIN).services;
+    services.remove("web");
+    sim.input(Input::Reload {
+        id: Some(9),
+        services,
+        dry_run: true,
+        actor: "test".into(),
+    });
+    let reply = sim.reply(9).unwrap();
+    assert!(
+        reply
+            .services
+            .iter()
+            .any(|s| s.service == "web" && s.action == "removed")
+    );
+    let effects = sim.take();
+    assert!(ends(&effects).is_empty() && launches(&effects).is_empty());
+    assert_eq!(sim.state("web"), State::Running);
+}
+
+#[test]
+fn a_watched_change_restarts_the_service_once_and_is_remembered() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    sim.input(Input::FilesChanged {
+        service: "web".into(),
+        path: "src/app.py".into(),
+    });
+    assert_eq!(ends(&sim.take()), [("web".to_string(), true)]);
+    // A second burst while it restarts does not restart it twice.
+    sim.input(Input::FilesChanged {
+        service: "web".into(),
+        path: "src/app.py".into(),
+    });
+    assert!(ends(&sim.take()).is_empty());
+    sim.ended("web");
+    assert_eq!(launches(&sim.take()), ["web"]);
+    assert_eq!(
+        sim.machine.service("web").unwrap().trigger.as_deref(),
+        Some("src/app.py")
+    );
+}
+
+#[test]
+fn start_of_a_service_left_out_by_only_adds_it() {
+    let mut sim = Sim::only(CHAIN, &["db"]);
+    sim.up("db");
+    sim.take();
+    let id = sim.ask(Verb::Start, &["web"]);
+    assert_eq!(launches(&sim.take()), ["web"]);
+    sim.up("web");
+    assert!(sim.reply(id).unwrap().ok);
+    assert!(
+        sim.machine.service("api").is_none(),
+        "api was not asked for"
+    );
+}
