@@ -42,6 +42,10 @@ pub struct ContainerStop {
     pub removed: bool,
     /// What the daemon answered when a stop or removal failed.
     pub error: Option<String>,
+    /// What went wrong on the side without failing its stop (a paused container that would
+    /// not unpause first): said among the stop's warnings.
+    #[serde(skip)]
+    pub(crate) warning: Option<String>,
 }
 
 /// The daemon and the project's containers on it, as found at the start of the stop.
@@ -134,6 +138,7 @@ pub(crate) fn planned(config: &Config, c: &ContainerInfo, grace: Grace) -> Conta
         killed: false,
         removed: false,
         error: None,
+        warning: None,
     }
 }
 
@@ -166,6 +171,16 @@ async fn end(
     // A container that is not running (exited, created) has nothing to signal: only its
     // removal is left. A paused or restarting one is stopped like a running one.
     let stoppable = !matches!(c.state.as_str(), "exited" | "created" | "dead");
+    // A paused container is frozen: it would act on no signal but SIGKILL, and its whole
+    // timeout would pass. It is unpaused first (a kill needs no unpause).
+    if c.state == "paused" && matches!(grace, Grace::Signal { .. }) && !force.is_forced() {
+        if let Err(e) = engine.unpause(&c.id).await {
+            report.warning = Some(format!(
+                "container {} is paused and could not be unpaused before its stop signal ({e})",
+                c.name
+            ));
+        }
+    }
     if stoppable {
         let stopped = match grace {
             Grace::None => engine

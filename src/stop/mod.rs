@@ -418,6 +418,7 @@ pub async fn stop_with(
         };
         let ((done, boxes), strays) = futures_util::future::join(scopes, strays).await;
         swept = boxes;
+        warnings.extend(swept.iter_mut().filter_map(|c| c.warning.take()));
         for (service, end) in services.iter_mut().zip(done) {
             // A paused service is thawed before its stop signal; one that would not thaw was
             // ended all the same, and the stop says so.
