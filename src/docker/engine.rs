@@ -348,7 +348,8 @@ impl Engine {
     pub async fn pause(&self, id: &str) -> Result<(), DockerError> {
         match self.docker.pause_container(id).await {
             Ok(()) => Ok(()),
-            Err(e) if status(&e) == Some(409) && reason(&e).contains("already paused") => Ok(()),
+            // Docker answers 409 or, before 23.0, 500 for these.
+            Err(e) if reason(&e).contains("is already paused") => Ok(()),
             Err(e) => Err(api(&format!("pause container {id}"), &e)),
         }
     }
@@ -357,7 +358,7 @@ impl Engine {
     pub async fn unpause(&self, id: &str) -> Result<(), DockerError> {
         match self.docker.unpause_container(id).await {
             Ok(()) => Ok(()),
-            Err(e) if status(&e) == Some(409) && reason(&e).contains("is not paused") => Ok(()),
+            Err(e) if reason(&e).contains("is not paused") => Ok(()),
             Err(e) => Err(api(&format!("unpause container {id}"), &e)),
         }
     }

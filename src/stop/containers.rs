@@ -131,7 +131,7 @@ pub(crate) fn planned(config: &Config, c: &ContainerInfo, grace: Grace) -> Conta
         compose_project: c.labels.get(LABEL_COMPOSE_PROJECT).cloned(),
         state: c.state.clone(),
         signal: match grace {
-            Grace::Signal { signal, .. } if c.is_running() => Some(signal.name),
+            Grace::Signal { signal, .. } if stoppable(c) => Some(signal.name),
             _ => None,
         },
         time_to_stop_ms: None,
@@ -140,6 +140,13 @@ pub(crate) fn planned(config: &Config, c: &ContainerInfo, grace: Grace) -> Conta
         error: None,
         warning: None,
     }
+}
+
+/// Whether the container has a process to signal. One that is not running (exited,
+/// created) has nothing: only its removal is left. A paused or restarting one is stopped
+/// like a running one.
+fn stoppable(c: &ContainerInfo) -> bool {
+    !matches!(c.state.as_str(), "exited" | "created" | "dead")
 }
 
 /// Ends one layer's containers at once, each with its grace, the layer's clock started at
@@ -168,9 +175,7 @@ async fn end(
     force: &Force,
 ) -> ContainerStop {
     let mut report = planned(config, c, grace);
-    // A container that is not running (exited, created) has nothing to signal: only its
-    // removal is left. A paused or restarting one is stopped like a running one.
-    let stoppable = !matches!(c.state.as_str(), "exited" | "created" | "dead");
+    let stoppable = stoppable(c);
     // A paused container is frozen: it would act on no signal but SIGKILL, and its whole
     // timeout would pass. It is unpaused first (a kill needs no unpause).
     if c.state == "paused" && matches!(grace, Grace::Signal { .. }) && !force.is_forced() {
