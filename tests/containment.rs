@@ -4,6 +4,10 @@
 //! Each hostile service below writes a ready file once it has done its worst; the test waits
 //! for that file (with a deadline), kills the scope, waits for it to empty (an event), and then
 //! scans all of /proc for any process still carrying this run's markers. Zombies count as dead.
+//!
+//! Pausing: a frozen scope's processes are stopped by the kernel (`cgroup.events` frozen 1,
+//! no CPU time), run again once thawed, and die of a kill while frozen; the process-group
+//! backend refuses to pause at all.
 
 mod common;
 
@@ -11,7 +15,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use ccscope::contain::{AnyContainment, BackendChoice, BackendKind, BusKind, Containment, detect};
+use ccscope::contain::{
+    AnyContainment, BackendChoice, BackendKind, BusKind, Containment, ProcessGroups, ScopeHandle,
+    detect,
+};
 use ccscope::launch::{LaunchSpec, Launched, OutputTarget, launch};
 use ccscope::proc::markers;
 use common::{require_test_env, scripts};
@@ -242,5 +249,156 @@ fn service_output_lands_in_journald_with_its_fields_and_scope() {
             "{entry}"
         );
         kill_and_prove_empty(&c, &case, launched).await;
+    });
+}
+
+/// A service that spins: its shell waits on a busy loop of its own.
+const SPINS: &str = "sh -c 'while :; do :; done' & echo > \"$READY\"; wait";
+
+/// Each process's (state, utime + stime in clock ticks), from /proc/PID/stat; a process gone
+/// meanwhile is left out.
+fn cpu_and_states(pids: &[i32]) -> Vec<(i32, char, u64)> {
+    pids.iter()
+        .filter_map(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may hold spaces and parentheses: fields count from its end.
+            let rest = &text[text.rfind(')')? + 1..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let state = fields.first()?.chars().next()?;
+            let utime: u64 = fields.get(11)?.parse().ok()?;
+            let stime: u64 = fields.get(12)?.parse().ok()?;
+            Some((*pid, state, utime + stime))
+        })
+        .collect()
+}
+
+fn cpu_total(pids: &[i32]) -> u64 {
+    cpu_and_states(pids).iter().map(|(_, _, t)| t).sum()
+}
+
+/// What the kernel says of the scope's freeze: `frozen` in its `cgroup.events`.
+fn events_frozen(scope: &ScopeHandle) -> bool {
+    let dir = scope
+        .cgroup
+        .as_ref()
+        .expect("a cgroup scope has a directory");
+    let events = std::fs::read_to_string(dir.join("cgroup.events")).unwrap();
+    events.lines().any(|l| l.trim() == "frozen 1")
+}
+
+/// Waits (with a deadline) until the processes have used more CPU than `than` ticks.
+fn wait_cpu_grows(pids: &[i32], than: u64, what: &str) -> u64 {
+    let mut now = 0;
+    common::wait_for(what, Duration::from_secs(10), || {
+        now = cpu_total(pids);
+        now > than
+    });
+    now
+}
+
+async fn freezing_stops_every_process_and_thawing_runs_them_again(kind: BackendKind) {
+    let c = backend(kind).await;
+    let case = Case::new(
+        &project(&format!("freeze-{}", kind.as_str())),
+        "spinner",
+        SPINS,
+    );
+    let (launched, inside) = launch_contained(&c, &case, "spinner").await;
+    let scope = &launched.scope;
+    let pids: Vec<i32> = inside.into_iter().collect();
+    assert!(pids.len() >= 2, "the shell and its loop: {pids:?}");
+    assert!(!c.is_frozen(scope).await.unwrap(), "not frozen yet");
+    assert!(!events_frozen(scope));
+    // It really spins (else a still CPU time below would prove nothing).
+    let before = cpu_total(&pids);
+    wait_cpu_grows(&pids, before, "the spinner to use CPU");
+
+    c.freeze(scope, true)
+        .await
+        .unwrap_or_else(|e| panic!("freeze {}: {e}", scope.display_name()));
+    // Returned Ok: frozen, with no wait of the caller's own.
+    assert!(events_frozen(scope), "cgroup.events says frozen 1 at once");
+    assert!(c.is_frozen(scope).await.unwrap());
+    let frozen = cpu_and_states(&pids);
+    assert_eq!(frozen.len(), pids.len(), "every process is still there");
+    for (pid, state, _) in &frozen {
+        // A task in the v2 freezer sleeps in it: `S` (or `D`), never running.
+        assert!(
+            matches!(state, 'S' | 'D'),
+            "pid {pid} is in state {state} while frozen: {frozen:?}"
+        );
+    }
+    let first = cpu_total(&pids);
+    // A window of 200 ms, some 20 ticks of a spinning loop: none may be used.
+    std::thread::sleep(Duration::from_millis(200));
+    let second = cpu_total(&pids);
+    assert_eq!(first, second, "no CPU time while frozen");
+    // Freezing what is frozen is no error.
+    c.freeze(scope, true).await.unwrap();
+
+    c.freeze(scope, false)
+        .await
+        .unwrap_or_else(|e| panic!("thaw {}: {e}", scope.display_name()));
+    assert!(!events_frozen(scope), "cgroup.events says frozen 0 at once");
+    assert!(!c.is_frozen(scope).await.unwrap());
+    wait_cpu_grows(&pids, second, "the spinner to use CPU again once thawed");
+
+    // A frozen scope still dies of a kill (what `stop --force` of a paused stack does).
+    c.freeze(scope, true).await.unwrap();
+    assert!(events_frozen(scope));
+    kill_and_prove_empty(&c, &case, launched).await;
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn systemd_scopes_freeze_and_thaw() {
+    require_test_env();
+    common::runtime().block_on(freezing_stops_every_process_and_thawing_runs_them_again(
+        BackendKind::Systemd,
+    ));
+}
+
+#[test]
+#[ignore = "system test: needs root and a writable cgroup v2 hierarchy (run scripts/test.sh)"]
+fn cgroupfs_scopes_freeze_and_thaw() {
+    require_test_env();
+    common::runtime().block_on(freezing_stops_every_process_and_thawing_runs_them_again(
+        BackendKind::Cgroupfs,
+    ));
+}
+
+#[test]
+fn process_groups_refuse_to_pause_and_say_why() {
+    common::runtime().block_on(async {
+        let c = ProcessGroups::default();
+        let scope = ScopeHandle {
+            backend: BackendKind::Pgroup,
+            project: "p".into(),
+            service: "web".into(),
+            instance: None,
+            unit: None,
+            cgroup: None,
+            pgid: Some(std::process::id() as i32),
+            run_id: Some("r".into()),
+        };
+        for (frozen, verb) in [(true, "pause"), (false, "resume")] {
+            let e = c
+                .freeze(&scope, frozen)
+                .await
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "the process-group backend cannot {verb} a service: pausing needs a cgroup"
+                )),
+                "{e}"
+            );
+            assert!(e.contains("SIGCONT"), "says why SIGSTOP is no pause: {e}");
+            assert!(
+                e.contains("`--backend systemd` or `--backend cgroupfs`"),
+                "says what to do: {e}"
+            );
+        }
+        assert!(!c.is_frozen(&scope).await.unwrap());
     });
 }

@@ -1,9 +1,12 @@
 //! The Docker Engine client against the real dockerd of scripts/test-env.sh, with its offline
 //! image: run, inspect, list, stop (and the kill after a timeout), remove, the event stream,
-//! exec, logs, stats, name conflicts, a missing image and a daemon that is not there.
+//! exec, logs, stats, name conflicts, a missing image and a daemon that is not there; pause
+//! and unpause, and the stop of a paused container (by the Engine, and by `ccscope stop`).
 //! Every container a test creates carries `ccscope.test=1` and a project of its own, and is
 //! removed by id (or, if `run` failed half-way, by its name after checking its labels) when
 //! the test's guard drops.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -544,4 +547,113 @@ async fn a_container_that_cannot_start_is_not_left_behind() {
         "the created container is removed"
     );
     drop(holder);
+}
+
+/// A PID 1 that ends on SIGTERM, whose container's own stop signal is another: docker
+/// unpauses a paused container for that one only, so a SIGTERM alone would wait.
+const POLITE: &[&str] = &["sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"];
+const OTHER_STOP_SIGNAL: &[&str] = &["--stop-signal", "SIGUSR2"];
+
+async fn state_of(engine: &Engine, id: &str) -> String {
+    engine.inspect(id).await.unwrap().expect("it exists").state
+}
+
+#[tokio::test]
+#[ignore = "system test: needs dockerd (scripts/test.sh)"]
+async fn a_container_pauses_unpauses_and_stops_paused_without_its_timeout() {
+    let engine = engine().await;
+    let p = project();
+    let c = common::TestContainer::run(&[(LABEL_PROJECT, p.as_str())], OTHER_STOP_SIGNAL, POLITE);
+    c.wait_running(Duration::from_secs(10));
+
+    engine.pause(&c.id).await.unwrap();
+    assert_eq!(state_of(&engine, &c.id).await, "paused");
+    engine
+        .pause(&c.id)
+        .await
+        .expect("pausing a paused one is fine");
+    engine.unpause(&c.id).await.unwrap();
+    assert_eq!(state_of(&engine, &c.id).await, "running");
+    engine
+        .unpause(&c.id)
+        .await
+        .expect("unpausing a running one is fine");
+
+    engine.pause(&c.id).await.unwrap();
+    let timeout = Duration::from_secs(20);
+    let outcome = engine.stop(&c.id, libc::SIGTERM, timeout).await.unwrap();
+    assert!(
+        !outcome.killed,
+        "unpaused, it ended on SIGTERM: {outcome:?}"
+    );
+    assert!(
+        outcome.took < Duration::from_secs(10),
+        "paused, it was waited on for its timeout: {outcome:?}"
+    );
+    let after = engine.inspect(&c.id).await.unwrap().unwrap();
+    assert_eq!(after.state, "exited", "{after:?}");
+    assert_eq!(after.exit_code, Some(0), "its trap's exit: {after:?}");
+
+    let gone = "ccscope-no-such-container";
+    let e = engine.pause(gone).await.expect_err("no such container");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("pause container {gone}: ")),
+        "{e}"
+    );
+    let e = engine.unpause(gone).await.expect_err("no such container");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("unpause container {gone}: ")),
+        "{e}"
+    );
+}
+
+#[test]
+#[ignore = "system test: needs dockerd (scripts/test.sh)"]
+fn a_paused_container_of_the_stack_is_stopped_and_removed_without_its_timeout() {
+    common::require_docker();
+    let p = project();
+    let sb = common::Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        &format!(
+            "[project]\nname = \"{p}\"\n\
+             [services.db]\ncommand = [\"true\"]\nstop_timeout = \"20s\"\n"
+        ),
+    );
+    let c = common::TestContainer::run(
+        &[(LABEL_PROJECT, p.as_str()), ("ccscope.service", "db")],
+        OTHER_STOP_SIGNAL,
+        POLITE,
+    );
+    c.wait_running(Duration::from_secs(10));
+    common::docker(&["pause", &c.id]).expect_code(0);
+    assert_eq!(c.inspect().unwrap()["State"]["Status"], "paused");
+
+    let began = Instant::now();
+    let ran = sb.run(&["--json", "stop"]);
+    let took = began.elapsed();
+    ran.expect_code(0);
+    let doc = ran.json();
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    let entry = doc["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == c.id.as_str())
+        .unwrap_or_else(|| panic!("the container is in the report: {doc}"));
+    assert_eq!(entry["state"], "paused", "{doc}");
+    assert_eq!(entry["signal"], "SIGTERM", "{doc}");
+    assert_eq!(
+        entry["killed"], false,
+        "unpaused, it ended on SIGTERM: {doc}"
+    );
+    assert_eq!(entry["removed"], true, "{doc}");
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{doc}");
+    assert!(
+        took < Duration::from_secs(10),
+        "stop took {took:?}: the paused container's 20 s timeout was waited out: {doc}"
+    );
+    assert!(!c.exists(), "the container is gone");
 }

@@ -1,6 +1,7 @@
 //! `ccscope stop` end to end against the real user manager and cgroupfs: everything of the
 //! project goes (scopes of any backend, strays found by their markers), with no supervisor and
-//! no registry; `--dry-run` touches nothing; stop never ends its own caller.
+//! no registry; `--dry-run` touches nothing; stop never ends its own caller; a paused
+//! (frozen) service is thawed and stopped gracefully, not waited on for its whole timeout.
 
 mod common;
 
@@ -312,4 +313,84 @@ fn with_the_state_disk_full_stop_still_stops_everything_and_says_what_it_could_n
     // In words, too: the report, then the warning, and still exit 0.
     let again = sb.run(&["--state-dir", &state, "stop"]);
     again.expect_code(0);
+}
+
+/// A service that ends on SIGTERM at once, its child with it.
+const TERM_EXITS: &str = "trap 'exit 0' TERM; sleep 300 & echo > \"$READY\"; wait";
+
+/// Whether the kernel says the cgroup at `dir` is frozen.
+fn frozen(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("cgroup.events"))
+        .is_ok_and(|e| e.lines().any(|l| l.trim() == "frozen 1"))
+}
+
+/// A stack whose `web` ends at once on SIGTERM but has a 20 s stop timeout, started on
+/// `backend` and then frozen behind ccscope's back (its cgroup's own `cgroup.freeze`, as
+/// `systemctl freeze` or a `pause` would): `stop` thaws it and ends it gracefully, well
+/// within the timeout a frozen process would otherwise have been waited on for.
+fn a_paused_service_stops_at_once(backend: BackendKind, tag: &str) {
+    require_test_env();
+    let project = project(tag);
+    let sb = Sandbox::new();
+    sb.write(
+        "ccscope.toml",
+        &format!(
+            "[project]\nname = \"{project}\"\n\
+             [services.web]\ncommand = [\"true\"]\nstop_timeout = \"20s\"\n"
+        ),
+    );
+    let scope = common::runtime().block_on(async {
+        let (c, _) = detect(BackendChoice::Forced(backend), BusKind::Session)
+            .await
+            .unwrap();
+        let spec = common::shell_service(&project, "web", TERM_EXITS, sb.path());
+        let launched = launch(&c, &spec)
+            .await
+            .unwrap_or_else(|e| panic!("web: {e}"));
+        std::mem::forget(launched.child);
+        common::wait_ready(sb.path(), "web");
+        launched.scope
+    });
+    let dir = scope.cgroup.clone().expect("a cgroup scope");
+    std::fs::write(dir.join("cgroup.freeze"), "1").unwrap();
+    wait_for("web to be frozen", Duration::from_secs(5), || frozen(&dir));
+    let pids = marked(&project);
+    assert!(pids.len() >= 2, "the shell and its child: {pids:?}");
+
+    let began = std::time::Instant::now();
+    let doc = sb.run(&["stop", "--json"]).expect_code(0).json();
+    let took = began.elapsed();
+    assert_eq!(doc["outcome"], "complete", "{doc}");
+    let web = &doc["services"][0];
+    assert_eq!(web["service"], "web", "{doc}");
+    assert_eq!(web["signal"], "SIGTERM", "{doc}");
+    assert_eq!(
+        web["killed_by_force"], false,
+        "thawed, it ended on its stop signal: {doc}"
+    );
+    assert_eq!(doc["warnings"], serde_json::json!([]), "{doc}");
+    // Frozen and not thawed, it would have been waited on for the whole 20 s.
+    assert!(
+        took < Duration::from_secs(10),
+        "stop took {took:?}, the paused service's stop timeout was waited out: {doc}"
+    );
+    assert!(marked(&project).is_empty(), "{:?}", marked(&project));
+    // The scope goes too: removed by the stop (cgroupfs), or collected by systemd once empty.
+    wait_for(
+        &format!("{} to be removed", dir.display()),
+        Duration::from_secs(5),
+        || !dir.exists(),
+    );
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn a_paused_systemd_service_is_thawed_and_stopped_within_its_timeout() {
+    a_paused_service_stops_at_once(BackendKind::Systemd, "paused-sd");
+}
+
+#[test]
+#[ignore = "system test: needs root and a writable cgroup v2 hierarchy (run scripts/test.sh)"]
+fn a_paused_cgroupfs_service_is_thawed_and_stopped_within_its_timeout() {
+    a_paused_service_stops_at_once(BackendKind::Cgroupfs, "paused-cg");
 }

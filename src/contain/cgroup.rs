@@ -222,6 +222,17 @@ impl Cgroup {
         }
     }
 
+    /// Whether the kernel reports the tree frozen (`frozen 1` in `cgroup.events`: every
+    /// process in it stopped, by its own `cgroup.freeze` or an ancestor's). A removed
+    /// cgroup, or a kernel without the v2 freezer, is not frozen.
+    pub fn frozen(&self) -> io::Result<bool> {
+        match self.event("frozen") {
+            Ok(v) => Ok(v.unwrap_or(false)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The controllers available to this cgroup (its `cgroup.controllers`).
     pub fn controllers(&self) -> io::Result<Vec<String>> {
         let path = self.file("cgroup.controllers");

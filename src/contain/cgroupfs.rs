@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::cgroup::{self, Cgroup};
 use super::{
     BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
-    UnenforceableLimit, requested_limits, wait_cgroup_empty,
+    UnenforceableLimit, cgroup_frozen, freeze_cgroup, requested_limits, wait_cgroup_empty,
 };
 
 /// Bounded wait for the kernel to let go of a just-emptied directory.
@@ -245,7 +245,11 @@ impl Containment for CgroupTree {
     }
 
     async fn freeze(&self, scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError> {
-        Ok(Self::cgroup(scope)?.freeze(frozen, Duration::from_secs(5))?)
+        freeze_cgroup(Self::cgroup(scope)?.path, frozen).await
+    }
+
+    async fn is_frozen(&self, scope: &ScopeHandle) -> Result<bool, ContainError> {
+        cgroup_frozen(&Self::cgroup(scope)?.path)
     }
 
     async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError> {

@@ -13,6 +13,7 @@ pub enum Call {
     Signal(String, i32),
     Kill(String),
     Release(String),
+    Freeze(String, bool),
 }
 
 /// How a fake scope behaves.
@@ -31,6 +32,12 @@ pub struct FakeContainment {
     behaviour: RefCell<Vec<(String, Behaviour)>>,
     emptied: RefCell<BTreeSet<String>>,
     calls: RefCell<Vec<Call>>,
+    /// The services whose scopes are frozen now.
+    frozen: RefCell<BTreeSet<String>>,
+    /// Stop signals sent while frozen, acted on at the thaw.
+    pending: RefCell<BTreeSet<String>>,
+    /// A thaw fails (and the scope stays frozen).
+    pub thaw_fails: bool,
 }
 
 impl FakeContainment {
@@ -40,6 +47,9 @@ impl FakeContainment {
             behaviour: RefCell::default(),
             emptied: RefCell::default(),
             calls: RefCell::default(),
+            frozen: RefCell::default(),
+            pending: RefCell::default(),
+            thaw_fails: false,
         }
     }
 
@@ -58,6 +68,11 @@ impl FakeContainment {
             pgid: None,
             run_id: None,
         }
+    }
+
+    /// Freezes `scope` behind the caller's back (as `systemctl freeze` would).
+    pub fn set_frozen(&self, scope: &ScopeHandle) {
+        self.frozen.borrow_mut().insert(scope.service.clone());
     }
 
     pub fn calls(&self) -> Vec<Call> {
@@ -98,7 +113,11 @@ impl Containment for FakeContainment {
             .borrow_mut()
             .push(Call::Signal(scope.service.clone(), signal));
         if self.behaviour(scope) == Behaviour::HonoursStop {
-            self.emptied.borrow_mut().insert(scope.service.clone());
+            // A frozen process acts on its signal only once thawed, as the kernel has it.
+            match self.frozen.borrow().contains(&scope.service) {
+                true => self.pending.borrow_mut().insert(scope.service.clone()),
+                false => self.emptied.borrow_mut().insert(scope.service.clone()),
+            };
         }
         Ok(1)
     }
@@ -137,8 +156,26 @@ impl Containment for FakeContainment {
         Err(ContainError::Refused("the fake adopts nothing".into()))
     }
 
-    async fn freeze(&self, _scope: &ScopeHandle, _frozen: bool) -> Result<(), ContainError> {
+    async fn freeze(&self, scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError> {
+        self.calls
+            .borrow_mut()
+            .push(Call::Freeze(scope.service.clone(), frozen));
+        if self.thaw_fails && !frozen {
+            return Err(ContainError::Refused("the fake will not thaw".into()));
+        }
+        let mut set = self.frozen.borrow_mut();
+        match frozen {
+            true => set.insert(scope.service.clone()),
+            false => set.remove(&scope.service),
+        };
+        if !frozen && self.pending.borrow_mut().remove(&scope.service) {
+            self.emptied.borrow_mut().insert(scope.service.clone());
+        }
         Ok(())
+    }
+
+    async fn is_frozen(&self, scope: &ScopeHandle) -> Result<bool, ContainError> {
+        Ok(self.frozen.borrow().contains(&scope.service))
     }
 
     async fn list(&self, _project: &str) -> Result<Vec<ScopeHandle>, ContainError> {

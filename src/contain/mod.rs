@@ -153,6 +153,14 @@ pub enum ContainError {
     LimitsUnenforceable(Vec<UnenforceableLimit>),
     #[error("{0}")]
     Refused(String),
+    /// The backend has no way to freeze a service (the process-group backend).
+    #[error("the {backend} backend cannot {action} a service: {reason}")]
+    CannotFreeze {
+        backend: &'static str,
+        /// `pause` or `resume`.
+        action: &'static str,
+        reason: &'static str,
+    },
 }
 
 impl From<zbus::Error> for ContainError {
@@ -208,8 +216,13 @@ pub trait Containment {
     /// Moves a running process (and only it: callers walk subtrees) into the scope.
     async fn adopt(&self, scope: &ScopeHandle, pid: i32) -> Result<(), ContainError>;
 
-    /// Freezes or thaws the scope.
+    /// Freezes or thaws the scope, and returns only once the kernel says every process of
+    /// it is frozen (or running again): `Ok` means it is so.
     async fn freeze(&self, scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError>;
+
+    /// Whether the scope is frozen now (its cgroup's `cgroup.events` says `frozen 1`). A
+    /// scope that is gone is not.
+    async fn is_frozen(&self, scope: &ScopeHandle) -> Result<bool, ContainError>;
 
     /// The project's scopes that exist now, found by name.
     async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError>;
@@ -275,6 +288,9 @@ impl Containment for AnyContainment {
     }
     async fn freeze(&self, scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError> {
         dispatch!(self, b => b.freeze(scope, frozen).await)
+    }
+    async fn is_frozen(&self, scope: &ScopeHandle) -> Result<bool, ContainError> {
+        dispatch!(self, b => b.is_frozen(scope).await)
     }
     async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError> {
         dispatch!(self, b => b.list(project).await)
@@ -350,6 +366,25 @@ pub(crate) async fn wait_cgroup_empty(
         Ok(done) => done.map(|()| true).map_err(ContainError::Io),
         Err(_) => Ok(false),
     }
+}
+
+/// How long a freeze or thaw may take to be reported done by the kernel. A task in an
+/// uninterruptible sleep (a stuck NFS read) holds a freeze up until it wakes.
+pub(crate) const FREEZE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Whether the cgroup at `path` is frozen: one read of its `cgroup.events`.
+pub(crate) fn cgroup_frozen(path: &std::path::Path) -> Result<bool, ContainError> {
+    Ok(cgroup::Cgroup::at(path).frozen()?)
+}
+
+/// Freezes or thaws the cgroup at `path` and waits (off the runtime's threads) until the
+/// kernel reports it done, up to [`FREEZE_DEADLINE`].
+pub(crate) async fn freeze_cgroup(path: PathBuf, frozen: bool) -> Result<(), ContainError> {
+    let cg = cgroup::Cgroup::at(path);
+    tokio::task::spawn_blocking(move || cg.freeze(frozen, FREEZE_DEADLINE))
+        .await
+        .map_err(|e| ContainError::Io(std::io::Error::other(e)))??;
+    Ok(())
 }
 
 /// Live (non-zombie) pids of a list.

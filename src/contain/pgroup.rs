@@ -27,6 +27,12 @@ pub const LOSSES: &str = "no writable cgroup: services are tracked by process gr
 lost are atomic kills (several passes instead), event-driven exit detection (polled every 10 ms), \
 resource limits, and any process that leaves its process group and clears its environment";
 
+/// Why the process-group backend cannot pause, and what to do instead.
+const CANNOT_FREEZE: &str = "pausing needs a cgroup, which freezes every process of a service at \
+once; a process group can only be sent SIGSTOP process by process (one forking meanwhile runs \
+on), and any process of the same user can undo it with SIGCONT; run the stack with the systemd \
+or the cgroupfs backend (`--backend systemd` or `--backend cgroupfs`)";
+
 pub struct ProcessGroups {
     proc_root: std::path::PathBuf,
 }
@@ -211,9 +217,20 @@ impl Containment for ProcessGroups {
         Ok(())
     }
 
-    async fn freeze(&self, scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError> {
-        self.signal_members(scope, if frozen { libc::SIGSTOP } else { libc::SIGCONT });
-        Ok(())
+    /// Refused: SIGSTOP to each member is no freeze. A process forking between the passes
+    /// runs on, and any process of the same user can SIGCONT a stopped one; a paused service
+    /// would be paused only as far as nobody touches it.
+    async fn freeze(&self, _scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError> {
+        Err(ContainError::CannotFreeze {
+            backend: "process-group",
+            action: if frozen { "pause" } else { "resume" },
+            reason: CANNOT_FREEZE,
+        })
+    }
+
+    /// Never: this backend freezes nothing.
+    async fn is_frozen(&self, _scope: &ScopeHandle) -> Result<bool, ContainError> {
+        Ok(false)
     }
 
     async fn list(&self, project: &str) -> Result<Vec<ScopeHandle>, ContainError> {

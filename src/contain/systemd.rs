@@ -12,7 +12,7 @@ use super::cgroup::{self, Cgroup};
 use super::systemd_proxy::ManagerProxy;
 use super::{
     BackendKind, ContainError, Containment, LimitReport, ScopeHandle, ScopeSpec,
-    UnenforceableLimit, requested_limits, wait_cgroup_empty,
+    UnenforceableLimit, cgroup_frozen, freeze_cgroup, requested_limits, wait_cgroup_empty,
 };
 use crate::proc::sys;
 
@@ -527,12 +527,41 @@ impl Containment for SystemdScopes {
             .await?)
     }
 
+    /// FreezeUnit/ThawUnit, so systemd knows (`systemctl status` says `frozen`), then the
+    /// kernel's word that it is done. systemd answers once it has seen the cgroup frozen, but
+    /// says no where it has no freezer of its own (a hybrid cgroup host, before v254) and
+    /// answers at once when it thinks the unit is already so (frozen behind its back): then
+    /// the scope's own `cgroup.freeze` is written, and waited on.
     async fn freeze(&self, scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError> {
         let unit = Self::unit(scope)?;
-        if frozen {
-            Ok(self.manager.freeze_unit(unit).await?)
+        let asked = if frozen {
+            self.manager.freeze_unit(unit).await
         } else {
-            Ok(self.manager.thaw_unit(unit).await?)
+            self.manager.thaw_unit(unit).await
+        };
+        match asked {
+            Ok(()) => {}
+            Err(e) if is_method_error(&e, "NotSupported") && scope.cgroup.is_some() => {
+                tracing::debug!("{unit}: systemd cannot freeze here ({e}): cgroup.freeze");
+            }
+            Err(e) if is_method_error(&e, "NoSuchUnit") => {
+                return Err(ContainError::Refused(format!("{unit} is not running")));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let Some(dir) = &scope.cgroup else {
+            return Ok(());
+        };
+        if cgroup_frozen(dir)? == frozen {
+            return Ok(());
+        }
+        freeze_cgroup(dir.clone(), frozen).await
+    }
+
+    async fn is_frozen(&self, scope: &ScopeHandle) -> Result<bool, ContainError> {
+        match &scope.cgroup {
+            Some(dir) => cgroup_frozen(dir),
+            None => Ok(false),
         }
     }
 

@@ -294,7 +294,17 @@ impl Engine {
         let started = Instant::now();
         let action = format!("stop container {id}");
         match self.inspect(id).await? {
-            Some(c) if c.is_running() || c.state == "paused" || c.state == "restarting" => {}
+            // A paused container's processes are frozen: they would act on no signal but
+            // SIGKILL, and the whole timeout would pass. (Docker unpauses for the image's own
+            // stop signal, not for another.) One that will not unpause is signalled anyway.
+            Some(c) if c.state == "paused" => {
+                if signal != libc::SIGKILL {
+                    if let Err(e) = self.unpause(id).await {
+                        tracing::warn!("could not unpause container {id} to stop it: {e}");
+                    }
+                }
+            }
+            Some(c) if c.is_running() || c.state == "restarting" => {}
             _ => {
                 return Ok(StopOutcome {
                     killed: false,
@@ -332,6 +342,25 @@ impl Engine {
             killed: true,
             took: started.elapsed(),
         })
+    }
+
+    /// Pauses the container: the daemon freezes its cgroup. One paused already is fine.
+    pub async fn pause(&self, id: &str) -> Result<(), DockerError> {
+        match self.docker.pause_container(id).await {
+            Ok(()) => Ok(()),
+            // Docker answers 409 or, before 23.0, 500 for these.
+            Err(e) if reason(&e).contains("is already paused") => Ok(()),
+            Err(e) => Err(api(&format!("pause container {id}"), &e)),
+        }
+    }
+
+    /// Unpauses the container. One not paused is fine.
+    pub async fn unpause(&self, id: &str) -> Result<(), DockerError> {
+        match self.docker.unpause_container(id).await {
+            Ok(()) => Ok(()),
+            Err(e) if reason(&e).contains("is not paused") => Ok(()),
+            Err(e) => Err(api(&format!("unpause container {id}"), &e)),
+        }
     }
 
     /// Sends a signal; false when the container is no longer running (or gone).

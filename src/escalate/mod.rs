@@ -8,6 +8,9 @@
 //! kill at once: a second Ctrl-C changes how the stop in flight proceeds rather than starting
 //! another (nextest's `runner/unix.rs` does the same).
 //!
+//! A frozen scope (a paused service) is thawed before its stop signal: a frozen process
+//! acts on no signal but SIGKILL, so its grace would otherwise run out in full.
+//!
 //! A long grace is not waited out in silence: a [`Force`] can carry a [`WaitNotice`], told
 //! after [`NOTICE_AFTER`] what is still waited for, for how long yet, and how to cut it short.
 
@@ -219,7 +222,7 @@ impl Force {
 }
 
 /// What became of one scope.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScopeEnd {
     /// The stop signal sent, or None for a kill at once.
     pub signal: Option<&'static str>,
@@ -227,6 +230,9 @@ pub struct ScopeEnd {
     pub empty_after: Option<Duration>,
     /// Whether it had to be killed (its grace ran out, was forced, or there was none).
     pub killed: bool,
+    /// It was frozen (paused) and could not be thawed before its stop signal: why. The end
+    /// went on all the same.
+    pub thaw_failed: Option<String>,
 }
 
 /// Ends a scope: its stop signal to every process, a wait on `populated 0` until `since` +
@@ -239,8 +245,10 @@ pub async fn end_scope<C: Containment>(
     since: Instant,
     force: &Force,
 ) -> ScopeEnd {
-    let signalled = send_stop_signal(backend, scope, grace, force).await;
-    finish(backend, scope, signalled, since, force).await
+    let (signalled, thaw_failed) = send_stop_signal(backend, scope, grace, force).await;
+    let mut end = finish(backend, scope, signalled, since, force).await;
+    end.thaw_failed = thaw_failed;
+    end
 }
 
 /// Ends scopes together (a layer of the stop): every stop signal goes out first, then each
@@ -260,32 +268,58 @@ pub async fn end_and_release_all<C: Containment>(
         ms = since.elapsed().as_millis() as u64,
         "stop signals sent"
     );
-    let ends = scopes
-        .iter()
-        .zip(signalled)
-        .map(|(&(backend, scope, _), signalled)| async move {
-            let end = finish(backend, scope, signalled, since, force).await;
+    let ends = scopes.iter().zip(signalled).map(
+        |(&(backend, scope, _), (signalled, thaw_failed))| async move {
+            let mut end = finish(backend, scope, signalled, since, force).await;
+            end.thaw_failed = thaw_failed;
             release(backend, scope, &end).await;
             end
-        });
+        },
+    );
     futures_util::future::join_all(ends).await
 }
 
-/// The stop signal the grace asks for, unless forced: what was sent, and the timeout.
+/// The stop signal the grace asks for, unless forced: what was sent, and the timeout; and
+/// why a frozen scope could not be thawed first, if it could not. A kill needs no thaw: a
+/// frozen process dies of SIGKILL all the same.
 async fn send_stop_signal<C: Containment>(
     backend: &C,
     scope: &ScopeHandle,
     grace: Grace,
     force: &Force,
-) -> Option<(Signal, Duration)> {
+) -> (Option<(Signal, Duration)>, Option<String>) {
     let Grace::Signal { signal, timeout } = grace else {
-        return None;
+        return (None, None);
     };
     if force.is_forced() {
-        return None;
+        return (None, None);
     }
+    let thaw_failed = thaw_if_frozen(backend, scope).await;
     let _ = backend.signal(scope, signal.number).await;
-    Some((signal, timeout))
+    (Some((signal, timeout)), thaw_failed)
+}
+
+/// Thaws the scope if it is frozen (one read of its `cgroup.events` when it is not), so that
+/// it can act on its stop signal. Why it could not, if it could not.
+async fn thaw_if_frozen<C: Containment>(backend: &C, scope: &ScopeHandle) -> Option<String> {
+    match backend.is_frozen(scope).await {
+        Ok(false) => None,
+        Ok(true) => match backend.freeze(scope, false).await {
+            Ok(()) => {
+                tracing::debug!(scope = %scope.display_name(), "thawed before its stop signal");
+                None
+            }
+            Err(e) => Some(format!(
+                "`{}` is paused and could not be resumed before its stop signal ({e}): a \
+                 frozen process acts on no signal, so it was waited on until its stop timeout",
+                scope.service
+            )),
+        },
+        Err(e) => Some(format!(
+            "could not tell whether `{}` is paused ({e}): it was sent its stop signal as it is",
+            scope.service
+        )),
+    }
 }
 
 /// After the stop signal (if any): the wait until the timeout or a force, then the kill.
@@ -300,6 +334,7 @@ async fn finish<C: Containment>(
         signal: signalled.map(|(s, _)| s.name),
         empty_after: None,
         killed: false,
+        thaw_failed: None,
     };
     if let Some((signal, timeout)) = signalled {
         let left = timeout.saturating_sub(since.elapsed());
@@ -457,6 +492,56 @@ mod tests {
         let end = end_scope(&fake, &again, TERM, Instant::now(), &force).await;
         assert_eq!(end.signal, None);
         assert_eq!(fake.calls().last(), Some(&Call::Kill("web".into())));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frozen_scope_is_thawed_before_its_stop_signal_and_not_waited_out() {
+        let fake = FakeContainment::new(BackendKind::Cgroupfs);
+        let scope = fake.scope("web", Behaviour::HonoursStop);
+        fake.set_frozen(&scope);
+        let began = tokio::time::Instant::now();
+        let end = end_scope(&fake, &scope, TERM, Instant::now(), &Force::never()).await;
+        assert!(!end.killed, "it exited on its stop signal once thawed");
+        assert_eq!(end.thaw_failed, None);
+        assert_eq!(began.elapsed(), Duration::ZERO, "no grace waited out");
+        assert_eq!(
+            fake.calls(),
+            [
+                Call::Freeze("web".into(), false),
+                Call::Signal("web".into(), libc::SIGTERM)
+            ],
+            "thawed first, then signalled"
+        );
+        // One not frozen is not thawed: nothing but its signal.
+        let running = fake.scope("db", Behaviour::HonoursStop);
+        end_scope(&fake, &running, TERM, Instant::now(), &Force::never()).await;
+        assert_eq!(
+            fake.calls().last(),
+            Some(&Call::Signal("db".into(), libc::SIGTERM))
+        );
+        assert!(!fake.calls().contains(&Call::Freeze("db".into(), false)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_that_cannot_be_thawed_is_said_and_still_ended() {
+        let mut fake = FakeContainment::new(BackendKind::Cgroupfs);
+        fake.thaw_fails = true;
+        let scope = fake.scope("web", Behaviour::HonoursStop);
+        fake.set_frozen(&scope);
+        let end = end_scope(&fake, &scope, TERM, Instant::now(), &Force::never()).await;
+        assert!(end.killed, "frozen, it could not act on SIGTERM");
+        assert!(end.empty_after.is_some(), "the kill emptied it");
+        let why = end.thaw_failed.expect("the failed thaw is said");
+        assert!(
+            why.starts_with("`web` is paused and could not be resumed before its stop signal (the fake will not thaw)"),
+            "{why}"
+        );
+        // A kill at once asks for no thaw.
+        let other = fake.scope("db", Behaviour::IgnoresStop);
+        fake.set_frozen(&other);
+        let end = end_scope(&fake, &other, Grace::None, Instant::now(), &Force::never()).await;
+        assert_eq!(end.thaw_failed, None);
+        assert!(!fake.calls().contains(&Call::Freeze("db".into(), false)));
     }
 
     #[tokio::test(start_paused = true)]

@@ -42,6 +42,10 @@ pub struct ContainerStop {
     pub removed: bool,
     /// What the daemon answered when a stop or removal failed.
     pub error: Option<String>,
+    /// What went wrong on the side without failing its stop (a paused container that would
+    /// not unpause first): said among the stop's warnings.
+    #[serde(skip)]
+    pub(crate) warning: Option<String>,
 }
 
 /// The daemon and the project's containers on it, as found at the start of the stop.
@@ -127,14 +131,22 @@ pub(crate) fn planned(config: &Config, c: &ContainerInfo, grace: Grace) -> Conta
         compose_project: c.labels.get(LABEL_COMPOSE_PROJECT).cloned(),
         state: c.state.clone(),
         signal: match grace {
-            Grace::Signal { signal, .. } if c.is_running() => Some(signal.name),
+            Grace::Signal { signal, .. } if stoppable(c) => Some(signal.name),
             _ => None,
         },
         time_to_stop_ms: None,
         killed: false,
         removed: false,
         error: None,
+        warning: None,
     }
+}
+
+/// Whether the container has a process to signal. One that is not running (exited,
+/// created) has nothing: only its removal is left. A paused or restarting one is stopped
+/// like a running one.
+fn stoppable(c: &ContainerInfo) -> bool {
+    !matches!(c.state.as_str(), "exited" | "created" | "dead")
 }
 
 /// Ends one layer's containers at once, each with its grace, the layer's clock started at
@@ -163,9 +175,17 @@ async fn end(
     force: &Force,
 ) -> ContainerStop {
     let mut report = planned(config, c, grace);
-    // A container that is not running (exited, created) has nothing to signal: only its
-    // removal is left. A paused or restarting one is stopped like a running one.
-    let stoppable = !matches!(c.state.as_str(), "exited" | "created" | "dead");
+    let stoppable = stoppable(c);
+    // A paused container is frozen: it would act on no signal but SIGKILL, and its whole
+    // timeout would pass. It is unpaused first (a kill needs no unpause).
+    if c.state == "paused" && matches!(grace, Grace::Signal { .. }) && !force.is_forced() {
+        if let Err(e) = engine.unpause(&c.id).await {
+            report.warning = Some(format!(
+                "container {} is paused and could not be unpaused before its stop signal ({e})",
+                c.name
+            ));
+        }
+    }
     if stoppable {
         let stopped = match grace {
             Grace::None => engine

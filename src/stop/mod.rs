@@ -478,7 +478,11 @@ async fn stop_selected(
         };
         let ((done, boxes), strays) = futures_util::future::join(scopes, strays).await;
         swept = boxes;
+        warnings.extend(swept.iter_mut().filter_map(|c| c.warning.take()));
         for (service, end) in services.iter_mut().zip(done) {
+            // A paused service is thawed before its stop signal; one that would not thaw was
+            // ended all the same, and the stop says so.
+            warnings.extend(end.thaw_failed);
             service.signal = end.signal;
             service.killed_by_force = end.killed;
             service.time_to_empty_ms = end.empty_after.map(|d| d.as_millis() as u64);

@@ -275,6 +275,16 @@ impl Docker {
         }
     }
 
+    /// Pauses (`paused`) or unpauses the container, through the Engine; errors in words.
+    pub async fn pause(&self, id: &str, paused: bool) -> Result<(), String> {
+        let engine = self.engine()?;
+        let done = match paused {
+            true => engine.pause(id).await,
+            false => engine.unpause(id).await,
+        };
+        done.map_err(|e| with_hint(&e))
+    }
+
     /// Removes the container (gone is fine).
     pub async fn remove(&self, id: &str) {
         if let Ok(engine) = &self.engine {
