@@ -246,12 +246,6 @@ impl Docker {
         }
     }
 
-    /// Pauses (or unpauses) the container. PLACEHOLDER until the engine's pause lands.
-    pub async fn pause(&self, id: &str, paused: bool) -> Result<(), String> {
-        let _ = (id, paused);
-        Err("pausing containers is not supported yet".into())
-    }
-
     /// Ends the container: `signal`, `timeout` for it to exit, then SIGKILL; a force cuts the
     /// grace short. Its death is then made sure of, should the event be late or lost.
     pub async fn end(&self, id: &str, signal: i32, timeout: Duration, force: &Force) {
