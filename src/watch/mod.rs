@@ -17,6 +17,11 @@
 //! `build/**/*.js` starts to count once `build` is made. Only when no ancestor can be watched
 //! at all does [`Watcher::start`] fail.
 //!
+//! A watched directory that is removed stops being watched (the kernel drops its watch); made
+//! again, it is watched again when its parent is watched, that is below a `**` or on the way
+//! down to a prefix that was missing. A glob's prefix itself removed and made again is not
+//! seen until the next start.
+//!
 //! Events go from notify's thread into a bounded queue to one thread of ours, which blocks on
 //! it (no timer runs while nothing changes: idle costs no CPU), matches each path against the
 //! globs, and calls `on_burst` once `debounce` has passed with no further matching change. A
@@ -51,7 +56,7 @@ const MAX_USER_WATCHES: &str = "/proc/sys/fs/inotify/max_user_watches";
 const MAX_USER_INSTANCES: &str = "/proc/sys/fs/inotify/max_user_instances";
 
 /// One burst of changes, reported once the burst is over.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Change {
     /// The first matching path of the burst: relative to the spec's base when it is under it
     /// (`src/app.py`), absolute otherwise. After a rescan, the directory rescanned.

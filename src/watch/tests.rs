@@ -140,6 +140,17 @@ fn a_literal_file_is_watched_alone_and_a_path_outside_the_base_stays_absolute() 
 }
 
 #[test]
+fn a_literal_directory_means_everything_under_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir_all(tmp.path().join("conf.d/deep")).unwrap();
+    let (_w, rx) = start(&spec(tmp.path(), &["conf.d"], &[]), &[]);
+    write(&tmp.path().join("conf.d.txt"), "x");
+    quiet(&rx, "a sibling with the directory's name as its prefix");
+    write(&tmp.path().join("conf.d/deep/x.conf"), "x");
+    assert_eq!(next(&rx).path, Path::new("conf.d/deep/x.conf"));
+}
+
+#[test]
 fn touching_a_file_is_a_change_and_reading_one_is_not() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("main.py");
