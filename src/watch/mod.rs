@@ -75,10 +75,7 @@ pub enum WatchError {
         glob: String,
         source: globset::Error,
     },
-    #[error(
-        "set up inotify: {reason}; if the limit of inotify instances is reached, raise it with \
-         `sysctl fs.inotify.max_user_instances=1024` ({MAX_USER_INSTANCES})"
-    )]
+    #[error("set up inotify: {reason}")]
     Init { reason: String },
     #[error(
         "watch {}: the limit of inotify watches is reached (fs.inotify.max_user_watches = \
@@ -147,7 +144,7 @@ impl Watcher {
         };
         let watcher = RecommendedWatcher::new(handler, notify::Config::default()).map_err(|e| {
             WatchError::Init {
-                reason: describe_notify(&e),
+                reason: init_failure(&e),
             }
         })?;
         let mut worker = Worker {
@@ -552,6 +549,20 @@ impl Worker {
                 deadline = Some(Instant::now() + debounce);
             }
         }
+    }
+}
+
+/// Why inotify could not be set up; out of instances (EMFILE from inotify_init), the sysctl
+/// that raises their limit.
+fn init_failure(e: &notify::Error) -> String {
+    match &e.kind {
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(libc::EMFILE) => format!(
+            "the limit of inotify instances is reached (fs.inotify.max_user_instances = {}); \
+             raise it with `sysctl fs.inotify.max_user_instances=1024` ({MAX_USER_INSTANCES})",
+            std::fs::read_to_string(MAX_USER_INSTANCES)
+                .map_or_else(|_| "unknown".into(), |t| t.trim().to_string())
+        ),
+        _ => describe_notify(e),
     }
 }
 
