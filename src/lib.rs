@@ -18,3 +18,4 @@ pub mod status;
 pub mod stop;
 pub mod suggest;
 pub mod supervise;
+pub mod watch;

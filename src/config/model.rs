@@ -1,7 +1,7 @@
 //! The validated stack definition: what the rest of ccscope works from. Every value here has
 //! passed validation; defaults are already applied.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -51,9 +51,9 @@ pub struct Service {
     pub env: BTreeMap<String, String>,
     pub env_files: Vec<PathBuf>,
     pub depends_on: BTreeMap<String, DependencyCondition>,
-    /// The dependencies declared with `restart = true`: a deliberate restart of one restarts
-    /// this service after it.
-    pub restart_with: std::collections::BTreeSet<String>,
+    /// The dependencies declared with `restart = true`: a deliberate restart of one of them
+    /// restarts this service after it (compose's semantics). Each is also in `depends_on`.
+    pub restart_with: BTreeSet<String>,
     pub ready: Option<Probe>,
     pub liveness: Option<Probe>,
     pub restart: RestartPolicy,
@@ -63,6 +63,33 @@ pub struct Service {
     pub discover: DiscoverRules,
     pub limits: Limits,
     pub optional: bool,
+    /// Files whose change restarts the service.
+    pub watch: Option<WatchSpec>,
+}
+
+/// `watch = { paths, ignore, debounce }`: restart the service when matching files change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WatchSpec {
+    /// The configuration file's directory: relative globs are relative to it. For a built-in
+    /// profile, the directory ccscope was started in.
+    pub base: PathBuf,
+    /// Globs of the files to watch (`*` stays within one path component, `**` crosses any
+    /// number of them); relative to `base`, or absolute. Never empty.
+    pub paths: Vec<String>,
+    /// Globs of files never to react to, relative to `base` or absolute.
+    pub ignore: Vec<String>,
+    /// How long changes must have stopped before the burst counts as one change.
+    pub debounce: HumanDuration,
+}
+
+/// A `watch` glob as ccscope reads it, for validation and for the watcher alike: `*` and `?`
+/// never match a `/`, `**` matches any number of path components, `{a,b}` and `[ab]` work.
+pub fn watch_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .empty_alternates(true)
+        .build()
 }
 
 /// How a service's process is started.
@@ -209,3 +236,8 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_MAX_RESTARTS: u32 = 5;
+pub(crate) const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
+/// A longer debounce would hold a restart back for longer than anyone waits for one.
+pub(crate) const MAX_WATCH_DEBOUNCE: Duration = Duration::from_secs(60);
+/// The longest watch glob accepted (a path is at most 4096 bytes on Linux).
+pub(crate) const MAX_WATCH_GLOB: usize = 4096;

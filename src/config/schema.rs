@@ -63,6 +63,7 @@ pub(crate) struct RawService {
     pub limits: Option<RawLimits>,
     pub optional: Option<bool>,
     pub docker: Option<Spanned<RawDocker>>,
+    pub watch: Option<Spanned<RawWatch>>,
 }
 
 /// Probe timing, shared by `ready` and `liveness`, and all that `[defaults.ready]` may set.
@@ -129,11 +130,57 @@ impl<'de> Deserialize<'de> for RawTcpTarget {
     }
 }
 
-/// `depends_on = ["a", "b"]` or `depends_on = { a = "healthy", b = "started" }`.
+/// `depends_on = ["a", "b"]` or `depends_on = { a = "healthy", b = { condition = "started",
+/// restart = true } }`.
 #[derive(Debug)]
 pub(crate) enum RawDependsOn {
     List(Vec<Spanned<String>>),
-    Table(Vec<(Spanned<String>, Spanned<RawCondition>)>),
+    Table(Vec<(Spanned<String>, Spanned<RawDependency>)>),
+}
+
+/// One entry of the table form: a condition alone, or the long form.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RawDependency {
+    pub condition: Option<RawCondition>,
+    pub restart: bool,
+}
+
+/// The long form `{ condition = "healthy", restart = true }`: compose's keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDependencyTable {
+    condition: Option<RawCondition>,
+    restart: Option<bool>,
+}
+
+impl<'de> Deserialize<'de> for RawDependency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawDependency;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a condition such as \"healthy\", or a table with `condition` and `restart`",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawDependency, E> {
+                let condition = RawCondition::deserialize(de::value::StrDeserializer::<E>::new(v))?;
+                Ok(RawDependency {
+                    condition: Some(condition),
+                    restart: false,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawDependency, A::Error> {
+                let t =
+                    RawDependencyTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawDependency {
+                    condition: t.condition,
+                    restart: t.restart.unwrap_or(false),
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -169,6 +216,16 @@ impl<'de> Deserialize<'de> for RawDependsOn {
         }
         d.deserialize_any(V)
     }
+}
+
+/// `watch = { paths = ["src/**/*.py"], ignore = ["**/__pycache__/**"], debounce = "500ms" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawWatch {
+    pub paths: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub ignore: Vec<Spanned<String>>,
+    pub debounce: Option<Spanned<HumanDuration>>,
 }
 
 /// `restart = "on-failure"` or a table with the policy and its backoff.

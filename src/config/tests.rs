@@ -728,3 +728,178 @@ fn compose_projects_are_listed_and_checked() {
     );
     assert_eq!(msg, "compose project \"a\" is listed twice");
 }
+
+#[test]
+fn the_long_dependency_form_gives_conditions_and_restart_with() {
+    let config = parse(&format!(
+        "{HEAD}[services.db]\ncommand = [\"db\"]\n[services.cache]\ncommand = [\"c\"]\n\
+         [services.q]\ncommand = [\"q\"]\n\
+         [services.api]\ncommand = [\"api\"]\n\
+         depends_on = {{ db = {{ condition = \"started\", restart = true }}, cache = \"healthy\", \
+         q = {{ restart = false }} }}\n"
+    ))
+    .unwrap();
+    let api = &config.services["api"];
+    assert_eq!(api.depends_on["db"], DependencyCondition::Started);
+    assert_eq!(api.depends_on["cache"], DependencyCondition::Healthy);
+    assert_eq!(
+        api.depends_on["q"],
+        DependencyCondition::Healthy,
+        "the long form without a condition means what the array form means"
+    );
+    assert_eq!(
+        api.restart_with.iter().collect::<Vec<_>>(),
+        ["db"],
+        "only the dependency with restart = true"
+    );
+    assert!(config.services["db"].restart_with.is_empty());
+    let json = serde_json::to_value(api).unwrap();
+    assert_eq!(json["restart_with"], serde_json::json!(["db"]));
+    assert_eq!(json["depends_on"]["db"], "started");
+}
+
+#[test]
+fn an_unknown_key_in_a_long_dependency_suggests_the_closest() {
+    let (line, col, msg, hint) = only_error(&format!(
+        "{HEAD}[services.db]\ncommand = [\"db\"]\n[services.api]\ncommand = [\"api\"]\n\
+         depends_on = {{ db = {{ condtion = \"started\" }} }}\n"
+    ));
+    assert_eq!((line, col), (7, 23), "{msg}");
+    assert_eq!(msg, "unknown key `condtion` in [services.api]");
+    assert_eq!(hint.as_deref(), Some("did you mean `condition`?"));
+}
+
+#[test]
+fn a_wrong_condition_or_restart_in_a_long_dependency_is_located() {
+    let (line, col, msg, hint) = only_error(&format!(
+        "{HEAD}[services.db]\ncommand = [\"db\"]\n[services.api]\ncommand = [\"api\"]\n\
+         depends_on = {{ db = {{ condition = \"helthy\" }} }}\n"
+    ));
+    assert_eq!((line, col), (7, 35), "{msg}");
+    assert_eq!(msg, "unknown value `helthy` in [services.api]");
+    assert_eq!(hint.as_deref(), Some("did you mean `healthy`?"));
+    let (line, col, msg, _) = only_error(&format!(
+        "{HEAD}[services.db]\ncommand = [\"db\"]\n[services.api]\ncommand = [\"api\"]\n\
+         depends_on = {{ db = {{ restart = \"yes\" }} }}\n"
+    ));
+    assert_eq!((line, col), (7, 33), "{msg}");
+    assert!(msg.contains("expected a boolean"), "{msg}");
+}
+
+#[test]
+fn a_restart_with_on_an_unknown_service_is_the_unknown_dependency_error() {
+    let (line, col, msg, hint) = only_error(&format!(
+        "{HEAD}[services.db]\ncommand = [\"db\"]\n[services.api]\ncommand = [\"api\"]\n\
+         depends_on = {{ bd = {{ restart = true }} }}\n"
+    ));
+    assert_eq!((line, col), (7, 16));
+    assert_eq!(msg, "service `api` depends on `bd`, which is not a service");
+    assert_eq!(hint.as_deref(), Some("did you mean `db`?"));
+}
+
+#[test]
+fn a_watch_table_is_read_with_its_defaults() {
+    let config = parse(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\n\
+         watch = {{ paths = [\"src/**/*.py\", \"/etc/app.conf\"], ignore = [\"**/__pycache__/**\"] }}\n\
+         [services.b]\ncommand = [\"x\"]\nwatch = {{ paths = [\"b/*\"], debounce = \"2s\" }}\n\
+         [services.c]\ncommand = [\"x\"]\n"
+    ))
+    .unwrap();
+    let a = config.services["a"].watch.as_ref().unwrap();
+    assert_eq!(
+        a,
+        &WatchSpec {
+            base: "/stack".into(),
+            paths: vec!["src/**/*.py".into(), "/etc/app.conf".into()],
+            ignore: vec!["**/__pycache__/**".into()],
+            debounce: duration::HumanDuration::from_millis(500),
+        }
+    );
+    let b = config.services["b"].watch.as_ref().unwrap();
+    assert_eq!(b.debounce, duration::HumanDuration::from_secs(2));
+    assert!(b.ignore.is_empty());
+    assert!(config.services["c"].watch.is_none());
+    let json = serde_json::to_value(&config.services["b"]).unwrap();
+    assert_eq!(
+        json["watch"],
+        serde_json::json!({ "base": "/stack", "paths": ["b/*"], "ignore": [], "debounce": "2s" })
+    );
+}
+
+#[test]
+fn a_watch_without_paths_is_refused_where_it_is() {
+    let (line, col, msg, hint) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nwatch = {{ paths = [] }}\n"
+    ));
+    assert_eq!((line, col), (5, 19));
+    assert_eq!(msg, "the watch of service `a` has no paths");
+    assert!(hint.unwrap().contains("src/**/*.py"));
+    let (line, col, msg, _) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nwatch = {{ ignore = [\"x\"] }}\n"
+    ));
+    assert_eq!((line, col), (5, 9));
+    assert_eq!(msg, "the watch of service `a` has no `paths`");
+}
+
+#[test]
+fn an_invalid_watch_glob_says_what_is_wrong_with_it() {
+    let errors = all_errors(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\n\
+         watch = {{ paths = [\"src/[a.py\", \"ok/**\"], ignore = [\"a{{b\", \"\"] }}\n"
+    ));
+    assert_eq!(
+        errors,
+        [
+            "5:20: invalid watch glob \"src/[a.py\" of service `a`: unclosed character class; \
+             missing ']'",
+            "5:53: invalid watch glob \"a{b\" of service `a`: unclosed alternate group; missing \
+             '}' (maybe escape '{' with '[{]'?)",
+            "5:60: invalid watch glob \"\" of service `a`: it is empty",
+        ]
+    );
+}
+
+#[test]
+fn a_watch_debounce_must_be_positive_and_at_most_a_minute() {
+    for (value, col) in [("0", 37), ("61s", 37), ("1h", 37)] {
+        let (line, c, msg, _) = only_error(&format!(
+            "{HEAD}[services.a]\ncommand = [\"x\"]\n\
+             watch = {{ paths = [\"a\"], debounce = \"{value}\" }}\n"
+        ));
+        assert_eq!((line, c), (5, col), "{value}: {msg}");
+        assert!(
+            msg.starts_with("the watch debounce of service `a` is ")
+                && msg.ends_with("it must be longer than 0 and at most 1m"),
+            "{msg}"
+        );
+    }
+    let config = parse(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nwatch = {{ paths = [\"a\"], debounce = \"1m\" }}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.services["a"].watch.as_ref().unwrap().debounce,
+        duration::HumanDuration::from_secs(60)
+    );
+}
+
+#[test]
+fn an_unknown_watch_key_suggests_the_closest() {
+    let (line, col, msg, hint) = only_error(&format!(
+        "{HEAD}[services.a]\ncommand = [\"x\"]\nwatch = {{ paths = [\"a\"], ignor = [] }}\n"
+    ));
+    assert_eq!((line, col), (5, 26));
+    assert_eq!(msg, "unknown key `ignor` in [services.a]");
+    assert_eq!(hint.as_deref(), Some("did you mean `ignore`?"));
+}
+
+#[test]
+fn a_watch_on_a_docker_service_is_allowed() {
+    let config = parse(&format!(
+        "{HEAD}[services.a]\nwatch = {{ paths = [\"conf/*.xml\"] }}\n\
+         [services.a.docker]\nimage = \"busybox\"\n"
+    ))
+    .unwrap();
+    assert!(config.services["a"].watch.is_some());
+}

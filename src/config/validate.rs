@@ -1,7 +1,7 @@
 //! From text to a validated [`Config`]: parse, then check everything that can be checked
 //! without running anything, collecting every problem with its file:line:column.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -296,7 +296,8 @@ impl Validator<'_> {
             self.refuse_nul(&what, [c.get_ref().as_str()], c.span());
         }
         let cwd = cwd.map(|c| self.path(c.get_ref()));
-        let depends_on = self.depends_on(s.depends_on.as_ref());
+        let (depends_on, restart_with) = self.depends_on(s.depends_on.as_ref());
+        let watch = s.watch.as_ref().and_then(|w| self.watch(name, w));
         let ready = s.ready.as_ref().and_then(|p| {
             self.probe(
                 name,
@@ -339,7 +340,7 @@ impl Validator<'_> {
             env,
             env_files,
             depends_on,
-            restart_with: Default::default(),
+            restart_with,
             ready,
             liveness,
             restart,
@@ -349,6 +350,7 @@ impl Validator<'_> {
             discover,
             limits,
             optional: s.optional.or(defaults.optional).unwrap_or(false),
+            watch,
         })
     }
 
@@ -662,12 +664,16 @@ impl Validator<'_> {
         env
     }
 
+    /// The conditions, and the dependencies declared with `restart = true`.
     fn depends_on(
         &mut self,
         raw: Option<&Spanned<RawDependsOn>>,
-    ) -> BTreeMap<String, DependencyCondition> {
+    ) -> (BTreeMap<String, DependencyCondition>, BTreeSet<String>) {
         let mut deps = BTreeMap::new();
-        let Some(raw) = raw else { return deps };
+        let mut restart_with = BTreeSet::new();
+        let Some(raw) = raw else {
+            return (deps, restart_with);
+        };
         match raw.get_ref() {
             RawDependsOn::List(names) => {
                 for n in names {
@@ -675,8 +681,10 @@ impl Validator<'_> {
                 }
             }
             RawDependsOn::Table(entries) => {
-                for (n, c) in entries {
-                    let condition = match c.get_ref() {
+                for (n, d) in entries {
+                    let d = d.get_ref();
+                    // The long form without `condition` means what the array form means.
+                    let condition = match d.condition.unwrap_or(RawCondition::Healthy) {
                         RawCondition::Started => DependencyCondition::Started,
                         RawCondition::Healthy => DependencyCondition::Healthy,
                         RawCondition::CompletedSuccessfully => {
@@ -684,10 +692,104 @@ impl Validator<'_> {
                         }
                     };
                     deps.insert(n.get_ref().clone(), condition);
+                    if d.restart {
+                        restart_with.insert(n.get_ref().clone());
+                    }
                 }
             }
         }
-        deps
+        (deps, restart_with)
+    }
+
+    fn watch(&mut self, service: &str, raw: &Spanned<RawWatch>) -> Option<WatchSpec> {
+        let w = raw.get_ref();
+        let errors_before = self.diagnostics.len();
+        let paths = match &w.paths {
+            Some(p) if !p.get_ref().is_empty() => p.get_ref().as_slice(),
+            Some(p) => {
+                self.error(
+                    p.span(),
+                    format!("the watch of service `{service}` has no paths"),
+                    Some("list the files to watch, such as `paths = [\"src/**/*.py\"]`".into()),
+                );
+                &[]
+            }
+            None => {
+                self.error(
+                    raw.span(),
+                    format!("the watch of service `{service}` has no `paths`"),
+                    Some(
+                        "add `paths = [\"src/**/*.py\"]`: globs relative to this file's directory"
+                            .into(),
+                    ),
+                );
+                &[]
+            }
+        };
+        for glob in paths.iter().chain(&w.ignore) {
+            self.check_watch_glob(service, glob);
+        }
+        let debounce = match &w.debounce {
+            None => HumanDuration(DEFAULT_WATCH_DEBOUNCE),
+            Some(d) => {
+                let value = *d.get_ref();
+                if value.0.is_zero() || value.0 > MAX_WATCH_DEBOUNCE {
+                    self.error(
+                        d.span(),
+                        format!(
+                            "the watch debounce of service `{service}` is {value}: it must be \
+                             longer than 0 and at most {}",
+                            HumanDuration(MAX_WATCH_DEBOUNCE)
+                        ),
+                        Some("write a duration such as \"500ms\" or \"2s\"".into()),
+                    );
+                }
+                value
+            }
+        };
+        if self.diagnostics.len() > errors_before {
+            return None;
+        }
+        Some(WatchSpec {
+            base: self.base_dir.to_path_buf(),
+            paths: paths.iter().map(|p| p.get_ref().clone()).collect(),
+            ignore: w.ignore.iter().map(|p| p.get_ref().clone()).collect(),
+            debounce,
+        })
+    }
+
+    fn check_watch_glob(&mut self, service: &str, glob: &Spanned<String>) {
+        let text = glob.get_ref();
+        let syntax_hint = "`*` matches within one directory, `**` across directories, `?` one \
+                           character, `[abc]` and `{a,b}` alternatives; escape a literal one \
+                           with `\\`";
+        let (why, hint) = if text.trim().is_empty() {
+            (
+                "it is empty".to_string(),
+                "remove it, or name the files to watch",
+            )
+        } else if text.len() > MAX_WATCH_GLOB {
+            (
+                format!("it is longer than {MAX_WATCH_GLOB} bytes"),
+                "a path is at most 4096 bytes: shorten it",
+            )
+        } else if text.contains('\0') {
+            ("it holds a NUL".to_string(), "remove the NUL")
+        } else {
+            // globset says "error parsing glob '<glob>': <what>"; the glob is in our message.
+            match watch_glob(text) {
+                Ok(_) => return,
+                Err(e) => (e.kind().to_string(), syntax_hint),
+            }
+        };
+        self.error(
+            glob.span(),
+            format!(
+                "invalid watch glob \"{}\" of service `{service}`: {why}",
+                text.escape_debug()
+            ),
+            Some(hint.into()),
+        );
     }
 
     fn probe(
