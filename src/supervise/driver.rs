@@ -182,6 +182,10 @@ pub struct Driver<'a> {
     /// Whether the supervisor began with a terminal on stderr: a SIGHUP then is its hangup
     /// when the terminal is gone, and a reload when it is not.
     terminal: bool,
+    /// The file watches of the services that have `watch`, with the spec each was made from.
+    watches: BTreeMap<String, (crate::config::WatchSpec, crate::watch::Watcher)>,
+    /// The services or the configuration changed: the watches are looked at again.
+    rewatch: bool,
     docker: Option<Rc<Docker>>,
     run_id: String,
     containment: Rc<AnyContainment>,
@@ -247,6 +251,8 @@ pub async fn drive<'a>(
         replies: HashMap::new(),
         next_request: 0,
         terminal: crate::proc::sys::is_terminal(2),
+        watches: BTreeMap::new(),
+        rewatch: true,
         docker,
         run_id,
         containment,
@@ -318,6 +324,9 @@ pub async fn drive<'a>(
                 Effect::Exit(finish) => return driver.ended(finish, report.take()),
                 effect => driver.apply(effect).await,
             }
+        }
+        if std::mem::take(&mut driver.rewatch) {
+            driver.sync_watches(&machine);
         }
         let wake = machine.poll_timeout();
         let input = tokio::select! {
@@ -585,8 +594,14 @@ impl Driver<'_> {
                 frozen,
             } => self.freeze(service, generation, frozen),
             Effect::Reply { id, reply } => self.send_reply(id, reply),
-            Effect::ConfigApplied { id } => self.config_applied(id).await,
-            Effect::Removed { service } => self.removed(&service),
+            Effect::ConfigApplied { id } => {
+                self.config_applied(id).await;
+                self.rewatch = true;
+            }
+            Effect::Removed { service } => {
+                self.removed(&service);
+                self.rewatch = true;
+            }
             // Starting is over: the code that parsed, planned and launched need not stay
             // resident.
             Effect::StackUp => {

@@ -67,6 +67,8 @@ impl Driver<'_> {
         }
         self.next_request += 1;
         let id = self.next_request;
+        // A start may add a service the run left out: its watch begins with it.
+        self.rewatch = true;
         self.replies.insert(id, reply);
         let actor = actor.describe();
         let verb = match request {
@@ -218,6 +220,43 @@ impl Driver<'_> {
                 result,
             }));
         });
+    }
+}
+
+impl Driver<'_> {
+    /// Watches the files of every service of the stack that has `watch` (and no others): a
+    /// service added or given a new `watch` is watched from now, one removed no more. The
+    /// state directory is never watched.
+    pub(super) fn sync_watches(&mut self, machine: &super::Machine) {
+        let wanted: std::collections::BTreeMap<String, crate::config::WatchSpec> = self
+            .config
+            .services
+            .iter()
+            .filter(|(name, _)| machine.service(name).is_some())
+            .filter_map(|(name, s)| Some((name.clone(), s.watch.clone()?)))
+            .collect();
+        self.watches
+            .retain(|name, (spec, _)| wanted.get(name) == Some(spec));
+        for (name, spec) in wanted {
+            if self.watches.contains_key(&name) {
+                continue;
+            }
+            let tx = self.tx.clone();
+            let service = name.clone();
+            let never = [self.options.state_dir.clone()];
+            let started = crate::watch::Watcher::start(&spec, &never, move |change| {
+                let _ = tx.send(Report::Input(Input::FilesChanged {
+                    service: service.clone(),
+                    path: change.path.display().to_string(),
+                }));
+            });
+            match started {
+                Ok(watcher) => {
+                    self.watches.insert(name, (spec, watcher));
+                }
+                Err(e) => tracing::warn!("the files of `{name}` are not watched: {e}"),
+            }
+        }
     }
 }
 
