@@ -85,14 +85,34 @@ pub enum Command {
     /// Stop everything of the project, strays included, and prove nothing is left
     Stop(stop::StopArgs),
     /// Start services in the running supervisor (or start one for them), with what they need
+    ///
+    /// Starts stopped, failed or never-started services and whatever they depend on that is
+    /// not up, and returns once they are ready (exit 9 when one does not come up, with why).
+    /// With no supervisor running, it is `ccscope run --only SERVICE… --detach`.
     Start(verbs::StartArgs),
     /// Stop and start services again through the running supervisor, waiting until ready
+    ///
+    /// Each service is ended with its stop signal and timeout and started again; the reply
+    /// comes once it is ready (exit 9 when it is not, with why). What depends on it runs on,
+    /// unless it declares the dependency with `restart = true`: then it is restarted after it.
+    /// Needs a running supervisor (exit 10 without one).
     Restart(verbs::RestartArgs),
     /// Re-read the configuration: start what is new, restart what changed, stop what went
+    ///
+    /// The rest is left untouched (same pids). A configuration with errors is refused with
+    /// its file:line:column errors (exit 3) and nothing changes. SIGHUP to the supervisor does
+    /// the same. Needs a running supervisor (exit 10 without one).
     Reload(verbs::ReloadArgs),
     /// Freeze services' cgroups (all when none is named); probes and restarts hold
+    ///
+    /// Every process of a paused service stops at once; a container is paused through the
+    /// Engine. `ccscope stop` of a paused stack thaws it first. The process-group backend
+    /// cannot pause (exit 6). Needs a running supervisor (exit 10 without one).
     Pause(verbs::PauseArgs),
     /// Thaw paused services (all when none is named)
+    ///
+    /// Their probes and restart timers start again. Needs a running supervisor (exit 10
+    /// without one).
     Resume(verbs::PauseArgs),
     /// Each service as its scope shows it: state, processes, uptime, ports, CPU and memory
     Status(status::StatusArgs),

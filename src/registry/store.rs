@@ -271,6 +271,18 @@ impl Registry {
             .map_err(|e| self.err(e))
     }
 
+    /// Records the stack definition a run now runs (a reload changed it): a later run adopts
+    /// back what this one leaves only with the same one.
+    pub fn set_run_config_hash(&self, run_id: &str, hash: &str) -> Result<bool, RegistryError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET config_hash = ?2 WHERE run_id = ?1",
+                params![run_id, hash],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn run(&self, run_id: &str) -> Result<Option<RunRecord>, RegistryError> {
         self.conn
             .query_row(

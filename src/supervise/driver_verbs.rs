@@ -171,6 +171,12 @@ impl Driver<'_> {
             docker.watch_events(move |input| tx.send(Report::Input(input)).is_ok());
             self.docker = Some(docker);
         }
+        if let Err(e) = self
+            .registry
+            .set_run_config_hash(&self.run_id, &super::super::config_hash(&config))
+        {
+            tracing::warn!("could not record the reloaded configuration's hash: {e}");
+        }
         self.config = config;
     }
 
