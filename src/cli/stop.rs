@@ -56,7 +56,7 @@ fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
 
 pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let config = ctx.load_config()?;
-    check_services(&config, &args.services)?;
+    check_services(&config, &args.services, "nothing was stopped")?;
     let selective = !args.services.is_empty();
     let (registry, stood_in) = ctx.open_registry_or_memory(Some(&config))?;
     if selective {
@@ -180,6 +180,7 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
 pub(super) fn check_services(
     config: &crate::config::Config,
     services: &[String],
+    nothing_done: &str,
 ) -> Result<(), CliError> {
     let Some((unknown, near)) = crate::config::graph::first_unknown(config, services) else {
         return Ok(());
@@ -194,7 +195,7 @@ pub(super) fn check_services(
         None => format!("the services are: {}", known.join(", ")),
     };
     Err(CliError::usage(format!(
-        "`{unknown}` is not a service of project `{}`; nothing was stopped",
+        "`{unknown}` is not a service of project `{}`; {nothing_done}",
         config.project.name
     ))
     .with_hint(hint))

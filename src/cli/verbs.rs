@@ -140,22 +140,7 @@ pub(super) fn no_supervisor(config: &Config, verb: &str) -> CliError {
 /// Every name must be a service of the configuration: else a did-you-mean, and nothing is
 /// asked.
 pub(super) fn check_names(config: &Config, names: &[String]) -> Result<(), CliError> {
-    let Some(unknown) = names.iter().find(|n| !config.services.contains_key(*n)) else {
-        return Ok(());
-    };
-    let known: Vec<&str> = config.services.keys().map(String::as_str).collect();
-    let hint = match crate::suggest::closest(unknown, known.iter().copied()) {
-        Some(near) => format!(
-            "did you mean `{near}`? The services are: {}",
-            known.join(", ")
-        ),
-        None => format!("the services are: {}", known.join(", ")),
-    };
-    Err(CliError::usage(format!(
-        "`{unknown}` is not a service of project `{}`",
-        config.project.name
-    ))
-    .with_hint(hint))
+    super::stop::check_services(config, names, "nothing was asked")
 }
 
 /// Sends `request` to the project's live supervisor and waits for its reply; None when no

@@ -287,8 +287,13 @@ impl Machine {
 
     // ---- stop -----------------------------------------------------------------------------
 
-    /// The services named and, transitively, what depends on them, each with why.
-    fn with_dependents(&self, names: &[String]) -> BTreeMap<String, String> {
+    /// The services named and, transitively, each that `edge` links to one already in, with
+    /// why (`edge` names the dependency it is linked by, and says how).
+    fn closure(
+        &self,
+        names: &[String],
+        edge: impl Fn(&Svc, &dyn Fn(&String) -> bool) -> Option<String>,
+    ) -> BTreeMap<String, String> {
         let mut out: BTreeMap<String, String> = names
             .iter()
             .filter(|n| self.services.contains_key(*n))
@@ -299,16 +304,21 @@ impl Machine {
                 .services
                 .iter()
                 .filter(|(n, _)| !out.contains_key(*n))
-                .filter_map(|(n, s)| {
-                    let dep = s.cfg.depends_on.keys().find(|d| out.contains_key(*d))?;
-                    Some((n.clone(), format!("requires {dep}")))
-                })
+                .filter_map(|(n, s)| Some((n.clone(), edge(s, &|d| out.contains_key(d))?)))
                 .collect();
             if more.is_empty() {
                 return out;
             }
             out.extend(more);
         }
+    }
+
+    /// The services named and, transitively, what depends on them.
+    fn with_dependents(&self, names: &[String]) -> BTreeMap<String, String> {
+        self.closure(names, |s, inside| {
+            let dep = s.cfg.depends_on.keys().find(|d| inside(d))?;
+            Some(format!("requires {dep}"))
+        })
     }
 
     fn stop_services(
@@ -342,28 +352,12 @@ impl Machine {
     // ---- restart --------------------------------------------------------------------------
 
     /// The services named and, transitively, those that declare `restart = true` on one of
-    /// them.
+    /// them (and are not held stopped).
     fn with_restart_dependents(&self, names: &[String]) -> BTreeMap<String, String> {
-        let mut out: BTreeMap<String, String> = names
-            .iter()
-            .filter(|n| self.services.contains_key(*n))
-            .map(|n| (n.clone(), "asked".to_string()))
-            .collect();
-        loop {
-            let more: Vec<(String, String)> = self
-                .services
-                .iter()
-                .filter(|(n, s)| !out.contains_key(*n) && !s.held)
-                .filter_map(|(n, s)| {
-                    let dep = s.cfg.restart_with.iter().find(|d| out.contains_key(*d))?;
-                    Some((n.clone(), format!("depends on {dep} (restart = true)")))
-                })
-                .collect();
-            if more.is_empty() {
-                return out;
-            }
-            out.extend(more);
-        }
+        self.closure(names, |s, inside| {
+            let dep = s.cfg.restart_with.iter().find(|d| !s.held && inside(d))?;
+            Some(format!("depends on {dep} (restart = true)"))
+        })
     }
 
     fn restart_services(
