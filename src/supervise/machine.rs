@@ -30,6 +30,17 @@ mod verbs;
 pub use verbs::Verb;
 use verbs::{Drain, PendingRequest};
 
+/// The first readiness retry comes this soon; each next one twice as late, up to the probe's
+/// `interval`: most services are ready within milliseconds of their launch, and a restart
+/// should not wait a whole interval for the second look.
+const FIRST_RETRY: Duration = Duration::from_millis(2);
+
+/// When the readiness retry after `failures` failed attempts is due, from now.
+fn first_retries(interval: Duration, failures: u32) -> Duration {
+    let early = FIRST_RETRY.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    early.min(interval)
+}
+
 /// A service ready for this long has proven itself: its restart backoff starts over.
 pub const STABLE_AFTER: Duration = Duration::from_secs(10);
 
@@ -310,6 +321,8 @@ struct Svc {
     after_stop: State,
     /// The readiness probe of the current instance: when it began, its last failure.
     probe_began: Option<Instant>,
+    /// Readiness attempts of the current instance that failed so far.
+    probe_failures: u32,
     probe_last: Option<String>,
     liveness_failures: u32,
     last_watchdog: Instant,
@@ -356,6 +369,7 @@ impl Svc {
             ready_at: None,
             after_stop: State::Stopped,
             probe_began: None,
+            probe_failures: 0,
             probe_last: None,
             liveness_failures: 0,
             last_watchdog: now,
@@ -383,6 +397,7 @@ impl Svc {
         self.ready_at = None;
         self.probe_began = None;
         self.probe_last = None;
+        self.probe_failures = 0;
         self.liveness_failures = 0;
         self.ready_early = false;
         self.frozen = false;
@@ -1144,6 +1159,7 @@ impl Machine {
         }
         svc.probe_began = Some(now);
         svc.probe_last = None;
+        svc.probe_failures = 0;
         let deadline = now.checked_add(probe.start_timeout.0);
         if let Some(deadline) = deadline {
             self.arm(name, TimerKind::ReadinessDeadline, deadline);
@@ -1190,8 +1206,10 @@ impl Machine {
                         self.became_ready(now, name, format!("{what} passed after {ms} ms"));
                     }
                     Err(why) => {
-                        self.svc(name).probe_last = Some(why);
-                        let next = now + probe.interval.0;
+                        let svc = self.svc(name);
+                        svc.probe_last = Some(why);
+                        svc.probe_failures += 1;
+                        let next = now + first_retries(probe.interval.0, svc.probe_failures);
                         let deadline = self
                             .timers
                             .get(&(name.to_string(), TimerKind::ReadinessDeadline))

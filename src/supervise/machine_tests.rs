@@ -1210,3 +1210,46 @@ fn start_of_a_service_left_out_by_only_adds_it() {
         "api was not asked for"
     );
 }
+
+#[test]
+fn readiness_retries_start_soon_and_slow_down_to_the_interval() {
+    let mut sim = Sim::new(
+        r#"
+[services.db]
+command = ["db"]
+ready = { tcp = 5432, interval = "100ms" }
+"#,
+    );
+    sim.launched("db");
+    let began = sim.now;
+    let mut at = Vec::new();
+    for _ in 0..9 {
+        sim.take();
+        sim.probe("db", ProbeKind::Readiness, Err("refused".into()));
+        let due = sim.machine.poll_timeout().expect("a retry is armed");
+        at.push(due.saturating_duration_since(sim.now).as_millis());
+        sim.advance(due.saturating_duration_since(sim.now));
+    }
+    assert_eq!(at, [2, 4, 8, 16, 32, 64, 100, 100, 100]);
+    assert!(sim.now.saturating_duration_since(began) < Duration::from_secs(1));
+}
+
+#[test]
+fn the_first_retry_schedule_never_passes_the_interval() {
+    assert_eq!(
+        first_retries(Duration::from_millis(500), 1),
+        Duration::from_millis(2)
+    );
+    assert_eq!(
+        first_retries(Duration::from_millis(500), 9),
+        Duration::from_millis(500)
+    );
+    assert_eq!(
+        first_retries(Duration::from_millis(1), 1),
+        Duration::from_millis(1)
+    );
+    assert_eq!(
+        first_retries(Duration::from_secs(30), 40),
+        Duration::from_secs(30)
+    );
+}
