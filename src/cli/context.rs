@@ -71,6 +71,8 @@ impl Context {
         for repair in &repairs {
             self.warn(repair);
         }
+        // Where the audit trail goes when journald does not take it.
+        crate::audit::set_state_dir(verified.path());
         Ok(StateDir {
             path: verified.path().to_path_buf(),
             origin: chosen.origin,
@@ -121,6 +123,17 @@ impl Context {
             Err(Unopened::Registry(e)) => return Err(e.into()),
             Err(Unopened::Cli(e)) => return Err(e),
         };
+        if moved_aside {
+            crate::audit::Event {
+                event: "registry.recovered",
+                project: config.map_or("-", |c| c.project.name.as_str()),
+                service: None,
+                message: "the registry was corrupt: it was moved aside and a fresh one created"
+                    .into(),
+                fields: Vec::new(),
+            }
+            .record(crate::audit::Priority::Error);
+        }
         if let (true, Some(config)) = (moved_aside, config) {
             let rebuilt = super::contain_args::runtime()?.block_on(
                 super::registry_cmd::rebuild(config, &registry, crate::contain::BusKind::Session),

@@ -2,6 +2,7 @@
 //! every outcome to a documented exit code. No logic beyond shaping arguments lives here.
 
 mod adopt;
+mod audit;
 mod check;
 mod completions;
 mod contain_args;
@@ -116,6 +117,11 @@ pub enum Command {
     Resume(verbs::PauseArgs),
     /// Each service as its scope shows it: state, processes, uptime, ports, CPU and memory
     Status(status::StatusArgs),
+    /// Who started, stopped, restarted or killed what, when and why: the audit trail
+    ///
+    /// Reads the project's entries from journald (and the fallback file in the state directory,
+    /// where there is no journald), oldest first. Works long after the supervisor is gone.
+    Audit(audit::AuditArgs),
     /// Every process of the project: managed, stray or foreign, and why
     Discover(discover::DiscoverArgs),
     /// Move strays (with their descendants) into their service's scope, and register them
@@ -191,6 +197,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Pause(args) => verbs::pause(&ctx, &args, true),
         Command::Resume(args) => verbs::pause(&ctx, &args, false),
         Command::Status(args) => status::run(&ctx, &args),
+        Command::Audit(args) => audit::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
     }
 }

@@ -158,6 +158,19 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     for warning in &report.warnings {
         ctx.warn(warning);
     }
+    if !report.not_ours.is_empty() {
+        let named: Vec<String> = report
+            .not_ours
+            .iter()
+            .map(|p| format!("pid {} (uid {})", p.pid, p.uid))
+            .collect();
+        ctx.warn(&format!(
+            "{} process(es) of `{}` belong to other users and were left alone: {}",
+            report.not_ours.len(),
+            report.project,
+            named.join(", ")
+        ));
+    }
     // A host without docker is told once, as a notice: a process-only stop is still whole.
     if !ctx.global.quiet {
         for notice in &report.notices {

@@ -87,7 +87,19 @@ pub struct ShutdownReport {
     /// What the stop could not look at and did not need to (no docker daemon answers): said
     /// once, not a failure.
     pub notices: Vec<String>,
+    /// Processes that carry the project's markers (or match its rules) but belong to another
+    /// user: never signalled, said here and in the journal (`stop.refused`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_ours: Vec<NotOurs>,
     pub elapsed_ms: u64,
+}
+
+/// A process of another user that a stop left alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotOurs {
+    pub pid: i32,
+    pub uid: u32,
+    pub command_line: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -354,6 +366,7 @@ async fn stop_selected(
         supervisor: None,
         warnings: Vec::new(),
         notices: Vec::new(),
+        not_ours: Vec::new(),
         elapsed_ms: 0,
     };
     let stray_grace = |timeout: Option<Duration>| match options.force {
@@ -366,7 +379,7 @@ async fn stop_selected(
     let mut swept: Vec<ContainerStop> = Vec::new();
     let strays = if (services.is_empty() && containers_by_rank.is_empty()) || options.dry_run {
         let snapshot = scan.await.unwrap_or_default();
-        let found = find_strays(
+        let (found, not_ours) = find_strays(
             &snapshot,
             config,
             &listed,
@@ -375,6 +388,7 @@ async fn stop_selected(
             &container_ids,
             selection,
         );
+        report.not_ours = not_ours;
         if services.is_empty()
             && found.is_empty()
             && registered.is_empty()
@@ -382,7 +396,9 @@ async fn stop_selected(
         {
             report.warnings = warnings;
             report.notices = notices;
-            return report.finish(Outcome::NothingToStop, started);
+            let report = report.finish(Outcome::NothingToStop, started);
+            audit_refusal(&report);
+            return report;
         }
         if options.dry_run {
             report.services = services;
@@ -459,7 +475,7 @@ async fn stop_selected(
         };
         let strays = async {
             let snapshot = scan.await.unwrap_or_default();
-            let found = find_strays(
+            let (found, not_ours) = find_strays(
                 &snapshot,
                 config,
                 &listed,
@@ -474,9 +490,10 @@ async fn stop_selected(
             );
             let ids = identities(&found);
             let ends = escalate::end_processes(&ids, stray_grace(None), &strays_force).await;
-            mark_killed(found, &ends)
+            (mark_killed(found, &ends), not_ours)
         };
-        let ((done, boxes), strays) = futures_util::future::join(scopes, strays).await;
+        let ((done, boxes), (strays, not_ours)) = futures_util::future::join(scopes, strays).await;
+        report.not_ours = not_ours;
         swept = boxes;
         warnings.extend(swept.iter_mut().filter_map(|c| c.warning.take()));
         for (service, end) in services.iter_mut().zip(done) {
@@ -546,7 +563,35 @@ async fn stop_selected(
     };
     let report = report.finish(outcome, started);
     audit(&report);
+    audit_refusal(&report);
     report
+}
+
+/// The stop left another user's processes of the project alone: said in the journal, with
+/// this stop's caller as the actor.
+fn audit_refusal(report: &ShutdownReport) {
+    if report.not_ours.is_empty() {
+        return;
+    }
+    let named: Vec<String> = report
+        .not_ours
+        .iter()
+        .take(10)
+        .map(|p| format!("pid {} (uid {}, `{}`)", p.pid, p.uid, p.command_line))
+        .collect();
+    crate::audit::Event {
+        event: "stop.refused",
+        project: &report.project,
+        service: None,
+        message: format!(
+            "{} process(es) of `{}` belong to other users and were left alone: {}",
+            report.not_ours.len(),
+            report.project,
+            named.join(", ")
+        ),
+        fields: Vec::new(),
+    }
+    .record(crate::audit::Priority::Warning);
 }
 
 /// What the discovery engine counts as the project's outside every scope: its markers, its
@@ -562,13 +607,24 @@ fn find_strays(
     protected: &BTreeSet<i32>,
     container_ids: &[String],
     selection: &Selection,
-) -> Vec<StrayStop> {
+) -> (Vec<StrayStop>, Vec<NotOurs>) {
     let mount = cgroup::v2_mount().ok().flatten();
     let scopes = classify::Scopes {
         scopes: listed,
         v2_mount: mount.as_deref(),
     };
-    classify::classify_traced(snapshot, config, &scopes, trail)
+    let classified = classify::classify_traced(snapshot, config, &scopes, trail);
+    let not_ours = classified
+        .iter()
+        .filter(|c| c.class == classify::Class::Foreign && c.uid != crate::proc::sys::euid())
+        .filter(|c| selection.includes(c.service.as_deref()))
+        .map(|c| NotOurs {
+            pid: c.pid,
+            uid: c.uid,
+            command_line: c.command_line.clone(),
+        })
+        .collect();
+    let strays = classified
         .into_iter()
         .filter(|c| c.class == classify::Class::Stray && !protected.contains(&c.pid))
         .filter(|c| selection.includes(c.service.as_deref()))
@@ -587,7 +643,8 @@ fn find_strays(
             reason: c.reason,
             killed_by_force: false,
         })
-        .collect()
+        .collect();
+    (strays, not_ours)
 }
 
 fn identities(strays: &[StrayStop]) -> Vec<ProcessIdentity> {
@@ -741,6 +798,7 @@ impl ShutdownReport {
             supervisor: None,
             warnings: Vec::new(),
             notices: Vec::new(),
+            not_ours: Vec::new(),
             elapsed_ms: 0,
         }
     }
@@ -832,20 +890,36 @@ fn audit(report: &ShutdownReport) {
         Outcome::Incomplete => ("stop.incomplete", Priority::Error),
         _ => ("stop.complete", Priority::Notice),
     };
+    let survivors: Vec<String> = report
+        .survivors
+        .iter()
+        .take(10)
+        .map(|s| format!("pid {} `{}` ({})", s.pid, s.command_line, s.where_))
+        .collect();
+    let named = match survivors.is_empty() {
+        true => String::new(),
+        false => format!(": {}", survivors.join(", ")),
+    };
     Event {
         event,
         project: &report.project,
         service: None,
         message: format!(
-            "stop of `{}`{}: {} service(s), {} stray(s), {} container(s), {} survivor(s)",
+            "stop of `{}`{} {}: {} service(s), {} stray(s), {} container(s), {} survivor(s){named} ({} ms)",
             report.project,
             selection_words(report),
+            report.outcome.as_str().to_uppercase(),
             report.services.len(),
             report.strays.len(),
             report.containers.len(),
-            report.survivors.len()
+            report.survivors.len(),
+            report.elapsed_ms
         ),
-        fields: vec![("CCSCOPE_CALLER_PID", caller)],
+        fields: vec![
+            ("CCSCOPE_CALLER_PID", caller),
+            ("CCSCOPE_OUTCOME", report.outcome.as_str().to_string()),
+            ("CCSCOPE_SURVIVORS", report.survivors.len().to_string()),
+        ],
     }
     .record(priority);
 }

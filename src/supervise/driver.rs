@@ -507,6 +507,16 @@ impl Driver<'_> {
             .iter()
             .map(|l| format!("the {} limit is not enforced: {}", l.limit, l.reason))
             .collect();
+        for warning in &warnings {
+            AuditEvent {
+                event: "limit.unenforceable",
+                project: &self.config.project.name,
+                service: Some(&service),
+                message: format!("{service}: {warning}"),
+                fields: vec![("CCSCOPE_RUN_ID", self.run_id.clone())],
+            }
+            .record(crate::audit::Priority::Warning);
+        }
         if let Some(Err(e)) = record.as_ref().map(|r| self.registry.register(r)) {
             warnings.push(format!("could not register its process: {e}"));
         }

@@ -841,21 +841,38 @@ impl Machine {
             updated_at_ms: 0,
             trigger: svc.trigger.clone(),
         };
+        // How its last process ended, where the state says it ended.
+        let ended = matches!(state, State::Restarting | State::Failed | State::Exited)
+            .then_some(svc.main_status)
+            .flatten();
         self.emit(Effect::Record(record));
+        // A crash is a warning; a service that failed for good is an error.
         let priority = match state {
             State::Failed => Priority::Error,
             State::Restarting => Priority::Warning,
             _ => Priority::Info,
         };
+        let mut fields = vec![
+            ("CCSCOPE_STATE", state.as_str().to_string()),
+            ("CCSCOPE_RUN_ID", run_id),
+            ("CCSCOPE_REASON", message.clone()),
+        ];
+        if let Some(status) = ended {
+            use std::os::unix::process::ExitStatusExt;
+            match (status.code(), status.signal()) {
+                (Some(code), _) => fields.push(("CCSCOPE_EXIT_CODE", code.to_string())),
+                (None, Some(sig)) => {
+                    fields.push(("CCSCOPE_SIGNAL", crate::proc::signal::signal_name(sig)))
+                }
+                _ => {}
+            }
+        }
         self.emit(Effect::Audit(AuditNote {
-            event: "service.state",
+            event: crate::audit::events::of_state(state.as_str()),
             service: Some(name.to_string()),
             priority,
             message: format!("{name}: {} — {message}", state.as_str()),
-            fields: vec![
-                ("CCSCOPE_STATE", state.as_str().to_string()),
-                ("CCSCOPE_RUN_ID", run_id),
-            ],
+            fields,
         }));
         self.say(now, ProgressEvent::State, Some(name), message);
     }

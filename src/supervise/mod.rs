@@ -146,6 +146,31 @@ pub async fn run(
         config_hash: Some(config_hash(config)),
     })?;
     crate::proc::fault::point(crate::proc::fault::SUPERVISOR_RUN_RECORDED);
+    let order = graph::start_layers(config)
+        .into_iter()
+        .map(|l| {
+            l.into_iter()
+                .filter(|s| selected.contains(s))
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty())
+        .map(|l| l.join(", "))
+        .collect::<Vec<_>>()
+        .join(" → ");
+    crate::audit::Event {
+        event: "run.started",
+        project: &project,
+        service: None,
+        message: format!(
+            "supervisor pid {} starts `{project}`: {order}",
+            std::process::id()
+        ),
+        fields: vec![
+            ("CCSCOPE_RUN_ID", run_id.clone()),
+            ("CCSCOPE_ORDER", order.clone()),
+        ],
+    }
+    .record(crate::audit::Priority::Notice);
     let machine = machine::Machine::new(
         config,
         &selected,
@@ -171,7 +196,46 @@ pub async fn run(
     };
     let ended = driver::drive(machine, parts, left_behind.scopes, left_behind.containers).await;
     let _ = registry.set_run_state(&run_id, RunState::Ended);
+    audit_end(&config.project.name, &run_id, &ended, began);
     Ok(ended)
+}
+
+/// The run's end in the journal: stopped (how), or the start that failed (an error).
+fn audit_end(project: &str, run_id: &str, ended: &Ended, began: Instant) {
+    let secs = began.elapsed().as_secs();
+    let (event, service, priority, message) = match ended {
+        Ended::Stopped { report } => (
+            "run.stopped",
+            None,
+            crate::audit::Priority::Notice,
+            format!(
+                "the supervisor stopped the stack after {secs} s: {}",
+                report.outcome.as_str()
+            ),
+        ),
+        Ended::StoodDown => (
+            "run.stopped",
+            None,
+            crate::audit::Priority::Notice,
+            format!("the supervisor stood down for `ccscope stop` after {secs} s"),
+        ),
+        Ended::StartFailed {
+            service, reason, ..
+        } => (
+            "run.start_failed",
+            Some(service.as_str()),
+            crate::audit::Priority::Error,
+            format!("{service} did not come up: {reason}"),
+        ),
+    };
+    crate::audit::Event {
+        event,
+        project,
+        service,
+        message,
+        fields: vec![("CCSCOPE_RUN_ID", run_id.to_string())],
+    }
+    .record(priority);
 }
 
 /// The services to run: all, or those of `--only` and their dependencies.

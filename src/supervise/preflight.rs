@@ -412,6 +412,16 @@ fn check_ports(
     if conflicts.is_empty() {
         return Ok(());
     }
+    for conflict in &conflicts {
+        crate::audit::Event {
+            event: "port.conflict",
+            project: &config.project.name,
+            service: None,
+            message: format!("run refused: {conflict}"),
+            fields: Vec::new(),
+        }
+        .record(crate::audit::Priority::Warning);
+    }
     let hint = if strays.is_empty() {
         "stop that process, or change the port in the stack definition".to_string()
     } else {
