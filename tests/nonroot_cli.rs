@@ -569,8 +569,13 @@ fn roots_stop_ps_discover_and_adopt_of_the_same_name_leave_the_users_processes_a
     let stopped = root.run(&["stop", "--json"]);
     let took = started.elapsed();
     stopped.expect_code(0);
-    let report = stopped.json();
+    let mut report = stopped.json();
     assert_eq!(report["outcome"], "complete", "{report}");
+    // The user's processes are named only as left alone (never as stopped or as survivors).
+    let not_ours = report
+        .as_object_mut()
+        .and_then(|r| r.remove("not_ours"))
+        .unwrap_or_default();
     let text = report.to_string();
     wait_for("root's stack to be gone", DEADLINE, || {
         marked_by(&project, 0).is_empty()
@@ -585,6 +590,14 @@ fn roots_stop_ps_discover_and_adopt_of_the_same_name_leave_the_users_processes_a
         assert!(
             !text.contains(&format!("\"pid\":{}", id.pid)),
             "root's stop report does not name the user's pid {}: {report}",
+            id.pid
+        );
+        assert!(
+            not_ours
+                .to_string()
+                .contains(&format!("\"pid\":{}", id.pid))
+                || !marked_by(&project, uid).contains(&id.pid),
+            "the user's pid {} is named as left alone: {not_ours}",
             id.pid
         );
     }

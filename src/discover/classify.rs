@@ -248,6 +248,11 @@ pub fn classify_with(
                         .map_or(String::new(), |s| format!(" (service {s})"))
                 ),
             )),
+            // A scope of this project that is another user's (their environment is closed
+            // to us, their cgroup is not): theirs, and said so.
+            None if !probe.owned_by(p, me) && in_project_cgroup(p, project) => {
+                Some((None, "it runs in a scope of this project".to_string()))
+            }
             // Another project's scope holds it (it was adopted there, say): not ours by rule.
             None if in_any_ccscope_cgroup(p) => None,
             None => rules.iter().find_map(|r| {
@@ -429,6 +434,22 @@ pub fn in_any_ccscope_cgroup(p: &ScannedProcess) -> bool {
         cg.split('/').any(|part| {
             part == "ccscope" || (part.starts_with("ccscope-") && part.ends_with(".scope"))
         })
+    })
+}
+
+/// Whether the process's cgroup is one of `project`'s: under its slice
+/// (`ccscope-<project>.slice`, systemd) or its directory (`ccscope/<project>`, cgroupfs).
+fn in_project_cgroup(p: &ScannedProcess, project: &str) -> bool {
+    let slice = format!(
+        "ccscope-{}.slice",
+        crate::contain::escape_unit_part(project)
+    );
+    p.cgroup.as_deref().is_some_and(|cg| {
+        let parts: Vec<&str> = cg.split('/').collect();
+        parts.iter().any(|part| *part == slice)
+            || parts
+                .windows(2)
+                .any(|w| w[0] == "ccscope" && w[1] == project)
     })
 }
 
