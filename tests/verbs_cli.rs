@@ -402,6 +402,62 @@ fn stop_and_start_one_service(backend: &str) {
         assert_eq!(after[service], before[service], "{service} keeps its pid");
     }
     assert_eq!(stack.state("bridge_sync"), "running");
+
+    // `stop db`: its dependents go first, and are said; telemetry runs on.
+    let reply = stack.run(&["stop", "db", "--json"]).expect_code(0).json();
+    let stopped = reply_services(&reply);
+    assert_eq!(
+        stopped,
+        ["bridge_sync", "dashboard", "db"]
+            .map(|s| (s.to_string(), "stopped".to_string()))
+            .into(),
+        "{reply}"
+    );
+    let why: BTreeMap<String, String> = reply["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["service"].as_str().unwrap().to_string(),
+                s["why"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(why["db"], "asked", "{reply}");
+    assert!(
+        why["dashboard"].contains("db"),
+        "the reply says why: {reply}"
+    );
+    holds_for(
+        "db and its dependents staying stopped",
+        Duration::from_secs(1),
+        || stack.pids() == [("telemetry".to_string(), before["telemetry"])].into(),
+    );
+
+    // `start dashboard` brings db back with it (it needs it), not the bridge.
+    let reply = stack
+        .run(&["start", "dashboard", "--json"])
+        .expect_code(0)
+        .json();
+    let started = reply_services(&reply);
+    assert_eq!(
+        started.get("dashboard").map(String::as_str),
+        Some("started"),
+        "{reply}"
+    );
+    assert_eq!(
+        started.get("db").map(String::as_str),
+        Some("started"),
+        "{reply}"
+    );
+    let last = stack.wait_pids(&["dashboard", "db", "telemetry"]);
+    assert_eq!(last["telemetry"], before["telemetry"]);
+    assert_eq!(
+        stack.state("bridge_sync"),
+        "stopped",
+        "the bridge was not asked"
+    );
     assert_eq!(stack.supervisor_pid(), supervisor);
 }
 
@@ -475,7 +531,7 @@ fn run_only_hands_the_service_to_the_live_supervisor() {
     stack
         .run(&["run", "--detach"])
         .expect_code(5)
-        .expect_stderr_contains("already running under ccscope pid");
+        .expect_stderr_contains(&format!("already running under ccscope pid {supervisor}"));
     assert_eq!(stack.supervisor_pid(), supervisor);
 }
 
@@ -660,8 +716,13 @@ fn pause_freezes_and_stop_is_not_slowed(backend: &str) {
     let held = cpu_ticks(hot);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(cpu_ticks(hot), held, "a frozen loop uses no CPU");
-    let state = stat_field_state(hot);
-    assert_ne!(state, 'R', "a frozen process does not run");
+    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs")).unwrap();
+    let procs: Vec<i64> = procs.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(procs.contains(&hot), "{procs:?}");
+    for pid in procs {
+        let state = stat_field_state(pid);
+        assert_ne!(state, 'R', "frozen process {pid} of hot does not run");
+    }
     assert_eq!(stack.state("hot"), "paused");
     assert_eq!(stack.state("calm"), "running", "only hot is paused");
     assert!(!frozen(&cgroup_dir(pids["calm"])), "calm is not frozen");
@@ -747,11 +808,13 @@ fn a_watched_file_restarts_its_service_once() {
     let stack = Stack::new("watch", WATCH);
     let app = stack.sb.write("src/app/main.py", "print(1)\n");
     let ignored = stack.sb.write("src/ignored/x.py", "print(1)\n");
+    let git = stack.sb.write("src/.git/hooks/x.py", "print(1)\n");
     stack.up("systemd", &[]);
     let before = stack.wait_pids(&["other", "web"]);
 
-    // An ignored file: nothing, for well over the debounce.
+    // An ignored file, and one under `.git`: nothing, for well over the debounce.
     std::fs::write(&ignored, "print(2)\n").unwrap();
+    std::fs::write(&git, "print(2)\n").unwrap();
     holds_for(
         "an ignored change doing nothing",
         Duration::from_secs(1),
@@ -805,8 +868,26 @@ fn names_a_missing_supervisor_clients_at_once_and_a_killed_client() {
         .expect_stderr_contains("no supervisor runs project")
         .expect_stderr_contains("ccscope run --detach");
 
-    stack.up("systemd", &[]);
+    // `start` with no supervisor starts one, for those services only.
+    stack
+        .run(&["start", "dashboard", "--backend", "systemd"])
+        .expect_code(0)
+        .expect_stdout_contains("starting one for dashboard");
+    let supervisor = stack.supervisor_pid();
+    stack.wait_pids(&["dashboard"]);
+    assert_eq!(
+        stack.state("telemetry"),
+        "stopped",
+        "only dashboard was asked"
+    );
+    // Then `start` hands the others to it.
+    let reply = stack
+        .run(&["start", "telemetry", "slow", "--json"])
+        .expect_code(0)
+        .json();
+    assert_eq!(reply["supervisor_pid"], supervisor, "{reply}");
     let before = stack.wait_pids(&["dashboard", "slow", "telemetry"]);
+    assert_eq!(stack.supervisor_pid(), supervisor, "one supervisor");
 
     // A typo asks nothing.
     stack
@@ -873,6 +954,23 @@ fn names_a_missing_supervisor_clients_at_once_and_a_killed_client() {
             .as_str()
             .is_some_and(|c| c.ends_with("restart slow")),
         "{entry}"
+    );
+    // And slow's transitions name who asked for them.
+    let asked = format!(
+        "asked by uid {} pid {client_pid} ",
+        rustix::process::geteuid().as_raw()
+    );
+    let transitions = common::journal_entries(&[
+        "CCSCOPE_EVENT=service.state".to_string(),
+        format!("CCSCOPE_PROJECT={}", stack.project),
+        "CCSCOPE_SERVICE=slow".to_string(),
+        "CCSCOPE_STATE=stopping".to_string(),
+    ]);
+    assert!(
+        transitions
+            .iter()
+            .any(|e| e["MESSAGE"].as_str().is_some_and(|m| m.contains(&asked))),
+        "a `stopping` of slow {asked}: {transitions:?}"
     );
 }
 
