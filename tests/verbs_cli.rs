@@ -842,6 +842,40 @@ fn a_watched_file_restarts_its_service_once() {
         "status names the file: {web}"
     );
     assert_eq!(web["state"], "running", "{web}");
+
+    // A file in directories made after the start is watched too; a burst of changes to it
+    // (closer together than the debounce) is one restart.
+    let deep = stack.sb.write("src/new/deep/m.py", "print(1)\n");
+    let mut made = BTreeMap::new();
+    wait_for("the new file to restart web", DEADLINE, || {
+        made = stack.pids();
+        made.get("web").is_some_and(|p| *p != after["web"])
+    });
+    holds_for(
+        "one restart for the new file",
+        Duration::from_millis(600),
+        || stack.pids() == made,
+    );
+    for n in 0..8 {
+        std::fs::write(&deep, format!("print({n})\n")).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let mut burst = BTreeMap::new();
+    wait_for("the burst to restart web", DEADLINE, || {
+        burst = stack.pids();
+        burst.get("web").is_some_and(|p| *p != made["web"])
+    });
+    holds_for("one restart for the burst", Duration::from_secs(1), || {
+        stack.pids() == burst
+    });
+    assert_eq!(burst["other"], before["other"], "other is untouched");
+    let web = stack.service_status("web");
+    assert!(
+        web["last_trigger"]
+            .as_str()
+            .is_some_and(|t| t.contains("src/new/deep/m.py")),
+        "status names the last file: {web}"
+    );
 }
 
 /// dashboard and telemetry as the demo's, and `slow`, whose stop takes a second and which
