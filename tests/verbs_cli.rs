@@ -527,6 +527,18 @@ fn run_only_hands_the_service_to_the_live_supervisor() {
             .any(|l| l.starts_with("0::") && l.contains(&slice)),
         "the dashboard's scope is in the project's slice {slice}: {cgroup}"
     );
+    // Stopped (held down), `run --only` brings it back in the same supervisor.
+    stack.run(&["stop", "dashboard"]).expect_code(0);
+    assert_eq!(stack.state("dashboard"), "stopped");
+    stack
+        .run(&["run", "--only", "dashboard"])
+        .expect_code(0)
+        .expect_stdout_contains("handed to it");
+    let back = stack.wait_pids(&["dashboard", "db"]);
+    assert_ne!(back["dashboard"], pids["dashboard"], "a new dashboard");
+    assert_eq!(back["db"], pids["db"], "db runs on");
+    assert_eq!(stack.state("dashboard"), "running");
+    assert_eq!(stack.supervisor_pid(), supervisor);
     // The lock is still the one supervisor's: a second detached run is refused.
     stack
         .run(&["run", "--detach"])
