@@ -496,16 +496,16 @@ fn supervisor_units(project: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
-fn run_only_hands_the_service_to_the_live_supervisor() {
+fn run_only_hands_the_service_to_the_live_supervisor(backend: &str) {
     require_test_env();
-    let stack = Stack::new("handoff", DEMO);
-    stack.up("systemd", &["--only", "db"]);
+    let stack = Stack::new(&format!("handoff-{backend}"), DEMO);
+    stack.up(backend, &["--only", "db"]);
     stack.wait_pids(&["db"]);
     let supervisor = stack.supervisor_pid();
+    // Detached for systemd, the supervisor is a transient service; else a daemon.
     let units = supervisor_units(&stack.project);
-    assert_eq!(units.len(), 1, "one supervisor unit: {units:?}");
+    let want_units = usize::from(backend == "systemd");
+    assert_eq!(units.len(), want_units, "supervisor units: {units:?}");
 
     let ran = stack.run(&["run", "--only", "dashboard"]);
     ran.expect_code(0).expect_stdout_contains("handed to it");
@@ -520,7 +520,10 @@ fn run_only_hands_the_service_to_the_live_supervisor() {
     assert_eq!(stack.state("dashboard"), "running");
     let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", pids["dashboard"])).unwrap();
     // systemd escapes a `-` inside a unit name's part.
-    let slice = format!("/ccscope-{}.slice/", stack.project.replace('-', "\\x2d"));
+    let slice = match backend {
+        "systemd" => format!("/ccscope-{}.slice/", stack.project.replace('-', "\\x2d")),
+        _ => format!("/ccscope/{}/", stack.project),
+    };
     assert!(
         cgroup
             .lines()
@@ -545,6 +548,18 @@ fn run_only_hands_the_service_to_the_live_supervisor() {
         .expect_code(5)
         .expect_stderr_contains(&format!("already running under ccscope pid {supervisor}"));
     assert_eq!(stack.supervisor_pid(), supervisor);
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn run_only_hands_the_service_to_the_live_supervisor_systemd() {
+    run_only_hands_the_service_to_the_live_supervisor("systemd");
+}
+
+#[test]
+#[ignore = "system test: needs the user manager and session bus of scripts/test-env.sh (run scripts/test.sh)"]
+fn run_only_hands_the_service_to_the_live_supervisor_cgroupfs() {
+    run_only_hands_the_service_to_the_live_supervisor("cgroupfs");
 }
 
 const RELOAD_BEFORE: &str = r#"
