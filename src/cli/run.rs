@@ -37,6 +37,11 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub contain: ContainArgs,
+
+    /// Set by `start` (`run --only … --detach` where no supervisor runs), whose own command
+    /// line is not a `run`'s: the detached supervisor's is made from these options instead.
+    #[arg(skip)]
+    pub not_from_the_command_line: bool,
 }
 
 pub fn run(ctx: &Context, args: &RunArgs) -> Result<i32, CliError> {
@@ -297,7 +302,10 @@ fn run_detached(
         project: config.project.name.clone(),
         state_dir: state_dir.to_path_buf(),
         cwd: ctx.cwd.clone(),
-        args: std::env::args_os().collect(),
+        args: match args.not_from_the_command_line {
+            false => std::env::args_os().collect(),
+            true => run_argv(ctx, args),
+        },
         choice: args.contain.choice(),
         bus: args.contain.bus(),
     };
@@ -390,6 +398,48 @@ fn foreground_command(ctx: &Context, args: &RunArgs) -> String {
     words.join(" ")
 }
 
+/// The command line of the `ccscope run` these options stand for (with `--detach`), as
+/// `std::env::args_os()` would hold it had it been typed: the global options given, then
+/// `run` and its own.
+fn run_argv(ctx: &Context, args: &RunArgs) -> Vec<std::ffi::OsString> {
+    let mut argv: Vec<std::ffi::OsString> = vec!["ccscope".into()];
+    let global = &ctx.global;
+    if let Some(file) = &global.file {
+        argv.extend(["--file".into(), file.into()]);
+    }
+    if let Some(profile) = &global.profile {
+        argv.extend(["--profile".into(), profile.into()]);
+    }
+    if let Some(dir) = &global.state_dir {
+        argv.extend(["--state-dir".into(), dir.into()]);
+    }
+    for (set, flag) in [(global.json, "--json"), (global.quiet, "--quiet")] {
+        if set {
+            argv.push(flag.into());
+        }
+    }
+    argv.extend((0..global.verbose).map(|_| "--verbose".into()));
+    argv.push("run".into());
+    if !args.only.is_empty() {
+        argv.push("--only".into());
+        argv.extend(args.only.iter().map(Into::into));
+    }
+    if let Some(backend) = args.contain.backend {
+        argv.extend(["--backend".into(), backend.as_str().into()]);
+    }
+    for (set, flag) in [
+        (args.contain.system, "--system"),
+        (args.contain.strict_limits, "--strict-limits"),
+        (args.clean, "--clean"),
+        (args.detach, "--detach"),
+    ] {
+        if set {
+            argv.push(flag.into());
+        }
+    }
+    argv
+}
+
 /// `word` as a shell reads it back: bare when it is plain, else in single quotes.
 fn shell_word(word: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c);
@@ -433,6 +483,7 @@ mod hint_tests {
                 system: false,
                 strict_limits: false,
             },
+            not_from_the_command_line: false,
         }
     }
 
@@ -464,5 +515,43 @@ mod hint_tests {
         assert_eq!(shell_word("it's here"), "'it'\\''s here'");
         assert_eq!(shell_word(""), "''");
         assert_eq!(shell_word("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn start_without_a_supervisor_detaches_a_run_of_its_options() {
+        let mut ctx = context(None, None, Some("/tmp/my state"));
+        ctx.global.file = Some(PathBuf::from("stacks/dev.toml"));
+        ctx.global.verbose = 1;
+        let mut run = args(&["web", "db"], Some(BackendKind::Cgroupfs));
+        run.not_from_the_command_line = true;
+        let argv: Vec<String> = run_argv(&ctx, &run)
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            argv,
+            [
+                "ccscope",
+                "--file",
+                "stacks/dev.toml",
+                "--state-dir",
+                "/tmp/my state",
+                "--verbose",
+                "run",
+                "--only",
+                "web",
+                "db",
+                "--backend",
+                "cgroupfs",
+                "--detach"
+            ]
+        );
+        // What the detached half parses back: `run`, its services, no `--detach`.
+        let detached =
+            detach::detached_argv("ccscope".as_ref(), &run_argv(&ctx, &run), "s".as_ref());
+        let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(&detached).unwrap();
+        assert!(
+            matches!(cli.command, crate::cli::Command::Run(r) if r.only == ["web", "db"] && !r.detach)
+        );
     }
 }

@@ -79,6 +79,7 @@ pub fn start(ctx: &Context, args: &StartArgs) -> Result<i32, CliError> {
                 detach: true,
                 report_to: None,
                 contain: args.contain.clone(),
+                not_from_the_command_line: true,
             };
             super::run::run(ctx, &run)
         }
