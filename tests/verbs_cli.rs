@@ -1022,7 +1022,7 @@ fn names_a_missing_supervisor_clients_at_once_and_a_killed_client() {
         rustix::process::geteuid().as_raw()
     );
     let transitions = common::journal_entries(&[
-        "CCSCOPE_EVENT=service.state".to_string(),
+        "CCSCOPE_EVENT=service.stopping".to_string(),
         format!("CCSCOPE_PROJECT={}", stack.project),
         "CCSCOPE_SERVICE=slow".to_string(),
         "CCSCOPE_STATE=stopping".to_string(),

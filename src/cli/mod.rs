@@ -259,8 +259,18 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> 
             format!("could not encode JSON: {e}"),
         )
     })?;
-    println!("{text}");
-    Ok(())
+    // A reader that stopped reading (`| head -1`) is not an error of ours.
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(CliError::new(
+            exit_codes::FAILURE,
+            "io",
+            format!(
+                "could not write to stdout: {}",
+                crate::proc::describe_io(&e)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -1253,3 +1253,27 @@ fn the_first_retry_schedule_never_passes_the_interval() {
         Duration::from_secs(30)
     );
 }
+
+#[test]
+fn a_start_that_waits_for_a_paused_dependency_says_so_instead_of_waiting() {
+    let mut sim = Sim::new(CHAIN);
+    sim.all_up();
+    sim.ask(Verb::Stop, &["web"]);
+    sim.ended("web");
+    sim.ask(Verb::Pause, &["db"]);
+    let generation = sim.generation("db");
+    sim.input(Input::Frozen {
+        service: "db".into(),
+        generation,
+        frozen: true,
+        result: Ok(()),
+    });
+    let id = sim.ask(Verb::Start, &["web"]);
+    let reply = sim.reply(id).expect("answered at once");
+    assert!(!reply.ok);
+    assert!(
+        reply.error.unwrap().message.contains("db, which is paused"),
+        "{:?}",
+        reply.services
+    );
+}

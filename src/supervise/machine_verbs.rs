@@ -837,6 +837,9 @@ impl Machine {
                 if svc.held && svc.state == State::Stopped {
                     return Some(Err("it was stopped meanwhile".into()));
                 }
+                if let Some(why) = self.blocked_by(svc) {
+                    return Some(Err(why));
+                }
                 if svc.generation <= since {
                     return None;
                 }
@@ -849,6 +852,33 @@ impl Machine {
                 }
             }
         }
+    }
+
+    /// Why a service that waits to start cannot start now: a dependency is paused, held
+    /// stopped, or failed for good (its start would wait for a person, so the request says so
+    /// instead of waiting too).
+    fn blocked_by(&self, svc: &Svc) -> Option<String> {
+        if !matches!(svc.state, State::Pending | State::Waiting) {
+            return None;
+        }
+        svc.cfg.depends_on.keys().find_map(|name| {
+            let dep = self.services.get(name)?;
+            if dep.paused_from.is_some() {
+                Some(format!(
+                    "it waits for {name}, which is paused: `ccscope resume {name}` lets it start"
+                ))
+            } else if dep.held && dep.state == State::Stopped {
+                Some(format!(
+                    "it waits for {name}, which is stopped: `ccscope start {name}` starts both"
+                ))
+            } else if dep.state == State::Failed && !dep.cfg.optional {
+                Some(format!(
+                    "it waits for {name}, which failed: `ccscope start {name}` starts it again"
+                ))
+            } else {
+                None
+            }
+        })
     }
 
     /// Answers every request whose targets have all settled, or one of which failed; when the
