@@ -2,6 +2,7 @@
 //! `CCSCOPE_*` fields (prefixed so they never collide with journald's own `PID` and friends),
 //! so `journalctl CCSCOPE_PROJECT=<project>` answers who started or stopped what.
 
+pub mod alert;
 pub mod journal;
 
 pub use journal::{Priority, journald_available};
