@@ -471,8 +471,8 @@ async fn find_desktop() -> Option<Desktop> {
             .unwrap_or_default(),
         Ok(Err(e)) => {
             tracing::warn!(
-                "desktop alerts are off: no notification server answers on the session bus \
-                 ({}); set `desktop = false` in [project.alerts] to not look for one",
+                "desktop alerts are off: no notification server answers on the session bus{}; \
+                 set `desktop = false` in [project.alerts] to not look for one",
                 bus_error_words(&e)
             );
             return None;
@@ -491,11 +491,20 @@ async fn find_desktop() -> Option<Desktop> {
     })
 }
 
+/// Why the server did not answer, as a parenthesis; nothing when there simply is none.
 fn bus_error_words(e: &zbus::Error) -> String {
     match e {
-        zbus::Error::MethodError(name, Some(text), _) => format!("{name}: {text}"),
-        zbus::Error::MethodError(name, None, _) => name.to_string(),
-        other => other.to_string(),
+        zbus::Error::MethodError(name, _, _)
+            if matches!(
+                name.as_str(),
+                "org.freedesktop.DBus.Error.ServiceUnknown"
+                    | "org.freedesktop.DBus.Error.NameHasNoOwner"
+            ) =>
+        {
+            String::new()
+        }
+        zbus::Error::MethodError(_, Some(text), _) => format!(" ({text})"),
+        other => format!(" ({other})"),
     }
 }
 
