@@ -5,6 +5,7 @@
 //! `ccscope audit` answer who started or stopped what. Without journald the same entries go to
 //! a JSON-lines file in the state directory ([`fallback`]), which [`query`] reads as well.
 
+pub mod alert;
 pub mod events;
 pub mod fallback;
 pub mod journal;

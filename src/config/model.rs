@@ -41,6 +41,30 @@ pub struct Project {
     /// Compose projects whose containers (`com.docker.compose.project=<name>`) belong to this
     /// stack: `stop` sweeps them with ours.
     pub docker_compose_projects: Vec<String>,
+    /// `[project.alerts]`: who is told when a service fails.
+    pub alerts: Alerts,
+}
+
+/// `[project.alerts]`: a service that crashes, gives up, loses liveness, fails to start or
+/// outlives a stop is told as a desktop notification and/or to a command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Alerts {
+    /// A notification through `org.freedesktop.Notifications` on the session bus.
+    pub desktop: bool,
+    /// A command run with the alert as JSON on its stdin.
+    pub exec: Option<Vec<String>>,
+    /// At most one alert per service and kind within this long; the rest are counted.
+    pub rate_limit: HumanDuration,
+}
+
+impl Default for Alerts {
+    fn default() -> Self {
+        Alerts {
+            desktop: true,
+            exec: None,
+            rate_limit: HumanDuration(DEFAULT_ALERT_RATE_LIMIT),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -236,6 +260,12 @@ pub(crate) const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_secs(1);
 pub(crate) const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_MAX_RESTARTS: u32 = 5;
+pub(crate) const DEFAULT_ALERT_RATE_LIMIT: Duration = Duration::from_secs(60);
+/// A shorter window would let a crash loop through one alert at a time.
+pub(crate) const MIN_ALERT_RATE_LIMIT: Duration = Duration::from_secs(1);
+/// Bounds on `[project.alerts] exec`: a command line, not a payload.
+pub(crate) const MAX_ALERT_ARGS: usize = 64;
+pub(crate) const MAX_ALERT_ARG_BYTES: usize = 4096;
 pub(crate) const DEFAULT_WATCH_DEBOUNCE: Duration = Duration::from_millis(500);
 /// A longer debounce would hold a restart back for longer than anyone waits for one.
 pub(crate) const MAX_WATCH_DEBOUNCE: Duration = Duration::from_secs(60);

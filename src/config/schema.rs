@@ -26,6 +26,17 @@ pub(crate) struct RawProject {
     pub name: Option<Spanned<String>>,
     pub state_dir: Option<Spanned<String>>,
     pub docker_compose_projects: Option<Spanned<Vec<Spanned<String>>>>,
+    pub alerts: Option<Spanned<RawAlerts>>,
+}
+
+/// `[project.alerts]`: how a failure is told (a desktop notification, a command), and how
+/// often.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAlerts {
+    pub desktop: Option<bool>,
+    pub exec: Option<Spanned<Vec<Spanned<String>>>>,
+    pub rate_limit: Option<Spanned<HumanDuration>>,
 }
 
 /// Project-wide defaults for every per-service setting that makes sense to share.

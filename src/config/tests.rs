@@ -903,3 +903,76 @@ fn a_watch_on_a_docker_service_is_allowed() {
     .unwrap();
     assert!(config.services["a"].watch.is_some());
 }
+
+#[test]
+fn alerts_have_their_defaults_and_are_read() {
+    let config = parse(&format!("{HEAD}[services.a]\ncommand = [\"x\"]\n")).unwrap();
+    assert_eq!(config.project.alerts, Alerts::default());
+    assert!(config.project.alerts.desktop);
+    assert_eq!(config.project.alerts.exec, None);
+    assert_eq!(
+        config.project.alerts.rate_limit.0,
+        std::time::Duration::from_secs(60)
+    );
+    let config = parse(&format!(
+        "{HEAD}[project.alerts]\ndesktop = false\nexec = [\"notify-me\", \"--urgent\"]\n\
+         rate_limit = \"5m\"\n[services.a]\ncommand = [\"x\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        config.project.alerts,
+        Alerts {
+            desktop: false,
+            exec: Some(vec!["notify-me".into(), "--urgent".into()]),
+            rate_limit: duration::HumanDuration::from_secs(300),
+        }
+    );
+    let json = serde_json::to_value(&config.project).unwrap();
+    assert_eq!(
+        json["alerts"],
+        serde_json::json!({"desktop": false, "exec": ["notify-me", "--urgent"], "rate_limit": "5m"})
+    );
+}
+
+#[test]
+fn an_unknown_alerts_key_suggests_the_closest() {
+    let (line, col, msg, hint) = only_error(&format!(
+        "{HEAD}[project.alerts]\ndeskop = false\n[services.a]\ncommand = [\"x\"]\n"
+    ));
+    assert_eq!((line, col), (4, 1));
+    assert_eq!(msg, "unknown key `deskop` in [project.alerts]");
+    assert_eq!(hint.as_deref(), Some("did you mean `desktop`?"));
+}
+
+#[test]
+fn bad_alert_values_point_at_themselves() {
+    let (line, col, msg, _) = only_error(&format!(
+        "{HEAD}[project.alerts]\nexec = []\n[services.a]\ncommand = [\"x\"]\n"
+    ));
+    assert_eq!((line, col), (4, 8));
+    assert_eq!(msg, "the alert `exec` of [project.alerts] has no command");
+    let (line, col, msg, hint) = only_error(&format!(
+        "{HEAD}[project.alerts]\nrate_limit = \"500ms\"\n[services.a]\ncommand = [\"x\"]\n"
+    ));
+    assert_eq!((line, col), (4, 14));
+    assert_eq!(
+        msg,
+        "the alert rate_limit of [project.alerts] is 500ms: it must be at least 1s"
+    );
+    assert!(hint.unwrap().contains("60s"));
+    let (line, _, msg, _) = only_error(&format!(
+        "{HEAD}[project.alerts]\nrate_limit = \"2d\"\n[services.a]\ncommand = [\"x\"]\n"
+    ));
+    assert_eq!(line, 4);
+    assert!(msg.contains("invalid duration"), "{msg}");
+    let (line, _, msg, _) = only_error(&format!(
+        "{HEAD}[project.alerts]\ndesktop = \"yes\"\n[services.a]\ncommand = [\"x\"]\n"
+    ));
+    assert_eq!(line, 4);
+    assert!(msg.contains("bool"), "{msg}");
+    let (line, _, msg, _) = only_error(&format!(
+        "{HEAD}[project.alerts]\nexec = [\"a\\u0000b\"]\n[services.a]\ncommand = [\"x\"]\n"
+    ));
+    assert_eq!(line, 4);
+    assert!(msg.contains("NUL"), "{msg}");
+}

@@ -246,8 +246,15 @@ impl Validator<'_> {
                 ),
             }
         }
+        let alerts = raw
+            .get_ref()
+            .alerts
+            .as_ref()
+            .map(|a| self.alerts(a))
+            .unwrap_or_default();
         Some(Project {
             docker_compose_projects: compose,
+            alerts,
             name: name.get_ref().clone(),
             state_dir: raw
                 .get_ref()
@@ -255,6 +262,65 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|d| self.path(d.get_ref())),
         })
+    }
+
+    /// `[project.alerts]`; a wrong value leaves its diagnostic and the default in its place.
+    fn alerts(&mut self, raw: &Spanned<RawAlerts>) -> Alerts {
+        let a = raw.get_ref();
+        let mut alerts = Alerts::default();
+        if let Some(desktop) = a.desktop {
+            alerts.desktop = desktop;
+        }
+        if let Some(exec) = &a.exec {
+            let argv: Vec<String> = exec.get_ref().iter().map(|s| s.get_ref().clone()).collect();
+            if argv.first().is_none_or(|p| p.trim().is_empty()) {
+                self.error(
+                    exec.span(),
+                    "the alert `exec` of [project.alerts] has no command",
+                    Some(
+                        "write the command and its arguments, such as `exec = [\"notify-me\", \"--urgent\"]`, \
+                         or remove `exec`"
+                            .into(),
+                    ),
+                );
+            } else if argv.len() > MAX_ALERT_ARGS
+                || argv.iter().any(|s| s.len() > MAX_ALERT_ARG_BYTES)
+            {
+                self.error(
+                    exec.span(),
+                    format!(
+                        "the alert `exec` of [project.alerts] is too long: at most \
+                         {MAX_ALERT_ARGS} arguments of at most {MAX_ALERT_ARG_BYTES} bytes each"
+                    ),
+                    Some(
+                        "the alert comes on its stdin as JSON: it need not be in the arguments"
+                            .into(),
+                    ),
+                );
+            } else if self.refuse_nul(
+                "the alert `exec` of [project.alerts]",
+                argv.iter().map(String::as_str),
+                exec.span(),
+            ) {
+                alerts.exec = Some(argv);
+            }
+        }
+        if let Some(limit) = &a.rate_limit {
+            let value = *limit.get_ref();
+            if value.0 < MIN_ALERT_RATE_LIMIT {
+                self.error(
+                    limit.span(),
+                    format!(
+                        "the alert rate_limit of [project.alerts] is {value}: it must be at least {}",
+                        HumanDuration(MIN_ALERT_RATE_LIMIT)
+                    ),
+                    Some("write a duration such as \"60s\" or \"5m\"".into()),
+                );
+            } else {
+                alerts.rate_limit = value;
+            }
+        }
+        alerts
     }
 
     /// Project and service names become parts of systemd unit names and cgroup directories.

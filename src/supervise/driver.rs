@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
 use crate::audit::Event as AuditEvent;
+use crate::audit::alert::{Alert, AlertKind, Alerter, ChildWaiter, alert_for};
 use crate::config::{Config, DockerSpec, Launch, Probe, ProbeCheck, Service};
 use crate::contain::{AnyContainment, BackendKind, Containment, ScopeHandle, cgroup};
 use crate::control::{Reply, Request};
@@ -53,6 +54,10 @@ const TRIM_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a container's removal waits for its last output lines to be passed on.
 const LAST_LINES_WAIT: Duration = Duration::from_secs(2);
+
+/// How long the supervisor's exit waits for its last alerts (a failed start, an incomplete
+/// stop) to be delivered.
+const ALERT_FLUSH: Duration = Duration::from_secs(5);
 
 /// What the tasks tell the loop, beyond plain machine inputs.
 enum Report {
@@ -199,6 +204,8 @@ pub struct Driver<'a> {
     force_switch: ForceSwitch,
     force: Force,
     progress: &'a mut dyn FnMut(&Progress),
+    /// Tells `[project.alerts]` of crashes, give-ups, failed starts and incomplete stops.
+    alerter: Alerter,
 }
 
 /// Everything the driver needs to run, made by [`super::run`].
@@ -245,7 +252,9 @@ pub async fn drive<'a>(
         let tx = tx.clone();
         docker.watch_events(move |input| tx.send(Report::Input(input)).is_ok());
     }
+    let alerter = Alerter::new(&config.project.alerts, Rc::new(reaper.clone()));
     let mut driver = Driver {
+        alerter,
         config: Rc::new(config.clone()),
         reloaded: HashMap::new(),
         replies: HashMap::new(),
@@ -321,7 +330,11 @@ pub async fn drive<'a>(
                         driver.force.clone(),
                     )));
                 }
-                Effect::Exit(finish) => return driver.ended(finish, report.take()),
+                Effect::Exit(finish) => {
+                    driver.alert_on_exit(&finish, report.as_ref());
+                    driver.alerter.flush(ALERT_FLUSH).await;
+                    return driver.ended(finish, report.take());
+                }
                 effect => driver.apply(effect).await,
             }
         }
@@ -390,6 +403,29 @@ async fn stop_flow(
 }
 
 impl Driver<'_> {
+    /// The alerts the end of a run is: a start that failed, a stop that left survivors.
+    fn alert_on_exit(&self, finish: &Finish, report: Option<&ShutdownReport>) {
+        let project = &self.config.project.name;
+        if let Finish::StartFailed { service, reason } = finish {
+            let alert = Alert::new(AlertKind::StartFailed, project, Some(service), reason);
+            self.alerter.send(alert.with_run_id(&self.run_id));
+        }
+        if let Some(r) = report.filter(|r| r.outcome == crate::stop::Outcome::Incomplete) {
+            let survivors: Vec<String> = r
+                .survivors
+                .iter()
+                .map(|s| format!("{} ({})", s.pid, s.where_))
+                .collect();
+            let reason = format!(
+                "the stop is INCOMPLETE: {} survivor(s): {}",
+                r.survivors.len(),
+                survivors.join(", ")
+            );
+            let alert = Alert::new(AlertKind::StopIncomplete, project, None, &reason);
+            self.alerter.send(alert.with_run_id(&self.run_id));
+        }
+    }
+
     fn ended(&mut self, finish: Finish, report: Option<ShutdownReport>) -> Ended {
         let report = || {
             report
@@ -576,14 +612,29 @@ impl Driver<'_> {
             Effect::RunState(state) => {
                 let _ = self.registry.set_run_state(&self.run_id, state);
             }
-            Effect::Audit(note) => AuditEvent {
-                event: note.event,
-                project: &self.config.project.name,
-                service: note.service.as_deref(),
-                message: note.message,
-                fields: note.fields,
+            Effect::Audit(note) => {
+                let project = &self.config.project.name;
+                let service = note.service.as_deref();
+                let alert = alert_for(
+                    project,
+                    &self.run_id,
+                    note.event,
+                    service,
+                    &note.message,
+                    &note.fields,
+                );
+                if let Some(alert) = alert {
+                    self.alerter.send(alert);
+                }
+                AuditEvent {
+                    event: note.event,
+                    project,
+                    service,
+                    message: note.message,
+                    fields: note.fields,
+                }
+                .record(note.priority)
             }
-            .record(note.priority),
             Effect::Progress(p) => {
                 if p.event == super::ProgressEvent::Ready {
                     crate::proc::fault::point(crate::proc::fault::SUPERVISOR_BEFORE_READY);
@@ -1252,4 +1303,15 @@ fn is_forwarder(pid: i32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
         c.split(|b| *b == 0).nth(1) == Some(crate::launch::forward::SUBCOMMAND.as_bytes())
     })
+}
+
+/// An `exec` alert command is the supervisor's child: its status is the reaper's to hand out.
+impl ChildWaiter for Reaper {
+    fn mark(&self) -> u64 {
+        Reaper::mark(self)
+    }
+
+    fn claim(&self, pid: i32, mark: u64) -> oneshot::Receiver<ExitStatus> {
+        Reaper::claim(self, pid, mark)
+    }
 }
