@@ -69,6 +69,19 @@ pub struct GlobalArgs {
     /// Say only what went wrong
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
+
+    /// How ccscope's own diagnostics (warnings, -v, CCSCOPE_LOG) are written on stderr:
+    /// `text`, or `json` (one object per line, with the run id on a supervisor's)
+    #[arg(long, value_enum, value_name = "FORMAT", global = true, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How diagnostics are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +234,19 @@ fn init_logging(global: &GlobalArgs) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("CCSCOPE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("ccscope={level}")));
+    if global.log_format == LogFormat::Json {
+        // One JSON object per line, with the spans it happened in: a supervisor's carry its
+        // run id, the correlation id of its audit trail.
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_target(false)
+            .try_init();
+        return;
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -419,6 +419,9 @@ fn run_argv(ctx: &Context, args: &RunArgs) -> Vec<std::ffi::OsString> {
         }
     }
     argv.extend((0..global.verbose).map(|_| "--verbose".into()));
+    if global.log_format == super::LogFormat::Json {
+        argv.extend(["--log-format".into(), "json".into()]);
+    }
     argv.push("run".into());
     if !args.only.is_empty() {
         argv.push("--only".into());

@@ -52,6 +52,11 @@ const CGROUP_FALLBACK_POLL: Duration = Duration::from_secs(1);
 /// for what the last reports of the start touched again.
 const TRIM_AGAIN_AFTER: Duration = Duration::from_secs(1);
 
+/// After a main process failed, how often and for how long its scope's emptying is looked at
+/// besides the `cgroup.events` change that should tell it.
+const EMPTY_RECHECK: Duration = Duration::from_millis(500);
+const EMPTY_RECHECK_FOR: Duration = Duration::from_secs(120);
+
 /// How long a container's removal waits for its last output lines to be passed on.
 const LAST_LINES_WAIT: Duration = Duration::from_secs(2);
 
@@ -802,11 +807,29 @@ impl Driver<'_> {
                     _ => 0,
                 };
                 let _ = tx.send(Report::Input(Input::MainExited {
-                    service,
+                    service: service.clone(),
                     generation,
                     status,
                     others_left,
                 }));
+                // A failed main process means the scope is ended now. Its emptying is told by
+                // a `cgroup.events` change, which the kernel may deliver late under load; a
+                // bounded re-check makes sure the end is heard (the machine drops a second
+                // report of it).
+                if let (false, Some(path)) = (status.success(), scope.and_then(|s| s.cgroup)) {
+                    let cg = cgroup::Cgroup::at(path);
+                    let until = Instant::now() + EMPTY_RECHECK_FOR;
+                    while Instant::now() < until {
+                        tokio::time::sleep(EMPTY_RECHECK).await;
+                        if !cg.populated().unwrap_or(false) {
+                            let _ = tx.send(Report::Input(Input::Emptied {
+                                service,
+                                generation,
+                            }));
+                            break;
+                        }
+                    }
+                }
             });
         }
         if let Some(path) = instance.scope.as_ref().and_then(|s| s.cgroup.clone()) {

@@ -194,7 +194,13 @@ pub async fn run(
         control,
         progress,
     };
-    let ended = driver::drive(machine, parts, left_behind.scopes, left_behind.containers).await;
+    // Every diagnostic of the run carries its id (`--log-format json` shows it).
+    let span = tracing::info_span!("run", run_id = %run_id, project = %config.project.name);
+    let ended = tracing::Instrument::instrument(
+        driver::drive(machine, parts, left_behind.scopes, left_behind.containers),
+        span,
+    )
+    .await;
     let _ = registry.set_run_state(&run_id, RunState::Ended);
     audit_end(&config.project.name, &run_id, &ended, began);
     Ok(ended)
