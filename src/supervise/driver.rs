@@ -806,6 +806,9 @@ impl Driver<'_> {
                     }),
                     _ => 0,
                 };
+                // Not kept while the emptying is re-checked below: the backend (its bus
+                // connection) must not outlive the runtime in a task still sleeping at exit.
+                drop(containment);
                 let _ = tx.send(Report::Input(Input::MainExited {
                     service: service.clone(),
                     generation,
