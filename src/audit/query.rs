@@ -144,28 +144,51 @@ pub struct Found {
 /// The entries `filter` asks for: journald's (when `journalctl` is there) and the fallback
 /// file's in `state_dir`, oldest first.
 pub fn query(filter: &Filter, state_dir: &Path) -> Found {
-    let mut found = Found::default();
-    match from_journal(filter) {
-        Ok(entries) => found.entries.extend(entries),
-        Err(e) => found
-            .warnings
-            .push(format!("{e}; only the fallback file was read")),
-    }
-    match fallback::read(state_dir, &filter.project) {
-        Ok(stored) => found.entries.extend(stored.into_iter().filter_map(|s| {
-            Entry::from_fields(s.time_us, s.priority, s.message, s.fields, "file")
-                .filter(|e| e.matches(filter))
-        })),
-        Err(e) => found
-            .warnings
-            .push(format!("the fallback file was not read: {e}")),
-    }
-    found.entries.sort_by_key(|e| e.time_us);
+    let mut entries = Vec::new();
+    let warnings = for_each(filter, state_dir, &mut |e| entries.push(e));
+    Found { entries, warnings }
+}
+
+/// The same, each entry handed to `each` as soon as it is read (journald's come in time
+/// order; the fallback file's are merged in between), so the first is out long before the
+/// last is read. Returns what could not be read.
+pub fn for_each(filter: &Filter, state_dir: &Path, each: &mut dyn FnMut(Entry)) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut from_file: Vec<Entry> = match fallback::read(state_dir, &filter.project) {
+        Ok(stored) => stored
+            .into_iter()
+            .filter_map(|s| Entry::from_fields(s.time_us, s.priority, s.message, s.fields, "file"))
+            .filter(|e| e.matches(filter))
+            .collect(),
+        Err(e) => {
+            warnings.push(format!("the fallback file was not read: {e}"));
+            Vec::new()
+        }
+    };
+    from_file.sort_by_key(|e| e.time_us);
     if let Some(n) = filter.last {
-        let skip = found.entries.len().saturating_sub(n);
-        found.entries.drain(..skip);
+        // The last N of both: few, gathered and cut.
+        let mut all = from_file;
+        if let Err(e) = from_journal(filter, &mut |entry| all.push(entry)) {
+            warnings.push(format!("{e}; only the fallback file was read"));
+        }
+        all.sort_by_key(|e| e.time_us);
+        let skip = all.len().saturating_sub(n);
+        all.into_iter().skip(skip).for_each(each);
+        return warnings;
     }
-    found
+    let mut pending = from_file.into_iter().peekable();
+    let streamed = from_journal(filter, &mut |entry| {
+        while let Some(earlier) = pending.next_if(|f| f.time_us <= entry.time_us) {
+            each(earlier);
+        }
+        each(entry);
+    });
+    if let Err(e) = streamed {
+        warnings.push(format!("{e}; only the fallback file was read"));
+    }
+    pending.for_each(each);
+    warnings
 }
 
 /// journalctl's arguments for `filter`: field matches (ANDed across fields, ORed within one)
@@ -203,7 +226,7 @@ pub fn journalctl_args(filter: &Filter) -> Vec<String> {
     args
 }
 
-fn from_journal(filter: &Filter) -> Result<Vec<Entry>, QueryError> {
+fn from_journal(filter: &Filter, each: &mut dyn FnMut(Entry)) -> Result<(), QueryError> {
     let mut child = Command::new("journalctl")
         .args(journalctl_args(filter))
         .stdin(Stdio::null())
@@ -212,9 +235,9 @@ fn from_journal(filter: &Filter) -> Result<Vec<Entry>, QueryError> {
         .spawn()
         .map_err(|e| QueryError::Journalctl(crate::proc::describe_io(&e)))?;
     let stdout = child.stdout.take().expect("piped");
-    let mut reader = BufReader::new(stdout);
-    let mut entries = Vec::new();
+    let mut reader = BufReader::with_capacity(256 * 1024, stdout);
     let mut line = Vec::new();
+    let mut any = false;
     loop {
         line.clear();
         let n = std::io::Read::take(&mut reader, MAX_ENTRY)
@@ -224,13 +247,14 @@ fn from_journal(filter: &Filter) -> Result<Vec<Entry>, QueryError> {
             break;
         }
         if let Some(entry) = parse_journal_line(&line).filter(|e| e.matches(filter)) {
-            entries.push(entry);
+            any = true;
+            each(entry);
         }
     }
     let out = child
         .wait_with_output()
         .map_err(|e| QueryError::Journalctl(crate::proc::describe_io(&e)))?;
-    if !out.status.success() && entries.is_empty() {
+    if !out.status.success() && !any {
         let err = String::from_utf8_lossy(&out.stderr);
         let err = err.trim();
         // No journal files at all is no entries, not a failure.
@@ -238,7 +262,7 @@ fn from_journal(filter: &Filter) -> Result<Vec<Entry>, QueryError> {
             return Err(QueryError::Journalctl(err.chars().take(300).collect()));
         }
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// One line of `journalctl -o json`: values are strings, or arrays of bytes when not UTF-8.

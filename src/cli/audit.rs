@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use clap::Args;
 
-use super::{Context, print_json};
+use super::Context;
 use crate::audit::events;
 use crate::audit::query::{self, Entry, Filter};
 use crate::cli::errors::CliError;
@@ -90,29 +90,35 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<i32, CliError> {
         actor: args.actor,
         last: args.lines,
     };
-    let found = query::query(&filter, &state_dir);
-    for warning in &found.warnings {
-        ctx.warn(warning);
-    }
-    if ctx.global.json {
-        print_json(&found.entries)?;
-        return Ok(exit_codes::SUCCESS);
-    }
+    // Each entry is printed as soon as it is read: the first is out long before the last.
     let mut out = std::io::stdout().lock();
-    if found.entries.is_empty() && !ctx.global.quiet {
-        let _ = writeln!(
-            out,
-            "no audit entries of project `{}` match",
-            filter.project
-        );
+    let mut count = 0usize;
+    let json = ctx.global.json;
+    if json {
+        let _ = write!(out, "[");
     }
-    for entry in &found.entries {
-        let _ = writeln!(out, "{}", line(entry));
-        if args.explain {
-            if let Some(text) = entry.explain() {
-                let _ = writeln!(out, "{text}");
-            }
-        }
+    let warnings = query::for_each(&filter, &state_dir, &mut |entry| {
+        let _ = if json {
+            let text = serde_json::to_string_pretty(&entry).unwrap_or_default();
+            let sep = if count == 0 { "\n" } else { ",\n" };
+            write!(out, "{sep}{text}")
+        } else {
+            let explained = match args.explain {
+                true => entry.explain().map(|t| format!("\n{t}")).unwrap_or_default(),
+                false => String::new(),
+            };
+            writeln!(out, "{}{explained}", line(&entry))
+        };
+        count += 1;
+    });
+    if json {
+        let _ = writeln!(out, "{}]", if count == 0 { "" } else { "\n" });
+    } else if count == 0 && !ctx.global.quiet {
+        let _ = writeln!(out, "no audit entries of project `{}` match", filter.project);
+    }
+    drop(out);
+    for warning in &warnings {
+        ctx.warn(warning);
     }
     Ok(exit_codes::SUCCESS)
 }
