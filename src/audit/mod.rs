@@ -3,6 +3,8 @@
 //! so `journalctl CCSCOPE_PROJECT=<project>` answers who started or stopped what.
 
 pub mod journal;
+pub mod logs;
+pub mod time;
 
 pub use journal::{Priority, journald_available};
 
