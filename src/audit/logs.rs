@@ -90,8 +90,8 @@ pub struct Query {
 pub enum Ended {
     /// Everything asked for was printed.
     Finished,
-    /// SIGINT (Ctrl-C) ended it.
-    Interrupted,
+    /// A signal ended it: SIGINT (Ctrl-C), SIGTERM or SIGHUP.
+    Interrupted { signal: i32 },
     /// Whoever reads the output went away (`ccscope logs | head`).
     OutputClosed,
 }
@@ -163,11 +163,11 @@ enum Msg {
     /// Something changed in the log directory.
     Changed,
     WatchFailed(String),
-    Interrupted,
+    Interrupted(i32),
 }
 
-/// SIGINT becomes a message, so the loop ends between two lines and ends journalctl. Once
-/// this is installed the default action (die at once) no longer applies.
+/// SIGINT, SIGTERM and SIGHUP become a message, so the loop ends between two lines and ends
+/// journalctl. Once this is installed their default action (die at once) no longer applies.
 fn watch_interrupt(tx: mpsc::Sender<Msg>) {
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
@@ -177,14 +177,21 @@ fn watch_interrupt(tx: mpsc::Sender<Msg>) {
             return;
         };
         rt.block_on(async {
-            let Ok(mut int) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-            else {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
                 return;
             };
             loop {
-                int.recv().await;
-                if tx.send(Msg::Interrupted).is_err() {
+                let number = tokio::select! {
+                    _ = int.recv() => libc::SIGINT,
+                    _ = term.recv() => libc::SIGTERM,
+                    _ = hup.recv() => libc::SIGHUP,
+                };
+                if tx.send(Msg::Interrupted(number)).is_err() {
                     return;
                 }
             }
@@ -368,8 +375,12 @@ fn run_journalctl(
     rx: &mpsc::Receiver<Msg>,
     mut each: impl FnMut(Entry) -> Result<Option<Ended>, LogsError>,
 ) -> Result<Ended, LogsError> {
+    use std::os::unix::process::CommandExt;
+    // In a process group of its own: a terminal's Ctrl-C reaches only us, and we end it, so
+    // it never dies first and looks like a failed query.
     let mut child = Command::new("journalctl")
         .args(args)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -417,9 +428,9 @@ fn run_journalctl(
                 }
                 return Ok(Ended::Finished);
             }
-            Msg::Interrupted => {
+            Msg::Interrupted(signal) => {
                 stop(&mut child);
-                return Ok(Ended::Interrupted);
+                return Ok(Ended::Interrupted { signal });
             }
             Msg::Changed | Msg::WatchFailed(_) => {}
         }
@@ -839,7 +850,7 @@ fn read_files(
                     message,
                 });
             }
-            Msg::Interrupted => return Ok(Ended::Interrupted),
+            Msg::Interrupted(signal) => return Ok(Ended::Interrupted { signal }),
             Msg::Entry(_) | Msg::JournalEnd(_) => {}
         }
     }

@@ -13,9 +13,6 @@ use crate::audit::logs::{self, Ended, LogLine, LogsError, Query, Source};
 use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
 
-/// The exit code of a command ended by SIGINT, as a shell reports one (128 + 2).
-const INTERRUPTED: i32 = 130;
-
 /// The prefix colours, in the services' order (compose's palette: no black, no white).
 const COLOURS: &[&str] = &["36", "33", "32", "35", "34", "31", "96", "93", "92", "95"];
 
@@ -94,7 +91,8 @@ pub fn run(ctx: &Context, args: &LogsArgs) -> Result<i32, CliError> {
     let ended = logs::read(&source, &query, &mut |line| printer.print(line));
     let flushed = printer.out.flush();
     match ended {
-        Ok(Ended::Interrupted) => Ok(INTERRUPTED),
+        // As a shell reports a command a signal ended: 130 for Ctrl-C.
+        Ok(Ended::Interrupted { signal }) => Ok(128 + signal),
         Ok(Ended::OutputClosed) => Ok(exit_codes::SUCCESS),
         Ok(Ended::Finished) => match flushed {
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
