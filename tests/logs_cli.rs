@@ -199,6 +199,13 @@ fn logs_interleave_two_services_in_time_order_with_prefixes_and_filters() {
     sb.run(&["logs", "--grep", "("])
         .expect_code(2)
         .expect_stderr_contains("is not a regular expression");
+    // No journalctl to run: said so, with what to do.
+    let mut no_journalctl = sb.command(&["logs"]);
+    no_journalctl.env("PATH", sb.path().join("empty"));
+    Ran::of(no_journalctl)
+        .expect_code(1)
+        .expect_stderr_contains("could not run journalctl to read the journal")
+        .expect_stderr_contains("install");
 }
 
 /// `logs ARGS` spawned, its stdout lines coming through a channel.

@@ -24,6 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use regex::Regex;
 
+use crate::proc::describe_io;
 use crate::registry::{RegistryError, VerifiedDir};
 
 /// The longest JSON text of one journal entry read; a longer one is skipped (a 48 KiB piece
@@ -99,15 +100,16 @@ pub enum Ended {
 #[derive(Debug, thiserror::Error)]
 pub enum LogsError {
     #[error(
-        "run journalctl to read the journal: {0} (it comes with systemd: install it, \
-         or read the log files of a stack run without journald)"
+        "run journalctl to read the journal: {} (it comes with systemd: install it, \
+         or read the log files of a stack run without journald)",
+        describe_io(.0)
     )]
     NoJournalctl(io::Error),
     #[error("read the journal: journalctl {status}: {stderr}")]
     Journalctl { status: String, stderr: String },
-    #[error("read journalctl's output: {0}")]
+    #[error("read journalctl's output: {}", describe_io(.0))]
     JournalctlOutput(io::Error),
-    #[error("read the log file {path}: {source}")]
+    #[error("read the log file {}: {}", path.display(), describe_io(source))]
     ReadFile { path: PathBuf, source: io::Error },
     #[error("open the log files: {0}")]
     State(#[from] RegistryError),
@@ -120,7 +122,7 @@ pub enum LogsError {
     NoLogDir { project: String, dir: PathBuf },
     #[error("watch {dir} for new output: {message}")]
     Watch { dir: PathBuf, message: String },
-    #[error("write the output: {0}")]
+    #[error("write the output: {}", describe_io(.0))]
     Output(io::Error),
 }
 
