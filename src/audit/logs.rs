@@ -840,6 +840,19 @@ fn read_files(
     loop {
         match rx.recv().expect("the sender is held here") {
             Msg::Changed => {
+                // One catch-up for a burst of changes: each write is an event.
+                while let Ok(more) = rx.try_recv() {
+                    match more {
+                        Msg::Interrupted(signal) => return Ok(Ended::Interrupted { signal }),
+                        Msg::WatchFailed(message) => {
+                            return Err(LogsError::Watch {
+                                dir: dir.path().to_path_buf(),
+                                message,
+                            });
+                        }
+                        _ => {}
+                    }
+                }
                 for tail in &mut tails {
                     if let Some(end) = tail.catch_up(&dir, &mut |line| out.put(&line))? {
                         return Ok(end);
