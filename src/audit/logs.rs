@@ -1036,6 +1036,51 @@ mod tests {
     }
 
     #[test]
+    fn a_followed_log_file_is_read_on_when_appended_recreated_or_truncated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        let append = |text: &str| {
+            let mut f = crate::launch::open_log_file(&state, "demo", "web").unwrap();
+            std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        };
+        append("one\ntw");
+        let dir = VerifiedDir::create_state(&state)
+            .unwrap()
+            .child_dir("logs")
+            .unwrap()
+            .child_dir("demo")
+            .unwrap();
+        let mut tail = Tail::new("web");
+        let mut got = Vec::new();
+        let mut step = |tail: &mut Tail| {
+            tail.catch_up(&dir, &mut |l| {
+                got.push(l.message);
+                Ok(None)
+            })
+            .unwrap();
+            std::mem::take(&mut got)
+        };
+        assert_eq!(step(&mut tail), ["one"], "a partial line waits");
+        append("o\nthree\n");
+        assert_eq!(step(&mut tail), ["two", "three"]);
+        // Rotated away and made anew (a restart past the size limit): the old one's last
+        // words, then the new one from its start.
+        append("four\n");
+        std::fs::rename(
+            state.join("logs/demo/web.log"),
+            state.join("logs/demo/web.log.1"),
+        )
+        .unwrap();
+        append("five\n");
+        assert_eq!(step(&mut tail), ["four", "five"]);
+        // Truncated in place: read again from the start.
+        std::fs::write(state.join("logs/demo/web.log"), "").unwrap();
+        append("six\n");
+        assert_eq!(step(&mut tail), ["six"]);
+        assert!(step(&mut tail).is_empty());
+    }
+
+    #[test]
     fn log_files_are_read_service_after_service_rotated_first() {
         let tmp = tempfile::tempdir().unwrap();
         let state = tmp.path().join("state");
