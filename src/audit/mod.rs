@@ -9,7 +9,9 @@ pub mod alert;
 pub mod events;
 pub mod fallback;
 pub mod journal;
+pub mod logs;
 pub mod query;
+pub mod time;
 
 use std::sync::OnceLock;
 

@@ -303,34 +303,7 @@ fn parse_journal_line(line: &[u8]) -> Option<Entry> {
 
 /// `2026-12-01T22:10:03.123456Z`.
 pub fn format_time(time_us: u64) -> String {
-    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(time_us)).to_string()
-}
-
-/// A moment as `--since` and `--until` take it: `10m`, `2h`, `3d` (that long ago), `today`
-/// and `yesterday` (midnight, UTC), `now`, or an RFC 3339 time.
-pub fn parse_time(text: &str, now: SystemTime) -> Result<SystemTime, String> {
-    let text = text.trim();
-    let midnight = |days_back: u64| {
-        let secs = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        UNIX_EPOCH + Duration::from_secs((secs / 86_400).saturating_sub(days_back) * 86_400)
-    };
-    match text {
-        "now" => return Ok(now),
-        "today" => return Ok(midnight(0)),
-        "yesterday" => return Ok(midnight(1)),
-        _ => {}
-    }
-    if let Ok(ago) = crate::config::duration::parse_duration(text) {
-        return Ok(now.checked_sub(ago).unwrap_or(UNIX_EPOCH));
-    }
-    if let Some(days) = text.strip_suffix('d').and_then(|d| d.parse::<u64>().ok()) {
-        return Ok(now
-            .checked_sub(Duration::from_secs(days.saturating_mul(86_400)))
-            .unwrap_or(UNIX_EPOCH));
-    }
-    humantime::parse_rfc3339_weak(text).map_err(|_| {
-        format!("`{text}` is not a time: write it like `10m`, `2h`, `3d`, `today` or `2026-12-01T10:00:00Z`")
-    })
+    super::time::rfc3339_micros(UNIX_EPOCH + Duration::from_micros(time_us))
 }
 
 #[cfg(test)]
@@ -378,27 +351,5 @@ mod tests {
         ] {
             assert!(args.iter().any(|a| a == want), "{want} in {args:?}");
         }
-    }
-
-    #[test]
-    fn times_read_as_ago_day_names_or_rfc3339() {
-        let now = UNIX_EPOCH + Duration::from_secs(86_400 * 10 + 3_600);
-        assert_eq!(
-            parse_time("1h", now).unwrap(),
-            UNIX_EPOCH + Duration::from_secs(86_400 * 10)
-        );
-        assert_eq!(
-            parse_time("today", now).unwrap(),
-            UNIX_EPOCH + Duration::from_secs(86_400 * 10)
-        );
-        assert_eq!(
-            parse_time("2d", now).unwrap(),
-            UNIX_EPOCH + Duration::from_secs(86_400 * 8 + 3_600)
-        );
-        assert_eq!(
-            parse_time("1970-01-02T00:00:00Z", now).unwrap(),
-            UNIX_EPOCH + Duration::from_secs(86_400)
-        );
-        assert!(parse_time("soon", now).unwrap_err().contains("not a time"));
     }
 }

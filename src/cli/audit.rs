@@ -62,7 +62,10 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<i32, CliError> {
     let now = SystemTime::now();
     let time = |flag: &str, text: &Option<String>| -> Result<Option<SystemTime>, CliError> {
         text.as_deref()
-            .map(|t| query::parse_time(t, now).map_err(|e| CliError::usage(format!("{flag}: {e}"))))
+            .map(|t| {
+                crate::audit::time::parse_since(t, now)
+                    .map_err(|e| CliError::usage(format!("{flag}: {e}")))
+            })
             .transpose()
     };
     let mut event_names = Vec::new();
@@ -104,7 +107,10 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<i32, CliError> {
             write!(out, "{sep}{text}")
         } else {
             let explained = match args.explain {
-                true => entry.explain().map(|t| format!("\n{t}")).unwrap_or_default(),
+                true => entry
+                    .explain()
+                    .map(|t| format!("\n{t}"))
+                    .unwrap_or_default(),
                 false => String::new(),
             };
             writeln!(out, "{}{explained}", line(&entry))
@@ -114,7 +120,11 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<i32, CliError> {
     if json {
         let _ = writeln!(out, "{}]", if count == 0 { "" } else { "\n" });
     } else if count == 0 && !ctx.global.quiet {
-        let _ = writeln!(out, "no audit entries of project `{}` match", filter.project);
+        let _ = writeln!(
+            out,
+            "no audit entries of project `{}` match",
+            filter.project
+        );
     }
     drop(out);
     for warning in &warnings {

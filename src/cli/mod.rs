@@ -13,6 +13,7 @@ pub mod errors;
 mod exec;
 pub mod exit_codes;
 mod init;
+mod logs;
 mod ps;
 mod registry_cmd;
 mod run;
@@ -128,6 +129,13 @@ pub enum Command {
     /// Their probes and restart timers start again. Needs a running supervisor (exit 10
     /// without one).
     Resume(verbs::PauseArgs),
+    /// The stack's output, interleaved in time order, each line prefixed with its service
+    ///
+    /// From journald (by the fields ccscope's forwarder writes), or from the services' log
+    /// files in the state directory without it. `--follow` goes on live, across restarts,
+    /// until Ctrl-C (exit 130). `--json` prints one object per line: time, service, stream,
+    /// run_id, message.
+    Logs(logs::LogsArgs),
     /// Each service as its scope shows it: state, processes, uptime, ports, CPU and memory
     Status(status::StatusArgs),
     /// Who started, stopped, restarted or killed what, when and why: the audit trail
@@ -211,6 +219,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Resume(args) => verbs::pause(&ctx, &args, false),
         Command::Status(args) => status::run(&ctx, &args),
         Command::Audit(args) => audit::run(&ctx, &args),
+        Command::Logs(args) => logs::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
     }
 }

@@ -184,6 +184,18 @@ pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// The local zone's offset east of UTC, in seconds, at `at` (seconds since the epoch), as
+/// the C library's `localtime_r` knows it from `TZ` and /etc/localtime; 0 when it cannot say.
+pub fn utc_offset_at(at: i64) -> i64 {
+    let at: libc::time_t = at;
+    // SAFETY: localtime_r reads `at` and writes only the `tm` it is handed, which lives on
+    // this stack frame; it is the thread-safe form (no static buffer). A zeroed `tm` is a
+    // valid value of the plain C struct.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let done = unsafe { libc::localtime_r(&at, &mut tm) };
+    if done.is_null() { 0 } else { tm.tm_gmtoff }
+}
+
 /// Whether descriptor `fd` of this process is a terminal that still answers: after a
 /// hangup its ioctls fail (EIO), so a terminal that went away reads as none.
 pub fn is_terminal(fd: i32) -> bool {
