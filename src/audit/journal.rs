@@ -4,6 +4,8 @@
 use std::io;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where journald listens for native-protocol datagrams.
 pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
@@ -27,6 +29,12 @@ pub fn journald_available() -> bool {
 /// not starting with `_` (those are journald's own trusted fields).
 pub fn encode(fields: &[(&str, &str)]) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
+    encode_into(&mut out, fields)?;
+    Ok(out)
+}
+
+/// [`encode`], appended to `out` (a buffer used again for every entry).
+fn encode_into(out: &mut Vec<u8>, fields: &[(&str, &str)]) -> io::Result<()> {
     for (name, value) in fields {
         if !valid_field_name(name) {
             return Err(io::Error::new(
@@ -46,7 +54,7 @@ pub fn encode(fields: &[(&str, &str)]) -> io::Result<Vec<u8>> {
         }
         out.push(b'\n');
     }
-    Ok(out)
+    Ok(())
 }
 
 fn valid_field_name(name: &str) -> bool {
@@ -68,37 +76,72 @@ pub fn send(priority: Priority, message: &str, fields: &[(&str, &str)]) -> io::R
     }
 }
 
-/// One socket for many entries (a service's output, line by line).
+/// One socket for many entries (a service's output, line by line): connected to journald once,
+/// so a datagram is not addressed by path each time, and one buffer for every entry.
 pub struct Writer {
     socket: UnixDatagram,
+    connected: AtomicBool,
+    buffer: Mutex<Vec<u8>>,
 }
 
 impl Writer {
     pub fn new() -> io::Result<Writer> {
+        let socket = UnixDatagram::unbound()?;
+        let connected = socket.connect(JOURNAL_SOCKET).is_ok();
         Ok(Writer {
-            socket: UnixDatagram::unbound()?,
+            socket,
+            connected: AtomicBool::new(connected),
+            buffer: Mutex::new(Vec::with_capacity(512)),
         })
     }
 
     /// Sends one entry at syslog `priority` (0–7); `SYSLOG_IDENTIFIER` defaults to ccscope.
     pub fn send(&self, priority: u8, message: &str, fields: &[(&str, &str)]) -> io::Result<()> {
-        let priority_text = priority.to_string();
-        let mut all: Vec<(&str, &str)> = vec![("MESSAGE", message), ("PRIORITY", &priority_text)];
-        all.extend_from_slice(fields);
-        if !all.iter().any(|(n, _)| *n == "SYSLOG_IDENTIFIER") {
-            all.push(("SYSLOG_IDENTIFIER", "ccscope"));
+        let mut buffer = self.buffer.lock().unwrap_or_else(|e| e.into_inner());
+        buffer.clear();
+        let digits = [b'0' + priority.min(7)];
+        let priority_text = std::str::from_utf8(&digits).unwrap_or("6");
+        encode_into(
+            &mut buffer,
+            &[("MESSAGE", message), ("PRIORITY", priority_text)],
+        )?;
+        encode_into(&mut buffer, fields)?;
+        if !fields.iter().any(|(n, _)| *n == "SYSLOG_IDENTIFIER") {
+            encode_into(&mut buffer, &[("SYSLOG_IDENTIFIER", "ccscope")])?;
         }
-        let datagram = encode(&all)?;
-        self.socket
-            .send_to(&datagram, JOURNAL_SOCKET)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("could not write to journald at {JOURNAL_SOCKET}: {e}"),
-                )
-            })?;
-        Ok(())
+        let sent = match self.connected.load(Ordering::Relaxed) {
+            true => self.socket.send(&buffer),
+            false => self.socket.send_to(&buffer, JOURNAL_SOCKET),
+        };
+        let sent = match sent {
+            // journald restarted since the socket was connected: connect again, once.
+            Err(e) if self.connected.load(Ordering::Relaxed) && is_stale(&e) => {
+                self.connected.store(false, Ordering::Relaxed);
+                match self.socket.connect(JOURNAL_SOCKET) {
+                    Ok(()) => {
+                        self.connected.store(true, Ordering::Relaxed);
+                        self.socket.send(&buffer)
+                    }
+                    Err(_) => self.socket.send_to(&buffer, JOURNAL_SOCKET),
+                }
+            }
+            other => other,
+        };
+        sent.map(drop).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("could not write to journald at {JOURNAL_SOCKET}: {e}"),
+            )
+        })
     }
+}
+
+/// A connected datagram socket whose peer went away (journald restarted).
+fn is_stale(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ECONNREFUSED | libc::ENOTCONN | libc::ECONNRESET)
+    )
 }
 
 #[cfg(test)]

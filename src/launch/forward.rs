@@ -296,6 +296,9 @@ pub fn main(args: &[OsString]) -> ! {
         }
     };
     let mut buf = vec![0u8; 64 * 1024];
+    // One forwarder lives beside every service: what it touched to start (the arguments, the
+    // environment, the rest of ccscope's binary) need not stay resident while it forwards.
+    sys::trim_resident();
     while streams.iter().any(|s| s.open) {
         // Which streams have something to read (or hung up).
         let mut ready = [false; 2];
