@@ -89,6 +89,22 @@ pub fn start_layers(config: &Config) -> Vec<Vec<String>> {
     layers
 }
 
+/// The start plan of the `selected` services as one line: `a → b, c`.
+pub fn plan_line(config: &Config, selected: &BTreeSet<String>) -> String {
+    start_layers(config)
+        .into_iter()
+        .map(|layer| {
+            layer
+                .into_iter()
+                .filter(|s| selected.contains(s))
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty())
+        .map(|l| l.join(", "))
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
 /// The services named in `only` plus everything they depend on, transitively.
 pub fn with_dependencies(config: &Config, only: &[String]) -> BTreeSet<String> {
     let mut wanted = BTreeSet::new();

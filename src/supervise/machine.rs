@@ -473,18 +473,7 @@ impl Machine {
                 Some((name.clone(), Svc::new(name, cfg, now)))
             })
             .collect();
-        let plan = crate::config::graph::start_layers(config)
-            .into_iter()
-            .map(|layer| {
-                layer
-                    .into_iter()
-                    .filter(|s| selected.contains(s))
-                    .collect::<Vec<_>>()
-            })
-            .filter(|l| !l.is_empty())
-            .map(|l| l.join(", "))
-            .collect::<Vec<_>>()
-            .join(" → ");
+        let plan = crate::config::graph::plan_line(config, selected);
         Machine {
             rng: setup.jitter_seed | 1,
             setup,

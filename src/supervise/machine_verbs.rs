@@ -628,29 +628,14 @@ impl Machine {
             .collect();
         let mut targets = Vec::new();
         if dry_run {
-            for name in &added {
-                targets.push(Target::new(
-                    name,
-                    "added",
-                    "new in the configuration",
-                    Want::Nothing,
-                ));
-            }
-            for name in &changed {
-                targets.push(Target::new(
-                    name,
-                    "changed",
-                    "its definition changed",
-                    Want::Nothing,
-                ));
-            }
-            for name in &removed {
-                targets.push(Target::new(
-                    name,
-                    "removed",
-                    "no longer in the configuration",
-                    Want::Nothing,
-                ));
+            for (names, action, why) in [
+                (&added, "added", "new in the configuration"),
+                (&changed, "changed", "its definition changed"),
+                (&removed, "removed", "no longer in the configuration"),
+            ] {
+                for name in names {
+                    targets.push(Target::new(name, action, why, Want::Nothing));
+                }
             }
             for name in self.services.keys() {
                 if !changed.contains(name) && !removed.contains(name) {

@@ -146,17 +146,7 @@ pub async fn run(
         config_hash: Some(config_hash(config)),
     })?;
     crate::proc::fault::point(crate::proc::fault::SUPERVISOR_RUN_RECORDED);
-    let order = graph::start_layers(config)
-        .into_iter()
-        .map(|l| {
-            l.into_iter()
-                .filter(|s| selected.contains(s))
-                .collect::<Vec<_>>()
-        })
-        .filter(|l| !l.is_empty())
-        .map(|l| l.join(", "))
-        .collect::<Vec<_>>()
-        .join(" → ");
+    let order = graph::plan_line(config, &selected);
     crate::audit::Event {
         event: "run.started",
         project: &project,
