@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
@@ -164,9 +163,7 @@ impl Drop for NotificationServer {
 struct Supervisor<'a> {
     sb: &'a Sandbox,
     child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    cursor: usize,
+    out: common::OutputLines,
 }
 
 impl<'a> Supervisor<'a> {
@@ -176,80 +173,19 @@ impl<'a> Supervisor<'a> {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start ccscope run");
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-        Supervisor {
-            sb,
-            child,
-            lines,
-            seen: Vec::new(),
-            cursor: 0,
-        }
+        let out = common::OutputLines::of(&mut child);
+        Supervisor { sb, child, out }
     }
 
     /// Waits for the next output line (after the last one matched) containing all `needles`.
     fn wait_line(&mut self, needles: &[&str]) -> String {
-        let until = std::time::Instant::now() + DEADLINE;
-        let matches = |l: &String| needles.iter().all(|n| l.contains(n));
-        if let Some(i) = self.seen[self.cursor..].iter().position(matches) {
-            self.cursor += i + 1;
-            return self.seen[self.cursor - 1].clone();
-        }
-        loop {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if matches(&line) {
-                        self.cursor = self.seen.len();
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line with {needles:?} within {DEADLINE:?}; output so far:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
+        self.out.wait_line(needles, DEADLINE)
     }
 
     /// `ccscope stop`, then waits for `run` to exit; returns all it printed.
     fn stop(&mut self) -> String {
         self.sb.run(&["stop"]).expect_code(0);
-        let until = std::time::Instant::now() + DEADLINE;
-        loop {
-            if self.child.try_wait().unwrap().is_some() {
-                // The output threads end at EOF.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-                    self.seen.push(line);
-                }
-                return self.seen.join("\n");
-            }
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            assert!(
-                !left.is_zero(),
-                "ccscope run did not exit; output:\n{}",
-                self.seen.join("\n")
-            );
-            if let Ok(line) = self
-                .lines
-                .recv_timeout(left.min(Duration::from_millis(200)))
-            {
-                self.seen.push(line);
-            }
-        }
+        self.out.wait_exit(&mut self.child, DEADLINE).1
     }
 }
 
@@ -417,7 +353,7 @@ fn without_a_notification_server_the_stack_runs_on_and_says_so_once() {
     let mut run = Supervisor::start(&sb);
     run.wait_line(&["crasher", "gave up after 2 restart(s)"]);
     // The warning is on stderr, the progress on stdout: in either order.
-    run.cursor = 0;
+    run.out.rewind();
     run.wait_line(&["desktop alerts are off", "no notification server answers"]);
     let status = sb.run(&["status", "--json"]).expect_code(0).json();
     let steady = status["services"]

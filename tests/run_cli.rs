@@ -8,9 +8,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::{Sandbox, marked, require_test_env, wait_for};
@@ -34,10 +32,8 @@ fn port_base(tag: &str) -> u16 {
 /// A `ccscope run` in the background whose output lines the test waits on.
 struct Supervisor {
     child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-    /// Lines before this one were matched already: waits go forward, in order.
-    cursor: usize,
+    /// Its output; waits go forward, in order.
+    out: common::OutputLines,
     sandbox_state: std::path::PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -52,25 +48,10 @@ impl Supervisor {
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("start ccscope run");
-        let (tx, lines) = mpsc::channel();
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
+        let out = common::OutputLines::of(&mut child);
         Supervisor {
             child,
-            lines,
-            seen: Vec::new(),
-            cursor: 0,
+            out,
             sandbox_state: sb.state_dir(),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: env
@@ -88,53 +69,12 @@ impl Supervisor {
     /// Waits for the next output line (after the last one matched) containing every one of
     /// `needles`; returns it.
     fn wait_line(&mut self, needles: &[&str], deadline: Duration) -> String {
-        let until = std::time::Instant::now() + deadline;
-        let matches = |l: &String| needles.iter().all(|n| l.contains(n));
-        if let Some(i) = self.seen[self.cursor..].iter().position(matches) {
-            self.cursor += i + 1;
-            return self.seen[self.cursor - 1].clone();
-        }
-        loop {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if matches(&line) {
-                        self.cursor = self.seen.len();
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line with {needles:?} within {deadline:?}; output so far:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
+        self.out.wait_line(needles, deadline)
     }
 
     /// Waits for `ccscope run` to exit; returns its code and all it printed.
     fn wait_exit(&mut self, deadline: Duration) -> (i32, String) {
-        let until = std::time::Instant::now() + deadline;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
-                    self.seen.push(line);
-                }
-                return (status.code().unwrap_or(-1), self.seen.join("\n"));
-            }
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            assert!(
-                !left.is_zero(),
-                "ccscope run did not exit within {deadline:?}; output:\n{}",
-                self.seen.join("\n")
-            );
-            if let Ok(line) = self
-                .lines
-                .recv_timeout(left.min(Duration::from_millis(200)))
-            {
-                self.seen.push(line);
-            }
-        }
+        self.out.wait_exit(&mut self.child, deadline)
     }
 }
 

@@ -734,3 +734,107 @@ impl Drop for TestContainer {
             .status();
     }
 }
+
+/// The output lines of a child (stdout and stderr, each read on a thread of its own), waited
+/// on one at a time with a deadline.
+pub struct OutputLines {
+    lines: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+    cursor: usize,
+}
+
+impl OutputLines {
+    /// Takes the child's piped stdout and stderr.
+    pub fn of(child: &mut std::process::Child) -> OutputLines {
+        use std::io::BufRead;
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for stream in [out, err].into_iter().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        OutputLines {
+            lines,
+            seen: Vec::new(),
+            cursor: 0,
+        }
+    }
+
+    /// Waits for the next line (after the last one matched) containing every one of
+    /// `needles`; returns it.
+    pub fn wait_line(&mut self, needles: &[&str], deadline: Duration) -> String {
+        let until = Instant::now() + deadline;
+        let matches = |l: &String| needles.iter().all(|n| l.contains(n));
+        if let Some(i) = self.seen[self.cursor..].iter().position(matches) {
+            self.cursor += i + 1;
+            return self.seen[self.cursor - 1].clone();
+        }
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if matches(&line) {
+                        self.cursor = self.seen.len();
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needles:?} within {deadline:?}; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// The next wait looks at every line again, from the first.
+    pub fn rewind(&mut self) {
+        self.cursor = 0;
+    }
+
+    /// Waits for `child` to exit within `deadline`; returns its code and all it printed.
+    pub fn wait_exit(
+        &mut self,
+        child: &mut std::process::Child,
+        deadline: Duration,
+    ) -> (i32, String) {
+        let until = Instant::now() + deadline;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                // The output threads end at EOF.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(2)) {
+                    self.seen.push(line);
+                }
+                return (status.code().unwrap_or(-1), self.seen.join("\n"));
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the command did not exit within {deadline:?}; output:\n{}",
+                self.seen.join("\n")
+            );
+            if let Ok(line) = self
+                .lines
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
+                self.seen.push(line);
+            }
+        }
+    }
+}
