@@ -14,6 +14,23 @@ where
         .map(|(_, c)| c)
 }
 
+/// The hint for an unknown name among `known` (say, services): "did you mean `x`? the
+/// services are: a, b", or only the list when nothing is close.
+pub fn hint_among(unknown: &str, known: &[&str], what: &str) -> String {
+    hint_with(closest(unknown, known.iter().copied()), known, what)
+}
+
+/// The same, with the close name already found (`near`).
+pub fn hint_with(near: Option<&str>, known: &[&str], what: &str) -> String {
+    match near {
+        Some(near) => format!(
+            "did you mean `{near}`? the {what} are: {}",
+            known.join(", ")
+        ),
+        None => format!("the {what} are: {}", known.join(", ")),
+    }
+}
+
 /// Levenshtein distance over chars.
 pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -33,6 +50,19 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hint_names_the_close_one_and_lists_all() {
+        let known = ["api", "db", "web"];
+        assert_eq!(
+            hint_among("ap", &known, "services"),
+            "did you mean `api`? the services are: api, db, web"
+        );
+        assert_eq!(
+            hint_among("dashboard", &known, "services"),
+            "the services are: api, db, web"
+        );
+    }
 
     #[test]
     fn finds_a_likely_typo() {

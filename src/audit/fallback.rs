@@ -4,7 +4,7 @@
 //! state directory: never through a link, never a file someone else owns.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -101,8 +101,6 @@ pub fn read(state_dir: &Path, project: &str) -> Result<Vec<Stored>, RegistryErro
     out.sort_by_key(|e| e.time_us);
     Ok(out)
 }
-
-use std::io::Read;
 
 fn now_us() -> u64 {
     std::time::SystemTime::now()

@@ -41,9 +41,15 @@ pub fn set_state_dir(dir: &std::path::Path) {
 
 /// This process, as the actor of what it decides by itself.
 fn own_actor() -> [(&'static str, String); 3] {
-    let comm = std::fs::read_to_string("/proc/self/comm")
-        .map(|c| c.trim_end().to_string())
-        .unwrap_or_else(|_| "ccscope".into());
+    // Read once: a fork keeps it, an exec starts a new process (and a new static).
+    static COMM: OnceLock<String> = OnceLock::new();
+    let comm = COMM
+        .get_or_init(|| {
+            std::fs::read_to_string("/proc/self/comm")
+                .map(|c| c.trim_end().to_string())
+                .unwrap_or_else(|_| "ccscope".into())
+        })
+        .clone();
     [
         ("CCSCOPE_ACTOR_UID", crate::proc::sys::euid().to_string()),
         ("CCSCOPE_ACTOR_PID", std::process::id().to_string()),

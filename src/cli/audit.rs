@@ -73,10 +73,7 @@ pub fn run(ctx: &Context, args: &AuditArgs) -> Result<i32, CliError> {
         let kinds = events::matching(word);
         if kinds.is_empty() {
             let names: Vec<&str> = events::KINDS.iter().map(|k| k.name).collect();
-            let hint = match crate::suggest::closest(word, names.iter().copied()) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("the events are: {}", names.join(", ")),
-            };
+            let hint = crate::suggest::hint_among(word, &names, "events");
             return Err(
                 CliError::usage(format!("`{word}` is no event ccscope writes")).with_hint(hint),
             );

@@ -198,15 +198,8 @@ pub(super) fn check_services(
     let Some((unknown, near)) = crate::config::graph::first_unknown(config, services) else {
         return Ok(());
     };
-    let mut known: Vec<&str> = config.services.keys().map(String::as_str).collect();
-    known.sort_unstable();
-    let hint = match near {
-        Some(near) => format!(
-            "did you mean `{near}`? the services are: {}",
-            known.join(", ")
-        ),
-        None => format!("the services are: {}", known.join(", ")),
-    };
+    let known: Vec<&str> = config.services.keys().map(String::as_str).collect();
+    let hint = crate::suggest::hint_with(near, &known, "services");
     Err(CliError::usage(format!(
         "`{unknown}` is not a service of project `{}`; {nothing_done}",
         config.project.name
@@ -227,26 +220,16 @@ fn ask_live_supervisor(
     if args.dry_run {
         return Ok(None);
     }
-    let state_dir = ctx.state_dir(Some(config))?.path;
-    let project = &config.project.name;
-    let holder = crate::supervise::lock::holder(&state_dir, project);
-    let live = crate::control::find_supervisor(registry, project, holder).unwrap_or_else(|e| {
-        ctx.warn(&format!("could not read the registry's runs: {e}"));
-        holder.and_then(|pid| crate::proc::ProcFs::default().identity(pid).ok())
-    });
-    if live.is_none() {
-        return Ok(None);
-    }
-    if args.force || args.timeout.is_some() || args.keep_containers {
-        ctx.warn("the supervisor stops them with each service's own stop signal and timeout: --force, --timeout and --keep-containers apply only to a stop without one");
-    }
     let request = crate::control::Request::Stop {
         services: args.services.clone(),
     };
-    match super::verbs::ask(ctx, config, &request)? {
-        Some(reply) => super::verbs::finish(ctx, &reply).map(Some),
-        None => Ok(None),
+    let Some(reply) = super::verbs::ask_with(ctx, config, registry, &request)? else {
+        return Ok(None);
+    };
+    if args.force || args.timeout.is_some() || args.keep_containers {
+        ctx.warn("the supervisor stopped them with each service's own stop signal and timeout: --force, --timeout and --keep-containers apply only to a stop without one");
     }
+    super::verbs::finish(ctx, &reply).map(Some)
 }
 
 pub(super) fn print_human(r: &ShutdownReport) {

@@ -151,14 +151,28 @@ pub(super) fn ask(
     config: &Config,
     request: &Request,
 ) -> Result<Option<Reply>, CliError> {
+    let registry = ctx.open_registry(Some(config))?;
+    ask_with(ctx, config, &registry, request)
+}
+
+/// [`ask`], with the registry the caller opened (`stop`'s may stand in for one it could
+/// not open): a registry whose runs cannot be read leaves the lock's holder to go by.
+pub(super) fn ask_with(
+    ctx: &Context,
+    config: &Config,
+    registry: &crate::registry::Registry,
+    request: &Request,
+) -> Result<Option<Reply>, CliError> {
     let state_dir = ctx.state_dir(Some(config))?.path;
     let project = &config.project.name;
-    let registry = ctx.open_registry(Some(config))?;
     let holder = crate::supervise::lock::holder(&state_dir, project);
-    let Some(supervisor) = crate::control::find_supervisor(&registry, project, holder)? else {
+    let live = crate::control::find_supervisor(registry, project, holder).unwrap_or_else(|e| {
+        ctx.warn(&format!("could not read the registry's runs: {e}"));
+        holder.and_then(|pid| crate::proc::ProcFs::default().identity(pid).ok())
+    });
+    let Some(supervisor) = live else {
         return Ok(None);
     };
-    drop(registry);
     match send_request(&state_dir, project, supervisor, request, wait_for(config)) {
         Ok(reply) => Ok(Some(reply)),
         Err(RequestError::NoSocket { .. }) if holder.is_none() => Ok(None),

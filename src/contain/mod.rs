@@ -26,9 +26,9 @@ use serde::Serialize;
 
 pub use cgroupfs::CgroupTree;
 pub use detect::{BackendChoice, BackendReport, Candidate, all_available, detect, survey};
-pub use pgroup::{LOSSES as PGROUP_LOSSES, ProcessGroups};
+pub use pgroup::{LOSSES as PGROUP_LOSSES, ProcessGroups, cannot_freeze};
 pub use stats::ScopeStats;
-pub use systemd::{BusKind, SystemdScopes, escape_unit_part};
+pub use systemd::{BusKind, SystemdScopes, escape_unit_part, slice_name};
 
 use crate::config::Limits;
 

@@ -33,6 +33,16 @@ once; a process group can only be sent SIGSTOP process by process (one forking m
 on), and any process of the same user can undo it with SIGCONT; run the stack with the systemd \
 or the cgroupfs backend (`--backend systemd` or `--backend cgroupfs`)";
 
+/// Why this backend pauses (`frozen`) or resumes nothing: said by `freeze`, and by the
+/// supervisor before it changes anything.
+pub fn cannot_freeze(frozen: bool) -> ContainError {
+    ContainError::CannotFreeze {
+        backend: "process-group",
+        action: if frozen { "pause" } else { "resume" },
+        reason: CANNOT_FREEZE,
+    }
+}
+
 pub struct ProcessGroups {
     proc_root: std::path::PathBuf,
 }
@@ -221,11 +231,7 @@ impl Containment for ProcessGroups {
     /// runs on, and any process of the same user can SIGCONT a stopped one; a paused service
     /// would be paused only as far as nobody touches it.
     async fn freeze(&self, _scope: &ScopeHandle, frozen: bool) -> Result<(), ContainError> {
-        Err(ContainError::CannotFreeze {
-            backend: "process-group",
-            action: if frozen { "pause" } else { "resume" },
-            reason: CANNOT_FREEZE,
-        })
+        Err(cannot_freeze(frozen))
     }
 
     /// Never: this backend freezes nothing.

@@ -440,10 +440,7 @@ pub fn in_any_ccscope_cgroup(p: &ScannedProcess) -> bool {
 /// Whether the process's cgroup is one of `project`'s: under its slice
 /// (`ccscope-<project>.slice`, systemd) or its directory (`ccscope/<project>`, cgroupfs).
 fn in_project_cgroup(p: &ScannedProcess, project: &str) -> bool {
-    let slice = format!(
-        "ccscope-{}.slice",
-        crate::contain::escape_unit_part(project)
-    );
+    let slice = crate::contain::slice_name(project);
     p.cgroup.as_deref().is_some_and(|cg| {
         let parts: Vec<&str> = cg.split('/').collect();
         parts.iter().any(|part| *part == slice)

@@ -821,16 +821,17 @@ impl Driver<'_> {
                 // report of it).
                 if let (false, Some(path)) = (status.success(), scope.and_then(|s| s.cgroup)) {
                     let cg = cgroup::Cgroup::at(path);
-                    let until = Instant::now() + EMPTY_RECHECK_FOR;
-                    while Instant::now() < until {
-                        tokio::time::sleep(EMPTY_RECHECK).await;
-                        if !cg.populated().unwrap_or(false) {
-                            let _ = tx.send(Report::Input(Input::Emptied {
-                                service,
-                                generation,
-                            }));
-                            break;
-                        }
+                    let emptied = tokio::time::timeout(
+                        EMPTY_RECHECK_FOR,
+                        cg.until_empty_promptly(EMPTY_RECHECK),
+                    )
+                    .await;
+                    // Gone (an error reading it) is empty too; only the time running out is not.
+                    if emptied.is_ok() {
+                        let _ = tx.send(Report::Input(Input::Emptied {
+                            service,
+                            generation,
+                        }));
                     }
                 }
             });

@@ -54,15 +54,13 @@ impl Driver<'_> {
             let _ = reply.send(self.signed(Reply::refused(verb, "invalid", why, None)));
             return None;
         }
-        if matches!(request, Request::Pause { .. } | Request::Resume { .. })
+        // Refused before anything changes, in the backend's own words.
+        let pausing = matches!(request, Request::Pause { .. });
+        if (pausing || matches!(request, Request::Resume { .. }))
             && self.containment.kind() == crate::contain::BackendKind::Pgroup
         {
-            let _ = reply.send(self.signed(Reply::refused(
-                verb,
-                "unsupported",
-                "the process-group backend cannot pause: a process group cannot be frozen as one, and a stopped process can be resumed by any process of the user".into(),
-                Some("pausing needs a cgroup: run the stack with the systemd or the cgroupfs backend".into()),
-            )));
+            let why = crate::contain::cannot_freeze(pausing).to_string();
+            let _ = reply.send(self.signed(Reply::refused(verb, "unsupported", why, None)));
             return None;
         }
         self.next_request += 1;

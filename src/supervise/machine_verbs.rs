@@ -175,13 +175,7 @@ impl Machine {
         }
         let unknown = names.iter().find(|n| !self.catalog.contains_key(*n))?;
         let known: Vec<&str> = self.catalog.keys().map(String::as_str).collect();
-        let hint = match crate::suggest::closest(unknown, known.iter().copied()) {
-            Some(near) => format!(
-                "did you mean `{near}`? The services are: {}",
-                known.join(", ")
-            ),
-            None => format!("the services are: {}", known.join(", ")),
-        };
+        let hint = crate::suggest::hint_among(unknown, &known, "services");
         Some(Reply::refused(
             verb,
             "unknown_service",
