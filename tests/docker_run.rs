@@ -142,11 +142,8 @@ fn a_container_is_the_base_dependency_of_two_process_services() {
         assert_eq!(service(&doc, web)["state"], "running", "{doc}");
     }
 
-    // Its output reached journald with the fields a process service's has.
-    let filters = [
-        format!("CCSCOPE_PROJECT={project}"),
-        "CCSCOPE_SERVICE=db".to_string(),
-    ];
+    // Its output reached journald under the identifier a process service's has.
+    let filters = [format!("SYSLOG_IDENTIFIER={project}/db")];
     let mut entries = Vec::new();
     wait_for("db's lines in journald", Duration::from_secs(15), || {
         entries = journal_entries(&filters);
@@ -154,28 +151,13 @@ fn a_container_is_the_base_dependency_of_two_process_services() {
             && entries.iter().any(|e| e["MESSAGE"] == "warming up")
     });
     let serving = entries.iter().find(|e| e["MESSAGE"] == "serving").unwrap();
-    assert_eq!(serving["SYSLOG_IDENTIFIER"], "db", "{serving}");
-    assert_eq!(serving["CCSCOPE_STREAM"], "stdout", "{serving}");
-    assert!(
-        serving["CCSCOPE_RUN_ID"]
-            .as_str()
-            .is_some_and(|r| !r.is_empty())
-    );
+    assert_eq!(serving["_TRANSPORT"], "stdout", "{serving}");
+    assert_eq!(serving["PRIORITY"], "6", "stdout is info: {serving}");
     let warming = entries
         .iter()
         .find(|e| e["MESSAGE"] == "warming up")
         .unwrap();
-    assert_eq!(warming["CCSCOPE_STREAM"], "stderr", "{warming}");
-    // The same run as the process services' lines.
-    let web = journal_entries(&[
-        format!("CCSCOPE_PROJECT={project}"),
-        "CCSCOPE_SERVICE=web1".to_string(),
-    ]);
-    assert!(
-        web.iter()
-            .any(|e| e["CCSCOPE_RUN_ID"] == serving["CCSCOPE_RUN_ID"]),
-        "{web:?}"
-    );
+    assert_eq!(warming["PRIORITY"], "3", "stderr is error: {warming}");
 
     sb.run(&["stop"]).expect_code(0);
     assert_eq!(marked(&project), Vec::<i32>::new(), "no process is left");
@@ -240,8 +222,7 @@ fn a_container_that_crashes_three_times_follows_the_restart_policy() {
     assert_eq!(restarts, 2, "{said}");
     // Each instance was a container of its own, and each said its line.
     let filters = [
-        format!("CCSCOPE_PROJECT={project}"),
-        "CCSCOPE_SERVICE=crasher".to_string(),
+        format!("SYSLOG_IDENTIFIER={project}/crasher"),
         "MESSAGE=about to crash".to_string(),
     ];
     let mut entries = Vec::new();
@@ -256,9 +237,9 @@ fn a_container_that_crashes_three_times_follows_the_restart_policy() {
     assert_eq!(entries.len(), 3, "{entries:?}");
     let runs: std::collections::BTreeSet<&str> = entries
         .iter()
-        .filter_map(|e| e["SYSLOG_PID"].as_str())
+        .filter_map(|e| e["_STREAM_ID"].as_str())
         .collect();
-    assert_eq!(runs.len(), 3, "three PID 1s: {entries:?}");
+    assert_eq!(runs.len(), 3, "a stream for each container: {entries:?}");
     // Each instance's container was removed once it was over; none runs.
     wait_for(
         "the crashed containers to be removed",

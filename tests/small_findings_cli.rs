@@ -80,32 +80,39 @@ fn a_long_line_reaches_the_journal_whole_in_marked_pieces() {
         spec.output = OutputTarget::Journald;
         let launched = launch(&c, &spec).await.unwrap();
         common::wait_ready(dir.path(), "talker");
-        let run_filter = format!("CCSCOPE_RUN_ID={}", spec.run_id);
+        let identifier = format!("SYSLOG_IDENTIFIER={}/talker", spec.project);
         common::wait_for_journal_entry(
             "the marker line after the long one",
-            &[run_filter.clone(), format!("MESSAGE={marker}")],
+            &[identifier.clone(), format!("MESSAGE={marker}")],
         );
-        let entries = all_entries(&[run_filter, "CCSCOPE_STREAM=stdout".to_string()]);
+        let entries = all_entries(&[identifier, "PRIORITY=6".to_string()]);
         kill_and_wait(&c, launched).await;
         let (last, long) = entries.split_last().expect("entries");
         assert_eq!(last["MESSAGE"], marker.as_str());
         let (end, pieces) = long.split_last().expect("pieces of the long line");
-        let text = |e: &serde_json::Value| {
-            e["MESSAGE"]
-                .as_str()
-                .unwrap_or_else(|| panic!("MESSAGE is text: {e}"))
-                .to_string()
+        // journald cuts at its LineMax, inside a character if it must: such a piece is printed
+        // as an array of bytes, and the pieces are joined as bytes.
+        let bytes = |e: &serde_json::Value| -> Vec<u8> {
+            match &e["MESSAGE"] {
+                serde_json::Value::String(s) => s.as_bytes().to_vec(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(|b| b.as_u64().expect("a byte") as u8)
+                    .collect(),
+                other => panic!("MESSAGE is text or bytes: {other}"),
+            }
         };
-        let mut whole = String::new();
+        let mut joined = Vec::new();
         for p in pieces {
-            assert_eq!(p["CCSCOPE_LINE_BREAK"], "line-max", "{}", text(p).len());
-            whole.push_str(&text(p));
+            assert_eq!(p["_LINE_BREAK"], "line-max", "{}", bytes(p).len());
+            joined.extend(bytes(p));
         }
         assert!(
-            end.get("CCSCOPE_LINE_BREAK").is_none(),
+            end.get("_LINE_BREAK").is_none(),
             "the line's last piece is not marked"
         );
-        whole.push_str(&text(end));
+        joined.extend(bytes(end));
+        let whole = String::from_utf8(joined).expect("the pieces join back to the line");
         assert_eq!(whole.len(), LONG_LINE_BYTES, "{} entries", long.len());
         assert!(!whole.contains('\u{FFFD}'), "a character was cut in two");
         assert!(whole.starts_with("ax") && whole.ends_with("€€"));

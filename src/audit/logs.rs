@@ -1,8 +1,9 @@
 //! Reading a stack's output back (`ccscope logs`): from journald, where the forwarder and the
-//! container log follower wrote each line with the service's fields, through `journalctl -o
-//! json` matched on them; or, without journald, from the per-service log files in the state
-//! directory. Lines a forwarder cut into pieces (`CCSCOPE_LINE_BREAK=line-max`) are joined
-//! back; audit events (`CCSCOPE_EVENT`) are not output and are left out.
+//! container log follower wrote each service's streams under `SYSLOG_IDENTIFIER=
+//! <project>/<service>`, through `journalctl -o json` matched on those identifiers and the
+//! stream transport (so audit events, native entries, are never taken for output); or,
+//! without journald, from the per-service log files in the state directory. Lines journald
+//! split at its `LineMax` (`_LINE_BREAK=line-max`) are joined back.
 //!
 //! Following never polls: journald is followed by `journalctl -f` from the cursor of the last
 //! entry the backlog printed (so no line falls between the two), the log files through
@@ -34,8 +35,9 @@ pub const MAX_ENTRY_JSON: usize = 1 << 20;
 pub const MAX_LINE: usize = 4 << 20;
 
 /// The fields journalctl is asked for (it adds its own `__REALTIME_TIMESTAMP`, `__CURSOR`).
-const FIELDS: &str =
-    "MESSAGE,CCSCOPE_SERVICE,CCSCOPE_STREAM,CCSCOPE_RUN_ID,CCSCOPE_LINE_BREAK,CCSCOPE_EVENT";
+/// `_STREAM_ID` is the writer's connection: the pieces of a line are consecutive in it, and
+/// pieces of two runs (two forwarders) never mix.
+const FIELDS: &str = "MESSAGE,SYSLOG_IDENTIFIER,PRIORITY,_LINE_BREAK,_STREAM_ID";
 
 /// One line of a service's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +47,6 @@ pub struct LogLine {
     pub service: String,
     /// `stdout` or `stderr`; None from a log file, where both streams are one.
     pub stream: Option<String>,
-    pub run_id: Option<String>,
     pub message: String,
 }
 
@@ -76,8 +77,8 @@ impl Source {
 #[derive(Debug, Clone)]
 pub struct Query {
     pub project: String,
-    /// The services whose output to show, in the order their files are read (never empty
-    /// for the log files; empty for journald means all of the project's).
+    /// The services whose output to show, in the order their files are read (never empty:
+    /// journald is matched on each one's identifier).
     pub services: Vec<String>,
     /// Only the last N lines (of those `grep` keeps); from the log files, of each service.
     pub lines: Option<usize>,
@@ -234,12 +235,11 @@ struct Entry {
     cursor: Option<String>,
     service: String,
     stream: Option<String>,
-    run_id: Option<String>,
+    /// The writer's connection (one per run of a forwarder, or of a container's follower).
+    connection: Option<String>,
     message: Vec<u8>,
-    /// The line goes on in the next entry of its service and stream.
+    /// The line goes on in the next entry of its service, stream and writer.
     continued: bool,
-    /// An audit event, not output.
-    event: bool,
 }
 
 /// journalctl's arguments for the backlog (`after`: None) or for following on after it.
@@ -274,11 +274,12 @@ fn journalctl_args(query: &Query, follow_after: Option<Follow<'_>>) -> Vec<Strin
         }
     }
     // Fields of one name are ORed by journalctl, of different names ANDed.
-    args.push(format!("CCSCOPE_PROJECT={}", query.project));
-    args.push("CCSCOPE_STREAM=stdout".into());
-    args.push("CCSCOPE_STREAM=stderr".into());
+    args.push("_TRANSPORT=stdout".into());
     for service in &query.services {
-        args.push(format!("CCSCOPE_SERVICE={service}"));
+        args.push(format!(
+            "SYSLOG_IDENTIFIER={}",
+            super::journal::output_identifier(&query.project, service)
+        ));
     }
     args
 }
@@ -466,7 +467,7 @@ fn read_entries(stdout: impl Read, tx: &mpsc::Sender<Msg>) {
             }
             Ok(Some(true)) => {
                 if let Some(entry) = parse_entry(&line) {
-                    if !entry.event && tx.send(Msg::Entry(entry)).is_err() {
+                    if tx.send(Msg::Entry(entry)).is_err() {
                         return;
                     }
                 }
@@ -525,18 +526,28 @@ fn parse_entry(json: &[u8]) -> Option<Entry> {
     let time = text("__REALTIME_TIMESTAMP")
         .and_then(|t| t.parse::<u64>().ok())
         .map(|us| UNIX_EPOCH + Duration::from_micros(us));
+    // `<project>/<service>`; neither name has a `/`.
+    let identifier = text("SYSLOG_IDENTIFIER").unwrap_or_default();
+    let service = match identifier.rsplit_once('/') {
+        Some((_, service)) => service.to_string(),
+        None => identifier,
+    };
+    let stream = match text("PRIORITY").as_deref() {
+        Some("3") => "stderr",
+        _ => "stdout",
+    };
     Some(Entry {
         time,
         cursor: text("__CURSOR"),
-        service: text("CCSCOPE_SERVICE").unwrap_or_default(),
-        stream: text("CCSCOPE_STREAM"),
-        run_id: text("CCSCOPE_RUN_ID"),
+        service,
+        stream: Some(stream.to_string()),
+        connection: text("_STREAM_ID"),
         message: object
             .get("MESSAGE")
             .and_then(field_bytes)
             .unwrap_or_default(),
-        continued: object.contains_key("CCSCOPE_LINE_BREAK"),
-        event: object.contains_key("CCSCOPE_EVENT"),
+        // Not `eof` (a stream ended inside a line) nor `nul`: those lines are over.
+        continued: text("_LINE_BREAK").as_deref() == Some("line-max"),
     })
 }
 
@@ -565,37 +576,33 @@ fn lossy(bytes: Vec<u8>) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Whose line a piece is of: service, stream, run.
-type LineKey = (String, Option<String>, Option<String>);
+/// Whose line a piece is of: service, connection.
+type LineKey = (String, Option<String>);
 
-/// Joins the pieces of long lines back, per service, stream and run: the time of a line's
-/// first piece and its bytes so far.
+/// Joins the pieces of long lines back, per service and connection: the time and the stream
+/// of a line's first piece (journald gives only the first its `<N>` priority), and its bytes
+/// so far.
 #[derive(Default)]
 struct Joiner {
-    pending: HashMap<LineKey, (Option<SystemTime>, Vec<u8>)>,
+    pending: HashMap<LineKey, (Option<SystemTime>, Option<String>, Vec<u8>)>,
 }
 
 impl Joiner {
     /// The lines `entry` completes (none while a line goes on; a line grown past
     /// [`MAX_LINE`] leaves in parts).
     fn push(&mut self, entry: Entry) -> Vec<LogLine> {
-        let key = (
-            entry.service.clone(),
-            entry.stream.clone(),
-            entry.run_id.clone(),
-        );
+        let key = (entry.service.clone(), entry.connection.clone());
+        let mut done = Vec::new();
+        let (time, stream, mut bytes) =
+            self.pending
+                .remove(&key)
+                .unwrap_or((entry.time, entry.stream.clone(), Vec::new()));
         let line = |time, bytes| LogLine {
             time,
             service: entry.service.clone(),
-            stream: entry.stream.clone(),
-            run_id: entry.run_id.clone(),
+            stream: stream.clone(),
             message: lossy(bytes),
         };
-        let mut done = Vec::new();
-        let (time, mut bytes) = self
-            .pending
-            .remove(&key)
-            .unwrap_or((entry.time, Vec::new()));
         bytes.extend_from_slice(&entry.message);
         if bytes.len() > MAX_LINE {
             let rest = bytes.split_off(MAX_LINE);
@@ -603,7 +610,7 @@ impl Joiner {
             bytes = rest;
         }
         if entry.continued {
-            self.pending.insert(key, (time, bytes));
+            self.pending.insert(key, (time, stream, bytes));
         } else {
             done.push(line(time, bytes));
         }
@@ -615,11 +622,10 @@ impl Joiner {
         let mut lines: Vec<LogLine> = self
             .pending
             .drain()
-            .map(|((service, stream, run_id), (time, bytes))| LogLine {
+            .map(|((service, _), (time, stream, bytes))| LogLine {
                 time,
                 service,
                 stream,
-                run_id,
                 message: lossy(bytes),
             })
             .collect();
@@ -657,7 +663,6 @@ impl Tail {
             time: None,
             service: self.service.clone(),
             stream: None,
-            run_id: None,
             message: lossy(bytes.strip_suffix(b"\r").unwrap_or(bytes).to_vec()),
         }
     }
@@ -905,16 +910,15 @@ mod tests {
             cursor: None,
             service: service.into(),
             stream: Some("stdout".into()),
-            run_id: Some("r1".into()),
+            connection: Some("s1".into()),
             message: message.as_bytes().to_vec(),
             continued,
-            event: false,
         }
     }
 
     #[test]
     fn an_entry_reads_back_with_bytes_that_are_not_utf8() {
-        let json = br#"{"__REALTIME_TIMESTAMP":"1796162911310365","__CURSOR":"s=1","MESSAGE":[97,27,91,49,109,98,255],"CCSCOPE_SERVICE":"web","CCSCOPE_STREAM":"stderr","CCSCOPE_RUN_ID":"r1"}"#;
+        let json = br#"{"__REALTIME_TIMESTAMP":"1796162911310365","__CURSOR":"s=1","MESSAGE":[97,27,91,49,109,98,255],"SYSLOG_IDENTIFIER":"demo/web","PRIORITY":"3","_PID":"7"}"#;
         let e = parse_entry(json).unwrap();
         assert_eq!(e.message, b"a\x1b[1mb\xff");
         assert_eq!(e.service, "web");
@@ -923,11 +927,14 @@ mod tests {
             e.time,
             Some(UNIX_EPOCH + Duration::from_micros(1_796_162_911_310_365))
         );
-        assert!(!e.continued && !e.event);
-        let twice = br#"{"MESSAGE":["one","two"],"CCSCOPE_EVENT":"stop.kill","CCSCOPE_LINE_BREAK":"line-max"}"#;
+        assert!(!e.continued);
+        let twice = br#"{"MESSAGE":["one","two"],"SYSLOG_IDENTIFIER":"demo/db","PRIORITY":"6","_LINE_BREAK":"line-max"}"#;
         let e = parse_entry(twice).unwrap();
         assert_eq!(e.message, b"one");
-        assert!(e.event && e.continued);
+        assert_eq!(e.stream.as_deref(), Some("stdout"));
+        assert!(e.continued);
+        let ended = br#"{"MESSAGE":"half","SYSLOG_IDENTIFIER":"demo/db","_LINE_BREAK":"eof"}"#;
+        assert!(!parse_entry(ended).unwrap().continued, "eof ends the line");
         assert!(parse_entry(b"not json").is_none());
     }
 
@@ -983,10 +990,9 @@ mod tests {
         for want in [
             "--lines=5",
             "--since=@1.500000",
-            "CCSCOPE_PROJECT=demo",
-            "CCSCOPE_STREAM=stdout",
-            "CCSCOPE_SERVICE=web",
-            "CCSCOPE_SERVICE=db",
+            "_TRANSPORT=stdout",
+            "SYSLOG_IDENTIFIER=demo/web",
+            "SYSLOG_IDENTIFIER=demo/db",
             "--all",
         ] {
             assert!(args.iter().any(|a| a == want), "{want} in {args:?}");

@@ -124,7 +124,6 @@ impl<W: Write> Printer<W> {
                 "time": line.time.map(crate::audit::time::rfc3339_micros),
                 "service": line.service,
                 "stream": line.stream,
-                "run_id": line.run_id,
                 "message": line.message,
             });
             writeln!(self.out, "{doc}")?;
@@ -218,7 +217,6 @@ mod tests {
             time: Some(UNIX_EPOCH + Duration::from_micros(1_796_162_804_000_001)),
             service: service.into(),
             stream: Some("stdout".into()),
-            run_id: Some("r1".into()),
             message: "hello".into(),
         }
     }
@@ -248,7 +246,6 @@ mod tests {
         assert_eq!(doc["time"], "2026-12-01T22:06:44.000001Z");
         assert_eq!(doc["service"], "web");
         assert_eq!(doc["stream"], "stdout");
-        assert_eq!(doc["run_id"], "r1");
         assert_eq!(doc["message"], "hello");
     }
 }

@@ -1,15 +1,20 @@
 //! The journal forwarder: a small process inside the service's scope that reads the service's
-//! stdout and stderr pipes and writes each line to journald with the service's fields
-//! (`SYSLOG_IDENTIFIER`, `CCSCOPE_PROJECT`, `CCSCOPE_SERVICE`, `CCSCOPE_RUN_ID`), which
-//! journald's stream protocol cannot carry. Being in the scope, journald also tags it with the
-//! scope's unit. It ignores stop signals and ends when the service's last writer closes the
-//! pipes, so a graceful stop never costs the service its output (or a SIGPIPE).
+//! stdout and stderr pipes and writes them to journald over its stream protocol, as systemd
+//! does for a service's stdout: one connection, its header naming the service
+//! (`SYSLOG_IDENTIFIER=<project>/<service>`, what `ccscope logs` matches on), each line led
+//! by its stream's priority (`<6>` stdout, `<3>` stderr), so both streams keep the order
+//! they were read in. Being in the scope, journald also tags each line with
+//! the scope's unit and cgroup. It ignores stop signals and ends when the service's last
+//! writer closes the pipes, so a graceful stop never costs the service its output (or a
+//! SIGPIPE). What one read of a pipe brings is written in one go, so the forwarder costs a
+//! fraction of what journald spends on the lines.
 //!
-//! A line longer than 48 KiB is never cut short: it goes out as several entries of at
-//! most that many bytes, split at a UTF-8 character boundary, each but the last marked
-//! `CCSCOPE_LINE_BREAK=line-max` (journald marks the stdout lines it splits itself with
-//! `_LINE_BREAK=line-max`, a trusted field a client cannot set). A line still being written
-//! leaves in such pieces as it grows, so no read is ever dropped.
+//! journald splits a line longer than its `LineMax` (48 KiB by default) into entries marked
+//! `_LINE_BREAK=line-max`; `ccscope logs` joins them back. A long line still open on one
+//! stream when the other writes a line is ended there (the connection carries one line at a
+//! time), so it reads back as two. The tap's pieces are cut at
+//! [`MAX_LINE`] at a UTF-8 character boundary, and a line still being written leaves in such
+//! pieces as it grows, so no read is ever dropped.
 //!
 //! Without journald it appends to the service's log file instead (FILE_FD), byte for byte: the
 //! pieces of a long line are written without a newline between them. With a tap, it also
@@ -24,16 +29,13 @@ use std::os::fd::{OwnedFd, RawFd};
 
 use rustix::event::{PollFd, PollFlags};
 
-use crate::audit::journal::Writer;
+use crate::audit::journal::{StreamWriter, output_identifier};
 use crate::proc::{markers, sys};
 
 pub const SUBCOMMAND: &str = "__journal-forward";
 
 /// The most bytes of a line one entry carries, so every entry fits one datagram.
 pub const MAX_LINE: usize = 48 * 1024;
-
-/// The field (and its value) that marks an entry whose line goes on in the next entry.
-const LINE_BREAK: (&str, &str) = ("CCSCOPE_LINE_BREAK", "line-max");
 
 /// One entry's worth of a line: its bytes, and whether the line goes on in the next piece.
 #[derive(Debug, PartialEq, Eq)]
@@ -124,97 +126,97 @@ pub enum OutputStream {
 }
 
 impl OutputStream {
-    fn name(self) -> &'static str {
+    /// The level prefix of its lines to journald: info for stdout, error for stderr.
+    fn level_prefix(self) -> &'static [u8] {
         match self {
-            OutputStream::Stdout => "stdout",
-            OutputStream::Stderr => "stderr",
-        }
-    }
-
-    /// Its journald priority: info for stdout, error for stderr.
-    fn priority(self) -> u8 {
-        match self {
-            OutputStream::Stdout => 6,
-            OutputStream::Stderr => 3,
+            OutputStream::Stdout => b"<6>",
+            OutputStream::Stderr => b"<3>",
         }
     }
 }
 
-/// Where a service's output lines go, as the forwarder writes them: journald with the
-/// service's fields (a line in pieces of at most [`MAX_LINE`] bytes, each but the last marked
-/// [`LINE_BREAK`]), or its log file byte for byte. Also used by the supervisor for the output
-/// of a container service, which has no forwarder of its own.
+/// Where a service's output lines go, as the forwarder writes them: journald, over one stream
+/// connection whose header names the service (`<project>/<service>`) and whose lines each
+/// start with their stream's priority, or its log file byte for byte. Pieces are gathered and written once
+/// per [`Sink::flush`], a write per read of the pipes rather than per line. Also used by the
+/// supervisor for the output of a container service, which has no forwarder of its own.
 pub struct Sink {
-    writer: Option<Writer>,
+    journal: Option<StreamWriter>,
     file: Option<std::fs::File>,
-    project: String,
-    service: String,
-    run_id: String,
-    pid: String,
+    /// What waits for the next flush.
+    pending: Vec<u8>,
+    /// The stream whose line is open in the connection (its last piece was continued).
+    open_line: Option<OutputStream>,
 }
 
 impl Sink {
-    /// journald, each entry tagged with the service's fields and `SYSLOG_PID=pid`. Without a
-    /// journal socket the lines are dropped.
-    pub fn to_journald(project: &str, service: &str, run_id: &str, pid: i32) -> Sink {
+    /// journald, each line tagged `SYSLOG_IDENTIFIER=<project>/<service>`, stdout at info and
+    /// stderr at error priority. Without a journal socket the lines are dropped.
+    pub fn to_journald(project: &str, service: &str) -> Sink {
         Sink {
-            writer: Writer::new().ok(),
+            journal: Some(StreamWriter::new(&output_identifier(project, service))),
             file: None,
-            project: project.to_string(),
-            service: service.to_string(),
-            run_id: run_id.to_string(),
-            pid: pid.to_string(),
+            pending: Vec::new(),
+            open_line: None,
         }
     }
 
     /// The service's log file, appended to.
     pub fn to_file(file: std::fs::File) -> Sink {
         Sink {
-            writer: None,
+            journal: None,
             file: Some(file),
-            project: String::new(),
-            service: String::new(),
-            run_id: String::new(),
-            pid: String::new(),
+            pending: Vec::new(),
+            open_line: None,
         }
     }
 
-    /// One whole line (without its newline), in as many pieces as it takes.
+    /// One whole line (without its newline), written at once.
     pub fn line(&mut self, stream: OutputStream, line: &[u8]) {
         let mut pieces = Vec::new();
         split_line(line, MAX_LINE, true, &mut pieces);
         for piece in &pieces {
             self.piece(stream, piece);
         }
+        self.flush();
     }
 
-    /// One piece of a line, marked as continued when it is (as [`take_pieces`] makes them).
+    /// One piece of a line (as [`take_pieces`] makes them), kept for the next flush.
     pub fn piece(&mut self, stream: OutputStream, piece: &Piece) {
-        if let Some(w) = &self.writer {
-            let text = String::from_utf8_lossy(&piece.bytes);
-            let mut fields = vec![
-                ("SYSLOG_IDENTIFIER", self.service.as_str()),
-                ("SYSLOG_PID", self.pid.as_str()),
-                ("CCSCOPE_PROJECT", self.project.as_str()),
-                ("CCSCOPE_SERVICE", self.service.as_str()),
-                ("CCSCOPE_RUN_ID", self.run_id.as_str()),
-                ("CCSCOPE_STREAM", stream.name()),
-            ];
+        let mut bytes = &piece.bytes[..];
+        if self.journal.is_some() {
+            match self.open_line {
+                Some(open) if open == stream => {}
+                open => {
+                    if open.is_some() {
+                        self.pending.push(b'\n');
+                    }
+                    self.pending.extend_from_slice(stream.level_prefix());
+                }
+            }
+            self.open_line = piece.continued.then_some(stream);
             // A `\r` before the newline is the line's end, not its text; inside a long line
-            // it is.
-            let message = if piece.continued {
-                fields.push(LINE_BREAK);
-                &text[..]
-            } else {
-                text.trim_end_matches('\r')
-            };
-            // journald being away loses lines, never the service.
-            let _ = w.send(stream.priority(), message, &fields);
+            // it is. The log file keeps every byte.
+            if !piece.continued {
+                bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+            }
+        }
+        self.pending.extend_from_slice(bytes);
+        if !piece.continued {
+            self.pending.push(b'\n');
+        }
+    }
+
+    /// Writes what the pieces since the last flush gathered. journald being away loses
+    /// lines, never the service.
+    pub fn flush(&mut self) {
+        if let Some(writer) = &mut self.journal {
+            let _ = writer.write(&self.pending);
         }
         if let Some(f) = &mut self.file {
-            let newline: &[u8] = if piece.continued { b"" } else { b"\n" };
-            let _ = f.write_all(&[&piece.bytes[..], newline].concat());
+            let _ = f.write_all(&self.pending);
         }
+        self.pending.clear();
     }
 }
 
@@ -225,7 +227,8 @@ pub fn main(args: &[OsString]) -> ! {
             .and_then(|a| a.to_str())
             .and_then(|a| a.parse::<i32>().ok())
     };
-    let (Some(out), Some(err), Some(service_pid)) = (parse(0), parse(1), parse(2)) else {
+    // The service's pid (third) is named for whoever reads the forwarder's command line.
+    let (Some(out), Some(err), Some(_service_pid)) = (parse(0), parse(1), parse(2)) else {
         eprintln!("ccscope: {SUBCOMMAND} is internal to ccscope");
         std::process::exit(2);
     };
@@ -258,16 +261,12 @@ pub fn main(args: &[OsString]) -> ! {
         libc::SIGQUIT,
     ]);
     let env = |k: &str| std::env::var(k).unwrap_or_default();
-    let (project, service, run_id) = (
-        env(markers::PROJECT),
-        env(markers::SERVICE),
-        env(markers::RUN_ID),
-    );
+    let (project, service) = (env(markers::PROJECT), env(markers::SERVICE));
     // Without a journal socket the lines are drained and dropped: the service must never
     // block on, or be killed by, a pipe nobody reads.
     let mut sink = match file {
         Some(file) => Sink::to_file(file),
-        None => Sink::to_journald(&project, &service, &run_id, service_pid),
+        None => Sink::to_journald(&project, &service),
     };
     let mut streams = [
         Stream {
@@ -283,7 +282,7 @@ pub fn main(args: &[OsString]) -> ! {
             open: true,
         },
     ];
-    let mut emit = |stream: &Stream, piece: &Piece| {
+    let mut emit = |sink: &mut Sink, stream: &Stream, piece: &Piece| {
         sink.piece(stream.name, piece);
         // A full tap drops the piece; a closed one (the supervisor is gone) is closed here.
         // The supervisor reads the tap by lines: each piece is one.
@@ -324,16 +323,17 @@ pub fn main(args: &[OsString]) -> ! {
                 _ => {
                     stream.open = false;
                     for piece in take_pieces(&mut stream.pending, MAX_LINE, true) {
-                        emit(stream, &piece);
+                        emit(&mut sink, stream, &piece);
                     }
                     continue;
                 }
             };
             stream.pending.extend_from_slice(&buf[..got]);
             for piece in take_pieces(&mut stream.pending, MAX_LINE, false) {
-                emit(stream, &piece);
+                emit(&mut sink, stream, &piece);
             }
         }
+        sink.flush();
     }
     std::process::exit(0);
 }

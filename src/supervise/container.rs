@@ -5,7 +5,7 @@
 //! rest of its PID namespace); End is the Engine's stop with the service's signal and
 //! timeout; a released instance's container is removed, so a restart creates it again under
 //! the same name. Its output lines go to journald (or the log file) through the forwarder's
-//! [`Sink`], with the same fields as a process service's, and through the same tap the
+//! [`Sink`], under the same identifier as a process service's, and through the same tap the
 //! driver keeps a process's last lines and `log` readiness with.
 //!
 //! No thread of its own: the event stream and each container's log stream are tasks on the
@@ -345,6 +345,7 @@ impl Docker {
                 match item {
                     Ok((stream, piece)) => {
                         sink.piece(stream, &piece);
+                        sink.flush();
                         line(&piece.bytes);
                     }
                     Err(e) => {

@@ -1045,7 +1045,7 @@ impl Driver<'_> {
         let instance = self.instances.entry(service.clone()).or_default();
         if instance.generation == generation {
             instance.container = Some(container.clone());
-            self.follow(&service, &container, main.pid, None);
+            self.follow(&service, &container, None);
         }
         if let (Some(code), Some(docker)) = (early, &self.docker) {
             // Queued behind this launch's input, which the loop hands the machine first.
@@ -1082,12 +1082,7 @@ impl Driver<'_> {
                 ..Instance::default()
             },
         );
-        self.follow(
-            &service,
-            &container,
-            main.pid,
-            Some(std::time::SystemTime::now()),
-        );
+        self.follow(&service, &container, Some(std::time::SystemTime::now()));
         machine.adopt_back(
             Instant::now(),
             AdoptedBack {
@@ -1108,7 +1103,6 @@ impl Driver<'_> {
         &mut self,
         name: &str,
         container: &Container,
-        pid: i32,
         since: Option<std::time::SystemTime>,
     ) {
         let (Some(docker), Some(instance)) = (&self.docker, self.instances.get_mut(name)) else {
@@ -1127,7 +1121,7 @@ impl Driver<'_> {
                     return;
                 }
             },
-            _ => Sink::to_journald(project, name, &self.run_id, pid),
+            _ => Sink::to_journald(project, name),
         };
         let mut pattern = self.config.services[name]
             .ready
