@@ -13,6 +13,35 @@ fn env_path(name: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// The configuration file the projects index has for `project`.
+fn config_of_project(global: &GlobalArgs, project: &str) -> Result<PathBuf, CliError> {
+    let chosen = StateDir::resolve(global.state_dir.as_deref(), None, &|k| {
+        std::env::var(k).ok()
+    })?;
+    let (registry, _) = Registry::open(&chosen)?;
+    let known = registry.projects()?;
+    match known.iter().find(|p| p.project == project) {
+        Some(found) => found.config_path.clone().map(PathBuf::from).ok_or_else(|| {
+            CliError::usage(format!(
+                "project `{project}` last ran from a built-in profile, which --project cannot name"
+            ))
+            .with_hint("give --profile NAME instead")
+        }),
+        None => {
+            let names: Vec<&str> = known.iter().map(|p| p.project.as_str()).collect();
+            let hint = match names.is_empty() {
+                true => "run it once with -f FILE (or `ccscope enable -f FILE`) so that ccscope knows where its configuration is".to_string(),
+                false => crate::suggest::hint_among(project, &names, "known projects"),
+            };
+            Err(CliError::usage(format!(
+                "project `{project}` is not in the projects index of {}",
+                chosen.path.display()
+            ))
+            .with_hint(hint))
+        }
+    }
+}
+
 pub struct Context {
     pub global: GlobalArgs,
     pub cwd: PathBuf,
@@ -34,6 +63,12 @@ impl Context {
                     .with_hint("give one of them"),
             );
         }
+        // --project NAME (without -f or --profile): the file the projects index has for it,
+        // before CCSCOPE_CONFIG; how `ccscope@<project>.service` finds its configuration.
+        let env_file = match (&global.project, &global.file, &global.profile) {
+            (Some(project), None, None) => Some(config_of_project(&global, project)?),
+            _ => env_file,
+        };
         let config_request = ConfigRequest {
             file: global.file.clone().or(if global.profile.is_some() {
                 None
@@ -49,13 +84,29 @@ impl Context {
         })
     }
 
+    /// The project `--project` names, checked against the configuration's: a file given with
+    /// `-f` that is another project's is refused rather than acted on.
+    pub fn check_project(&self, config: &Config) -> Result<(), CliError> {
+        match &self.global.project {
+            Some(named) if *named != config.project.name => Err(CliError::usage(format!(
+                "--project names `{named}`, but {} is project `{}`",
+                config.source.display_name(),
+                config.project.name
+            ))
+            .with_hint("give -f with that project's file, or leave out one of them")),
+            _ => Ok(()),
+        }
+    }
+
     /// True when the user named a configuration (flag, env or profile) rather than relying on lookup.
     pub fn config_named(&self) -> bool {
         self.config_request.file.is_some() || self.config_request.profile.is_some()
     }
 
     pub fn load_config(&self) -> Result<Config, CliError> {
-        Ok(config::load(&self.config_request, &self.cwd)?)
+        let config = config::load(&self.config_request, &self.cwd)?;
+        self.check_project(&config)?;
+        Ok(config)
     }
 
     /// The state directory, created if missing, verified (ours, writable by nobody else: one

@@ -19,6 +19,7 @@ mod registry_cmd;
 mod run;
 mod status;
 mod stop;
+mod unit;
 mod verbs;
 
 use std::ffi::OsStr;
@@ -54,6 +55,11 @@ pub struct GlobalArgs {
     /// Use a built-in stack definition instead of a file (`ccscope check --profile example`)
     #[arg(long, value_name = "NAME", global = true)]
     pub profile: Option<String>,
+
+    /// The project to act on by name, its configuration found in the projects index
+    /// (`ccscope projects`); what `ccscope@<project>.service` runs with
+    #[arg(long, value_name = "NAME", global = true)]
+    pub project: Option<String>,
 
     /// Where the registry lives [default: $XDG_STATE_HOME/ccscope; env: CCSCOPE_STATE_DIR]
     #[arg(long, value_name = "DIR", global = true)]
@@ -131,10 +137,10 @@ pub enum Command {
     Resume(verbs::PauseArgs),
     /// The stack's output, interleaved in time order, each line prefixed with its service
     ///
-    /// From journald (by the fields ccscope's forwarder writes), or from the services' log
+    /// From journald (by the identifiers ccscope's forwarder writes under), or from the services' log
     /// files in the state directory without it. `--follow` goes on live, across restarts,
     /// until Ctrl-C (exit 130). `--json` prints one object per line: time, service, stream,
-    /// run_id, message.
+    /// message.
     Logs(logs::LogsArgs),
     /// Each service as its scope shows it: state, processes, uptime, ports, CPU and memory
     Status(status::StatusArgs),
@@ -152,6 +158,18 @@ pub enum Command {
     Registry(registry_cmd::RegistryCommand),
     /// Show which containment backend this host gets, which limits hold, and what answers
     Doctor(doctor::DoctorArgs),
+    /// Install the project as the systemd user unit ccscope@<project>.service, enabled at login
+    ///
+    /// Writes the template ccscope@.service into ~/.config/systemd/user (only where it is
+    /// missing or ccscope's own), a drop-in with the project's slice, state directory and stop
+    /// timeout, records the project in the index, and enables the instance for default.target.
+    /// `--now` also starts it and returns once the stack is ready (exit 9 if it fails, with
+    /// the unit's status). Then `systemctl --user start|stop|reload|status ccscope@<project>`.
+    Enable(unit::EnableArgs),
+    /// Undo `ccscope enable`: the instance's link and drop-in, and the template once unused
+    Disable(unit::DisableArgs),
+    /// The projects ccscope knows: state (running, stopped, failed), supervisor, unit, config
+    Projects(unit::ProjectsArgs),
     /// Print a shell completion script
     Completions(completions::CompletionsArgs),
     /// Commands for looking inside ccscope
@@ -221,6 +239,9 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Audit(args) => audit::run(&ctx, &args),
         Command::Logs(args) => logs::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),
+        Command::Enable(args) => unit::enable(&ctx, &args),
+        Command::Disable(args) => unit::disable(&ctx, &args),
+        Command::Projects(args) => unit::projects(&ctx, &args),
     }
 }
 

@@ -17,7 +17,7 @@ pub(crate) mod fake;
 mod pgroup;
 pub mod stats;
 mod systemd;
-mod systemd_proxy;
+pub mod systemd_proxy;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -37,7 +37,28 @@ pub trait Manager {
         aux: &[(&str, &[(&str, Value<'_>)])],
     ) -> zbus::Result<OwnedObjectPath>;
 
+    fn start_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+
     fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+
+    fn reload(&self) -> zbus::Result<()>;
+
+    fn enable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+        force: bool,
+    ) -> zbus::Result<(bool, Vec<(String, String, String)>)>;
+
+    fn disable_unit_files(
+        &self,
+        files: &[&str],
+        runtime: bool,
+    ) -> zbus::Result<Vec<(String, String, String)>>;
+
+    fn get_unit_file_state(&self, file: &str) -> zbus::Result<String>;
+
+    fn load_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
 
     fn kill_unit(&self, name: &str, whom: &str, signal: i32) -> zbus::Result<()>;
 
@@ -75,4 +96,42 @@ pub trait Manager {
 
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
+
+    #[zbus(property)]
+    fn unit_path(&self) -> zbus::Result<Vec<String>>;
+}
+
+/// The properties of a unit that `ccscope enable --now` and `ccscope projects` read
+/// (`org.freedesktop.systemd1.Unit`, systemd's own interface).
+#[proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1",
+    gen_blocking = false
+)]
+pub trait Unit {
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
+
+    #[zbus(property)]
+    fn sub_state(&self) -> zbus::Result<String>;
+
+    #[zbus(property)]
+    fn load_state(&self) -> zbus::Result<String>;
+}
+
+/// A service unit's status line and main pid (`org.freedesktop.systemd1.Service`).
+#[proxy(
+    interface = "org.freedesktop.systemd1.Service",
+    default_service = "org.freedesktop.systemd1",
+    gen_blocking = false
+)]
+pub trait Service {
+    #[zbus(property)]
+    fn status_text(&self) -> zbus::Result<String>;
+
+    #[zbus(property, name = "MainPID")]
+    fn main_pid(&self) -> zbus::Result<u32>;
+
+    #[zbus(property)]
+    fn result(&self) -> zbus::Result<String>;
 }

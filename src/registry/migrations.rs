@@ -52,6 +52,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE runs ADD COLUMN config_hash TEXT;",
     // 3: the change of a watched file that last restarted a service.
     "ALTER TABLE service_states ADD COLUMN last_trigger TEXT;",
+    // 4: the projects index: where each project's configuration is, how its last run ended,
+    // and the user unit it is enabled as (`ccscope projects`, `ccscope@<project>.service`).
+    "CREATE TABLE projects (
+        project        TEXT PRIMARY KEY,
+        config_path    TEXT,
+        last_run_ms    INTEGER,
+        last_outcome   TEXT,
+        unit           TEXT,
+        updated_at_ms  INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -128,6 +128,20 @@ pub struct RunRecord {
     pub config_hash: Option<String>,
 }
 
+/// A project of the index: where its configuration is, its last run, its unit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProjectRecord {
+    pub project: String,
+    /// The configuration file's absolute path; None for a built-in profile.
+    pub config_path: Option<String>,
+    /// When its last run started (ms since the epoch).
+    pub last_run_ms: Option<i64>,
+    /// How its last run ended: `stopped`, or `failed: <reason>`; None while one runs.
+    pub last_outcome: Option<String>,
+    /// The user unit it is enabled as (`ccscope@<project>.service`), if any.
+    pub unit: Option<String>,
+}
+
 /// What the supervisor last knew about a service (one row per project and service).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceStateRecord {

@@ -8,8 +8,8 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 
 use super::migrations::{self, Migration};
 use super::{
-    NewProcess, NewRun, ProcessFilter, ProcessRecord, ProcessSource, ProcessStatus, RegistryError,
-    RunRecord, RunState, ServiceStateRecord, StateDir, VerifiedDir,
+    NewProcess, NewRun, ProcessFilter, ProcessRecord, ProcessSource, ProcessStatus, ProjectRecord,
+    RegistryError, RunRecord, RunState, ServiceStateRecord, StateDir, VerifiedDir,
 };
 use crate::proc::{LivenessProbe, ProcessIdentity};
 
@@ -292,6 +292,84 @@ impl Registry {
             )
             .optional()
             .map_err(|e| self.err(e))
+    }
+
+    /// Records that `project` runs now from `config_path` (None: a built-in profile), keeping
+    /// its unit.
+    pub fn note_project_run(
+        &self,
+        project: &str,
+        config_path: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        let now = now_ms();
+        self.conn
+            .execute(
+                "INSERT INTO projects (project, config_path, last_run_ms, last_outcome, updated_at_ms)
+                 VALUES (?1, ?2, ?3, NULL, ?3)
+                 ON CONFLICT(project) DO UPDATE SET config_path = excluded.config_path,
+                   last_run_ms = excluded.last_run_ms, last_outcome = NULL,
+                   updated_at_ms = excluded.updated_at_ms",
+                params![project, config_path, now],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records how `project`'s run ended (`stopped`, `failed: …`).
+    pub fn note_project_outcome(&self, project: &str, outcome: &str) -> Result<(), RegistryError> {
+        self.conn
+            .execute(
+                "UPDATE projects SET last_outcome = ?2, updated_at_ms = ?3 WHERE project = ?1",
+                params![project, outcome, now_ms()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records `project` (from `config_path`) as enabled as `unit`, or no longer (`None`).
+    pub fn set_project_unit(
+        &self,
+        project: &str,
+        config_path: Option<&str>,
+        unit: Option<&str>,
+    ) -> Result<(), RegistryError> {
+        self.conn
+            .execute(
+                "INSERT INTO projects (project, config_path, unit, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(project) DO UPDATE SET
+                   config_path = COALESCE(excluded.config_path, config_path),
+                   unit = excluded.unit, updated_at_ms = excluded.updated_at_ms",
+                params![project, config_path, unit, now_ms()],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The projects of the index, by name.
+    pub fn projects(&self) -> Result<Vec<ProjectRecord>, RegistryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT project, config_path, last_run_ms, last_outcome, unit FROM projects ORDER BY project",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |row| {
+            Ok(ProjectRecord {
+                project: row.get(0)?,
+                config_path: row.get(1)?,
+                last_run_ms: row.get(2)?,
+                last_outcome: row.get(3)?,
+                unit: row.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// One project of the index.
+    pub fn project(&self, project: &str) -> Result<Option<ProjectRecord>, RegistryError> {
+        Ok(self.projects()?.into_iter().find(|p| p.project == project))
     }
 
     /// Runs, newest first; of one project if given.

@@ -1099,12 +1099,7 @@ impl Driver<'_> {
 
     /// Follows a container's output to journald (or its log file) as the forwarder would,
     /// keeping its last lines and watching for its `log` readiness line.
-    fn follow(
-        &mut self,
-        name: &str,
-        container: &Container,
-        since: Option<std::time::SystemTime>,
-    ) {
+    fn follow(&mut self, name: &str, container: &Container, since: Option<std::time::SystemTime>) {
         let (Some(docker), Some(instance)) = (&self.docker, self.instances.get_mut(name)) else {
             return;
         };

@@ -130,6 +130,10 @@ impl Driver<'_> {
         }
         let services = config.services.clone();
         self.reloaded.insert(id, Rc::new(config));
+        if !dry_run {
+            // Under a unit: `reloading` in `systemctl status` until the new one is applied.
+            crate::unit::notify::notify("RELOADING=1\nSTATUS=reloading the configuration");
+        }
         Some(Input::Reload {
             id,
             services,
@@ -159,6 +163,7 @@ impl Driver<'_> {
             return;
         };
         self.reloaded.clear();
+        crate::unit::notify::notify("READY=1\nSTATUS=configuration reloaded");
         let containers = config
             .services
             .values()

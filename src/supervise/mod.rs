@@ -20,6 +20,7 @@ pub mod probe;
 pub mod progress;
 pub mod reaper;
 pub mod tap;
+mod unit_status;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -94,6 +95,14 @@ pub async fn run(
     let began = Instant::now();
     let project = config.project.name.clone();
     let selected = select(config, &options.only)?;
+    // Under a `Type=notify` unit, systemd hears the same progress (READY=1, STATUS=…).
+    let mut unit = unit_status::UnitStatus::new(&selected);
+    let outer = progress;
+    let mut both = |p: &Progress| {
+        unit.progress(p);
+        outer(p)
+    };
+    let progress: &mut dyn FnMut(&Progress) = &mut both;
     let _lock = lock::acquire(&options.state_dir, &project)?;
     crate::proc::fault::point(crate::proc::fault::SUPERVISOR_LOCKED);
     // Handled from here on: a Ctrl-C or a stand-down during preflight waits for the loop.
@@ -146,6 +155,27 @@ pub async fn run(
         config_hash: Some(config_hash(config)),
     })?;
     crate::proc::fault::point(crate::proc::fault::SUPERVISOR_RUN_RECORDED);
+    // The projects index: an instance name (`ccscope@<project>`) finds its configuration.
+    let config_path = match &config.source {
+        crate::config::ConfigSource::File(path) => {
+            Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()))
+        }
+        crate::config::ConfigSource::Profile(_) => None,
+    };
+    let config_path = config_path.map(|p| p.display().to_string());
+    if let Err(e) = registry.note_project_run(&project, config_path.as_deref()) {
+        tracing::warn!("could not record `{project}` in the projects index: {e}");
+    }
+    // WatchdogSec= of the unit: pinged from this loop, so a hung loop is caught.
+    let watchdog = crate::unit::notify::watchdog_interval().map(|every| {
+        tokio::task::spawn_local(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                crate::unit::notify::notify("WATCHDOG=1");
+            }
+        })
+    });
     let order = graph::plan_line(config, &selected);
     crate::audit::Event {
         event: "run.started",
@@ -191,7 +221,21 @@ pub async fn run(
         span,
     )
     .await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     let _ = registry.set_run_state(&run_id, RunState::Ended);
+    let outcome = match &ended {
+        Ended::StartFailed {
+            service, reason, ..
+        } => {
+            let outcome = format!("failed: {service} did not come up: {reason}");
+            crate::unit::notify::status(&outcome);
+            outcome
+        }
+        Ended::Stopped { .. } | Ended::StoodDown => "stopped".to_string(),
+    };
+    let _ = registry.note_project_outcome(&config.project.name, &outcome);
     audit_end(&config.project.name, &run_id, &ended, began);
     Ok(ended)
 }
