@@ -4,7 +4,8 @@
 //! supervisor beside every service scope, `systemctl --user reload` applies an edited file,
 //! `systemctl --user stop` leaves no process, and `disable` removes exactly what `enable`
 //! added; a stack that never becomes ready fails the unit with the reason; with
-//! `WatchdogSec=` a stopped supervisor is replaced and the new one adopts the scopes back.
+//! `WatchdogSec=` a stopped supervisor is replaced and the new one adopts the scopes back;
+//! `run --detach` of an enabled project starts its unit.
 //!
 //! The units live in the manager's one user unit directory (`~/.config/systemd/user`), which
 //! these tests share: each holds a lock on it for its whole run.
@@ -239,6 +240,17 @@ fn a_unit_is_active_once_ready_reloads_stops_to_nothing_and_disables_to_what_was
     assert_eq!(mine["state"], "stopped", "{mine}");
     assert_eq!(mine["unit"], unit.as_str(), "{mine}");
 
+    // `run --detach` of an enabled project is its unit; `ccscope stop` ends both.
+    sb.run(&["run", "--detach"])
+        .expect_code(0)
+        .expect_stdout_contains(&format!("supervisor started as {unit}"));
+    assert_eq!(show(&unit, "ActiveState"), "active");
+    sb.run(&["stop"]).expect_code(0);
+    wait_for("the unit to end with its stack", DEADLINE, || {
+        show(&unit, "ActiveState") == "inactive"
+    });
+    assert!(marked(&project).is_empty(), "{:?}", marked(&project));
+
     sb.run(&["disable"]).expect_code(0);
     assert_eq!(
         unit_files(),
@@ -308,4 +320,43 @@ fn a_hung_supervisor_is_replaced_by_the_watchdog_and_the_new_one_adopts_the_scop
         "the services ran on and were adopted back"
     );
     assert_eq!(show(&unit, "NRestarts"), "1");
+}
+
+#[test]
+fn a_project_not_in_the_index_is_refused_with_what_to_do() {
+    let sb = Sandbox::new();
+    let ran = sb.run(&["--project", "nosuch", "status"]);
+    ran.expect_code(2)
+        .expect_stderr_contains("project `nosuch` is not in the projects index")
+        .expect_stderr_contains("run it once with -f FILE");
+    let listed = sb.run(&["projects", "--json"]);
+    listed.expect_code(0);
+    assert_eq!(listed.json()["projects"], serde_json::json!([]));
+    // Once it ran, the index knows where its file is, and a misspelt name gets a hint.
+    let name = project("known");
+    sb.write(
+        "ccscope.toml",
+        &format!("[project]\nname = \"{name}\"\n\n[services.a]\nshell = \"exec sleep 300\"\n"),
+    );
+    sb.run(&["run", "--detach", "--backend", "pgroup"])
+        .expect_code(0);
+    let projects = sb.run(&["projects", "--json"]).expect_code(0).json();
+    assert_eq!(projects["projects"][0]["state"], "running", "{projects}");
+    sb.run(&["stop"]).expect_code(0);
+    let projects = sb.run(&["projects", "--json"]).expect_code(0).json();
+    assert_eq!(
+        projects["projects"][0]["project"],
+        name.as_str(),
+        "{projects}"
+    );
+    assert_eq!(projects["projects"][0]["state"], "stopped", "{projects}");
+    let config = sb.path().join("ccscope.toml").canonicalize().unwrap();
+    assert_eq!(
+        projects["projects"][0]["config"],
+        config.display().to_string()
+    );
+    sb.run(&["--project", &name, "check"]).expect_code(0);
+    sb.run(&["--project", &format!("{name}x"), "check"])
+        .expect_code(2)
+        .expect_stderr_contains(&format!("did you mean `{name}`?"));
 }

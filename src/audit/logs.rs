@@ -578,13 +578,15 @@ fn lossy(bytes: Vec<u8>) -> String {
 
 /// Whose line a piece is of: service, connection.
 type LineKey = (String, Option<String>);
+/// A line being joined: the time and stream of its first piece, its bytes so far.
+type Partial = (Option<SystemTime>, Option<String>, Vec<u8>);
 
 /// Joins the pieces of long lines back, per service and connection: the time and the stream
 /// of a line's first piece (journald gives only the first its `<N>` priority), and its bytes
 /// so far.
 #[derive(Default)]
 struct Joiner {
-    pending: HashMap<LineKey, (Option<SystemTime>, Option<String>, Vec<u8>)>,
+    pending: HashMap<LineKey, Partial>,
 }
 
 impl Joiner {

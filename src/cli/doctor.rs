@@ -89,4 +89,9 @@ fn print_human(r: &DoctorReport) {
         (true, _, _) => println!("docker: reachable ({})", d.detail),
         (false, _, _) => println!("docker: not reachable ({})", d.detail),
     }
+    println!(
+        "lingering: {} ({})",
+        if r.linger.enabled { "on" } else { "off" },
+        r.linger.detail
+    );
 }

@@ -297,7 +297,16 @@ fn run_detached(
 ) -> Result<i32, CliError> {
     // The state directory is made (and checked) as every command makes it: the report socket
     // is a file in it.
-    drop(ctx.open_registry(Some(config))?);
+    let registry = ctx.open_registry(Some(config))?;
+    // A project enabled as ccscope@<project>.service runs as that unit: the same supervisor
+    // `systemctl --user start` would start, ready when the unit is active.
+    let enabled = registry.project(&config.project.name)?.and_then(|p| p.unit);
+    drop(registry);
+    if let Some(unit) = enabled {
+        if let Some(code) = super::unit::start_enabled(ctx, &unit)? {
+            return Ok(code);
+        }
+    }
     let request = DetachRequest {
         project: config.project.name.clone(),
         state_dir: state_dir.to_path_buf(),

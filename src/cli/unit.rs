@@ -316,6 +316,42 @@ pub fn enable(ctx: &Context, args: &EnableArgs) -> Result<i32, CliError> {
     })
 }
 
+/// `run --detach` of an enabled project: its unit is started (and waited for, until the stack
+/// is ready) when the manager knows it as enabled; None when it does not (the unit file was
+/// removed behind ccscope's back), and the caller detaches as it would without a unit.
+pub fn start_enabled(ctx: &Context, unit: &str) -> Result<Option<i32>, CliError> {
+    super::contain_args::runtime()?.block_on(async {
+        let Ok((connection, manager)) = manager().await else {
+            return Ok(None);
+        };
+        match manager.get_unit_file_state(unit).await {
+            Ok(state) if state == "enabled" => {}
+            _ => return Ok(None),
+        }
+        let result = run_job(&connection, &manager, unit, true).await?;
+        let (active, status, pid) = unit_state(&connection, &manager, unit)
+            .await
+            .unwrap_or_default();
+        if result != "done" {
+            return Err(CliError::new(
+                exit_codes::START_FAILED,
+                "start-failed",
+                format!("{unit} did not start ({result}): {status}"),
+            )
+            .with_hint(format!("`journalctl --user -u {unit}` and `ccscope audit` say why")));
+        }
+        if ctx.global.json {
+            println!(
+                "{}",
+                json!({"unit": unit, "active_state": active, "status": status, "supervisor_pid": pid})
+            );
+        } else if !ctx.global.quiet {
+            println!("supervisor started as {unit} (pid {pid}): {status}");
+        }
+        Ok(Some(exit_codes::SUCCESS))
+    })
+}
+
 fn say_written(path: &Path, written: Written) {
     println!("  {} {}", written.as_str(), path.display());
 }
@@ -379,9 +415,8 @@ pub fn disable(ctx: &Context, args: &DisableArgs) -> Result<i32, CliError> {
                 })
             );
         } else if !ctx.global.quiet {
-            match &stopped {
-                Some(result) => println!("stopped {unit} ({result})"),
-                None => {}
+            if let Some(result) = &stopped {
+                println!("stopped {unit} ({result})");
             }
             println!("disabled {unit} (project `{project}`)");
             for link in &removed_links {

@@ -49,7 +49,7 @@ pub fn user_label(uid: u32) -> String {
 }
 
 /// The name /etc/passwd gives `uid` (read up to 1 MiB).
-fn user_name(uid: u32) -> Option<String> {
+pub fn user_name(uid: u32) -> Option<String> {
     use std::io::Read;
     let mut text = String::new();
     std::fs::File::open("/etc/passwd")

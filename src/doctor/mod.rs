@@ -15,6 +15,15 @@ pub struct DoctorReport {
     pub limits: LimitSupport,
     pub journald: Reachability,
     pub docker: DockerReport,
+    /// Whether this user's manager runs without a login session (`loginctl enable-linger`),
+    /// so an enabled `ccscope@<project>.service` starts at boot, not at the first login.
+    pub linger: Linger,
+}
+
+#[derive(Serialize)]
+pub struct Linger {
+    pub enabled: bool,
+    pub detail: String,
 }
 
 #[derive(Serialize)]
@@ -80,6 +89,31 @@ pub async fn doctor(bus: BusKind, forced: Option<BackendKind>) -> DoctorReport {
         limits,
         journald: journald(),
         docker: docker().await,
+        linger: linger(),
+    }
+}
+
+/// logind's mark of a lingering user: `/var/lib/systemd/linger/<name>`.
+fn linger() -> Linger {
+    let uid = rustix::process::getuid().as_raw();
+    let Some(name) = crate::control::sockets::user_name(uid) else {
+        return Linger {
+            enabled: false,
+            detail: format!("uid {uid} has no name in /etc/passwd"),
+        };
+    };
+    let mark = std::path::Path::new("/var/lib/systemd/linger").join(&name);
+    match mark.exists() {
+        true => Linger {
+            enabled: true,
+            detail: format!("{} exists: enabled units start at boot", mark.display()),
+        },
+        false => Linger {
+            enabled: false,
+            detail: format!(
+                "enabled units start at {name}'s first login; `loginctl enable-linger {name}` starts them at boot"
+            ),
+        },
     }
 }
 

@@ -281,6 +281,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_template_is_the_one_enable_writes() {
+        assert_eq!(
+            include_str!("../../units/ccscope@.service"),
+            template_text(Path::new("/usr/local/bin/ccscope")),
+            "units/ccscope@.service is out of step with files::template_text"
+        );
+    }
+
+    #[test]
     fn only_our_files_are_overwritten_or_removed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a/b.service");
