@@ -233,7 +233,8 @@ def bench_ccscope(ccscope, n, work, jd):
     sup = subprocess.Popen([ccscope, "run"], cwd=d, env=env, stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_end("flood")
+        # The forwarder writes under `<project>/<service>`.
+        wait_end(f"{project}/flood")
         t1 = time.monotonic()
         fwd = find_pids(b"__journal-forward", f"CCSCOPE_PROJECT={project}".encode())
         if len(fwd) != 1:
@@ -243,7 +244,7 @@ def bench_ccscope(ccscope, n, work, jd):
     finally:
         subprocess.run([ccscope, "stop"], cwd=d, env=env, stdout=subprocess.DEVNULL)
         sup.wait(timeout=60)
-    r = result("ccscope", n, t0, t1, "flood", middle, jcpu)
+    r = result("ccscope", n, t0, t1, f"{project}/flood", middle, jcpu)
     jd.stop()
     return r
 

@@ -143,6 +143,11 @@ fn strays_started_by_hand_are_found_classified_adopted_and_then_stopped() {
     let ours: Vec<i32> = with_cmdline(&tag);
     let doc = discover(&sb, &[], &[]);
     let found = classes(&doc);
+    // What it found is on record in the audit trail, each stray named.
+    wait_for("the discover.stray event", DEADLINE, || {
+        let audit = sb.run(&["audit", "--event", "discover.stray", "--json"]);
+        audit.code() == 0 && audit.stdout().contains(&format!("pid {marked_pid} (api)"))
+    });
     for pid in &ours {
         assert_eq!(
             found.get(&i64::from(*pid)),

@@ -308,6 +308,49 @@ pub trait ChildWaiter {
     fn claim(&self, pid: i32, mark: u64) -> oneshot::Receiver<ExitStatus>;
 }
 
+/// The waiter of a command that is not a supervisor (`ccscope stop`): each `exec` alert's
+/// process is waited for by its own pid (never `waitpid(-1)`), on a thread of its own.
+pub struct OwnChildren;
+
+impl ChildWaiter for OwnChildren {
+    fn mark(&self) -> u64 {
+        0
+    }
+
+    fn claim(&self, pid: i32, _mark: u64) -> oneshot::Receiver<ExitStatus> {
+        use std::os::unix::process::ExitStatusExt;
+        let (tx, rx) = oneshot::channel();
+        std::thread::spawn(move || {
+            let Some(pid) = rustix::process::Pid::from_raw(pid) else {
+                return;
+            };
+            if let Ok(Some((_, status))) =
+                rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
+            {
+                let _ = tx.send(ExitStatus::from_raw(status.as_raw() as i32));
+            }
+        });
+        rx
+    }
+}
+
+/// Sends one alert from a command that is not a supervisor, and waits (at most `within`)
+/// for it to be delivered: `ccscope stop` telling of its INCOMPLETE end.
+pub fn send_once(alerts: &crate::config::Alerts, alert: Alert, within: Duration) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async {
+        let alerter = Alerter::new(alerts, Rc::new(OwnChildren));
+        alerter.send(alert);
+        alerter.flush(within).await;
+    });
+}
+
 /// Why an alert did not reach where it was going; reads after "failed to deliver an alert: ".
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {

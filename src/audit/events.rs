@@ -155,6 +155,13 @@ pub const KINDS: &[Kind] = &[
         body: "A process outside its service's scope was found and ended: @CCSCOPE_REASON@",
     },
     Kind {
+        name: "discover.stray",
+        message_id: "82c195b1e1514840a9d58eccf03754de",
+        priority: Priority::Warning,
+        subject: "ccscope discover found stray processes of @CCSCOPE_PROJECT@",
+        body: "Processes of the project run outside their services' scopes (started by a side door, or escaped): @CCSCOPE_REASON@. `ccscope adopt` moves them in; `ccscope stop` ends them.",
+    },
+    Kind {
         name: "stop.container",
         message_id: "e843eb0db44548838de3dd8d064265de",
         priority: Priority::Notice,

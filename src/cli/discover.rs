@@ -57,6 +57,7 @@ pub fn run(ctx: &Context, args: &DiscoverArgs) -> Result<i32, CliError> {
             && !p.ports.is_empty()
             && p.ports.iter().all(|port| published.contains(port)))
     });
+    audit_strays(&config.project.name, &classified);
     for warning in docker
         .iter()
         .filter(|_| !ctx.global.json && containers::uses_docker(&config))
@@ -76,6 +77,34 @@ pub fn run(ctx: &Context, args: &DiscoverArgs) -> Result<i32, CliError> {
         print_containers(&boxes);
     }
     Ok(exit_codes::SUCCESS)
+}
+
+/// Strays found are an event of the audit trail (`discover.stray`), so who ran what by a side
+/// door is on record beside who stopped it.
+fn audit_strays(project: &str, all: &[Classified]) {
+    let strays: Vec<String> = all
+        .iter()
+        .filter(|p| p.class == Class::Stray)
+        .map(|p| {
+            format!(
+                "pid {} ({}): {}",
+                p.pid,
+                p.service.as_deref().unwrap_or("?"),
+                p.command_line
+            )
+        })
+        .collect();
+    if strays.is_empty() {
+        return;
+    }
+    crate::audit::Event {
+        event: "discover.stray",
+        project,
+        service: None,
+        message: format!("{} stray process(es): {}", strays.len(), strays.join("; ")),
+        fields: vec![("CCSCOPE_STRAYS", strays.len().to_string())],
+    }
+    .record(crate::audit::Priority::Warning);
 }
 
 /// The project's containers, classified; or why there are none to show.

@@ -54,6 +54,9 @@ fn parse_human_duration(text: &str) -> Result<HumanDuration, String> {
         .map_err(|e| format!("{e}; write it like \"500ms\", \"10s\" or \"2m\""))
 }
 
+/// How long an INCOMPLETE stop waits for its alert to be delivered.
+const STOP_ALERT_FLUSH: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
     let config = ctx.load_config()?;
     check_services(&config, &args.services, "nothing was stopped")?;
@@ -90,10 +93,13 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         let project = &config.project.name;
         // The processes in the project's scopes, and in the detached supervisor's unit beside
         // them in the project's slice: where a supervisor started from anywhere is found.
-        let unit = format!(
-            "ccscope-{}.service",
-            crate::contain::escape_unit_part(project)
-        );
+        let units = [
+            format!(
+                "ccscope-{}.service",
+                crate::contain::escape_unit_part(project)
+            ),
+            crate::unit::files::instance(project),
+        ];
         let (in_scopes, in_unit) = rt.block_on(async {
             let (mut pids, mut in_unit) = (Vec::new(), Vec::new());
             for (scope, in_scope) in
@@ -101,8 +107,10 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
             {
                 pids.extend(in_scope);
                 if let Some(slice) = scope.cgroup.as_deref().and_then(std::path::Path::parent) {
-                    let unit = crate::contain::cgroup::Cgroup::at(slice.join(&unit));
-                    in_unit.extend(unit.procs().unwrap_or_default());
+                    for unit in &units {
+                        let unit = crate::contain::cgroup::Cgroup::at(slice.join(unit));
+                        in_unit.extend(unit.procs().unwrap_or_default());
+                    }
                 }
             }
             in_unit.sort_unstable();
@@ -176,6 +184,16 @@ pub fn run(ctx: &Context, args: &StopArgs) -> Result<i32, CliError> {
         for notice in &report.notices {
             eprintln!("notice: {notice}");
         }
+    }
+    // What a supervisor's own stop would alert of, this one does too.
+    if let (false, Some(reason)) = (args.dry_run, report.incomplete_reason()) {
+        let alert = crate::audit::alert::Alert::new(
+            crate::audit::alert::AlertKind::StopIncomplete,
+            &config.project.name,
+            None,
+            &reason,
+        );
+        crate::audit::alert::send_once(&config.project.alerts, alert, STOP_ALERT_FLUSH);
     }
     if ctx.global.json {
         print_json(&report)?;

@@ -782,6 +782,24 @@ async fn look<'a>(
 }
 
 impl ShutdownReport {
+    /// What an alert of an INCOMPLETE stop says: how many survived, and who (None when the
+    /// stop left nothing).
+    pub fn incomplete_reason(&self) -> Option<String> {
+        if self.outcome != Outcome::Incomplete {
+            return None;
+        }
+        let survivors: Vec<String> = self
+            .survivors
+            .iter()
+            .map(|s| format!("{} ({})", s.pid, s.where_))
+            .collect();
+        Some(format!(
+            "the stop is INCOMPLETE: {} survivor(s): {}",
+            self.survivors.len(),
+            survivors.join(", ")
+        ))
+    }
+
     /// A report of a stop that found nothing to do.
     pub fn empty(config: &Config) -> ShutdownReport {
         ShutdownReport {

@@ -415,17 +415,7 @@ impl Driver<'_> {
             let alert = Alert::new(AlertKind::StartFailed, project, Some(service), reason);
             self.alerter.send(alert.with_run_id(&self.run_id));
         }
-        if let Some(r) = report.filter(|r| r.outcome == crate::stop::Outcome::Incomplete) {
-            let survivors: Vec<String> = r
-                .survivors
-                .iter()
-                .map(|s| format!("{} ({})", s.pid, s.where_))
-                .collect();
-            let reason = format!(
-                "the stop is INCOMPLETE: {} survivor(s): {}",
-                r.survivors.len(),
-                survivors.join(", ")
-            );
+        if let Some(reason) = report.and_then(ShutdownReport::incomplete_reason) {
             let alert = Alert::new(AlertKind::StopIncomplete, project, None, &reason);
             self.alerter.send(alert.with_run_id(&self.run_id));
         }

@@ -180,6 +180,13 @@ impl Driver<'_> {
         {
             tracing::warn!("could not record the reloaded configuration's hash: {e}");
         }
+        // `[project.alerts]` edited: alerts go as the file now says (a fresh rate limit).
+        if config.project.alerts != self.config.project.alerts {
+            self.alerter = crate::audit::alert::Alerter::new(
+                &config.project.alerts,
+                Rc::new(self.reaper.clone()),
+            );
+        }
         self.config = config;
     }
 
