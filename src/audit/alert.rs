@@ -327,7 +327,7 @@ impl ChildWaiter for OwnChildren {
             if let Ok(Some((_, status))) =
                 rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty())
             {
-                let _ = tx.send(ExitStatus::from_raw(status.as_raw() as i32));
+                let _ = tx.send(ExitStatus::from_raw(status.as_raw()));
             }
         });
         rx
