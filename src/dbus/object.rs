@@ -237,7 +237,10 @@ fn denied(e: ProjectError) -> fdo::Error {
 
 #[interface(name = "dev.ccscope.Project1")]
 impl ProjectObject {
-    /// Starts these services (and what they need that is not up); answers once they are.
+    /// Starts these services (and what they need that is not up). Each verb answers once it is
+    /// done, with the reply `ccscope VERB --json` prints, or with an error
+    /// `dev.ccscope.Project1.Error.<Kind>` saying why.
+    #[zbus(out_args("reply"))]
     async fn start(
         &self,
         services: Vec<String>,
@@ -254,6 +257,7 @@ impl ProjectObject {
     }
 
     /// Stops these services and what requires them; the supervisor holds them stopped.
+    #[zbus(out_args("reply"))]
     async fn stop(
         &self,
         services: Vec<String>,
@@ -271,6 +275,7 @@ impl ProjectObject {
 
     /// Ends and starts again these services (the whole stack, in order, when none is named),
     /// waiting for them to be ready.
+    #[zbus(out_args("reply"))]
     async fn restart(
         &self,
         services: Vec<String>,
@@ -283,6 +288,7 @@ impl ProjectObject {
     }
 
     /// Freezes these services' cgroups (all when none is named).
+    #[zbus(out_args("reply"))]
     async fn pause(
         &self,
         services: Vec<String>,
@@ -294,6 +300,7 @@ impl ProjectObject {
     }
 
     /// Thaws them (all when none is named).
+    #[zbus(out_args("reply"))]
     async fn resume(
         &self,
         services: Vec<String>,
@@ -305,6 +312,7 @@ impl ProjectObject {
     }
 
     /// Reads the configuration again and applies what changed.
+    #[zbus(out_args("reply"))]
     async fn reload(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -316,6 +324,7 @@ impl ProjectObject {
 
     /// Stops the whole stack as SIGTERM to the supervisor would, and answers with the stop
     /// report (the JSON `ccscope stop --json` prints); the supervisor exits after.
+    #[zbus(out_args("report"))]
     async fn stop_project(
         &self,
         #[zbus(header)] header: Header<'_>,
@@ -483,6 +492,63 @@ mod tests {
                 vec![8080],
                 "exit code 3".to_string()
             )]
+        );
+    }
+}
+
+#[cfg(test)]
+mod xml_tests {
+    use super::*;
+    use zbus::object_server::Interface;
+
+    const XML: &str = include_str!("../../dbus/dev.ccscope.Project1.xml");
+
+    /// The interface as zbus generates it from the code above.
+    fn generated() -> String {
+        let (calls, _) = mpsc::unbounded_channel();
+        let object = ProjectObject {
+            project: "p".into(),
+            owner: 0,
+            shared: Default::default(),
+            calls,
+            replying: Arc::new(watch::Sender::new(0)),
+        };
+        let mut xml = String::new();
+        object.introspect_to_writer(&mut xml, 2);
+        xml
+    }
+
+    /// The `<interface>` element of `xml`, each line trimmed.
+    fn interface(xml: &str) -> Vec<String> {
+        let start = xml.find("<interface name=\"dev.ccscope.Project1\">");
+        let end = xml.find("</interface>");
+        let (Some(start), Some(end)) = (start, end) else {
+            return vec![];
+        };
+        xml[start..end]
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_xml_is_what_the_code_serves() {
+        if std::env::var_os("CCSCOPE_REGENERATE_XML").is_some() {
+            // The recipe of dbus/README.md: the file's head kept, its interface written anew.
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/dbus/dev.ccscope.Project1.xml");
+            let head = XML.find("  <interface").map_or(XML, |i| &XML[..i]);
+            std::fs::write(path, format!("{head}{}</node>\n", generated())).unwrap();
+            return;
+        }
+        let generated = interface(&generated());
+        assert!(!generated.is_empty());
+        assert_eq!(
+            interface(XML),
+            generated,
+            "dbus/dev.ccscope.Project1.xml is out of step with src/dbus/object.rs: \
+             regenerate it as dbus/README.md says\n{}",
+            generated.join("\n")
         );
     }
 }
