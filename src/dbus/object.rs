@@ -73,7 +73,10 @@ impl Shared {
             .iter()
             .map(|(name, known)| {
                 let r = &known.record;
-                let mut pids: Vec<u32> = r.main_pid.map(|p| p as u32).into_iter().collect();
+                // The main process a record names is gone in the states after its end.
+                let alive = PROCESS_STATES.contains(&r.state.as_str());
+                let main = r.main_pid.filter(|_| alive).map(|p| p as u32);
+                let mut pids: Vec<u32> = main.into_iter().collect();
                 if let Some(cgroup) = &known.cgroup {
                     let procs = std::fs::read_to_string(cgroup.join("cgroup.procs"));
                     for pid in procs
@@ -100,6 +103,9 @@ impl Shared {
             .collect()
     }
 }
+
+/// The supervisor's states in which a service's main process runs.
+const PROCESS_STATES: &[&str] = &["launching", "starting", "running", "stopping", "paused"];
 
 pub(crate) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     // Nothing panics while holding it; a poisoned lock still holds the last state.
@@ -468,7 +474,7 @@ mod tests {
                     project: "p".into(),
                     service: "web".into(),
                     run_id: "r".into(),
-                    state: "restarting".into(),
+                    state: "running".into(),
                     ready: false,
                     restarts: 2,
                     main_pid: Some(42),
@@ -481,11 +487,26 @@ mod tests {
                 cgroup: None,
             },
         );
+        let mut ended = shared.services["web"].record.clone();
+        ended.state = "failed".into();
+        shared.services.insert(
+            "db".into(),
+            Known {
+                record: ended,
+                cgroup: None,
+            },
+        );
+        assert_eq!(
+            shared.rows()[0].4,
+            Vec::<u32>::new(),
+            "no pid once it failed"
+        );
+        shared.services.remove("db");
         assert_eq!(
             shared.rows(),
             vec![(
                 "web".to_string(),
-                "restarting".to_string(),
+                "running".to_string(),
                 false,
                 2,
                 vec![42],
