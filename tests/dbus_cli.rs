@@ -3,7 +3,8 @@
 //! `dev.ccscope.Project.<project>` and introspects as `dbus/dev.ccscope.Project1.xml` says;
 //! `Restart` restarts one service (a new pid, the other's left alone) and a name it does not
 //! know is a `dev.ccscope.Project1.Error.UnknownService`; `get-property` reads each service's
-//! state; a monitor sees `ServiceStateChanged` (and `PropertiesChanged`) when a service
+//! state; `Pause`/`Resume` freeze and thaw, a `Reload` of a broken file is a `...Error.Config`
+//! with its location, a `Stop` of nothing is `...Error.Invalid`; a monitor sees `ServiceStateChanged` (and `PropertiesChanged`) when a service
 //! crashes; `StopProject` answers with the stop report, `StopFinished` is seen and nothing of
 //! the project is left; a call from another uid is refused (on a bus both users may join,
 //! so the refusal is the supervisor's, not the bus daemon's); and without a bus the
@@ -309,8 +310,18 @@ fn restart_over_the_bus_gives_the_service_a_new_pid_and_properties_say_its_state
     );
 
     // A name the stack does not have: the supervisor's refusal, by its D-Bus error name.
-    let mut gdbus = Command::new("gdbus");
-    gdbus.args([
+    let wrong = gdbus(&stack, "Restart", &["['nope']"]);
+    assert_ne!(wrong.code(), 0);
+    wrong
+        .expect_stderr_contains("dev.ccscope.Project1.Error.UnknownService")
+        .expect_stderr_contains("`nope` is not a service of this stack");
+    assert_eq!(stack.pids(), after, "a refused call changes nothing");
+}
+
+/// `gdbus call` of a method of the interface: its exit code and what it printed.
+fn gdbus(stack: &Stack, method: &str, args: &[&str]) -> Ran {
+    let mut cmd = Command::new("gdbus");
+    cmd.args([
         "call",
         "--session",
         "--dest",
@@ -318,15 +329,38 @@ fn restart_over_the_bus_gives_the_service_a_new_pid_and_properties_say_its_state
         "--object-path",
         &stack.path(),
         "--method",
-        &format!("{INTERFACE}.Restart"),
-        "['nope']",
-    ]);
-    let wrong = Ran::of(gdbus);
-    assert_ne!(wrong.code(), 0);
-    wrong
-        .expect_stderr_contains("dev.ccscope.Project1.Error.UnknownService")
-        .expect_stderr_contains("`nope` is not a service of this stack");
-    assert_eq!(stack.pids(), after, "a refused call changes nothing");
+        &format!("{INTERFACE}.{method}"),
+    ])
+    .args(args);
+    Ran::of(cmd)
+}
+
+#[test]
+#[ignore = "system test: needs the real user manager and session bus (scripts/test.sh)"]
+fn pause_resume_and_a_broken_reload_over_the_bus() {
+    require_test_env();
+    let stack = Stack::new("pause");
+    stack.up("systemd");
+    let before = stack.wait_pids();
+    stack.call("Pause", &["as", "1", "worker"]).expect_code(0);
+    assert_eq!(stack.service_row("worker")[1], "paused");
+    assert_eq!(stack.service_row("dashboard")[1], "running");
+    stack.call("Resume", &["as", "0"]).expect_code(0);
+    assert_eq!(stack.service_row("worker")[1], "running");
+    // A file that does not parse: the supervisor's refusal, by name, and nothing changes.
+    let good = std::fs::read_to_string(stack.sb.path().join("ccscope.toml")).unwrap();
+    stack.sb.write(
+        "ccscope.toml",
+        &format!("{good}\n[services.broken]\ncommand = 3\n"),
+    );
+    let refused = gdbus(&stack, "Reload", &[]);
+    stack.sb.write("ccscope.toml", &good);
+    assert_ne!(refused.code(), 0);
+    refused.expect_stderr_contains("dev.ccscope.Project1.Error.Config");
+    refused.expect_stderr_contains("ccscope.toml:");
+    // Start and Stop name what they act on.
+    gdbus(&stack, "Stop", &["[]"]).expect_stderr_contains("dev.ccscope.Project1.Error.Invalid");
+    assert_eq!(stack.pids(), before, "nothing was restarted");
 }
 
 #[test]

@@ -119,11 +119,11 @@ pub struct ProjectObject {
     pub(crate) owner: u32,
     pub(crate) shared: Arc<Mutex<Shared>>,
     pub(crate) calls: mpsc::UnboundedSender<Call>,
-    /// How many `StopProject` calls are not answered yet: the supervisor's exit waits for them.
+    /// How many calls are being carried out: the supervisor's exit waits for their answers.
     pub(crate) replying: Arc<watch::Sender<usize>>,
 }
 
-/// Counts a `StopProject` call while it is being answered.
+/// Counts a call while it is being carried out.
 struct Replying(Arc<watch::Sender<usize>>);
 
 impl Replying {
@@ -188,6 +188,7 @@ impl ProjectObject {
         request: Request,
     ) -> Result<String, ProjectError> {
         let (uid, pid) = self.caller(Some(header), connection).await?;
+        let _replying = Replying::new(&self.replying);
         let (reply, replied) = oneshot::channel();
         let call = Call::Request {
             request,

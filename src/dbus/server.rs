@@ -283,14 +283,17 @@ impl Bus {
         self.tell(Event::StopFinished(json));
     }
 
-    /// The supervisor exits (`Effect::Exit`): the state is `ended`; the `StopProject` calls
-    /// are answered, the signals sent, and a round trip through the bus daemon makes sure they
-    /// left, each within a deadline.
+    /// The supervisor exits (`Effect::Exit`): the state is `ended`; the calls in flight are
+    /// answered (those the driver will not answer now, with an error), the signals sent, and
+    /// a round trip through the bus daemon makes sure they left, each within a deadline.
     pub async fn flush(&mut self) {
         self.set_state("ended");
         let Some(exported) = &mut self.exported else {
             return;
         };
+        // A StopProject still waiting has no stop of the supervisor's own to wait for (it
+        // stood down for `ccscope stop`): it is answered so.
+        lock(&exported.shared).stop_waiters.clear();
         let mut replying = exported.replying.subscribe();
         let _ = tokio::time::timeout(FLUSH_DEADLINE, replying.wait_for(|n| *n == 0)).await;
         // The answer goes out from the call's task once its handler returned.
