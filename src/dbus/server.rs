@@ -29,11 +29,11 @@ const FLUSH_DEADLINE: Duration = Duration::from_secs(2);
 pub enum ExportError {
     #[error("the project name is too long for a bus name (255 bytes at most, escaped)")]
     NameTooLong,
-    #[error("connect to the {bus} bus: {source}")]
-    Connect {
-        bus: &'static str,
-        source: zbus::Error,
-    },
+    #[error(
+        "connect to the {bus} bus: {reason} (is a bus running? the session bus is found by \
+         DBUS_SESSION_BUS_ADDRESS, else $XDG_RUNTIME_DIR/bus)"
+    )]
+    Connect { bus: &'static str, reason: String },
     #[error("serve {path}: {source}")]
     Serve { path: String, source: zbus::Error },
     #[error("take the name {name}: {source}")]
@@ -113,7 +113,10 @@ async fn exported(
         BusKind::Session => ("session", zbus::Connection::session().await),
         BusKind::System => ("system", zbus::Connection::system().await),
     };
-    let connection = connection.map_err(|source| ExportError::Connect { bus: kind, source })?;
+    let connection = connection.map_err(|e| ExportError::Connect {
+        bus: kind,
+        reason: without_os_error(&e.to_string()),
+    })?;
     let shared = Arc::new(Mutex::new(Shared {
         state: "starting".into(),
         ports: config
@@ -175,6 +178,19 @@ async fn exported(
     })
 }
 
+/// `text` without the ` (os error N)` std puts after an I/O error's words.
+fn without_os_error(text: &str) -> String {
+    let mut out = text.to_string();
+    while let Some(at) = out.find(" (os error ") {
+        let digits = out[at + 11..].find(')').map(|end| at + 11 + end);
+        match digits.filter(|end| out[at + 11..*end].bytes().all(|b| b.is_ascii_digit())) {
+            Some(end) => out.replace_range(at..=end, ""),
+            None => break,
+        }
+    }
+    out
+}
+
 /// The one task that sends the object's signals, each as it was told.
 async fn send_signals(
     iface: InterfaceRef<ProjectObject>,
@@ -213,11 +229,6 @@ impl Bus {
     /// No bus: every hook does nothing.
     pub fn none() -> Bus {
         Bus { exported: None }
-    }
-
-    /// Whether the object is exported.
-    pub fn is_exported(&self) -> bool {
-        self.exported.is_some()
     }
 
     fn tell(&self, event: Event) {
@@ -310,5 +321,20 @@ impl Bus {
             &(),
         );
         let _ = tokio::time::timeout(FLUSH_DEADLINE, ping).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_errors_number_is_left_out() {
+        assert_eq!(
+            without_os_error("Failed to connect to `x`: No such file or directory (os error 2)"),
+            "Failed to connect to `x`: No such file or directory"
+        );
+        assert_eq!(without_os_error("a (os error x) b"), "a (os error x) b");
+        assert_eq!(without_os_error("plain"), "plain");
     }
 }
