@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod contain;
 pub mod control;
+pub mod dbus;
 pub mod demo;
 pub mod discover;
 pub mod docker;

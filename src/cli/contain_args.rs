@@ -10,7 +10,8 @@ pub struct ContainArgs {
     #[arg(long, value_enum, value_name = "BACKEND")]
     pub backend: Option<BackendKind>,
 
-    /// Use the system manager on the system bus (as root) instead of the user manager
+    /// Use the system manager on the system bus (as root) instead of the user manager; a
+    /// supervisor (`run`) then exports its D-Bus interface on the system bus too
     #[arg(long)]
     pub system: bool,
 

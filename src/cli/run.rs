@@ -99,6 +99,7 @@ fn supervise_here(
         state_dir: state_dir.to_path_buf(),
         config_request: ctx.config_request.clone(),
         cwd: ctx.cwd.clone(),
+        bus: args.contain.bus(),
     };
     let rt = runtime()?;
     let local = tokio::task::LocalSet::new();

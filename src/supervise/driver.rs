@@ -211,6 +211,8 @@ pub struct Driver<'a> {
     progress: &'a mut dyn FnMut(&Progress),
     /// Tells `[project.alerts]` of crashes, give-ups, failed starts and incomplete stops.
     alerter: Alerter,
+    /// D-Bus (src/dbus): the project's object on the bus, told of each state change.
+    bus: crate::dbus::Bus,
 }
 
 /// Everything the driver needs to run, made by [`super::run`].
@@ -258,7 +260,14 @@ pub async fn drive<'a>(
         docker.watch_events(move |input| tx.send(Report::Input(input)).is_ok());
     }
     let alerter = Alerter::new(&config.project.alerts, Rc::new(reaper.clone()));
+    // D-Bus (src/dbus): exported before the start, so its signals are seen; without a bus,
+    // a warning and nothing more.
+    let bus = {
+        let tx = tx.clone();
+        crate::dbus::export(config, options.bus, move |call| bus_call(call, &tx)).await
+    };
     let mut driver = Driver {
+        bus,
         alerter,
         config: Rc::new(config.clone()),
         reloaded: HashMap::new(),
@@ -338,6 +347,7 @@ pub async fn drive<'a>(
                 Effect::Exit(finish) => {
                     driver.alert_on_exit(&finish, report.as_ref());
                     driver.alerter.flush(ALERT_FLUSH).await;
+                    driver.bus.flush().await; // D-Bus (src/dbus)
                     return driver.ended(finish, report.take());
                 }
                 effect => driver.apply(effect).await,
@@ -373,6 +383,7 @@ pub async fn drive<'a>(
                     survivors: done.survivors.len(),
                     elapsed_ms: done.elapsed_ms,
                 };
+                driver.bus.stop_finished(&done); // D-Bus (src/dbus)
                 report = Some(done);
                 input
             }
@@ -603,9 +614,12 @@ impl Driver<'_> {
                 if let Err(e) = self.registry.set_service_state(&record) {
                     tracing::warn!("could not record the state of `{}`: {e}", record.service);
                 }
+                // D-Bus (src/dbus): ServiceStateChanged and PropertiesChanged.
+                self.bus.record(&record, self.cgroup_of(&record.service));
             }
             Effect::RunState(state) => {
                 let _ = self.registry.set_run_state(&self.run_id, state);
+                self.bus.run_state(state); // D-Bus (src/dbus)
             }
             Effect::Audit(note) => {
                 let project = &self.config.project.name;
@@ -661,6 +675,7 @@ impl Driver<'_> {
             // Starting is over: the code that parsed, planned and launched need not stay
             // resident.
             Effect::StackUp => {
+                self.bus.stack_ready(); // D-Bus (src/dbus)
                 crate::proc::sys::trim_resident();
                 // What the last steps of the start touched again goes too, once they are done.
                 tokio::task::spawn_local(async {
@@ -1208,6 +1223,17 @@ impl Driver<'_> {
         });
     }
 
+    /// D-Bus (src/dbus): the cgroup of a service's current instance, whose processes the bus
+    /// interface lists.
+    fn cgroup_of(&self, service: &str) -> Option<&std::path::Path> {
+        self.instances
+            .get(service)?
+            .scope
+            .as_ref()?
+            .cgroup
+            .as_deref()
+    }
+
     /// The process-group backend has no cgroup events: each reaped orphan is its cue to look.
     async fn recheck_groups(&mut self) {
         let watched: Vec<(String, u64, ScopeHandle)> = self
@@ -1302,6 +1328,25 @@ fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Repor
         while let Ok(Some(_)) = lines.next_line().await {}
         let _ = tx.send(Report::StopperGone);
     });
+}
+
+/// D-Bus (src/dbus): a call on the project's bus interface, handed to the loop as the control
+/// socket hands its requests ([`serve_control`]); false once the loop is gone.
+fn bus_call(call: crate::dbus::Call, tx: &mpsc::UnboundedSender<Report>) -> bool {
+    let report = match call {
+        crate::dbus::Call::Request {
+            request,
+            uid,
+            pid,
+            reply,
+        } => Report::Request {
+            request,
+            actor: Actor::of(uid, pid),
+            reply,
+        },
+        crate::dbus::Call::StopProject => Report::Input(Input::Signal(SignalInput::Terminate)),
+    };
+    tx.send(report).is_ok()
 }
 
 /// Whether `pid` is ccscope's own output forwarder (which lives in each scope).

@@ -51,6 +51,8 @@ pub struct RunOptions {
     /// How the configuration was found, and from where: a reload reads it again the same way.
     pub config_request: crate::config::ConfigRequest,
     pub cwd: PathBuf,
+    /// The bus the project's D-Bus interface is exported on (`--system`: the system bus).
+    pub bus: crate::contain::BusKind,
 }
 
 /// How a run ended.
