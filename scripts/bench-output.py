@@ -197,6 +197,9 @@ def count_back(tag, n):
             seen[k] = 1
     out.wait()
     lost = n - sum(seen[1:])
+    if lost:
+        missing = [k for k in range(1, n + 1) if not seen[k]][:5]
+        say(f"  {tag}: {lost} line(s) missing, the first: {missing}")
     return int(first["__REALTIME_TIMESTAMP"]), int(end["__REALTIME_TIMESTAMP"]), lost, dups, lines
 
 

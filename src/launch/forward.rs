@@ -64,17 +64,15 @@ fn cut_at(bytes: &[u8], max: usize) -> usize {
     }
 }
 
-/// Splits one line (without its newline) into pieces of at most `max` bytes; the last one
-/// is `continued` only when the line is not finished yet (`finished` false).
-fn split_line(line: &[u8], max: usize, finished: bool, out: &mut Vec<Piece>) {
+/// Splits one line (without its newline) into pieces of at most `max` bytes, handing each to
+/// `each` with whether the line goes on after it; the last is `continued` only when the line
+/// is not finished yet (`finished` false).
+fn split_line(line: &[u8], max: usize, finished: bool, each: &mut impl FnMut(&[u8], bool)) {
     let mut rest = line;
     loop {
         let cut = cut_at(rest, max);
         let last = cut == rest.len();
-        out.push(Piece {
-            bytes: rest[..cut].to_vec(),
-            continued: !(last && finished),
-        });
+        each(&rest[..cut], !(last && finished));
         rest = &rest[cut..];
         if last {
             break;
@@ -82,32 +80,45 @@ fn split_line(line: &[u8], max: usize, finished: bool, out: &mut Vec<Piece>) {
     }
 }
 
-/// Takes the complete lines out of `pending`, and, of a line longer than `max` still without
-/// its newline, every whole piece but the tail (which may yet end the line). At `eof` the rest
-/// goes too, as a finished line. Also how a container's output frames become pieces.
-pub fn take_pieces(pending: &mut Vec<u8>, max: usize, eof: bool) -> Vec<Piece> {
-    let mut out = Vec::new();
+/// Hands `each` the complete lines of `pending` (as pieces of at most `max` bytes), and, of a
+/// line longer than `max` still without its newline, every whole piece but the tail (which may
+/// yet end the line); at `eof` the rest too, as a finished line. Then drops what it handed out.
+/// The pieces are borrowed from `pending`: nothing is allocated per line.
+pub fn for_each_piece(
+    pending: &mut Vec<u8>,
+    max: usize,
+    eof: bool,
+    mut each: impl FnMut(&[u8], bool),
+) {
     let mut start = 0;
     while let Some(end) = pending[start..].iter().position(|b| *b == b'\n') {
-        split_line(&pending[start..start + end], max, true, &mut out);
+        split_line(&pending[start..start + end], max, true, &mut each);
         start += end + 1;
     }
     if eof {
         if start < pending.len() {
-            split_line(&pending[start..], max, true, &mut out);
+            split_line(&pending[start..], max, true, &mut each);
         }
         start = pending.len();
     } else {
         while pending.len() - start > max {
             let cut = cut_at(&pending[start..], max);
-            out.push(Piece {
-                bytes: pending[start..start + cut].to_vec(),
-                continued: true,
-            });
+            each(&pending[start..start + cut], true);
             start += cut;
         }
     }
     pending.drain(..start);
+}
+
+/// [`for_each_piece`], the pieces owned: how a container's output frames become pieces.
+pub fn take_pieces(pending: &mut Vec<u8>, max: usize, eof: bool) -> Vec<Piece> {
+    let mut out = Vec::new();
+    for_each_piece(pending, max, eof, |bytes, continued| {
+        out.push(Piece {
+            bytes: bytes.to_vec(),
+            continued,
+        })
+    });
     out
 }
 
@@ -173,17 +184,21 @@ impl Sink {
 
     /// One whole line (without its newline), written at once.
     pub fn line(&mut self, stream: OutputStream, line: &[u8]) {
-        let mut pieces = Vec::new();
-        split_line(line, MAX_LINE, true, &mut pieces);
-        for piece in &pieces {
-            self.piece(stream, piece);
-        }
+        split_line(line, MAX_LINE, true, &mut |bytes, continued| {
+            self.piece_of(stream, bytes, continued)
+        });
         self.flush();
     }
 
     /// One piece of a line (as [`take_pieces`] makes them), kept for the next flush.
     pub fn piece(&mut self, stream: OutputStream, piece: &Piece) {
-        let mut bytes = &piece.bytes[..];
+        self.piece_of(stream, &piece.bytes, piece.continued);
+    }
+
+    /// One piece of a line, `continued` when the line goes on in the next, kept for the next
+    /// flush.
+    pub fn piece_of(&mut self, stream: OutputStream, piece: &[u8], continued: bool) {
+        let mut bytes = piece;
         if self.journal.is_some() {
             match self.open_line {
                 Some(open) if open == stream => {}
@@ -194,15 +209,15 @@ impl Sink {
                     self.pending.extend_from_slice(stream.level_prefix());
                 }
             }
-            self.open_line = piece.continued.then_some(stream);
+            self.open_line = continued.then_some(stream);
             // A `\r` before the newline is the line's end, not its text; inside a long line
             // it is. The log file keeps every byte.
-            if !piece.continued {
+            if !continued {
                 bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
             }
         }
         self.pending.extend_from_slice(bytes);
-        if !piece.continued {
+        if !continued {
             self.pending.push(b'\n');
         }
     }
@@ -282,12 +297,16 @@ pub fn main(args: &[OsString]) -> ! {
             open: true,
         },
     ];
-    let mut emit = |sink: &mut Sink, stream: &Stream, piece: &Piece| {
-        sink.piece(stream.name, piece);
-        // A full tap drops the piece; a closed one (the supervisor is gone) is closed here.
-        // The supervisor reads the tap by lines: each piece is one.
+    // A full tap drops the piece; a closed one (the supervisor is gone) is closed here. The
+    // supervisor reads the tap by lines: each piece is one, written with its newline at once.
+    let mut tap_line = Vec::new();
+    let mut emit = |sink: &mut Sink, name: OutputStream, piece: &[u8], continued: bool| {
+        sink.piece_of(name, piece, continued);
         if let Some(t) = &mut tap {
-            if let Err(e) = t.write(&[&piece.bytes[..], b"\n"].concat()) {
+            tap_line.clear();
+            tap_line.extend_from_slice(piece);
+            tap_line.push(b'\n');
+            if let Err(e) = t.write(&tap_line) {
                 if e.kind() != std::io::ErrorKind::WouldBlock {
                     tap = None;
                 }
@@ -322,16 +341,18 @@ pub fn main(args: &[OsString]) -> ! {
                 Ok(n) if n > 0 => n,
                 _ => {
                     stream.open = false;
-                    for piece in take_pieces(&mut stream.pending, MAX_LINE, true) {
-                        emit(&mut sink, stream, &piece);
-                    }
+                    let name = stream.name;
+                    for_each_piece(&mut stream.pending, MAX_LINE, true, |p, c| {
+                        emit(&mut sink, name, p, c)
+                    });
                     continue;
                 }
             };
             stream.pending.extend_from_slice(&buf[..got]);
-            for piece in take_pieces(&mut stream.pending, MAX_LINE, false) {
-                emit(&mut sink, stream, &piece);
-            }
+            let name = stream.name;
+            for_each_piece(&mut stream.pending, MAX_LINE, false, |p, c| {
+                emit(&mut sink, name, p, c)
+            });
         }
         sink.flush();
     }
