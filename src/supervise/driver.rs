@@ -32,6 +32,8 @@ use crate::registry::{NewProcess, ProcessFilter, Registry};
 use crate::stop::{ShutdownReport, StopOptions};
 
 use super::container::{self, Container, Docker};
+// The state feed (`ccscope top`): hooks marked "feed:" below.
+use super::feed::{self, Feed, FeedEvent};
 use super::machine::{
     AdoptedBack, Effect, Finish, Input, LaunchedInstance, Machine, ProbeKind, SignalInput, Verb,
 };
@@ -89,6 +91,10 @@ enum Report {
         ack: oneshot::Sender<()>,
     },
     StopperGone,
+    /// feed: a client subscribes to the state feed; given its snapshot and receiver at once.
+    Subscribe {
+        reply: oneshot::Sender<(feed::Snapshot, feed::Receiver)>,
+    },
     /// A client's verb, answered on `reply` once done.
     Request {
         request: Request,
@@ -211,6 +217,8 @@ pub struct Driver<'a> {
     progress: &'a mut dyn FnMut(&Progress),
     /// Tells `[project.alerts]` of crashes, give-ups, failed starts and incomplete stops.
     alerter: Alerter,
+    /// feed: state changes to subscribers (nothing is built while there are none).
+    feed: Feed,
 }
 
 /// Everything the driver needs to run, made by [`super::run`].
@@ -280,6 +288,7 @@ pub async fn drive<'a>(
         force_switch,
         force,
         progress,
+        feed: Feed::new(),
     };
     if driver.containment.kind() == BackendKind::Pgroup {
         let tx = driver.tx.clone();
@@ -505,6 +514,10 @@ impl Driver<'_> {
                 actor,
                 reply,
             } => self.request(request, actor, reply),
+            Report::Subscribe { reply } => {
+                let _ = reply.send(self.subscribe());
+                None
+            }
             Report::StopperGone => {
                 let mut left = 0;
                 for scope in self.instances.values().filter_map(|i| i.scope.as_ref()) {
@@ -613,11 +626,34 @@ impl Driver<'_> {
                 if let Err(e) = self.registry.set_service_state(&record) {
                     tracing::warn!("could not record the state of `{}`: {e}", record.service);
                 }
+                // feed:
+                self.feed.publish(|| {
+                    let pids = self.pids_of(&record.service, record.main_pid);
+                    FeedEvent::Service(feed::service_event(
+                        &record,
+                        pids,
+                        self.ports_of(&record.service),
+                    ))
+                });
             }
             Effect::RunState(state) => {
                 let _ = self.registry.set_run_state(&self.run_id, state);
+                // feed:
+                self.feed.publish(|| FeedEvent::Run {
+                    project: self.config.project.name.clone(),
+                    run_id: self.run_id.clone(),
+                    state: state.as_str().to_string(),
+                });
             }
             Effect::Audit(note) => {
+                // feed:
+                self.feed.publish(|| FeedEvent::Audit {
+                    project: self.config.project.name.clone(),
+                    service: note.service.clone(),
+                    event: note.event.to_string(),
+                    message: note.message.clone(),
+                    at_ms: feed::now_ms(),
+                });
                 let project = &self.config.project.name;
                 let service = note.service.as_deref();
                 let alert = alert_for(
@@ -671,6 +707,8 @@ impl Driver<'_> {
             // Starting is over: the code that parsed, planned and launched need not stay
             // resident.
             Effect::StackUp => {
+                // feed:
+                self.stack_up();
                 crate::proc::sys::trim_resident();
                 // What the last steps of the start touched again goes too, once they are done.
                 tokio::task::spawn_local(async {
@@ -682,6 +720,63 @@ impl Driver<'_> {
                 unreachable!("handled by the loop")
             }
         }
+    }
+
+    /// feed: a new subscriber's snapshot (from the registry) and receiver, made in one turn
+    /// of the loop so that no change falls between them.
+    fn subscribe(&self) -> (feed::Snapshot, feed::Receiver) {
+        let project = &self.config.project.name;
+        let records = self.registry.service_states(project).unwrap_or_default();
+        let run = self.registry.run(&self.run_id).ok().flatten();
+        let snapshot = feed::snapshot(feed::SnapshotParts {
+            project,
+            run_id: &self.run_id,
+            started_at_ms: run.as_ref().map_or(0, |r| r.started_at_ms),
+            startup_ms: self.feed.startup_ms(),
+            run_state: run.as_ref().map_or("running", |r| r.state.as_str()),
+            backend: self.containment.kind().as_str(),
+            services: self
+                .config
+                .services
+                .iter()
+                .map(|(name, s)| (name.as_str(), s.ports.clone()))
+                .collect(),
+            records: &records,
+            pids_of: &|name, main| self.pids_of(name, main),
+        });
+        (snapshot, self.feed.subscribe())
+    }
+
+    /// feed: the processes of a service's current instance.
+    fn pids_of(&self, service: &str, main_pid: Option<i32>) -> Vec<i32> {
+        let cgroup = self
+            .instances
+            .get(service)
+            .and_then(|i| i.scope.as_ref())
+            .and_then(|s| s.cgroup.as_deref());
+        feed::scope_pids(cgroup, main_pid)
+    }
+
+    /// feed: a service's declared ports.
+    fn ports_of(&self, service: &str) -> Vec<u16> {
+        self.config
+            .services
+            .get(service)
+            .map(|s| s.ports.clone())
+            .unwrap_or_default()
+    }
+
+    /// feed: how long the stack took to come up (once per run, with or without subscribers).
+    fn stack_up(&self) {
+        if self.feed.startup_ms().is_some() {
+            return;
+        }
+        let Some(run) = self.registry.run(&self.run_id).ok().flatten() else {
+            return;
+        };
+        let took = (feed::now_ms() - run.started_at_ms).max(0) as u64;
+        self.feed
+            .stack_up(&self.config.project.name, &self.run_id, took);
     }
 
     fn launch(&mut self, name: &str, generation: u64) {
@@ -1272,6 +1367,17 @@ fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Repor
         let Ok(Some(line)) = lines.next_line().await else {
             return;
         };
+        // feed: a subscription is answered with a stream, not one reply.
+        if serde_json::from_str::<crate::control::Subscribe>(&line).is_ok() {
+            let (given, taken) = oneshot::channel();
+            if tx.send(Report::Subscribe { reply: given }).is_err() {
+                return;
+            }
+            if let Ok((snapshot, events)) = taken.await {
+                feed::stream_to(write, lines.into_inner(), snapshot, events).await;
+            }
+            return;
+        }
         if line.trim_start().starts_with('{') {
             let reply = match serde_json::from_str::<Request>(&line) {
                 Ok(request) => {
