@@ -18,4 +18,5 @@ pub mod status;
 pub mod stop;
 pub mod suggest;
 pub mod supervise;
+pub mod top;
 pub mod watch;

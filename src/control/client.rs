@@ -252,7 +252,7 @@ pub fn send_request(
     }
 }
 
-/// A subscription to a supervisor's state feed: read its lines with [`Subscription::next`];
+/// A subscription to a supervisor's state feed: read its lines with [`Subscription::next_line`];
 /// dropping it closes the connection, which ends the stream on the supervisor's side.
 #[derive(Debug)]
 pub struct Subscription {
@@ -269,7 +269,7 @@ impl Subscription {
     /// The next line, decoded as `T`; None once the supervisor closed the stream (it ended,
     /// or the subscriber fell behind). Blocks until a line comes: read it on a thread of its
     /// own. A line is read up to [`crate::control::request::MAX_REPLY`] bytes.
-    pub fn next<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, RequestError> {
+    pub fn next_line<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, RequestError> {
         use std::io::BufRead;
         let pid = self.pid;
         let mut line = Vec::new();
@@ -306,14 +306,9 @@ impl Subscription {
             })
     }
 
-    /// Stops reading now (a thread blocked in [`Subscription::next`] gets None).
+    /// Stops reading now (a thread blocked in [`Subscription::next_line`] gets None).
     pub fn shutdown(&self) {
         let _ = self.reader.get_ref().shutdown(std::net::Shutdown::Both);
-    }
-
-    /// A handle to shut the connection down from another thread.
-    pub fn try_clone_stream(&self) -> Option<UnixStream> {
-        self.reader.get_ref().try_clone().ok()
     }
 }
 
