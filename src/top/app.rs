@@ -249,7 +249,7 @@ fn ask(
 fn replied(request: &Request, said: Result<Reply, RequestError>) -> String {
     match said {
         Ok(reply) => match &reply.error {
-            None => format!("{} ({} ms)", reply.message, reply.elapsed_ms),
+            None => reply.message.clone(),
             Some(e) => match &e.hint {
                 Some(hint) => format!("{} failed: {} ({hint})", request.verb(), e.message),
                 None => format!("{} failed: {}", request.verb(), e.message),
