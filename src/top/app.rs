@@ -98,11 +98,32 @@ pub fn run(setup: Setup) -> Result<(), TopError> {
         restore();
         previous(info);
     }));
+    let (tx, rx) = mpsc::channel();
+    // Before any other thread: SIGTERM, SIGHUP and SIGINT are ours from here on.
+    spawn_signals(tx.clone());
+    let logs_done = spawn_logs(
+        tx.clone(),
+        setup.logs.clone(),
+        setup.project.clone(),
+        setup.services.iter().map(|(n, _)| n.clone()).collect(),
+    );
     let result = Terminal::new(CrosstermBackend::new(std::io::stdout()))
         .map_err(TopError::Terminal)
-        .and_then(|terminal| run_in(terminal, setup));
+        .and_then(|terminal| run_in(terminal, setup, tx, rx));
     restore();
+    end_logs(&logs_done);
     result
+}
+
+/// Ends the log reader and the `journalctl --follow` it runs, which would otherwise follow
+/// on after us until its next line. The reader ends on a signal (it ends journalctl then):
+/// one SIGTERM to ourselves, whose handler is ours already, then a bounded wait for it.
+fn end_logs(done: &mpsc::Receiver<()>) {
+    if done.try_recv().is_ok() {
+        return;
+    }
+    let _ = crate::proc::sys::kill(std::process::id() as i32, libc::SIGTERM);
+    let _ = done.recv_timeout(Duration::from_secs(2));
 }
 
 /// Leaves the alternate screen, shows the cursor and ends raw mode.
@@ -120,19 +141,13 @@ fn restore() {
 fn run_in(
     mut terminal: Terminal<CrosstermBackend<std::io::Stdout>>,
     setup: Setup,
+    tx: mpsc::Sender<Msg>,
+    rx: mpsc::Receiver<Msg>,
 ) -> Result<(), TopError> {
-    let (tx, rx) = mpsc::channel();
     let mut board = Dashboard::new(&setup.project, &setup.backend, &setup.services);
     let names: Vec<String> = setup.services.iter().map(|(n, _)| n.clone()).collect();
     spawn_keys(tx.clone());
-    spawn_signals(tx.clone());
     spawn_events(tx.clone(), setup.project.clone(), setup.state_dir.clone());
-    spawn_logs(
-        tx.clone(),
-        setup.logs.clone(),
-        setup.project.clone(),
-        names.clone(),
-    );
     let shared = std::sync::Arc::new(std::sync::Mutex::new(Shared::default()));
     spawn_sampler(
         tx.clone(),
@@ -275,13 +290,15 @@ fn spawn_keys(tx: mpsc::Sender<Msg>) {
 }
 
 /// SIGTERM, SIGHUP (the terminal went away) and SIGINT end the dashboard as `q` does, so the
-/// terminal is restored.
+/// terminal is restored. Returns once their handlers are installed.
 fn spawn_signals(tx: mpsc::Sender<Msg>) {
+    let (installed, is_installed) = mpsc::channel();
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         else {
+            let _ = installed.send(());
             return;
         };
         rt.block_on(async {
@@ -291,8 +308,10 @@ fn spawn_signals(tx: mpsc::Sender<Msg>) {
                 signal(SignalKind::terminate()),
                 signal(SignalKind::hangup()),
             ) else {
+                let _ = installed.send(());
                 return;
             };
+            let _ = installed.send(());
             tokio::select! {
                 _ = int.recv() => {}
                 _ = term.recv() => {}
@@ -301,6 +320,7 @@ fn spawn_signals(tx: mpsc::Sender<Msg>) {
             let _ = tx.send(Msg::Signal);
         });
     });
+    let _ = is_installed.recv_timeout(Duration::from_secs(5));
 }
 
 /// The latest audit events of the project, once (the feed brings the new ones).
@@ -324,7 +344,13 @@ fn spawn_events(tx: mpsc::Sender<Msg>, project: String, state_dir: PathBuf) {
 
 /// The services' output, followed live: one reader for all of them, each line kept under its
 /// service (the pane shows the selected one's).
-fn spawn_logs(tx: mpsc::Sender<Msg>, source: logs::Source, project: String, services: Vec<String>) {
+fn spawn_logs(
+    tx: mpsc::Sender<Msg>,
+    source: logs::Source,
+    project: String,
+    services: Vec<String>,
+) -> mpsc::Receiver<()> {
+    let (done, is_done) = mpsc::channel();
     std::thread::spawn(move || {
         let query = logs::Query {
             project,
@@ -357,7 +383,9 @@ fn spawn_logs(tx: mpsc::Sender<Msg>, source: logs::Source, project: String, serv
                 )));
             }
         }
+        let _ = done.send(());
     });
+    is_done
 }
 
 struct Sampler {
