@@ -272,7 +272,7 @@ fn journalctl_of(project: &str) -> Vec<i32> {
             });
             !zombie
                 && args.first().is_some_and(|a| a.ends_with(b"journalctl"))
-                && args.iter().any(|a| *a == needle.as_bytes())
+                && args.contains(&needle.as_bytes())
         })
         .collect()
 }
