@@ -22,6 +22,10 @@ use crate::registry::ServiceStateRecord;
 /// How many events a subscriber may fall behind before its stream ends.
 pub const CAPACITY: usize = 256;
 
+/// How long one line may wait for a subscriber that does not read: then its stream ends
+/// (and it stops counting as a subscriber).
+pub const WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One service as the supervisor sees it at one moment: the same fields whether it comes in a
 /// snapshot or as a change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,24 +266,22 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Writes a subscription to `write`: the snapshot, then each event as it comes, one JSON line
-/// each, until the subscriber goes away, falls behind, or the supervisor ends.
+/// each, until the subscriber goes away, falls behind, stops reading for [`WRITE_DEADLINE`],
+/// or the supervisor ends.
 pub(crate) async fn stream_to(
     mut write: impl tokio::io::AsyncWrite + Unpin,
     mut read: impl tokio::io::AsyncRead + Unpin,
     snapshot: Snapshot,
     mut events: broadcast::Receiver<Arc<FeedEvent>>,
 ) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncReadExt;
     let line = |event: &FeedEvent| {
         let mut text = serde_json::to_vec(event).unwrap_or_default();
         text.push(b'\n');
         text
     };
-    if write
-        .write_all(&line(&FeedEvent::Snapshot(snapshot)))
-        .await
-        .is_err()
-    {
+    let snapshot = line(&FeedEvent::Snapshot(snapshot));
+    if !send(&mut write, &snapshot).await {
         return;
     }
     // The subscriber sends nothing more: its end closing (a read of 0) is it going away.
@@ -295,15 +297,24 @@ pub(crate) async fn stream_to(
         let text = match event {
             Ok(event) => line(&event),
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                let _ = write.write_all(&line(&FeedEvent::Lagged { missed })).await;
+                send(&mut write, &line(&FeedEvent::Lagged { missed })).await;
                 return;
             }
             Err(broadcast::error::RecvError::Closed) => return,
         };
-        if write.write_all(&text).await.is_err() {
+        if !send(&mut write, &text).await {
             return;
         }
     }
+}
+
+/// Writes one line within [`WRITE_DEADLINE`]; false when it could not.
+async fn send(write: &mut (impl tokio::io::AsyncWrite + Unpin), line: &[u8]) -> bool {
+    use tokio::io::AsyncWriteExt;
+    matches!(
+        tokio::time::timeout(WRITE_DEADLINE, write.write_all(line)).await,
+        Ok(Ok(()))
+    )
 }
 
 #[cfg(test)]
@@ -448,5 +459,28 @@ mod tests {
             .expect("the stream ended when its subscriber went")
             .unwrap();
         assert!(!feed.wanted(), "its receiver is dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_that_does_not_read_is_let_go_after_the_write_deadline() {
+        let feed = Feed::new();
+        // A 16-byte pipe nobody reads: the snapshot line cannot go through.
+        let (write, _unread) = tokio::io::duplex(16);
+        let (read, _open) = tokio::io::duplex(16);
+        let snap = snapshot(SnapshotParts {
+            project: "demo",
+            run_id: "r1",
+            started_at_ms: 1,
+            startup_ms: None,
+            run_state: "running",
+            backend: "cgroupfs",
+            services: vec![],
+            records: &[],
+            pids_of: &|_, _| vec![],
+        });
+        let began = tokio::time::Instant::now();
+        stream_to(write, read, snap, feed.subscribe()).await;
+        assert!(began.elapsed() >= WRITE_DEADLINE);
+        assert!(!feed.wanted(), "it no longer counts as a subscriber");
     }
 }
