@@ -242,3 +242,41 @@ fn the_screen_says_what_the_fixture_holds() {
     );
     assert!(narrow.lines().all(|l| l.chars().count() <= 80));
 }
+
+#[test]
+fn states_are_coloured_only_when_colour_is_wanted() {
+    let d = fixture();
+    let colour_of = |colour: bool| {
+        let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        let look = Look {
+            colour,
+            now_ms: NOW_MS,
+            utc_offset_s: 0,
+        };
+        terminal.draw(|f| draw(f, &d, &look)).unwrap();
+        let buffer = terminal.backend().buffer().clone();
+        // The first cell of `failed` in worker's row.
+        let y = (0..40)
+            .find(|y| {
+                let row: String = (0..120).map(|x| buffer[(x, *y)].symbol()).collect();
+                row.contains("│worker ")
+            })
+            .unwrap();
+        let x = (0..120)
+            .find(|x| buffer[(*x, y)].symbol() == "f" && buffer[(*x + 1, y)].symbol() == "a")
+            .unwrap();
+        (buffer[(x, y)].fg, buffer[(x, y)].modifier)
+    };
+    let (fg, _) = colour_of(true);
+    assert_eq!(fg, ratatui::style::Color::Red);
+    let (fg, modifier) = colour_of(false);
+    assert_eq!(
+        fg,
+        ratatui::style::Color::Reset,
+        "NO_COLOR: no colour at all"
+    );
+    assert!(
+        modifier.contains(ratatui::style::Modifier::BOLD),
+        "a failure still stands out"
+    );
+}
