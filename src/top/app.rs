@@ -31,6 +31,8 @@ const RESCAN_EVERY: Duration = Duration::from_secs(5);
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
 /// How many lines of each service's output the log pane starts with.
 const LOG_BACKLOG: usize = 200;
+/// After how many samples the start-up's pages are let go.
+const TRIM_AFTER_SAMPLES: u32 = 3;
 /// How many audit events the events pane starts with.
 const EVENTS_BACKLOG: usize = 50;
 
@@ -165,6 +167,7 @@ fn run_in(
         now_ms: crate::supervise::feed::now_ms(),
         utc_offset_s: crate::proc::sys::utc_offset_at(crate::supervise::feed::now_ms() / 1000),
     };
+    let mut samples_seen = 0u32;
     loop {
         terminal
             .draw(|frame| draw(frame, &board, &look(setup.colour)))
@@ -207,7 +210,16 @@ fn run_in(
                     samples,
                     listening,
                     at_us,
-                } => board.apply_samples(&samples, &listening, at_us),
+                } => {
+                    board.apply_samples(&samples, &listening, at_us);
+                    samples_seen += 1;
+                    // Starting is over (configuration, command line, bus connection, the
+                    // first screens): those pages need not stay resident, as the
+                    // supervisor's do not once its stack is up.
+                    if samples_seen == TRIM_AFTER_SAMPLES {
+                        crate::proc::sys::trim_resident();
+                    }
+                }
                 Msg::Event(line) => board.push_event(line),
                 Msg::Log { service, line } => board.push_log(&service, line),
                 Msg::Replied(message) => {
