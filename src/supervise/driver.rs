@@ -33,7 +33,7 @@ use crate::stop::{ShutdownReport, StopOptions};
 
 use super::container::{self, Container, Docker};
 // The state feed (`ccscope top`): hooks marked "feed:" below.
-use super::feed::{self, Feed, FeedEvent};
+use super::feed::{self, Feed};
 use super::machine::{
     AdoptedBack, Effect, Finish, Input, LaunchedInstance, Machine, ProbeKind, SignalInput, Verb,
 };
@@ -515,7 +515,15 @@ impl Driver<'_> {
                 reply,
             } => self.request(request, actor, reply),
             Report::Subscribe { reply } => {
-                let _ = reply.send(self.subscribe());
+                let backend = self.containment.kind().as_str();
+                let subscribed = self.feed.subscribe_with(
+                    self.registry,
+                    &self.config,
+                    &self.run_id,
+                    backend,
+                    &|s| self.cgroup_of(s),
+                );
+                let _ = reply.send(subscribed);
                 None
             }
             Report::StopperGone => {
@@ -627,33 +635,18 @@ impl Driver<'_> {
                     tracing::warn!("could not record the state of `{}`: {e}", record.service);
                 }
                 // feed:
-                self.feed.publish(|| {
-                    let pids = self.pids_of(&record.service, record.main_pid);
-                    FeedEvent::Service(feed::service_event(
-                        &record,
-                        pids,
-                        self.ports_of(&record.service),
-                    ))
-                });
+                self.feed
+                    .service_changed(&record, &self.config, &|s| self.cgroup_of(s));
             }
             Effect::RunState(state) => {
                 let _ = self.registry.set_run_state(&self.run_id, state);
                 // feed:
-                self.feed.publish(|| FeedEvent::Run {
-                    project: self.config.project.name.clone(),
-                    run_id: self.run_id.clone(),
-                    state: state.as_str().to_string(),
-                });
+                self.feed
+                    .run_changed(&self.config.project.name, &self.run_id, state.as_str());
             }
             Effect::Audit(note) => {
                 // feed:
-                self.feed.publish(|| FeedEvent::Audit {
-                    project: self.config.project.name.clone(),
-                    service: note.service.clone(),
-                    event: note.event.to_string(),
-                    message: note.message.clone(),
-                    at_ms: feed::now_ms(),
-                });
+                self.feed.audited(&self.config.project.name, &note);
                 let project = &self.config.project.name;
                 let service = note.service.as_deref();
                 let alert = alert_for(
@@ -708,7 +701,8 @@ impl Driver<'_> {
             // resident.
             Effect::StackUp => {
                 // feed:
-                self.stack_up();
+                self.feed
+                    .stack_up(self.registry, &self.config.project.name, &self.run_id);
                 crate::proc::sys::trim_resident();
                 // What the last steps of the start touched again goes too, once they are done.
                 tokio::task::spawn_local(async {
@@ -722,61 +716,12 @@ impl Driver<'_> {
         }
     }
 
-    /// feed: a new subscriber's snapshot (from the registry) and receiver, made in one turn
-    /// of the loop so that no change falls between them.
-    fn subscribe(&self) -> (feed::Snapshot, feed::Receiver) {
-        let project = &self.config.project.name;
-        let records = self.registry.service_states(project).unwrap_or_default();
-        let run = self.registry.run(&self.run_id).ok().flatten();
-        let snapshot = feed::snapshot(feed::SnapshotParts {
-            project,
-            run_id: &self.run_id,
-            started_at_ms: run.as_ref().map_or(0, |r| r.started_at_ms),
-            startup_ms: self.feed.startup_ms(),
-            run_state: run.as_ref().map_or("running", |r| r.state.as_str()),
-            backend: self.containment.kind().as_str(),
-            services: self
-                .config
-                .services
-                .iter()
-                .map(|(name, s)| (name.as_str(), s.ports.clone()))
-                .collect(),
-            records: &records,
-            pids_of: &|name, main| self.pids_of(name, main),
-        });
-        (snapshot, self.feed.subscribe())
-    }
-
-    /// feed: the processes of a service's current instance.
-    fn pids_of(&self, service: &str, main_pid: Option<i32>) -> Vec<i32> {
-        let cgroup = self
-            .instances
+    /// feed: the cgroup of a service's current instance.
+    fn cgroup_of(&self, service: &str) -> Option<&std::path::Path> {
+        self.instances
             .get(service)
             .and_then(|i| i.scope.as_ref())
-            .and_then(|s| s.cgroup.as_deref());
-        feed::scope_pids(cgroup, main_pid)
-    }
-
-    /// feed: a service's declared ports.
-    fn ports_of(&self, service: &str) -> Vec<u16> {
-        self.config
-            .services
-            .get(service)
-            .map(|s| s.ports.clone())
-            .unwrap_or_default()
-    }
-
-    /// feed: how long the stack took to come up (once per run, with or without subscribers).
-    fn stack_up(&self) {
-        if self.feed.startup_ms().is_some() {
-            return;
-        }
-        let Some(run) = self.registry.run(&self.run_id).ok().flatten() else {
-            return;
-        };
-        let took = (feed::now_ms() - run.started_at_ms).max(0) as u64;
-        self.feed
-            .stack_up(&self.config.project.name, &self.run_id, took);
+            .and_then(|s| s.cgroup.as_deref())
     }
 
     fn launch(&mut self, name: &str, generation: u64) {

@@ -17,7 +17,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::registry::ServiceStateRecord;
+use super::machine::AuditNote;
+use crate::config::Config;
+use crate::registry::{Registry, ServiceStateRecord};
+
+/// The cgroup of a service's current instance, as the driver knows it.
+pub(crate) type CgroupOf<'a> = &'a dyn Fn(&str) -> Option<&'a Path>;
 
 /// How many events a subscriber may fall behind before its stream ends.
 pub const CAPACITY: usize = 256;
@@ -134,8 +139,54 @@ impl Feed {
         }
     }
 
-    /// The stack came up `startup_ms` after the run started: kept for snapshots, and told.
-    pub(crate) fn stack_up(&self, project: &str, run_id: &str, startup_ms: u64) {
+    /// `Effect::Record`: a service's state was written to the registry.
+    pub(crate) fn service_changed(
+        &self,
+        record: &ServiceStateRecord,
+        config: &Config,
+        cgroup_of: CgroupOf<'_>,
+    ) {
+        self.publish(|| {
+            let pids = scope_pids(cgroup_of(&record.service), record.main_pid);
+            FeedEvent::Service(service_event(
+                record,
+                pids,
+                ports_of(config, &record.service),
+            ))
+        });
+    }
+
+    /// `Effect::RunState`: the run's state was written.
+    pub(crate) fn run_changed(&self, project: &str, run_id: &str, state: &str) {
+        self.publish(|| FeedEvent::Run {
+            project: project.to_string(),
+            run_id: run_id.to_string(),
+            state: state.to_string(),
+        });
+    }
+
+    /// `Effect::Audit`: an audit event is being written.
+    pub(crate) fn audited(&self, project: &str, note: &AuditNote) {
+        self.publish(|| FeedEvent::Audit {
+            project: project.to_string(),
+            service: note.service.clone(),
+            event: note.event.to_string(),
+            message: note.message.clone(),
+            at_ms: now_ms(),
+        });
+    }
+
+    /// `Effect::StackUp`: how long the stack took to come up since the run started (its
+    /// record's start), kept for snapshots (once per run, with or without subscribers) and
+    /// told.
+    pub(crate) fn stack_up(&self, registry: &Registry, project: &str, run_id: &str) {
+        if self.startup_ms.get().is_some() {
+            return;
+        }
+        let Some(run) = registry.run(run_id).ok().flatten() else {
+            return;
+        };
+        let startup_ms = (now_ms() - run.started_at_ms).max(0) as u64;
         self.startup_ms.set(Some(startup_ms));
         self.publish(|| FeedEvent::StackUp {
             project: project.to_string(),
@@ -144,8 +195,35 @@ impl Feed {
         });
     }
 
-    pub(crate) fn startup_ms(&self) -> Option<u64> {
-        self.startup_ms.get()
+    /// A new subscriber's snapshot (from the registry) and receiver, made in one turn of the
+    /// driver's loop so that no change falls between them.
+    pub(crate) fn subscribe_with(
+        &self,
+        registry: &Registry,
+        config: &Config,
+        run_id: &str,
+        backend: &str,
+        cgroup_of: CgroupOf<'_>,
+    ) -> (Snapshot, Receiver) {
+        let project = &config.project.name;
+        let records = registry.service_states(project).unwrap_or_default();
+        let run = registry.run(run_id).ok().flatten();
+        let snapshot = snapshot(SnapshotParts {
+            project,
+            run_id,
+            started_at_ms: run.as_ref().map_or(0, |r| r.started_at_ms),
+            startup_ms: self.startup_ms.get(),
+            run_state: run.as_ref().map_or("running", |r| r.state.as_str()),
+            backend,
+            services: config
+                .services
+                .iter()
+                .map(|(name, s)| (name.as_str(), s.ports.clone()))
+                .collect(),
+            records: &records,
+            pids_of: &|name, main| scope_pids(cgroup_of(name), main),
+        });
+        (snapshot, self.subscribe())
     }
 
     /// Whether anyone listens: only then is an event worth building.
@@ -188,6 +266,15 @@ pub(crate) fn service_event(
         since_ms: record.since_ms,
         trigger: record.trigger.clone(),
     }
+}
+
+/// A service's declared ports.
+fn ports_of(config: &Config, service: &str) -> Vec<u16> {
+    config
+        .services
+        .get(service)
+        .map(|s| s.ports.clone())
+        .unwrap_or_default()
 }
 
 /// The processes of a scope: its cgroup's `cgroup.procs` where it has a cgroup, else its
