@@ -31,6 +31,8 @@ const RESCAN_EVERY: Duration = Duration::from_secs(5);
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(5);
 /// How many lines of each service's output the log pane starts with.
 const LOG_BACKLOG: usize = 200;
+/// The most messages applied between two draws.
+const MAX_BATCH: usize = 4096;
 /// After how many samples the start-up's pages are let go.
 const TRIM_AFTER_SAMPLES: u32 = 3;
 /// How many audit events the events pane starts with.
@@ -175,8 +177,9 @@ fn run_in(
         let Ok(first) = rx.recv() else {
             return Ok(());
         };
-        // Everything waiting is applied before the next draw.
-        for msg in std::iter::once(first).chain(rx.try_iter()) {
+        // What is waiting is applied before the next draw (a bounded batch: a flood of log
+        // lines does not hold the screen back).
+        for msg in std::iter::once(first).chain(rx.try_iter().take(MAX_BATCH)) {
             match msg {
                 Msg::Key(key) => {
                     board.message = None;

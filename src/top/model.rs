@@ -527,7 +527,13 @@ impl Dashboard {
             Some(Command::Ask(request))
         };
         match key.code {
-            KeyCode::Char('q') | KeyCode::Esc => Some(Command::Quit),
+            KeyCode::Char('q') => Some(Command::Quit),
+            // Esc clears a kept filter first.
+            KeyCode::Esc if !self.filter.is_empty() => {
+                self.filter.clear();
+                None
+            }
+            KeyCode::Esc => Some(Command::Quit),
             KeyCode::Char('?') | KeyCode::Char('h') => {
                 self.mode = Mode::Help;
                 None
@@ -798,7 +804,17 @@ mod tests {
             Some("web"),
             "the selection follows the filter"
         );
-        d.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        d.handle_key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert_eq!(
+            (d.mode.clone(), d.visible().len()),
+            (Mode::Normal, 1),
+            "kept"
+        );
+        assert_eq!(
+            d.handle_key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)),
+            None,
+            "Esc clears a kept filter before it quits"
+        );
         assert_eq!(d.visible().len(), 2);
         let mut samples = BTreeMap::new();
         samples.insert(
