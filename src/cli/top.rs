@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::contain_args::ContainArgs;
 use super::{Context, print_json};
 use crate::cli::errors::CliError;
 use crate::cli::exit_codes;
@@ -21,8 +20,10 @@ pub struct TopArgs {
     #[arg(long)]
     pub once: bool,
 
-    #[command(flatten)]
-    pub contain: ContainArgs,
+    /// Watch the system manager's scopes on the system bus (as root) instead of the user
+    /// manager's
+    #[arg(long)]
+    pub system: bool,
 }
 
 pub fn run(ctx: &Context, args: &TopArgs) -> Result<i32, CliError> {
@@ -84,12 +85,12 @@ fn setup(ctx: &Context, config: &Config, args: &TopArgs) -> Result<Setup, CliErr
             .iter()
             .map(|(name, s)| (name.clone(), s.ports.clone()))
             .collect(),
-        backend: args
-            .contain
-            .backend
-            .map_or("auto", |b| b.as_str())
-            .to_string(),
-        bus: args.contain.bus(),
+        // Until the supervisor or the scopes name it.
+        backend: "-".to_string(),
+        bus: match args.system {
+            true => crate::contain::BusKind::System,
+            false => crate::contain::BusKind::Session,
+        },
         colour: super::use_colour(&std::io::stdout()) && term != "dumb",
         logs: crate::audit::logs::Source::detect(&state_dir),
         find_supervisor,

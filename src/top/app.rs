@@ -73,6 +73,8 @@ enum Msg {
         samples: BTreeMap<String, Sample>,
         listening: Vec<u16>,
         at_us: u64,
+        /// The backend of the scopes found, if any.
+        backend: Option<&'static str>,
     },
     Event(EventLine),
     Log {
@@ -213,7 +215,11 @@ fn run_in(
                     samples,
                     listening,
                     at_us,
+                    backend,
                 } => {
+                    if let (Some(kind), false) = (backend, board.live) {
+                        board.header.backend = kind.to_string();
+                    }
                     board.apply_samples(&samples, &listening, at_us);
                     samples_seen += 1;
                     // Starting is over (configuration, command line, bus connection, the
@@ -459,11 +465,13 @@ fn spawn_sampler(tx: mpsc::Sender<Msg>, mut s: Sampler) {
                 .map(|l| l.port)
                 .collect();
             let at_us = began.elapsed().as_micros() as u64;
+            let backend = scopes.first().map(|(h, _)| h.backend.as_str());
             if tx
                 .send(Msg::Samples {
                     samples,
                     listening,
                     at_us,
+                    backend,
                 })
                 .is_err()
             {
@@ -535,6 +543,9 @@ pub fn once(mut setup: Setup) -> Dashboard {
         let backends = crate::contain::all_available(setup.bus).await;
         crate::contain::scopes_with_processes_in(&backends, &setup.project).await
     });
+    if let (Some((h, _)), false) = (scopes.first(), board.live) {
+        board.header.backend = h.backend.as_str().to_string();
+    }
     let began = Instant::now();
     for round in 0..2 {
         if round == 1 {
