@@ -455,10 +455,7 @@ fn spawn_sampler(tx: mpsc::Sender<Msg>, mut s: Sampler) {
                     .filter(|(h, _)| &h.service == name)
                     .filter_map(|(h, _)| h.cgroup.clone())
                     .collect();
-                samples.insert(
-                    name.clone(),
-                    sample(&cgroups, &[], std::path::Path::new("/proc")),
-                );
+                samples.insert(name.clone(), timed_sample(&cgroups, began));
             }
             let listening = crate::discover::sockets::tcp_listeners(std::path::Path::new("/proc"))
                 .into_iter()
@@ -484,6 +481,15 @@ fn spawn_sampler(tx: mpsc::Sender<Msg>, mut s: Sampler) {
             std::thread::sleep(next);
         }
     });
+}
+
+/// A sample of these cgroups, with when its CPU counter (read first) was read.
+fn timed_sample(cgroups: &[PathBuf], began: Instant) -> Sample {
+    let at = began.elapsed().as_micros() as u64;
+    Sample {
+        read_at_us: Some(at),
+        ..sample(cgroups, &[], std::path::Path::new("/proc"))
+    }
 }
 
 /// Subscribes to the supervisor `found` and reads its feed on a thread of its own.
@@ -558,10 +564,7 @@ pub fn once(mut setup: Setup) -> Dashboard {
                 .filter(|(h, _)| &h.service == name)
                 .filter_map(|(h, _)| h.cgroup.clone())
                 .collect();
-            samples.insert(
-                name.clone(),
-                sample(&cgroups, &[], std::path::Path::new("/proc")),
-            );
+            samples.insert(name.clone(), timed_sample(&cgroups, began));
         }
         let listening: Vec<u16> =
             crate::discover::sockets::tcp_listeners(std::path::Path::new("/proc"))

@@ -41,6 +41,8 @@ pub struct Row {
     #[serde(skip)]
     cpu_usec: Option<u64>,
     #[serde(skip)]
+    cpu_read_at_us: Option<u64>,
+    #[serde(skip)]
     pub cpu_history: VecDeque<u64>,
     #[serde(skip)]
     pub memory_history: VecDeque<u64>,
@@ -309,8 +311,15 @@ impl Dashboard {
         for row in &mut self.rows {
             let empty = Sample::default();
             let s = samples.get(&row.service).unwrap_or(&empty);
-            row.cpu_percent = elapsed.and_then(|e| cpu_percent(row.cpu_usec, s.cpu_usec, e));
+            // Between the two reads of the counter where both were timed, else between the
+            // two samples.
+            let between = match (row.cpu_read_at_us, s.read_at_us) {
+                (Some(before), Some(now)) => Some(now.saturating_sub(before)),
+                _ => elapsed,
+            };
+            row.cpu_percent = between.and_then(|e| cpu_percent(row.cpu_usec, s.cpu_usec, e));
             row.cpu_usec = s.cpu_usec;
+            row.cpu_read_at_us = s.read_at_us;
             row.memory_bytes = s.memory_bytes;
             row.memory_source = s.memory_source;
             row.pressure = s.pressure;
@@ -847,6 +856,27 @@ mod tests {
         d.descending = true;
         let shown: Vec<&str> = d.visible().iter().map(|r| r.service.as_str()).collect();
         assert_eq!(shown, ["web", "db"]);
+    }
+
+    #[test]
+    fn cpu_is_the_counters_change_between_its_two_reads() {
+        let mut d = board();
+        let at = |cpu, read| {
+            let mut samples = BTreeMap::new();
+            samples.insert(
+                "db".to_string(),
+                Sample {
+                    cpu_usec: Some(cpu),
+                    read_at_us: Some(read),
+                    ..Sample::default()
+                },
+            );
+            samples
+        };
+        // The samples are 1 s apart, but the first read of db's counter came 200 ms late.
+        d.apply_samples(&at(0, 200_000), &[], 0);
+        d.apply_samples(&at(800_000, 1_000_000), &[], 1_000_000);
+        assert_eq!(d.rows[0].cpu_percent, Some(100.0));
     }
 
     #[test]

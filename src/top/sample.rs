@@ -57,6 +57,10 @@ pub struct Sample {
     pub pids: Vec<i32>,
     /// Seconds since its oldest process started.
     pub uptime_s: Option<u64>,
+    /// When the CPU counter was read, in microseconds on the sampler's monotonic clock: the
+    /// CPU share is the counter's change over the time between two reads of it, not between
+    /// two whole samples (which a loaded machine stretches unevenly).
+    pub read_at_us: Option<u64>,
 }
 
 /// Reads the counters of these cgroup directories (a service's instances) under the proc
@@ -96,6 +100,7 @@ pub fn sample(cgroups: &[PathBuf], extra_pids: &[i32], proc_root: &Path) -> Samp
         pressure,
         pids,
         uptime_s: oldest.and_then(crate::proc::process_age),
+        read_at_us: None,
     }
 }
 

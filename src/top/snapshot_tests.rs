@@ -99,6 +99,7 @@ fn fixture() -> Dashboard {
                 },
                 pids: vec![4000, 4001, 4002],
                 uptime_s: Some(754),
+                read_at_us: Some(at),
             },
         );
         samples.insert(
@@ -110,6 +111,7 @@ fn fixture() -> Dashboard {
                 pressure: Pressure::default(),
                 pids: vec![4100],
                 uptime_s: Some(700),
+                read_at_us: None,
             },
         );
         d.apply_samples(&samples, &[5432], at);
