@@ -522,10 +522,8 @@ impl Dashboard {
         let verb = |this: &mut Dashboard, request: Request| -> Option<Command> {
             if !this.live {
                 this.message = Some(format!(
-                    "`{}` needs a live supervisor: none runs project `{}` \
-                     (`ccscope run --detach` starts one)",
-                    request.verb(),
-                    this.header.project
+                    "`{}` needs a live supervisor: `ccscope run --detach` starts one",
+                    request.verb()
                 ));
                 return None;
             }
