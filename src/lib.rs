@@ -19,5 +19,6 @@ pub mod status;
 pub mod stop;
 pub mod suggest;
 pub mod supervise;
+pub mod top;
 pub mod unit;
 pub mod watch;

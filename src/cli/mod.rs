@@ -19,6 +19,7 @@ mod registry_cmd;
 mod run;
 mod status;
 mod stop;
+mod top;
 mod unit;
 mod verbs;
 
@@ -144,6 +145,9 @@ pub enum Command {
     Logs(logs::LogsArgs),
     /// Each service as its scope shows it: state, processes, uptime, ports, CPU and memory
     Status(status::StatusArgs),
+    /// The live dashboard of the stack: states, CPU, memory, pressure, events, logs, and keys
+    /// that restart, stop, start, pause and reload (`?` lists them); `--once` prints one look
+    Top(top::TopArgs),
     /// Who started, stopped, restarted or killed what, when and why: the audit trail
     ///
     /// Reads the project's entries from journald (and the fallback file in the state directory,
@@ -236,6 +240,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Pause(args) => verbs::pause(&ctx, &args, true),
         Command::Resume(args) => verbs::pause(&ctx, &args, false),
         Command::Status(args) => status::run(&ctx, &args),
+        Command::Top(args) => top::run(&ctx, &args),
         Command::Audit(args) => audit::run(&ctx, &args),
         Command::Logs(args) => logs::run(&ctx, &args),
         Command::Completions(args) => completions::run(&args),

@@ -252,6 +252,115 @@ pub fn send_request(
     }
 }
 
+/// A subscription to a supervisor's state feed: read its lines with [`Subscription::next_line`];
+/// dropping it closes the connection, which ends the stream on the supervisor's side.
+#[derive(Debug)]
+pub struct Subscription {
+    pid: i32,
+    reader: std::io::BufReader<UnixStream>,
+}
+
+impl Subscription {
+    /// The supervisor's pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The next line, decoded as `T`; None once the supervisor closed the stream (it ended,
+    /// or the subscriber fell behind). Blocks until a line comes: read it on a thread of its
+    /// own. A line is read up to [`crate::control::request::MAX_REPLY`] bytes.
+    pub fn next_line<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, RequestError> {
+        use std::io::BufRead;
+        let pid = self.pid;
+        let mut line = Vec::new();
+        let limit = crate::control::request::MAX_REPLY as u64;
+        let read = (&mut self.reader).take(limit).read_until(b'\n', &mut line);
+        match read {
+            Ok(0) => return Ok(None),
+            Ok(_) if line.last() != Some(&b'\n') => {
+                return Err(if line.len() as u64 >= limit {
+                    RequestError::Garbled {
+                        pid,
+                        text: format!("more than {limit} bytes without a line end"),
+                    }
+                } else {
+                    RequestError::Closed { pid }
+                });
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(match ended(&e) {
+                    Exchange::Closed => RequestError::Closed { pid },
+                    _ => RequestError::Silent {
+                        pid,
+                        waited: Duration::ZERO,
+                    },
+                });
+            }
+        }
+        serde_json::from_slice(&line)
+            .map(Some)
+            .map_err(|_| RequestError::Garbled {
+                pid,
+                text: String::from_utf8_lossy(&line[..line.len().min(200)]).into_owned(),
+            })
+    }
+
+    /// Stops reading now (a thread blocked in [`Subscription::next_line`] gets None).
+    pub fn shutdown(&self) {
+        let _ = self.reader.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// Subscribes to the state feed of the verified supervisor `supervisor` over its control
+/// socket in `state_dir`. The first line (the snapshot) must come within `wait`; the lines
+/// after it come when state changes, with no deadline.
+pub fn subscribe(
+    state_dir: &Path,
+    project: &str,
+    supervisor: ProcessIdentity,
+    wait: Duration,
+) -> Result<Subscription, RequestError> {
+    let pid = supervisor.pid;
+    let no_socket = || RequestError::NoSocket {
+        pid,
+        dir: state_dir.join("run"),
+    };
+    let dir = match RunDir::existing(state_dir) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Err(no_socket()),
+        Err(e) => return Err(RequestError::NotBelieved(e.to_string())),
+    };
+    let (mut stream, _) = match connect_verified(&dir, project, Some(pid)) {
+        Ok(connected) => connected,
+        Err(Asked::NotBelieved(why)) => return Err(RequestError::NotBelieved(why)),
+        Err(_) => return Err(no_socket()),
+    };
+    let silent = || RequestError::Silent { pid, waited: wait };
+    let mut line = serde_json::to_vec(&crate::control::Subscribe::Subscribe).unwrap_or_default();
+    line.push(b'\n');
+    stream.set_write_timeout(Some(wait)).map_err(|_| silent())?;
+    if let Err(e) = stream.write_all(&line) {
+        return Err(match ended(&e) {
+            Exchange::Closed => RequestError::Closed { pid },
+            _ => silent(),
+        });
+    }
+    // The snapshot is made at once; the changes after it come whenever they come.
+    stream.set_read_timeout(Some(wait)).map_err(|_| silent())?;
+    let mut reader = std::io::BufReader::new(stream);
+    match std::io::BufRead::fill_buf(&mut reader) {
+        Ok(first) if !first.is_empty() => {}
+        Ok(_) => return Err(RequestError::Closed { pid }),
+        Err(_) => return Err(silent()),
+    }
+    reader
+        .get_ref()
+        .set_read_timeout(None)
+        .map_err(|_| silent())?;
+    Ok(Subscription { pid, reader })
+}
+
 /// Why a server whose credentials are `peer` is not believed, if it is not.
 fn refusal(peer: PeerCred, expected: Option<i32>, me: u32) -> Option<String> {
     if peer.uid != me {

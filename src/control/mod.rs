@@ -14,6 +14,8 @@
 //! A verb (`restart`, `stop SVC`, `start`, `reload`, `pause`, `resume`) is one JSON line
 //! ([`Request`]) on a connection of its own, answered with one JSON line ([`Reply`]) once it is
 //! done; the supervisor carries a request through even when its client hangs up.
+//! `{"verb":"subscribe"}` ([`Subscribe`]) is answered with a stream instead: a snapshot line,
+//! then a line per state change, until the client closes its end ([`subscribe`]).
 //! Without the socket (an older supervisor, another state directory's), `SIGUSR1` to its
 //! verified pid asks the same, unacknowledged. A supervisor that was stopped (SIGSTOP) is
 //! resumed first; one that still does not answer by the deadline is killed.
@@ -27,9 +29,10 @@ use std::path::Path;
 use std::time::Duration;
 
 pub use client::{
-    Asking, RequestError, StandDown, StandDownReport, send_request, stand_down, stand_down_unnamed,
+    Asking, RequestError, StandDown, StandDownReport, Subscription, send_request, stand_down,
+    stand_down_unnamed, subscribe,
 };
-pub use request::{Reply, ReplyError, Request, ServiceChange};
+pub use request::{Reply, ReplyError, Request, ServiceChange, Subscribe};
 
 pub use find::{
     ProjectStandDown, STAND_DOWN_DEADLINE, find_by_scopes, find_supervisor, is_ccscope,

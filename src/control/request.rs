@@ -77,6 +77,17 @@ impl Request {
     }
 }
 
+/// Asks for the supervisor's state feed: the line `{"verb":"subscribe"}`, answered by a
+/// snapshot line and then one line per state change, until the client closes its end (see
+/// `supervise::feed` for the lines). Kept apart from [`Request`]: it is no verb the machine
+/// carries out, and its answer is a stream, not one [`Reply`]. A supervisor that predates it
+/// answers with a refused [`Reply`] (`invalid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verb", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Subscribe {
+    Subscribe,
+}
+
 /// What happened to one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceChange {
@@ -163,6 +174,14 @@ mod tests {
         assert_eq!(reload, Request::Reload { dry_run: false });
         assert!(serde_json::from_str::<Request>(r#"{"verb":"explode"}"#).is_err());
         assert!(serde_json::from_str::<Request>(r#"{"verb":"stop","services":[],"x":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_subscription_is_its_own_line_and_no_verb() {
+        let text = serde_json::to_string(&Subscribe::Subscribe).unwrap();
+        assert_eq!(text, r#"{"verb":"subscribe"}"#);
+        assert!(serde_json::from_str::<Request>(&text).is_err());
+        assert!(serde_json::from_str::<Subscribe>(r#"{"verb":"restart","services":[]}"#).is_err());
     }
 
     #[test]

@@ -32,6 +32,8 @@ use crate::registry::{NewProcess, ProcessFilter, Registry};
 use crate::stop::{ShutdownReport, StopOptions};
 
 use super::container::{self, Container, Docker};
+// The state feed (`ccscope top`): hooks marked "feed:" below.
+use super::feed::{self, Feed};
 use super::machine::{
     AdoptedBack, Effect, Finish, Input, LaunchedInstance, Machine, ProbeKind, SignalInput, Verb,
 };
@@ -89,6 +91,10 @@ enum Report {
         ack: oneshot::Sender<()>,
     },
     StopperGone,
+    /// feed: a client subscribes to the state feed; given its snapshot and receiver at once.
+    Subscribe {
+        reply: oneshot::Sender<(feed::Snapshot, feed::Receiver)>,
+    },
     /// A client's verb, answered on `reply` once done.
     Request {
         request: Request,
@@ -213,6 +219,8 @@ pub struct Driver<'a> {
     alerter: Alerter,
     /// D-Bus (src/dbus): the project's object on the bus, told of each state change.
     bus: crate::dbus::Bus,
+    /// feed: state changes to subscribers (nothing is built while there are none).
+    feed: Feed,
 }
 
 /// Everything the driver needs to run, made by [`super::run`].
@@ -289,6 +297,7 @@ pub async fn drive<'a>(
         force_switch,
         force,
         progress,
+        feed: Feed::new(),
     };
     if driver.containment.kind() == BackendKind::Pgroup {
         let tx = driver.tx.clone();
@@ -506,6 +515,18 @@ impl Driver<'_> {
                 actor,
                 reply,
             } => self.request(request, actor, reply),
+            Report::Subscribe { reply } => {
+                let backend = self.containment.kind().as_str();
+                let subscribed = self.feed.subscribe_with(
+                    self.registry,
+                    &self.config,
+                    &self.run_id,
+                    backend,
+                    &|s| self.cgroup_of(s),
+                );
+                let _ = reply.send(subscribed);
+                None
+            }
             Report::StopperGone => {
                 let mut left = 0;
                 for scope in self.instances.values().filter_map(|i| i.scope.as_ref()) {
@@ -616,12 +637,20 @@ impl Driver<'_> {
                 }
                 // D-Bus (src/dbus): ServiceStateChanged and PropertiesChanged.
                 self.bus.record(&record, self.cgroup_of(&record.service));
+                // feed:
+                self.feed
+                    .service_changed(&record, &self.config, &|s| self.cgroup_of(s));
             }
             Effect::RunState(state) => {
                 let _ = self.registry.set_run_state(&self.run_id, state);
                 self.bus.run_state(state); // D-Bus (src/dbus)
+                // feed:
+                self.feed
+                    .run_changed(&self.config.project.name, &self.run_id, state.as_str());
             }
             Effect::Audit(note) => {
+                // feed:
+                self.feed.audited(&self.config.project.name, &note);
                 let project = &self.config.project.name;
                 let service = note.service.as_deref();
                 let alert = alert_for(
@@ -676,6 +705,9 @@ impl Driver<'_> {
             // resident.
             Effect::StackUp => {
                 self.bus.stack_ready(); // D-Bus (src/dbus)
+                // feed:
+                self.feed
+                    .stack_up(self.registry, &self.config.project.name, &self.run_id);
                 crate::proc::sys::trim_resident();
                 // What the last steps of the start touched again goes too, once they are done.
                 tokio::task::spawn_local(async {
@@ -1223,8 +1255,8 @@ impl Driver<'_> {
         });
     }
 
-    /// D-Bus (src/dbus): the cgroup of a service's current instance, whose processes the bus
-    /// interface lists.
+    /// The cgroup of a service's current instance, whose processes the bus interface and the
+    /// feed list.
     fn cgroup_of(&self, service: &str) -> Option<&std::path::Path> {
         self.instances
             .get(service)?
@@ -1277,6 +1309,17 @@ fn serve_control(stream: tokio::net::UnixStream, tx: mpsc::UnboundedSender<Repor
         let Ok(Some(line)) = lines.next_line().await else {
             return;
         };
+        // feed: a subscription is answered with a stream, not one reply.
+        if serde_json::from_str::<crate::control::Subscribe>(&line).is_ok() {
+            let (given, taken) = oneshot::channel();
+            if tx.send(Report::Subscribe { reply: given }).is_err() {
+                return;
+            }
+            if let Ok((snapshot, events)) = taken.await {
+                feed::stream_to(write, lines.into_inner(), snapshot, events).await;
+            }
+            return;
+        }
         if line.trim_start().starts_with('{') {
             let reply = match serde_json::from_str::<Request>(&line) {
                 Ok(request) => {

@@ -12,6 +12,7 @@ mod backoff;
 pub mod container;
 pub mod detach;
 pub mod driver;
+pub mod feed;
 pub mod lock;
 pub mod machine;
 pub mod notify;
