@@ -12,6 +12,7 @@ mod doctor;
 pub mod errors;
 mod exec;
 pub mod exit_codes;
+mod import;
 mod init;
 mod logs;
 mod ps;
@@ -91,6 +92,11 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Write a commented example ccscope.toml
     Init(init::InitArgs),
+    /// Write a ccscope.toml from docker compose files, process-compose files or Procfiles
+    ///
+    /// Every setting that has no equivalent is a warning with its file:line:column (never
+    /// dropped in silence). The written file is validated as `check` does.
+    Import(import::ImportArgs),
     /// Start the stack in dependency order, wait until it is ready, and keep it running
     Run(run::RunArgs),
     /// List the processes in the registry
@@ -200,6 +206,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
     match cli.command {
         Command::Check(args) => check::run(&ctx, &args),
         Command::Init(args) => init::run(&ctx, &args),
+        Command::Import(args) => import::run(&ctx, &args),
         Command::Ps(args) | Command::Debug(DebugCommand::ListProcesses(args)) => {
             ps::run(&ctx, &args)
         }
