@@ -130,6 +130,12 @@ pub fn run(ctx: &Context, args: &ImportArgs) -> Result<i32, CliError> {
 
 fn import_error(e: ImportError) -> CliError {
     let hint = e.hint();
+    if let ImportError::NoServices { warnings } = &e {
+        let mut stderr = std::io::stderr().lock();
+        for w in warnings {
+            let _ = writeln!(stderr, "warning: {w}");
+        }
+    }
     let (code, kind) = match &e {
         ImportError::Read { .. } | ImportError::NotAFile { .. } | ImportError::TooLarge { .. } => {
             (exit_codes::CONFIG, "import_unreadable")
@@ -139,7 +145,7 @@ fn import_error(e: ImportError) -> CliError {
         ImportError::UnknownImageService { .. } | ImportError::BadProject { .. } => {
             (exit_codes::USAGE, "usage")
         }
-        ImportError::DuplicateService { .. } | ImportError::NoServices => {
+        ImportError::DuplicateService { .. } | ImportError::NoServices { .. } => {
             (exit_codes::CONFIG, "import_nothing")
         }
         ImportError::Generated { .. } => (exit_codes::FAILURE, "internal"),

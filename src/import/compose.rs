@@ -80,7 +80,7 @@ pub(crate) fn looks_like_compose(doc: &Node) -> bool {
 struct Reader<'w, 'a> {
     w: &'w mut Warnings<'a>,
     dir: &'w Path,
-    env: &'w dyn Fn(&str) -> Option<String>,
+    env: &'w dyn Fn(&str) -> Option<(String, &'static str)>,
 }
 
 impl ComposeImport {
@@ -98,7 +98,11 @@ impl ComposeImport {
             self.dotenv = Some(read_dotenv(&dir));
         }
         let dotenv = self.dotenv.clone().unwrap_or_default();
-        let lookup = |k: &str| env(k).or_else(|| dotenv.get(k).cloned());
+        let lookup = |k: &str| {
+            env(k)
+                .map(|v| (v, "from the environment"))
+                .or_else(|| dotenv.get(k).map(|v| (v.clone(), "from .env")))
+        };
         let mut r = Reader {
             w,
             dir: &dir,
@@ -484,12 +488,11 @@ impl Reader<'_, '_> {
                 for (k, val) in entries {
                     match &val.value {
                         Value::Null => self.passthrough(k.at, what, &k.name),
-                        _ => match self.text(val) {
-                            Some(t) => {
+                        _ => {
+                            if let Some(t) = self.text(val) {
                                 into.insert(k.name.clone(), t);
                             }
-                            None => {}
-                        },
+                        }
                     }
                 }
             }
@@ -627,7 +630,7 @@ impl Reader<'_, '_> {
     /// A bind mount's host side, resolved against the compose file's directory.
     fn host_path(&self, p: &str) -> PathBuf {
         if let Some(rest) = p.strip_prefix("~/")
-            && let Some(home) = (self.env)("HOME")
+            && let Some((home, _)) = (self.env)("HOME")
         {
             return normalize(&Path::new(&home).join(rest));
         }
@@ -861,7 +864,7 @@ fn port_spec(
 /// Returns the text and each variable used, with where its value came from.
 pub(crate) fn interpolate(
     text: &str,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &dyn Fn(&str) -> Option<(String, &'static str)>,
 ) -> (String, Vec<(String, String)>) {
     let mut out = String::new();
     let mut used = Vec::new();
@@ -883,9 +886,9 @@ pub(crate) fn interpolate(
             } else {
                 (expr, None, false)
             };
-            let found = env(var).filter(|v| !(empty_too && v.is_empty()));
+            let found = env(var).filter(|(v, _)| !(empty_too && v.is_empty()));
             let (value, how) = match (found, default) {
-                (Some(v), _) => (v, "from the environment".to_string()),
+                (Some((v, from)), _) => (v, from.to_string()),
                 (None, Some(d)) => (d.to_string(), format!("its default `{d}`")),
                 (None, None) => (String::new(), "unset: empty".to_string()),
             };
@@ -903,7 +906,7 @@ pub(crate) fn interpolate(
             }
             let var = &after[..len];
             let (value, how) = match env(var) {
-                Some(v) => (v, "from the environment".to_string()),
+                Some((v, from)) => (v, from.to_string()),
                 None => (String::new(), "unset: empty".to_string()),
             };
             out.push_str(&value);
@@ -1034,8 +1037,8 @@ mod tests {
     #[test]
     fn interpolation_as_compose_does_it() {
         let env = |k: &str| match k {
-            "PORT" => Some("8123".to_string()),
-            "EMPTY" => Some(String::new()),
+            "PORT" => Some(("8123".to_string(), "from the environment")),
+            "EMPTY" => Some((String::new(), "from .env")),
             _ => None,
         };
         let (out, used) = interpolate(

@@ -239,7 +239,8 @@ pub(crate) fn relative(path: &Path, base: &Path) -> String {
     let p: Vec<Component> = path.components().collect();
     let b: Vec<Component> = base.components().collect();
     let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    if common == 0 {
+    // Nothing in common but the root: the absolute path says more than a row of `..`.
+    if common <= 1 {
         return path.display().to_string();
     }
     let mut parts: Vec<String> = std::iter::repeat_n("..".to_string(), b.len() - common).collect();
@@ -265,6 +266,7 @@ mod tests {
         assert_eq!(relative(Path::new("/w/proj/a/b.yaml"), base), "a/b.yaml");
         assert_eq!(relative(Path::new("/w/other/x"), base), "../other/x");
         assert_eq!(relative(Path::new("/w/proj"), base), ".");
+        assert_eq!(relative(Path::new("/etc/x"), base), "/etc/x");
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub enum ImportError {
         second: String,
     },
     #[error("nothing to import: the files define no service ccscope can run")]
-    NoServices,
+    NoServices { warnings: Vec<ImportWarning> },
     #[error("invalid project name `{name}`: {why}")]
     BadProject { name: String, why: &'static str },
     #[error("--image names `{name}`, which is not a container service of the import")]
@@ -128,7 +128,7 @@ impl ImportError {
             ImportError::DuplicateService { .. } => {
                 "rename one of them, or import the files one at a time".into()
             }
-            ImportError::NoServices => {
+            ImportError::NoServices { .. } => {
                 "a compose service needs an `image` (ccscope does not build images)".into()
             }
             ImportError::BadProject { .. } => {
@@ -234,7 +234,7 @@ pub fn import(request: &ImportRequest<'_>) -> Result<Imported, ImportError> {
         let _ = before;
     }
     if stack.services.is_empty() {
-        return Err(ImportError::NoServices);
+        return Err(ImportError::NoServices { warnings });
     }
     rename_invalid(&mut stack, &mut warnings);
     drop_unknown_dependencies(&mut stack, &mut warnings);

@@ -153,7 +153,7 @@ fn depends_on(v: &Node, w: &mut Warnings<'_>, into: &mut Vec<DependencyOut>) {
 fn seconds(v: &Node, w: &mut Warnings<'_>) -> Option<Duration> {
     match v.value {
         Value::Int(n) if n >= 0 => Some(Duration::from_secs(n.unsigned_abs())),
-        Value::Float(f) if f >= 0.0 && f < 86_400.0 => Some(Duration::from_secs_f64(f)),
+        Value::Float(f) if (0.0..86_400.0).contains(&f) => Some(Duration::from_secs_f64(f)),
         _ => {
             w.at(
                 v.at,

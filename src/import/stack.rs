@@ -64,6 +64,10 @@ impl ServiceOut {
     }
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per imported service, built once and read once"
+)]
 #[derive(Debug, Clone)]
 pub(crate) enum LaunchOut {
     Shell(String),
