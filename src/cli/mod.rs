@@ -56,6 +56,11 @@ pub struct GlobalArgs {
     #[arg(long, value_name = "NAME", global = true)]
     pub profile: Option<String>,
 
+    /// A setting of the built-in profile, over its environment variable (`--set bin=PATH`;
+    /// repeatable; `ccscope check --profile context-cleaner --help` lists none: see the README)
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub set: Vec<String>,
+
     /// Where the registry lives [default: $XDG_STATE_HOME/ccscope; env: CCSCOPE_STATE_DIR]
     #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
@@ -202,6 +207,8 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<i32, CliError> {
+    crate::config::profiles::apply_settings(cli.global.profile.as_deref(), &cli.global.set)
+        .map_err(CliError::usage)?;
     let ctx = Context::new(cli.global)?;
     match cli.command {
         Command::Check(args) => check::run(&ctx, &args),
