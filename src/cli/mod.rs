@@ -16,6 +16,7 @@ mod import;
 mod init;
 mod logs;
 mod ps;
+mod redirects;
 mod registry_cmd;
 mod run;
 mod status;
@@ -161,6 +162,9 @@ pub enum Command {
     /// Commands on the registry
     #[command(subcommand)]
     Registry(registry_cmd::RegistryCommand),
+    /// Wrappers that lead an executable's old subcommands into ccscope (`[redirects.<exe>]`)
+    #[command(subcommand)]
+    Redirects(redirects::RedirectsCommand),
     /// Show which containment backend this host gets, which limits hold, and what answers
     Doctor(doctor::DoctorArgs),
     /// Print a shell completion script
@@ -224,6 +228,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Adopt(args) => adopt::run(&ctx, &args),
         Command::Registry(command) => registry_cmd::run(&ctx, &command),
+        Command::Redirects(command) => redirects::run(&ctx, &command),
         Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Stop(args) => stop::run(&ctx, &args),
         Command::Start(args) => verbs::start(&ctx, &args),

@@ -28,6 +28,11 @@ use stack::{LaunchOut, Stack};
 pub use warning::ImportWarning;
 use warning::Warnings;
 
+/// `a/./b/../c` → `a/c`, without touching the file system.
+pub fn normalize_path(p: &Path) -> PathBuf {
+    compose::normalize(p)
+}
+
 /// The largest file `import` reads: as large as a ccscope.toml may be.
 pub const MAX_IMPORT_BYTES: u64 = config::MAX_CONFIG_BYTES;
 
