@@ -58,7 +58,7 @@ pub struct GlobalArgs {
     pub profile: Option<String>,
 
     /// A setting of the built-in profile, over its environment variable (`--set bin=PATH`;
-    /// repeatable; `ccscope check --profile context-cleaner --help` lists none: see the README)
+    /// repeatable; the README's "The context-cleaner profile" lists them)
     #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
     pub set: Vec<String>,
 

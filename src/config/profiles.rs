@@ -305,6 +305,12 @@ pub fn context_cleaner() -> String {
     let network = setting("network")
         .map(|n| format!("network = {}", quoted(&n)))
         .unwrap_or_default();
+    // On a network of its own, the collector's config reaches `clickhouse:9000` by name.
+    let clickhouse_network = if network.is_empty() {
+        String::new()
+    } else {
+        format!("{network}\nname = \"clickhouse\"")
+    };
     let project = setting("project").unwrap_or_else(|| "context-cleaner".into());
     let text = |s: &Option<String>, default: &str| {
         let v = s.clone().unwrap_or_else(|| default.to_string());
@@ -334,6 +340,7 @@ pub fn context_cleaner() -> String {
         )
         .replace("@CLICKHOUSE_VOLUMES@", &clickhouse_volumes)
         .replace("@OTEL_VOLUMES@", &otel_volumes)
+        .replace("@CLICKHOUSE_NETWORK@", &clickhouse_network)
         .replace("@NETWORK@", &network)
         .replace(
             "@DASHBOARD_PORT@",
