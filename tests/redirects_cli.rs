@@ -186,6 +186,41 @@ fn a_file_ccscope_did_not_write_is_neither_overwritten_nor_removed() {
 }
 
 #[test]
+fn the_context_cleaner_profile_carries_the_plans_redirects_with_its_settings() {
+    let sb = sandbox("rd-profile");
+    let real = sb.path().join("real/context-cleaner");
+    let dir = bin(&sb);
+    let mut cmd = sb.command(&[
+        "redirects",
+        "install",
+        "--profile",
+        "context-cleaner",
+        "--set",
+        "dashboard_port=9111",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    cmd.env("CONTEXT_CLEANER_BIN", &real);
+    Ran::of(cmd).expect_code(0);
+    let text = std::fs::read_to_string(dir.join("context-cleaner")).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("exec \"$ccscope\"") && l.ends_with("'start' 'dashboard'"))
+        .unwrap_or_else(|| panic!("no dashboard route in {text}"));
+    assert!(
+        line.contains("'--profile' 'context-cleaner' '--set' 'dashboard_port=9111'"),
+        "{line}"
+    );
+    assert!(
+        text.contains(&format!("real='{}'", real.display())),
+        "{text}"
+    );
+    for route in ["'bridge' ] && [ \"$2\" = 'sync'", "= 'run' ]", "= 'stop' ]"] {
+        assert!(text.contains(route), "{route} in {text}");
+    }
+}
+
+#[test]
 fn bad_redirects_are_errors_at_their_line_and_column() {
     let sb = Sandbox::new();
     sb.write(

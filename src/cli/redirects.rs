@@ -256,6 +256,11 @@ fn target_of(ctx: &Context, config: &Config) -> Vec<String> {
         ConfigSource::File(p) => vec!["--file".to_string(), ctx.cwd.join(p).display().to_string()],
         ConfigSource::Profile(name) => vec!["--profile".to_string(), name.clone()],
     };
+    // The profile's settings given at install time hold for every redirected call.
+    for pair in &ctx.global.set {
+        args.push("--set".into());
+        args.push(pair.clone());
+    }
     if let Some(state) = &ctx.global.state_dir {
         args.push("--state-dir".into());
         args.push(ctx.cwd.join(state).display().to_string());

@@ -312,6 +312,11 @@ pub fn context_cleaner() -> String {
         format!("{network}\nname = \"clickhouse\"")
     };
     let project = setting("project").unwrap_or_else(|| "context-cleaner".into());
+    let real = bin
+        .as_ref()
+        .filter(|b| b.is_absolute())
+        .map(|b| format!("real = {}", quoted(&b.display().to_string())))
+        .unwrap_or_default();
     let text = |s: &Option<String>, default: &str| {
         let v = s.clone().unwrap_or_else(|| default.to_string());
         quoted(&v).trim_matches('"').to_string()
@@ -340,6 +345,7 @@ pub fn context_cleaner() -> String {
         )
         .replace("@CLICKHOUSE_VOLUMES@", &clickhouse_volumes)
         .replace("@OTEL_VOLUMES@", &otel_volumes)
+        .replace("@REAL@", &real)
         .replace("@CLICKHOUSE_NETWORK@", &clickhouse_network)
         .replace("@NETWORK@", &network)
         .replace(
