@@ -140,6 +140,13 @@ impl ComposeImport {
                      on docker's default bridge (or one existing `network`), reached through \
                      their ports published on 127.0.0.1",
                 ),
+                other if other.starts_with("x-") => r.w.at(
+                    key.at,
+                    format!(
+                        "extension `{other}` not imported by itself (what services take from \
+                         it through anchors is)"
+                    ),
+                ),
                 other => r.w.at(
                     key.at,
                     format!("`{other}` has no ccscope equivalent: not imported"),
