@@ -222,7 +222,6 @@ pub fn import(request: &ImportRequest<'_>) -> Result<Imported, ImportError> {
                 ),
             });
         }
-        let before = stack.services.len();
         let mut from_compose = Stack::default();
         compose.finish(&project, &mut from_compose);
         for s in &from_compose.services {
@@ -236,7 +235,6 @@ pub fn import(request: &ImportRequest<'_>) -> Result<Imported, ImportError> {
         }
         stack.services.extend(from_compose.services);
         stack.compose_projects = from_compose.compose_projects;
-        let _ = before;
     }
     if stack.services.is_empty() {
         return Err(ImportError::NoServices { warnings });

@@ -19,7 +19,7 @@ pub(crate) fn add(doc: &Node, path: &Path, w: &mut Warnings<'_>, stack: &mut Sta
     for (key, value) in doc.as_map().unwrap_or_default() {
         match key.name.as_str() {
             "processes" => {}
-            "version" => {}
+            "version" => w.at(key.at, "`version` is the file format's own: not imported"),
             "environment" => global_env = env_list(value, w),
             other => w.at(
                 key.at,
