@@ -12,6 +12,7 @@ pub mod discover;
 pub mod docker;
 pub mod doctor;
 pub mod escalate;
+pub mod import;
 pub mod launch;
 pub mod proc;
 pub mod registry;

@@ -17,10 +17,14 @@ pub struct DoctorArgs {
 
 pub fn run(ctx: &Context, args: &DoctorArgs) -> Result<i32, CliError> {
     let report = runtime()?.block_on(doctor(args.contain.bus(), args.contain.backend));
+    let redirects = super::redirects::doctor_check(ctx);
     if ctx.global.json {
-        print_json(&report)?;
+        let mut doc = serde_json::to_value(&report).unwrap_or_default();
+        doc["redirects"] = serde_json::to_value(&redirects).unwrap_or_default();
+        print_json(&doc)?;
     } else {
         print_human(&report);
+        super::redirects::print_doctor(&redirects);
     }
     Ok(if report.backend.is_some() {
         exit_codes::SUCCESS

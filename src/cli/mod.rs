@@ -12,9 +12,11 @@ mod doctor;
 pub mod errors;
 mod exec;
 pub mod exit_codes;
+mod import;
 mod init;
 mod logs;
 mod ps;
+mod redirects;
 mod registry_cmd;
 mod run;
 mod status;
@@ -62,6 +64,11 @@ pub struct GlobalArgs {
     #[arg(long, value_name = "NAME", global = true)]
     pub project: Option<String>,
 
+    /// A setting of the built-in profile, over its environment variable (`--set bin=PATH`;
+    /// repeatable; the README's "The context-cleaner profile" lists them)
+    #[arg(long = "set", value_name = "KEY=VALUE", global = true)]
+    pub set: Vec<String>,
+
     /// Where the registry lives [default: $XDG_STATE_HOME/ccscope; env: CCSCOPE_STATE_DIR]
     #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
@@ -98,6 +105,11 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Write a commented example ccscope.toml
     Init(init::InitArgs),
+    /// Write a ccscope.toml from docker compose files, process-compose files or Procfiles
+    ///
+    /// Every setting that has no equivalent is a warning with its file:line:column (never
+    /// dropped in silence). The written file is validated as `check` does.
+    Import(import::ImportArgs),
     /// Start the stack in dependency order, wait until it is ready, and keep it running
     Run(run::RunArgs),
     /// List the processes in the registry
@@ -160,6 +172,9 @@ pub enum Command {
     /// Commands on the registry
     #[command(subcommand)]
     Registry(registry_cmd::RegistryCommand),
+    /// Wrappers that lead an executable's old subcommands into ccscope (`[redirects.<exe>]`)
+    #[command(subcommand)]
+    Redirects(redirects::RedirectsCommand),
     /// Show which containment backend this host gets, which limits hold, and what answers
     Doctor(doctor::DoctorArgs),
     /// Install the project as the systemd user unit ccscope@<project>.service, enabled at login
@@ -218,10 +233,13 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<i32, CliError> {
+    crate::config::profiles::apply_settings(cli.global.profile.as_deref(), &cli.global.set)
+        .map_err(CliError::usage)?;
     let ctx = Context::new(cli.global)?;
     match cli.command {
         Command::Check(args) => check::run(&ctx, &args),
         Command::Init(args) => init::run(&ctx, &args),
+        Command::Import(args) => import::run(&ctx, &args),
         Command::Ps(args) | Command::Debug(DebugCommand::ListProcesses(args)) => {
             ps::run(&ctx, &args)
         }
@@ -232,6 +250,7 @@ fn run(cli: Cli) -> Result<i32, CliError> {
         }
         Command::Adopt(args) => adopt::run(&ctx, &args),
         Command::Registry(command) => registry_cmd::run(&ctx, &command),
+        Command::Redirects(command) => redirects::run(&ctx, &command),
         Command::Doctor(args) => doctor::run(&ctx, &args),
         Command::Stop(args) => stop::run(&ctx, &args),
         Command::Start(args) => verbs::start(&ctx, &args),

@@ -14,6 +14,7 @@ pub mod init;
 mod model;
 pub mod profiles;
 mod read;
+mod redirects;
 mod schema;
 mod validate;
 
@@ -26,6 +27,7 @@ pub use env_file::{
 };
 pub use model::*;
 pub use read::MAX_CONFIG_BYTES;
+pub use redirects::{Redirect, Route};
 pub use validate::{RESERVED_ENV, check_unit_name_part, parse_config};
 
 /// The file name looked up in the current directory and its parents.

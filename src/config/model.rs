@@ -32,6 +32,8 @@ pub struct Config {
     pub source: ConfigSource,
     pub project: Project,
     pub services: BTreeMap<String, Service>,
+    /// `[redirects.<exe>]`: executables whose subcommands lead into ccscope.
+    pub redirects: BTreeMap<String, super::redirects::Redirect>,
 }
 
 #[derive(Debug, Clone, Serialize)]

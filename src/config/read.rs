@@ -165,6 +165,11 @@ pub(crate) fn read(text: &str) -> Result<RawRead, Error> {
                     }
                 }
             }
+            ("redirects", _) => {
+                let (redirects, errors) = fit::<super::redirects::RawRedirects>(value);
+                read.raw.redirects = redirects.unwrap_or_default();
+                read.errors.extend(errors);
+            }
             // An unknown table, or `services` that is not a table: serde says what is wrong
             // (and which keys would be right) when it reads that key alone.
             _ => {

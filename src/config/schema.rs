@@ -18,6 +18,9 @@ pub(crate) struct RawConfig {
     pub defaults: RawDefaults,
     #[serde(default)]
     pub services: BTreeMap<Spanned<String>, Spanned<RawService>>,
+    /// `[redirects.<exe>]` (see `redirects.rs`).
+    #[serde(default)]
+    pub redirects: super::redirects::RawRedirects,
 }
 
 #[derive(Debug, Deserialize)]

@@ -64,6 +64,17 @@ pub fn parse_config(
     }
     v.check_dependencies(&raw, &read.unreadable_services, &dependency_spans);
     v.check_ports(&raw);
+    // [redirects]: their own checks, in redirects.rs.
+    let known: BTreeSet<String> = raw
+        .services
+        .keys()
+        .map(|k| k.get_ref().clone())
+        .chain(read.unreadable_services.keys().cloned())
+        .collect();
+    let redirects =
+        super::redirects::validate(&raw.redirects, &known, &mut |span, message, hint| {
+            v.error(span, message, hint)
+        });
     if !v.diagnostics.is_empty() {
         v.diagnostics
             .sort_by_key(|d| (d.location.line, d.location.column));
@@ -78,6 +89,7 @@ pub fn parse_config(
         source,
         project,
         services,
+        redirects,
     })
 }
 

@@ -2,6 +2,8 @@
 //! hold, and whether journald and Docker answer — Docker's API version, and whether it runs
 //! rootless (`ccscope doctor`).
 
+pub mod path;
+
 use serde::Serialize;
 
 use crate::contain::{BackendKind, BusKind, Candidate, cgroup, survey};
