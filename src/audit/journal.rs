@@ -145,6 +145,9 @@ pub fn output_identifier(project: &str, service: &str) -> String {
     format!("{project}/{service}")
 }
 
+/// The send buffer a stream connection asks for.
+const STREAM_SEND_BUFFER: usize = 1 << 20;
+
 /// One stream connection to journald, as systemd gives a service's stdout: its header sets
 /// the identifier of every line, each line starts with its priority as `<N>` (stdout's and
 /// stderr's lines share the connection, so journald keeps them in the order written), and
@@ -176,6 +179,9 @@ impl StreamWriter {
         let mut socket = std::os::unix::net::UnixStream::connect(STREAM_SOCKET)?;
         // journald never writes back; a shut read side says so.
         let _ = socket.shutdown(std::net::Shutdown::Read);
+        // Room for what the service writes while journald is busy elsewhere, so that it has
+        // the next lines waiting when it comes back (the default is about 200 KiB).
+        let _ = crate::proc::sys::set_send_buffer(&socket, STREAM_SEND_BUFFER);
         socket.write_all(&self.header)?;
         Ok(socket)
     }

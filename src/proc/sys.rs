@@ -208,6 +208,11 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
+/// Asks for a socket send buffer of `bytes` (the kernel caps it at `net.core.wmem_max`).
+pub fn set_send_buffer(fd: &impl AsFd, bytes: usize) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_send_buffer_size(fd, bytes)?)
+}
+
 /// Sets O_NONBLOCK on a descriptor.
 pub fn set_nonblocking(fd: &impl AsFd) -> io::Result<()> {
     let flags = rustix::fs::fcntl_getfl(fd)?;
