@@ -256,7 +256,8 @@ fn in_a_terminal_top_shows_the_demo_ready_restarts_a_row_and_quits_cleanly() {
 
 /// The live `journalctl` processes reading `project`'s entries.
 fn journalctl_of(project: &str) -> Vec<i32> {
-    let needle = format!("CCSCOPE_PROJECT={project}");
+    // The log pane's journalctl matches the project's output identifiers.
+    let needle = format!("SYSLOG_IDENTIFIER={project}/");
     std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
@@ -272,7 +273,7 @@ fn journalctl_of(project: &str) -> Vec<i32> {
             });
             !zombie
                 && args.first().is_some_and(|a| a.ends_with(b"journalctl"))
-                && args.contains(&needle.as_bytes())
+                && args.iter().any(|a| a.starts_with(needle.as_bytes()))
         })
         .collect()
 }

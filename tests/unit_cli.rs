@@ -325,7 +325,7 @@ fn a_hung_supervisor_is_replaced_by_the_watchdog_and_the_new_one_adopts_the_scop
 #[test]
 fn a_project_not_in_the_index_is_refused_with_what_to_do() {
     let sb = Sandbox::new();
-    let ran = sb.run(&["--project", "nosuch", "status"]);
+    let ran = sb.run(&["--project-name", "nosuch", "status"]);
     ran.expect_code(2)
         .expect_stderr_contains("project `nosuch` is not in the projects index")
         .expect_stderr_contains("run it once with -f FILE");
@@ -355,8 +355,8 @@ fn a_project_not_in_the_index_is_refused_with_what_to_do() {
         projects["projects"][0]["config"],
         config.display().to_string()
     );
-    sb.run(&["--project", &name, "check"]).expect_code(0);
-    sb.run(&["--project", &format!("{name}x"), "check"])
+    sb.run(&["--project-name", &name, "check"]).expect_code(0);
+    sb.run(&["--project-name", &format!("{name}x"), "check"])
         .expect_code(2)
         .expect_stderr_contains(&format!("did you mean `{name}`?"));
 }

@@ -182,6 +182,11 @@ impl StreamWriter {
         // Room for what the service writes while journald is busy elsewhere, so that it has
         // the next lines waiting when it comes back (the default is about 200 KiB).
         let _ = crate::proc::sys::set_send_buffer(&socket, STREAM_SEND_BUFFER);
+        // journald compares each read's sender with the peer it accepted, and breaks the line
+        // where they differ (`_LINE_BREAK=pid-change`). What is sent after it accepted but
+        // before it asked for credentials would carry none (pid 0) and break a line there;
+        // asking on this side too has every byte carry ours.
+        let _ = crate::proc::sys::set_pass_credentials(&socket);
         socket.write_all(&self.header)?;
         Ok(socket)
     }

@@ -23,7 +23,7 @@ fn config_of_project(global: &GlobalArgs, project: &str) -> Result<PathBuf, CliE
     match known.iter().find(|p| p.project == project) {
         Some(found) => found.config_path.clone().map(PathBuf::from).ok_or_else(|| {
             CliError::usage(format!(
-                "project `{project}` last ran from a built-in profile, which --project cannot name"
+                "project `{project}` last ran from a built-in profile, which --project-name cannot name"
             ))
             .with_hint("give --profile NAME instead")
         }),
@@ -63,9 +63,9 @@ impl Context {
                     .with_hint("give one of them"),
             );
         }
-        // --project NAME (without -f or --profile): the file the projects index has for it,
+        // --project-name NAME (without -f or --profile): the file the projects index has for it,
         // before CCSCOPE_CONFIG; how `ccscope@<project>.service` finds its configuration.
-        let env_file = match (&global.project, &global.file, &global.profile) {
+        let env_file = match (&global.project_name, &global.file, &global.profile) {
             (Some(project), None, None) => Some(config_of_project(&global, project)?),
             _ => env_file,
         };
@@ -84,12 +84,12 @@ impl Context {
         })
     }
 
-    /// The project `--project` names, checked against the configuration's: a file given with
+    /// The project `--project-name` names, checked against the configuration's: a file given with
     /// `-f` that is another project's is refused rather than acted on.
     pub fn check_project(&self, config: &Config) -> Result<(), CliError> {
-        match &self.global.project {
+        match &self.global.project_name {
             Some(named) if *named != config.project.name => Err(CliError::usage(format!(
-                "--project names `{named}`, but {} is project `{}`",
+                "--project-name names `{named}`, but {} is project `{}`",
                 config.source.display_name(),
                 config.project.name
             ))

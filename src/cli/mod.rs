@@ -61,8 +61,8 @@ pub struct GlobalArgs {
 
     /// The project to act on by name, its configuration found in the projects index
     /// (`ccscope projects`); what `ccscope@<project>.service` runs with
-    #[arg(long, value_name = "NAME", global = true)]
-    pub project: Option<String>,
+    #[arg(long = "project-name", value_name = "NAME", global = true)]
+    pub project_name: Option<String>,
 
     /// A setting of the built-in profile, over its environment variable (`--set bin=PATH`;
     /// repeatable; the README's "The context-cleaner profile" lists them)

@@ -210,7 +210,15 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 
 /// Asks for a socket send buffer of `bytes` (the kernel caps it at `net.core.wmem_max`).
 pub fn set_send_buffer(fd: &impl AsFd, bytes: usize) -> io::Result<()> {
-    Ok(rustix::net::sockopt::set_socket_send_buffer_size(fd, bytes)?)
+    Ok(rustix::net::sockopt::set_socket_send_buffer_size(
+        fd, bytes,
+    )?)
+}
+
+/// Has the kernel attach this process's credentials to everything sent on a Unix socket
+/// (SO_PASSCRED on the sending side).
+pub fn set_pass_credentials(fd: &impl AsFd) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_socket_passcred(fd, true)?)
 }
 
 /// Sets O_NONBLOCK on a descriptor.

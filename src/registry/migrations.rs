@@ -131,7 +131,7 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(tables, 3, "runs, processes, service_states");
+        assert_eq!(tables, 4, "runs, processes, service_states, projects");
     }
 
     #[test]

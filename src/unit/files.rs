@@ -72,8 +72,8 @@ Description=ccscope stack %i
 [Service]
 Type=notify
 NotifyAccess=main
-ExecStart={exe} --project %i run
-ExecReload={exe} --project %i reload
+ExecStart={exe} --project-name %i run
+ExecReload={exe} --project-name %i reload
 # SIGTERM to the supervisor only: it stops every service in dependency order.
 KillMode=mixed
 # A supervisor that crashed or hung (WatchdogSec= in a drop-in) is started again; one whose
@@ -268,8 +268,8 @@ mod tests {
         assert!(t.starts_with(MARKER));
         for line in [
             "Type=notify",
-            "ExecStart=/usr/bin/ccscope --project %i run",
-            "ExecReload=/usr/bin/ccscope --project %i reload",
+            "ExecStart=/usr/bin/ccscope --project-name %i run",
+            "ExecReload=/usr/bin/ccscope --project-name %i reload",
             "KillMode=mixed",
             "WantedBy=default.target",
         ] {
