@@ -3,7 +3,6 @@
 //! the screen as text): a dashboard itself has no JSON form.
 
 use std::io::IsTerminal;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -94,24 +93,8 @@ fn setup(ctx: &Context, config: &Config, args: &TopArgs) -> Result<Setup, CliErr
         colour: super::use_colour(&std::io::stdout()) && term != "dumb",
         logs: crate::audit::logs::Source::detect(&state_dir),
         find_supervisor,
-        request_wait: request_wait(config),
+        request_wait: super::verbs::wait_for(config),
         project,
         state_dir,
     })
-}
-
-/// How long a verb's reply may take: every service stopped and started once, within its
-/// timeouts (as the CLI's verbs wait).
-fn request_wait(config: &Config) -> Duration {
-    let per_service: Duration = config
-        .services
-        .values()
-        .map(|s| {
-            s.stop_timeout.0
-                + s.ready
-                    .as_ref()
-                    .map_or(Duration::ZERO, |p| p.start_timeout.0)
-        })
-        .sum();
-    (Duration::from_secs(30) + per_service).min(Duration::from_secs(24 * 3600))
 }

@@ -180,8 +180,9 @@ pub(super) fn ask_with(
     }
 }
 
-/// How long a reply may take: every service stopped and started once, within its timeouts.
-fn wait_for(config: &Config) -> Duration {
+/// How long a reply may take: every service stopped and started once, within its timeouts
+/// (the verbs', and `top`'s keys').
+pub(crate) fn wait_for(config: &Config) -> Duration {
     let per_service: Duration = config
         .services
         .values()

@@ -194,20 +194,7 @@ pub fn send_request(
 ) -> Result<crate::control::Reply, RequestError> {
     let pid = supervisor.pid;
     let deadline = Instant::now() + wait;
-    let no_socket = || RequestError::NoSocket {
-        pid,
-        dir: state_dir.join("run"),
-    };
-    let dir = match RunDir::existing(state_dir) {
-        Ok(Some(dir)) => dir,
-        Ok(None) => return Err(no_socket()),
-        Err(e) => return Err(RequestError::NotBelieved(e.to_string())),
-    };
-    let (mut stream, _) = match connect_verified(&dir, project, Some(pid)) {
-        Ok(connected) => connected,
-        Err(Asked::NotBelieved(why)) => return Err(RequestError::NotBelieved(why)),
-        Err(_) => return Err(no_socket()),
-    };
+    let mut stream = connect_to(state_dir, project, pid)?;
     let mut line = serde_json::to_vec(request).unwrap_or_default();
     line.push(b'\n');
     let silent = || RequestError::Silent { pid, waited: wait };
@@ -312,6 +299,24 @@ impl Subscription {
     }
 }
 
+/// The control socket of the supervisor `pid` of `project`, its peer checked.
+fn connect_to(state_dir: &Path, project: &str, pid: i32) -> Result<UnixStream, RequestError> {
+    let no_socket = || RequestError::NoSocket {
+        pid,
+        dir: state_dir.join("run"),
+    };
+    let dir = match RunDir::existing(state_dir) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Err(no_socket()),
+        Err(e) => return Err(RequestError::NotBelieved(e.to_string())),
+    };
+    match connect_verified(&dir, project, Some(pid)) {
+        Ok((stream, _)) => Ok(stream),
+        Err(Asked::NotBelieved(why)) => Err(RequestError::NotBelieved(why)),
+        Err(_) => Err(no_socket()),
+    }
+}
+
 /// Subscribes to the state feed of the verified supervisor `supervisor` over its control
 /// socket in `state_dir`. The first line (the snapshot) must come within `wait`; the lines
 /// after it come when state changes, with no deadline.
@@ -322,20 +327,7 @@ pub fn subscribe(
     wait: Duration,
 ) -> Result<Subscription, RequestError> {
     let pid = supervisor.pid;
-    let no_socket = || RequestError::NoSocket {
-        pid,
-        dir: state_dir.join("run"),
-    };
-    let dir = match RunDir::existing(state_dir) {
-        Ok(Some(dir)) => dir,
-        Ok(None) => return Err(no_socket()),
-        Err(e) => return Err(RequestError::NotBelieved(e.to_string())),
-    };
-    let (mut stream, _) = match connect_verified(&dir, project, Some(pid)) {
-        Ok(connected) => connected,
-        Err(Asked::NotBelieved(why)) => return Err(RequestError::NotBelieved(why)),
-        Err(_) => return Err(no_socket()),
-    };
+    let mut stream = connect_to(state_dir, project, pid)?;
     let silent = || RequestError::Silent { pid, waited: wait };
     let mut line = serde_json::to_vec(&crate::control::Subscribe::Subscribe).unwrap_or_default();
     line.push(b'\n');
