@@ -71,6 +71,7 @@ def timed(argv, env=None):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("exe")
+    ap.add_argument("reader")
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -89,6 +90,8 @@ def main():
         runs = {
             "ccscope audit --json (all)": [args.exe, "-f", cfg, "--json", "audit"],
             "journalctl CCSCOPE_PROJECT=p -o json (all)": ["journalctl", "-q", "-o", "json", f"CCSCOPE_PROJECT={project}"],
+            # libsystemd's own reader, the other way `audit` could read (examples/sd_journal_reader.rs).
+            "sd-journal reader (all)": [args.reader, project],
             "ccscope audit --json -n 10": [args.exe, "-f", cfg, "--json", "audit", "-n", "10"],
             "journalctl CCSCOPE_PROJECT=p -o json -n 10": ["journalctl", "-q", "-o", "json", "-n", "10", f"CCSCOPE_PROJECT={project}"],
         }
@@ -105,6 +108,8 @@ def main():
             print(f"  {name:46} {first:11.1f} {end:9.1f}  {rs[-1][2]}")
         a = med["ccscope audit --json (all)"]
         j = med["journalctl CCSCOPE_PROJECT=p -o json (all)"]
+        r = med["sd-journal reader (all)"]
+        print(f"  ratio sd-journal reader/journalctl (all, to the end): {r[1] / j[1]:.2f}")
         print(f"  ratio ccscope/journalctl (all, to the end): {a[1] / j[1]:.2f}; target < 300 ms to the first line: "
               f"{'met' if a[0] < 300 else 'not met'} ({a[0]:.0f} ms)")
     # The bench's entries stay in the journal (they are the bench project's alone); vacuuming
