@@ -599,3 +599,25 @@ fn three_mistakes_in_three_places_are_three_located_diagnostics() {
         .collect();
     assert_eq!(located, vec![(4, 1), (7, 16), (10, 15)], "{doc}");
 }
+
+#[test]
+fn a_listing_whose_reader_went_away_ends_quietly() {
+    // `ccscope check | head -0`: the pipe is closed before anything is written.
+    let sb = Sandbox::new();
+    let mut child = sb
+        .command(&["--profile", "demo", "check"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.success() || out.status.signal() == Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}

@@ -236,6 +236,20 @@ fn run(cli: Cli) -> Result<i32, CliError> {
     crate::config::profiles::apply_settings(cli.global.profile.as_deref(), &cli.global.set)
         .map_err(CliError::usage)?;
     let ctx = Context::new(cli.global)?;
+    // Commands that only read and print end quietly when their output is closed.
+    if matches!(
+        cli.command,
+        Command::Check(_)
+            | Command::Ps(_)
+            | Command::Status(_)
+            | Command::Discover(_)
+            | Command::Projects(_)
+            | Command::Doctor(_)
+            | Command::Completions(_)
+            | Command::Debug(_)
+    ) {
+        crate::proc::sys::default_sigpipe();
+    }
     match cli.command {
         Command::Check(args) => check::run(&ctx, &args),
         Command::Init(args) => init::run(&ctx, &args),

@@ -308,6 +308,14 @@ pub fn claim_inherited(fds: &[RawFd]) -> io::Result<Vec<OwnedFd>> {
 /// Sets every signal but SIGKILL and SIGSTOP to its default disposition and unblocks all:
 /// the Rust runtime ignores SIGPIPE and a parent may ignore SIGINT, and ignored dispositions
 /// and the mask survive exec.
+/// SIGPIPE back to its default: a command that only prints ends quietly when its reader goes
+/// away (`ccscope ps | head`), as other command-line tools do, instead of failing a write.
+/// Never for a supervisor, whose services must not go with its terminal's pipe.
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL installs no handler; no code of ours runs in signal context.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
 pub fn reset_signals() {
     for number in 1..32 {
         if number != libc::SIGKILL && number != libc::SIGSTOP {
