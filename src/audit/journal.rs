@@ -25,6 +25,12 @@ pub fn journald_available() -> bool {
     Path::new(JOURNAL_SOCKET).exists()
 }
 
+/// Whether journald takes stream connections, where service output goes (a container that
+/// bind-mounts only the native socket has none: output then goes to the log files).
+pub fn journald_streams_available() -> bool {
+    Path::new(STREAM_SOCKET).exists()
+}
+
 /// Encodes fields in the native protocol. Names must be uppercase letters, digits and `_`,
 /// not starting with `_` (those are journald's own trusted fields).
 pub fn encode(fields: &[(&str, &str)]) -> io::Result<Vec<u8>> {

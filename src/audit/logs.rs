@@ -63,7 +63,7 @@ pub enum Source {
 impl Source {
     /// journald where it runs, else the log files the services wrote without it.
     pub fn detect(state_dir: &Path) -> Source {
-        if super::journald_available() {
+        if super::journal::journald_streams_available() {
             Source::Journald
         } else {
             Source::Files {
@@ -302,6 +302,10 @@ fn read_journal(
     rx: &mpsc::Receiver<Msg>,
     out: &mut Output<'_>,
 ) -> Result<Ended, LogsError> {
+    // No identifier to match: journalctl would give every stdout entry of the journal.
+    if query.services.is_empty() {
+        return Ok(Ended::Finished);
+    }
     let started = SystemTime::now();
     let mut joiner = Joiner::default();
     // With `-n N` and `--grep`, the last N of the lines grep keeps: held until the backlog ends.

@@ -219,16 +219,23 @@ pub fn enable(ctx: &Context, args: &EnableArgs) -> Result<i32, CliError> {
         )
     })?;
     let stop: Duration = config.services.values().map(|s| s.stop_timeout.0).sum();
+    let start: Duration = config
+        .services
+        .values()
+        .filter_map(|s| s.ready.as_ref().map(|p| p.start_timeout.0))
+        .sum();
     super::contain_args::runtime()?.block_on(async {
         let (connection, manager) = manager().await?;
         let dir = unit_dir(&manager).await?;
         let template = dir.join(files::TEMPLATE);
         let dropin = files::dropin_path(&dir, &project);
+        let template_text = files::template_text(&exe).map_err(unit_file_error)?;
         let template_written =
-            files::write_ours(&template, &files::template_text(&exe)).map_err(unit_file_error)?;
+            files::write_ours(&template, &template_text).map_err(unit_file_error)?;
         let slice = crate::contain::slice_name(&project);
-        let dropin_written = files::write_ours(&dropin, &files::dropin_text(&slice, &state_dir, stop))
-            .map_err(unit_file_error)?;
+        let dropin_text =
+            files::dropin_text(&slice, &state_dir, start, stop).map_err(unit_file_error)?;
+        let dropin_written = files::write_ours(&dropin, &dropin_text).map_err(unit_file_error)?;
         manager
             .reload()
             .await

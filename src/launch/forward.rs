@@ -226,7 +226,11 @@ impl Sink {
     /// lines, never the service.
     pub fn flush(&mut self) {
         if let Some(writer) = &mut self.journal {
-            let _ = writer.write(&self.pending);
+            // What did not get through is lost; a line left open in it is over, and the
+            // next piece starts a line with its own priority.
+            if writer.write(&self.pending).is_err() {
+                self.open_line = None;
+            }
         }
         if let Some(f) = &mut self.file {
             let _ = f.write_all(&self.pending);

@@ -15,7 +15,6 @@ use std::process::Stdio;
 use crate::registry::{RegistryError, VerifiedDir};
 
 /// journald's socket, whose presence says journald runs.
-const JOURNAL_SOCKET: &str = crate::audit::journal::JOURNAL_SOCKET;
 /// A log file is rotated (to `.1`) at start when it has grown past this.
 const ROTATE_BYTES: u64 = 8 << 20;
 
@@ -38,9 +37,9 @@ pub enum OutputTarget {
 }
 
 impl OutputTarget {
-    /// journald when its socket is there, else the service's log file under `state_dir`.
+    /// journald when its stream socket is there, else the service's log file under `state_dir`.
     pub fn for_service(state_dir: &Path, project: &str, service: &str) -> OutputTarget {
-        if Path::new(JOURNAL_SOCKET).exists() {
+        if crate::audit::journal::journald_streams_available() {
             OutputTarget::Journald
         } else {
             OutputTarget::StateLog {

@@ -73,6 +73,11 @@ pub(super) fn prepare(spec: &LaunchSpec) -> Result<Prepared, PreflightError> {
     }
     // vars_os: a variable that is not UTF-8 is passed on as it is, never a panic.
     let mut env: BTreeMap<OsString, OsString> = std::env::vars_os().collect();
+    // The supervisor's own unit's: a service that speaks sd_notify must not tell it (a
+    // `notify` readiness probe gives the service a socket of its own).
+    for unit_only in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        env.remove(std::ffi::OsStr::new(unit_only));
+    }
     for file in &spec.env_files {
         let parsed = read_env_file(file).map_err(|source| PreflightError::EnvFile {
             service: spec.service.clone(),

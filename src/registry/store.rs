@@ -294,8 +294,9 @@ impl Registry {
             .map_err(|e| self.err(e))
     }
 
-    /// Records that `project` runs now from `config_path` (None: a built-in profile), keeping
-    /// its unit.
+    /// Records that `project` runs now from `config_path` (None: a built-in profile). An
+    /// enabled project keeps the file it was enabled with: a run of another file of the same
+    /// name (a worktree, a try-out) does not change what its unit starts.
     pub fn note_project_run(
         &self,
         project: &str,
@@ -306,7 +307,9 @@ impl Registry {
             .execute(
                 "INSERT INTO projects (project, config_path, last_run_ms, last_outcome, updated_at_ms)
                  VALUES (?1, ?2, ?3, NULL, ?3)
-                 ON CONFLICT(project) DO UPDATE SET config_path = excluded.config_path,
+                 ON CONFLICT(project) DO UPDATE SET
+                   config_path = CASE WHEN projects.unit IS NULL THEN excluded.config_path
+                                      ELSE projects.config_path END,
                    last_run_ms = excluded.last_run_ms, last_outcome = NULL,
                    updated_at_ms = excluded.updated_at_ms",
                 params![project, config_path, now],

@@ -130,8 +130,9 @@ impl Driver<'_> {
         }
         let services = config.services.clone();
         self.reloaded.insert(id, Rc::new(config));
-        if !dry_run {
-            // Under a unit: `reloading` in `systemctl status` until the new one is applied.
+        // Under a unit: `reloading` in `systemctl status` until the new one is applied; a
+        // reload while the stack still starts leaves the start's own READY=1 to come.
+        if !dry_run && crate::unit::notify::was_ready() {
             crate::unit::notify::notify("RELOADING=1\nSTATUS=reloading the configuration");
         }
         Some(Input::Reload {
@@ -163,7 +164,10 @@ impl Driver<'_> {
             return;
         };
         self.reloaded.clear();
-        crate::unit::notify::notify("READY=1\nSTATUS=configuration reloaded");
+        match crate::unit::notify::was_ready() {
+            true => crate::unit::notify::notify("READY=1\nSTATUS=configuration reloaded"),
+            false => crate::unit::notify::status("starting: configuration reloaded"),
+        }
         let containers = config
             .services
             .values()

@@ -44,6 +44,8 @@ pub enum UnitFileError {
     NotOurs { path: PathBuf },
     #[error("remove {}: {}", path.display(), describe_io(source))]
     Remove { path: PathBuf, source: io::Error },
+    #[error("write {} into a unit file: it is not UTF-8 text", path.display())]
+    NotText { path: PathBuf },
 }
 
 /// `$XDG_CONFIG_HOME/systemd/user`, else `$HOME/.config/systemd/user`: where
@@ -61,9 +63,9 @@ pub fn user_unit_dir(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, Un
 /// is; `reload` re-reads the configuration; a stop is the supervisor's orderly stop (SIGTERM
 /// to it alone: its services live in scopes of their own, which it ends); a crashed or hung
 /// supervisor (watchdog) is started again and adopts the running scopes back.
-pub fn template_text(exe: &Path) -> String {
-    let exe = exe.display();
-    format!(
+pub fn template_text(exe: &Path) -> Result<String, UnitFileError> {
+    let exe = quoted(text_of(exe)?, true);
+    Ok(format!(
         "{MARKER}
 # The supervisor of one ccscope project: `systemctl --user start ccscope@<project>`.
 [Unit]
@@ -80,29 +82,62 @@ KillMode=mixed
 # stack could not start stays failed, with the reason in its status.
 Restart=on-abnormal
 RestartSec=1s
-TimeoutStartSec=5min
 
 [Install]
 WantedBy=default.target
 "
-    )
+    ))
+}
+
+/// A path as text: unit files are UTF-8.
+fn text_of(path: &Path) -> Result<&str, UnitFileError> {
+    path.to_str().ok_or_else(|| UnitFileError::NotText {
+        path: path.to_path_buf(),
+    })
+}
+
+/// `value` as one quoted word of a unit file: `\` and `"` escaped, `%` doubled (no
+/// specifier expands in it), and in an `Exec…=` line `$` doubled too (no variable does).
+fn quoted(value: &str, exec: bool) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' | '"' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '%' => out.push_str("%%"),
+            '$' if exec => out.push_str("$$"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// The drop-in of `project`: its slice (so `systemctl --user status <slice>` shows the
-/// supervisor beside its services' scopes), the state directory its index is in, and a stop
-/// timeout with room for every service's own.
-pub fn dropin_text(slice: &str, state_dir: &Path, services_stop: Duration) -> String {
-    // Services stop in dependency order; their timeouts summed bound the whole stop.
+/// supervisor beside its services' scopes), the state directory its index is in, and start
+/// and stop timeouts with room for every service's own.
+pub fn dropin_text(
+    slice: &str,
+    state_dir: &Path,
+    services_start: Duration,
+    services_stop: Duration,
+) -> Result<String, UnitFileError> {
+    // Services start and stop in dependency order; their timeouts summed bound the whole.
+    let start = services_start.as_secs() + 60;
     let stop = services_stop.as_secs() + 30;
-    format!(
+    let environment = quoted(&format!("CCSCOPE_STATE_DIR={}", text_of(state_dir)?), false);
+    Ok(format!(
         "{MARKER}
 [Service]
 Slice={slice}
-Environment=\"CCSCOPE_STATE_DIR={}\"
+Environment={environment}
+TimeoutStartSec={start}s
 TimeoutStopSec={stop}s
-",
-        state_dir.display()
-    )
+"
+    ))
 }
 
 /// The drop-in's path for `project`.
@@ -264,27 +299,54 @@ mod tests {
 
     #[test]
     fn the_template_is_a_notify_service_of_the_project() {
-        let t = template_text(Path::new("/usr/bin/ccscope"));
+        let t = template_text(Path::new("/usr/bin/ccscope")).unwrap();
         assert!(t.starts_with(MARKER));
         for line in [
             "Type=notify",
-            "ExecStart=/usr/bin/ccscope --project-name %i run",
-            "ExecReload=/usr/bin/ccscope --project-name %i reload",
+            "ExecStart=\"/usr/bin/ccscope\" --project-name %i run",
+            "ExecReload=\"/usr/bin/ccscope\" --project-name %i reload",
             "KillMode=mixed",
             "WantedBy=default.target",
         ] {
             assert!(t.lines().any(|l| l == line), "{line} in\n{t}");
         }
-        let d = dropin_text("ccscope-cc.slice", Path::new("/s"), Duration::from_secs(25));
+        let d = dropin_text(
+            "ccscope-cc.slice",
+            Path::new("/s/my state"),
+            Duration::from_secs(40),
+            Duration::from_secs(25),
+        )
+        .unwrap();
         assert!(d.contains("Slice=ccscope-cc.slice\n"), "{d}");
+        assert!(
+            d.contains("Environment=\"CCSCOPE_STATE_DIR=/s/my state\"\n"),
+            "{d}"
+        );
+        assert!(d.contains("TimeoutStartSec=100s\n"), "{d}");
         assert!(d.contains("TimeoutStopSec=55s\n"), "{d}");
+    }
+
+    #[test]
+    fn values_are_quoted_so_systemd_takes_them_as_written() {
+        assert_eq!(
+            quoted("/home/u/My Tools/ccscope", true),
+            "\"/home/u/My Tools/ccscope\""
+        );
+        assert_eq!(quoted("a%b$c\"d\\e", true), "\"a%%b$$c\\\"d\\\\e\"");
+        assert_eq!(quoted("a%b$c", false), "\"a%%b$c\"");
+        use std::os::unix::ffi::OsStrExt;
+        let bad = Path::new(std::ffi::OsStr::from_bytes(b"/x/\xff"));
+        assert!(matches!(
+            template_text(bad),
+            Err(UnitFileError::NotText { .. })
+        ));
     }
 
     #[test]
     fn the_shipped_template_is_the_one_enable_writes() {
         assert_eq!(
             include_str!("../../units/ccscope@.service"),
-            template_text(Path::new("/usr/local/bin/ccscope")),
+            template_text(Path::new("/usr/local/bin/ccscope")).unwrap(),
             "units/ccscope@.service is out of step with files::template_text"
         );
     }

@@ -42,10 +42,21 @@ pub fn under_unit() -> bool {
     notifier().is_some()
 }
 
+/// Whether `READY=1` went out already (a reload may then say it again).
+static READY_SENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the unit was told the stack is ready.
+pub fn was_ready() -> bool {
+    READY_SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Sends `state` (newline-separated `KEY=value` assignments); nothing outside a unit. A
 /// failure is logged at debug: the unit's view is a courtesy, never the supervisor's fate.
 pub fn notify(state: &str) {
     let Some(n) = notifier() else { return };
+    if state.lines().any(|l| l == "READY=1") {
+        READY_SENT.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
     if let Err(e) = n.socket.send_to_addr(state.as_bytes(), &n.address) {
         tracing::debug!("could not notify systemd ({state:?}): {e}");
     }
