@@ -8,8 +8,9 @@
 //! [`Sink`], under the same identifier as a process service's, and through the same tap the
 //! driver keeps a process's last lines and `log` readiness with.
 //!
-//! No thread of its own: the event stream and each container's log stream are tasks on the
-//! supervisor's one-thread runtime.
+//! The event stream and each container's log stream are tasks on the supervisor's one-thread
+//! runtime; only the writing of a container's output has a thread of its own (a write to
+//! journald may block).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -22,7 +23,7 @@ use futures_util::StreamExt;
 use crate::config::{DockerSpec, PortMapping, ProbeCheck};
 use crate::docker::{ContainerEvent, ContainerInfo, ContainerSpec, DockerError, Engine};
 use crate::escalate::Force;
-use crate::launch::forward::Sink;
+use crate::launch::forward::{OutputStream, Piece, Sink};
 use crate::proc::ProcessIdentity;
 
 use super::machine::Input;
@@ -339,14 +340,35 @@ impl Docker {
         let engine = self.engine.as_ref().ok()?;
         let logs = engine.logs_since(id, since);
         let id = id.to_string();
+        // Written on a thread of its own: a journald that falls behind holds up this
+        // container's log stream (the queue is bounded), never the supervisor's loop.
+        let (queue, mut queued) = tokio::sync::mpsc::channel::<(OutputStream, Piece)>(OUTPUT_QUEUE);
+        let writer = std::thread::Builder::new()
+            .name("ccscope-output".into())
+            .spawn(move || {
+                while let Some((stream, piece)) = queued.blocking_recv() {
+                    sink.piece(stream, &piece);
+                    // What else is waiting goes out in the same write.
+                    while let Ok((stream, piece)) = queued.try_recv() {
+                        sink.piece(stream, &piece);
+                    }
+                    sink.flush();
+                }
+            });
+        if let Err(e) = writer {
+            tracing::warn!(
+                "the output of container {id} is not kept: no thread to write it: {}",
+                crate::proc::describe_io(&e)
+            );
+        }
         let task = tokio::task::spawn_local(async move {
             let mut logs = std::pin::pin!(logs);
             while let Some(item) = logs.next().await {
                 match item {
                     Ok((stream, piece)) => {
-                        sink.piece(stream, &piece);
-                        sink.flush();
                         line(&piece.bytes);
+                        // The writer is gone only when it could not start (said above).
+                        let _ = queue.send((stream, piece)).await;
                     }
                     Err(e) => {
                         tracing::warn!("following the output of container {id} failed: {e}");
@@ -358,6 +380,9 @@ impl Docker {
         Some(task)
     }
 }
+
+/// How many pieces of a container's output may wait for its writer thread.
+const OUTPUT_QUEUE: usize = 4096;
 
 /// A HEALTHCHECK's word as a probe's result.
 fn health(info: &ContainerInfo) -> Result<(), String> {
