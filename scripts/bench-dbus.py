@@ -161,12 +161,7 @@ def main():
         try:
             for way in ways.values():
                 way.start()
-            for i in range(args.warmup + args.runs):
-                order = list(ways)[i % 3:] + list(ways)[:i % 3]
-                for name in order:
-                    result = ways[name].once()
-                    if i >= args.warmup:
-                        samples[name].append(result)
+            br.rounds(ways, samples, args.warmup, args.runs)
             rest = idle(cli, ways["dbus"], args.idle)
         finally:
             for way in ways.values():

@@ -248,6 +248,18 @@ def summary(samples):
                 "p90_ms": p90([s[k] for s in samples]) * 1000} for k in keys}
 
 
+
+def rounds(ways, samples, warmup, runs):
+    """Each way once per round, the first `warmup` rounds not kept; the order rotates, so no
+    way always runs right after another."""
+    for i in range(warmup + runs):
+        names = list(ways)
+        order = names[i % len(names):] + names[:i % len(names)]
+        for name in order:
+            result = ways[name].once()
+            if i >= warmup:
+                samples[name].append(result)
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("ccscope")
@@ -277,13 +289,7 @@ def main():
         try:
             for way in ways.values():
                 way.start()
-            for i in range(args.warmup + args.runs):
-                # Rotating the order: no way always runs right after another.
-                order = list(ways)[i % 3:] + list(ways)[:i % 3]
-                for name in order:
-                    result = ways[name].once()
-                    if i >= args.warmup:
-                        samples[name].append(result)
+            rounds(ways, samples, args.warmup, args.runs)
         finally:
             for way in ways.values():
                 way.end()

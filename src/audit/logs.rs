@@ -172,20 +172,31 @@ enum Msg {
 /// SIGINT, SIGTERM and SIGHUP become a message, so the loop ends between two lines and ends
 /// journalctl. Once this is installed their default action (die at once) no longer applies.
 fn watch_interrupt(tx: mpsc::Sender<Msg>) {
+    on_stop_signals(move |number| tx.send(Msg::Interrupted(number)).is_ok());
+}
+
+/// Hands each SIGINT, SIGTERM and SIGHUP (by number) to `each`, on a thread of its own, until
+/// `each` says no more; returns once the handlers are in (at most 5 s), so a signal that
+/// comes after the return is never the default's (death at once). For `logs` and `top`.
+pub(crate) fn on_stop_signals(mut each: impl FnMut(i32) -> bool + Send + 'static) {
+    let (installed, is_installed) = mpsc::channel();
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
         else {
+            let _ = installed.send(());
             return;
         };
         rt.block_on(async {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+            let handlers = (
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::terminate()),
                 signal(SignalKind::hangup()),
-            ) else {
+            );
+            let _ = installed.send(());
+            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = handlers else {
                 return;
             };
             loop {
@@ -194,12 +205,13 @@ fn watch_interrupt(tx: mpsc::Sender<Msg>) {
                     _ = term.recv() => libc::SIGTERM,
                     _ = hup.recv() => libc::SIGHUP,
                 };
-                if tx.send(Msg::Interrupted(number)).is_err() {
+                if !each(number) {
                     return;
                 }
             }
         });
     });
+    let _ = is_installed.recv_timeout(Duration::from_secs(5));
 }
 
 /// Lines on their way to the printer: grep first.

@@ -78,12 +78,8 @@ impl Shared {
                 let main = r.main_pid.filter(|_| alive).map(|p| p as u32);
                 let mut pids: Vec<u32> = main.into_iter().collect();
                 if let Some(cgroup) = &known.cgroup {
-                    let procs = std::fs::read_to_string(cgroup.join("cgroup.procs"));
-                    for pid in procs
-                        .unwrap_or_default()
-                        .lines()
-                        .filter_map(|l| l.parse().ok())
-                    {
+                    let procs = crate::contain::cgroup::Cgroup::at(cgroup).procs();
+                    for pid in procs.unwrap_or_default().into_iter().map(|p| p as u32) {
                         if !pids.contains(&pid) {
                             pids.push(pid);
                         }

@@ -280,11 +280,8 @@ fn ports_of(config: &Config, service: &str) -> Vec<u16> {
 /// The processes of a scope: its cgroup's `cgroup.procs` where it has a cgroup, else its
 /// main process alone.
 pub(crate) fn scope_pids(cgroup: Option<&Path>, main_pid: Option<i32>) -> Vec<i32> {
-    let listed = cgroup.and_then(|c| std::fs::read_to_string(c.join("cgroup.procs")).ok());
-    match listed {
-        Some(text) => text.lines().filter_map(|l| l.trim().parse().ok()).collect(),
-        None => main_pid.into_iter().collect(),
-    }
+    let listed = cgroup.and_then(|c| crate::contain::cgroup::Cgroup::at(c).procs().ok());
+    listed.unwrap_or_else(|| main_pid.into_iter().collect())
 }
 
 /// What a snapshot is made of, gathered by the driver.

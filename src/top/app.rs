@@ -313,35 +313,10 @@ fn spawn_keys(tx: mpsc::Sender<Msg>) {
 /// SIGTERM, SIGHUP (the terminal went away) and SIGINT end the dashboard as `q` does, so the
 /// terminal is restored. Returns once their handlers are installed.
 fn spawn_signals(tx: mpsc::Sender<Msg>) {
-    let (installed, is_installed) = mpsc::channel();
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            let _ = installed.send(());
-            return;
-        };
-        rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-                signal(SignalKind::interrupt()),
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) else {
-                let _ = installed.send(());
-                return;
-            };
-            let _ = installed.send(());
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            let _ = tx.send(Msg::Signal);
-        });
+    crate::audit::logs::on_stop_signals(move |_| {
+        let _ = tx.send(Msg::Signal);
+        false
     });
-    let _ = is_installed.recv_timeout(Duration::from_secs(5));
 }
 
 /// The latest audit events of the project, once (the feed brings the new ones).
